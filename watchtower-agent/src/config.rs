@@ -1,0 +1,129 @@
+//! Agent configuration: a TOML file with defaults for every field, overridden by
+//! command-line flags, validated before anything is loaded.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Which exec/connect activity is shipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Logins, plus the execs and connects made inside login sessions (daemons' own
+    /// activity is counted, not shipped).
+    #[default]
+    Sessions,
+    /// Every exec and connect on the host.
+    All,
+}
+
+impl Scope {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Sessions => "sessions",
+            Scope::All => "all",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSection {
+    /// This host's identity in events (default: the hostname).
+    pub host_id: Option<String>,
+    /// Where the agent keeps its state (sequence numbers).
+    pub state_dir: PathBuf,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self { host_id: None, state_dir: PathBuf::from("/var/lib/watchtower-agent") }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureSection {
+    pub scope: Scope,
+    /// Size of the kernel ring buffer: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        Self { scope: Scope::Sessions, ring_buffer_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSection {
+    /// Seconds between health records (loss counters and state).
+    pub interval_secs: u64,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        Self { interval_secs: 60 }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub agent: AgentSection,
+    pub capture: CaptureSection,
+    pub health: HealthSection,
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Reject settings that cannot work, with the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        let ring = self.capture.ring_buffer_bytes;
+        if ring < 4096 || !ring.is_power_of_two() {
+            return Err(format!(
+                "capture.ring_buffer_bytes = {ring}: must be a power of two of at least 4096 (one page)"
+            ));
+        }
+        if self.health.interval_secs == 0 {
+            return Err("health.interval_secs must be at least 1".into());
+        }
+        if let Some(host) = &self.agent.host_id {
+            if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("agent.host_id {host:?} must be 1-253 characters without spaces"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides_from_toml() {
+        let config = Config::from_toml("[capture]\nscope = \"all\"\n").unwrap();
+        assert_eq!(config.capture.scope, Scope::All);
+        assert_eq!(config.capture.ring_buffer_bytes, 16 * 1024 * 1024);
+        assert_eq!(config.health.interval_secs, 60);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        let err = Config::from_toml("[capture]\nscop = \"all\"\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+        let mut config = Config::default();
+        config.capture.ring_buffer_bytes = 5000;
+        assert!(config.validate().unwrap_err().contains("power of two"));
+        config.capture.ring_buffer_bytes = 4096;
+        config.health.interval_secs = 0;
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,334 @@
+//! The events users read: what the agent prints (and, later, ships).
+//!
+//! Every event is wrapped in an [`Event`] envelope carrying `(host_id, boot_id,
+//! seq)`, so loss and duplicates are exactly countable downstream.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// A session key as users see it: 16 hex digits, unique within one boot of one host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl SessionId {
+    /// `None` for the kernel's "no session" key 0.
+    #[must_use]
+    pub fn from_key(key: u64) -> Option<Self> {
+        (key != 0).then_some(SessionId(key))
+    }
+}
+
+/// The process an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub tid: u32,
+    /// 0 when the kernel's task layout could not be read.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// The PAM step a failed login stopped at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PamStep {
+    Start,
+    Authenticate,
+    Account,
+    OpenSession,
+}
+
+/// One attempt to log in (or to switch user) through PAM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoginAttempt {
+    pub service: String,
+    pub user: String,
+    pub remote_host: Option<String>,
+    pub tty: Option<String>,
+    pub remote_user: Option<String>,
+    pub outcome: Outcome,
+    /// The step that failed (absent on success).
+    pub failed_step: Option<PamStep>,
+    /// The deciding PAM return code and its name.
+    pub pam_code: i32,
+    pub pam_code_name: &'static str,
+    /// Return code of `pam_authenticate`, absent when the application did not call it
+    /// (e.g. sshd with a public key).
+    pub authenticate_code: Option<i32>,
+    /// Return code of `pam_acct_mgmt`, when called.
+    pub account_code: Option<i32>,
+    /// The session the attempt was made from (su or sudo inside an ssh login).
+    pub from_session: Option<SessionId>,
+    pub process: Process,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionStart {
+    pub session: SessionId,
+    /// The session this one was opened inside (su/sudo within an ssh login).
+    pub parent_session: Option<SessionId>,
+    pub service: String,
+    pub user: String,
+    pub remote_host: Option<String>,
+    pub tty: Option<String>,
+    pub remote_user: Option<String>,
+    /// `/proc/<pid>/loginuid` of the session's process (absent when unset or unreadable).
+    pub loginuid: Option<u32>,
+    /// `/proc/<pid>/sessionid`, the audit session id.
+    pub audit_session_id: Option<u32>,
+    pub process: Process,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEndReason {
+    /// `pam_close_session` was called.
+    Closed,
+    /// The process that opened the session exited without closing it.
+    ProcessExited,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionEnd {
+    pub session: SessionId,
+    pub parent_session: Option<SessionId>,
+    pub service: String,
+    pub user: String,
+    pub remote_host: Option<String>,
+    pub reason: SessionEndReason,
+    pub duration_ns: u64,
+    /// Programs run, connections made and processes created inside the session
+    /// (child sessions included) while the agent watched.
+    pub execs: u64,
+    pub connects: u64,
+    pub processes: u64,
+    pub process: Process,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Exec {
+    pub session: Option<SessionId>,
+    /// The user who logged in to that session.
+    pub session_user: Option<String>,
+    pub filename: String,
+    pub argv: Vec<String>,
+    /// Arguments were dropped or cut to the kernel record's bounds.
+    pub argv_truncated: bool,
+    /// 0, or `-errno`.
+    pub result: i64,
+    pub error: Option<&'static str>,
+    pub process: Process,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Connect {
+    pub session: Option<SessionId>,
+    pub session_user: Option<String>,
+    /// `inet`, `inet6` or `unix`.
+    pub family: &'static str,
+    pub address: String,
+    pub port: Option<u16>,
+    /// 0, or `-errno` (`-EINPROGRESS`: a non-blocking connect under way, counts as made).
+    pub result: i64,
+    pub error: Option<&'static str>,
+    pub fd: u32,
+    pub process: Process,
+}
+
+/// The agent's own state: what it runs, and everything it could not deliver.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AgentHealth {
+    /// `start`, `periodic` or `shutdown`.
+    pub reason: &'static str,
+    /// `kernel` (probes attached).
+    pub mode: &'static str,
+    /// `sessions` (logins plus what they do) or `all`.
+    pub scope: &'static str,
+    pub probes: Vec<String>,
+    /// Kernel records lost because the ring buffer was full, by record kind.
+    pub lost: BTreeMap<&'static str, u64>,
+    /// Activity seen outside the capture scope and not shipped, by record kind.
+    pub out_of_scope: BTreeMap<&'static str, u64>,
+    /// Records rejected by the decoder.
+    pub decode_errors: u64,
+    /// Records read from the ring buffer.
+    pub records: u64,
+    /// PAM calls whose transaction started before the agent did.
+    pub pam_orphans: u64,
+    /// Open sessions the agent knows of.
+    pub open_sessions: u64,
+    /// On start: the last sequence number an earlier run could have used.
+    pub resumed_after_seq: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    LoginAttempt(LoginAttempt),
+    SessionStart(SessionStart),
+    SessionEnd(SessionEnd),
+    Exec(Exec),
+    Connect(Connect),
+    AgentHealth(AgentHealth),
+}
+
+/// An event with its identity and time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub host_id: String,
+    pub boot_id: String,
+    pub seq: u64,
+    /// RFC 3339, UTC, nanoseconds.
+    pub time: String,
+    pub time_unix_ns: u64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// Name of a Linux-PAM return code.
+#[must_use]
+pub fn pam_code_name(code: i32) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "PAM_SUCCESS",
+        "PAM_OPEN_ERR",
+        "PAM_SYMBOL_ERR",
+        "PAM_SERVICE_ERR",
+        "PAM_SYSTEM_ERR",
+        "PAM_BUF_ERR",
+        "PAM_PERM_DENIED",
+        "PAM_AUTH_ERR",
+        "PAM_CRED_INSUFFICIENT",
+        "PAM_AUTHINFO_UNAVAIL",
+        "PAM_USER_UNKNOWN",
+        "PAM_MAXTRIES",
+        "PAM_NEW_AUTHTOK_REQD",
+        "PAM_ACCT_EXPIRED",
+        "PAM_SESSION_ERR",
+        "PAM_CRED_UNAVAIL",
+        "PAM_CRED_EXPIRED",
+        "PAM_CRED_ERR",
+        "PAM_NO_MODULE_DATA",
+        "PAM_CONV_ERR",
+        "PAM_AUTHTOK_ERR",
+        "PAM_AUTHTOK_RECOVERY_ERR",
+        "PAM_AUTHTOK_LOCK_BUSY",
+        "PAM_AUTHTOK_DISABLE_AGING",
+        "PAM_TRY_AGAIN",
+        "PAM_IGNORE",
+        "PAM_ABORT",
+        "PAM_AUTHTOK_EXPIRED",
+        "PAM_MODULE_UNKNOWN",
+        "PAM_BAD_ITEM",
+        "PAM_CONV_AGAIN",
+        "PAM_INCOMPLETE",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| NAMES.get(i).copied())
+        .unwrap_or("PAM_UNKNOWN")
+}
+
+/// Name of an errno carried as a negative syscall result.
+#[must_use]
+pub fn errno_name(result: i64) -> Option<&'static str> {
+    if result >= 0 {
+        return None;
+    }
+    Some(match -result {
+        1 => "EPERM",
+        2 => "ENOENT",
+        4 => "EINTR",
+        7 => "E2BIG",
+        8 => "ENOEXEC",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        26 => "ETXTBSY",
+        36 => "ENAMETOOLONG",
+        40 => "ELOOP",
+        88 => "ENOTSOCK",
+        97 => "EAFNOSUPPORT",
+        98 => "EADDRINUSE",
+        99 => "EADDRNOTAVAIL",
+        101 => "ENETUNREACH",
+        104 => "ECONNRESET",
+        106 => "EISCONN",
+        110 => "ETIMEDOUT",
+        111 => "ECONNREFUSED",
+        113 => "EHOSTUNREACH",
+        114 => "EALREADY",
+        115 => "EINPROGRESS",
+        _ => "EOTHER",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_codes() {
+        assert_eq!(pam_code_name(0), "PAM_SUCCESS");
+        assert_eq!(pam_code_name(7), "PAM_AUTH_ERR");
+        assert_eq!(pam_code_name(10), "PAM_USER_UNKNOWN");
+        assert_eq!(pam_code_name(-1), "PAM_UNKNOWN");
+        assert_eq!(pam_code_name(99), "PAM_UNKNOWN");
+        assert_eq!(errno_name(0), None);
+        assert_eq!(errno_name(-111), Some("ECONNREFUSED"));
+        assert_eq!(errno_name(-115), Some("EINPROGRESS"));
+    }
+
+    #[test]
+    fn envelope_serializes_flat_with_kind_tag() {
+        let event = Event {
+            host_id: "h1".into(),
+            boot_id: "b".into(),
+            seq: 7,
+            time: "2026-01-01T00:00:00.000000000Z".into(),
+            time_unix_ns: 1,
+            body: EventBody::Exec(Exec {
+                session: SessionId::from_key(0xab),
+                session_user: Some("alice".into()),
+                filename: "/usr/bin/id".into(),
+                argv: vec!["id".into()],
+                argv_truncated: false,
+                result: 0,
+                error: None,
+                process: Process { pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, comm: "bash".into() },
+            }),
+        };
+        let json: serde_json::Value = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["kind"], "exec");
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["session"], "00000000000000ab");
+        assert_eq!(json["process"]["comm"], "bash");
+    }
+}

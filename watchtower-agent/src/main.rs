@@ -1,0 +1,229 @@
+//! watchtower-agent: watches logins on this host at the kernel boundary.
+//!
+//! main only parses the command line and wires the stages together; each stage
+//! lives in its own module.
+
+mod assemble;
+mod btf;
+mod clock;
+mod config;
+mod decode;
+mod event;
+mod libpam;
+mod pipeline;
+mod probes;
+mod seq;
+mod tracefs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, Scope};
+use crate::pipeline::{HealthContext, Input, ReaderStats, Stamper};
+
+/// Watchtower host agent.
+///
+/// Attaches eBPF probes to libpam (pam_start, pam_set_item and the result of every
+/// PAM step), to execve/execveat, connect, fork and exit, and turns what they see
+/// into login, session, exec and connect events. Every exec and connect made inside
+/// a login session (including after su or sudo) carries that session. Events carry
+/// (host_id, boot_id, seq) so loss and duplicates can be counted exactly; records the
+/// kernel could not deliver are counted and reported in `agent_health` events.
+///
+/// Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TOML configuration file ([agent], [capture], [health] sections).
+    #[arg(long, short, env = "WATCHTOWER_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print events as JSON lines on standard output.
+    #[arg(long)]
+    stdout: bool,
+    /// Which exec/connect activity to ship: `sessions` (inside logins, the default)
+    /// or `all`.
+    #[arg(long, value_enum)]
+    scope: Option<Scope>,
+    /// This host's id in events (default: the hostname).
+    #[arg(long)]
+    host_id: Option<String>,
+    /// Directory for the agent's state (sequence numbers).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Kernel ring buffer size in bytes (a power of two, at least 4096).
+    #[arg(long)]
+    ring_buffer_bytes: Option<u32>,
+    /// Seconds between health records.
+    #[arg(long)]
+    health_interval_secs: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the effective configuration (file plus flags) as TOML and exit.
+    PrintConfig,
+    /// Check this machine (capabilities, tracefs, BTF, tracepoint layouts, libpam)
+    /// without loading anything, and print what was found.
+    Check,
+}
+
+fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(scope) = cli.scope {
+        config.capture.scope = scope;
+    }
+    if let Some(host) = &cli.host_id {
+        config.agent.host_id = Some(host.clone());
+    }
+    if let Some(dir) = &cli.state_dir {
+        config.agent.state_dir.clone_from(dir);
+    }
+    if let Some(bytes) = cli.ring_buffer_bytes {
+        config.capture.ring_buffer_bytes = bytes;
+    }
+    if let Some(secs) = cli.health_interval_secs {
+        config.health.interval_secs = secs;
+    }
+    config.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    Ok(config)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn boot_id() -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .context("reading /proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WATCHTOWER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = effective_config(&cli)?;
+    match cli.command {
+        Some(Command::PrintConfig) => {
+            print!("{}", toml::to_string_pretty(&config)?);
+            return Ok(());
+        }
+        Some(Command::Check) => {
+            let found = probes::preflight()?;
+            println!("tracefs: {} (mounted now: {})", found.tracefs.display(), found.mounted_tracefs);
+            println!("libpam: {}", found.libpam.display());
+            println!("tracepoint offsets: {:?}", found.tracepoint_offsets);
+            println!("task_struct offsets: {:?}", found.task_offsets);
+            if let Some(note) = found.btf_note {
+                println!("BTF: {note}");
+            }
+            return Ok(());
+        }
+        None => {}
+    }
+    if !cli.stdout {
+        bail!("no output selected: pass --stdout to print events as JSON lines");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let found = probes::preflight()?;
+    if found.mounted_tracefs {
+        tracing::info!(path = %found.tracefs.display(), "mounted tracefs");
+    }
+    if let Some(note) = &found.btf_note {
+        tracing::warn!("{note}");
+    }
+    let seq = seq::SeqAllocator::open(&config.agent.state_dir)
+        .with_context(|| format!("opening state in {}", config.agent.state_dir.display()))?;
+    let stamper = Stamper {
+        host_id: config.agent.host_id.clone().unwrap_or_else(hostname),
+        boot_id: boot_id()?,
+        seq,
+    };
+    let probes = probes::load(
+        &found,
+        config.capture.scope == Scope::All,
+        config.capture.ring_buffer_bytes,
+    )?;
+    tracing::info!(
+        probes = probes.attached.len(),
+        libpam = %found.libpam.display(),
+        scope = config.capture.scope.name(),
+        "probes attached"
+    );
+    let probes::Probes { ebpf, ring, counters, attached } = probes;
+
+    let (records_tx, records_rx) = mpsc::channel::<Input>(1024);
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reader_stats = Arc::new(ReaderStats::default());
+
+    records_tx.send(Input::Health("start")).await?;
+    let reader = tokio::spawn(pipeline::read_ring(ring, records_tx.clone(), reader_stats.clone(), stop_rx));
+    let assembler = tokio::spawn(pipeline::assemble(
+        records_rx,
+        events_tx,
+        stamper,
+        counters,
+        reader_stats,
+        HealthContext { scope: config.capture.scope.name(), probes: attached },
+    ));
+    let output = tokio::spawn(pipeline::write_stdout(events_rx));
+
+    let health_tx = records_tx;
+    let interval = Duration::from_secs(config.health.interval_secs);
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if health_tx.send(Input::Health("periodic")).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
+        _ = sigterm.recv() => tracing::info!("terminated, shutting down"),
+    }
+    // Detach every probe first, so the final health record counts everything.
+    drop(ebpf);
+    ticker.abort();
+    let _ = stop_tx.send(true);
+    reader.await??;
+    assembler.await??;
+    output.await??;
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! Loading and attaching the eBPF programs, with every kernel-feature check in
+//! one place: privileges, tracefs, BTF, tracepoint layouts and libpam.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{TracePoint, UProbe, uprobe::UProbeScope},
+};
+use watchtower_common::{RecordKind, TaskOffsets, TracepointOffsets, names};
+
+use crate::{btf, libpam, tracefs};
+
+/// The eBPF object built by build.rs from watchtower-ebpf.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watchtower"));
+
+/// (program, tracepoint group, tracepoint name)
+const TRACEPOINTS: [(&str, &str, &str); 8] = [
+    ("sched_process_fork", "sched", "sched_process_fork"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
+    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+    ("sys_exit_connect", "syscalls", "sys_exit_connect"),
+];
+
+/// PAM steps whose return codes are recorded by the shared `pam_call_ret` program.
+const PAM_STEPS: [&str; 6] = [
+    "pam_authenticate",
+    "pam_acct_mgmt",
+    "pam_open_session",
+    "pam_close_session",
+    "pam_setcred",
+    "pam_chauthtok",
+];
+
+/// Capabilities the agent needs, with why.
+pub const REQUIRED_CAPABILITIES: [(u32, &str, &str); 3] = [
+    (39, "CAP_BPF", "load eBPF programs and create maps"),
+    (38, "CAP_PERFMON", "attach tracepoints and uprobes (perf events), read kernel memory from BPF"),
+    (21, "CAP_SYS_ADMIN", "attach uprobes (required since the CVE-2025-38466 fix) and mount tracefs"),
+];
+
+/// What was found about this machine before loading anything.
+#[derive(Debug)]
+pub struct Preflight {
+    pub tracefs: PathBuf,
+    pub mounted_tracefs: bool,
+    pub tracepoint_offsets: TracepointOffsets,
+    pub task_offsets: TaskOffsets,
+    pub libpam: PathBuf,
+    pub btf_note: Option<String>,
+}
+
+/// Effective capability set of this process, from /proc/self/status.
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// The required capabilities this process lacks.
+#[must_use]
+pub fn missing_capabilities() -> Vec<&'static str> {
+    let Some(effective) = effective_capabilities() else {
+        return Vec::new();
+    };
+    REQUIRED_CAPABILITIES
+        .iter()
+        .filter(|(bit, _, _)| effective & (1u64 << bit) == 0)
+        .map(|(_, name, _)| *name)
+        .collect()
+}
+
+/// Check everything the probes need; fail with a message that says what to do.
+pub fn preflight() -> anyhow::Result<Preflight> {
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
+        let why: Vec<String> = REQUIRED_CAPABILITIES
+            .iter()
+            .filter(|(_, name, _)| missing.contains(name))
+            .map(|(_, name, why)| format!("{name} ({why})"))
+            .collect();
+        bail!(
+            "missing capabilities: {}. Run the agent as root, or grant exactly: {}",
+            missing.join(", "),
+            why.join("; ")
+        );
+    }
+    if !std::path::Path::new("/sys/fs/bpf").exists() && !std::path::Path::new("/proc/sys/kernel/bpf_stats_enabled").exists() {
+        bail!("this kernel has no BPF support (no /proc/sys/kernel/bpf_stats_enabled): it needs CONFIG_BPF_SYSCALL");
+    }
+    let (tracefs_root, mounted_tracefs) = tracefs::ensure_mounted()?;
+    let tracepoint_offsets = tracefs::tracepoint_offsets(&tracefs_root)
+        .context("reading tracepoint layouts (does this kernel have CONFIG_FTRACE_SYSCALLS?)")?;
+    let (task_offsets, btf_note) = match std::fs::read(btf::VMLINUX_BTF) {
+        Ok(data) => match btf::Btf::parse(&data).and_then(|b| btf::task_offsets(&b)) {
+            Ok(offsets) => (offsets, None),
+            Err(e) => (TaskOffsets::default(), Some(format!("{}: {e}; ppid and exit codes will be 0", btf::VMLINUX_BTF))),
+        },
+        Err(e) => (
+            TaskOffsets::default(),
+            Some(format!("{} unreadable ({e}); ppid and exit codes will be 0", btf::VMLINUX_BTF)),
+        ),
+    };
+    let libpam = libpam::discover().map_err(|e| anyhow!("{e}: logins cannot be observed"))?;
+    Ok(Preflight {
+        tracefs: tracefs_root,
+        mounted_tracefs,
+        tracepoint_offsets,
+        task_offsets,
+        libpam,
+        btf_note,
+    })
+}
+
+/// Loaded and attached programs with the maps user space reads.
+pub struct Probes {
+    /// Owns the programs and their links: dropping it detaches everything.
+    pub ebpf: Ebpf,
+    pub ring: RingBuf<MapData>,
+    pub counters: KernelCounters,
+    /// Human-readable list of what is attached.
+    pub attached: Vec<String>,
+}
+
+/// The kernel's per-CPU loss and scope counters.
+pub struct KernelCounters {
+    lost: PerCpuArray<MapData, u64>,
+    out_of_scope: PerCpuArray<MapData, u64>,
+}
+
+fn sum_by_kind(map: &PerCpuArray<MapData, u64>) -> BTreeMap<&'static str, u64> {
+    RecordKind::ALL
+        .iter()
+        .map(|kind| {
+            let total = map
+                .get(&(*kind as u32), 0)
+                .map(|values| values.iter().sum::<u64>())
+                .unwrap_or(0);
+            (kind.name(), total)
+        })
+        .collect()
+}
+
+impl KernelCounters {
+    /// Records lost because the ring buffer was full, by kind.
+    #[must_use]
+    pub fn lost(&self) -> BTreeMap<&'static str, u64> {
+        sum_by_kind(&self.lost)
+    }
+
+    /// Activity seen outside the capture scope, by kind.
+    #[must_use]
+    pub fn out_of_scope(&self) -> BTreeMap<&'static str, u64> {
+        sum_by_kind(&self.out_of_scope)
+    }
+}
+
+/// Load the object, configure it for this kernel and attach every probe.
+pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) -> anyhow::Result<Probes> {
+    // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
+    }
+    let agent_tgid = std::process::id();
+    let capture_all = u32::from(capture_all);
+    let mut ebpf = EbpfLoader::new()
+        .set_global(names::AGENT_TGID, &agent_tgid, true)
+        .set_global(names::CAPTURE_ALL, &capture_all, true)
+        .set_global(names::TASK_OFFSETS, &preflight.task_offsets, true)
+        .set_global(names::TRACEPOINT_OFFSETS, &preflight.tracepoint_offsets, true)
+        .set_max_entries(names::EVENTS, ring_buffer_bytes)
+        .load(EBPF_OBJECT)
+        .context(
+            "the kernel refused the eBPF object (it needs BPF ring buffers, kernel >= 5.8, \
+             and the verifier's acceptance; see the error above)",
+        )?;
+    let mut attached = Vec::new();
+
+    // Session inheritance first, so no fork of a new session is missed.
+    for (program, group, name) in TRACEPOINTS {
+        let tp: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+            .try_into()?;
+        tp.load().with_context(|| format!("verifier rejected {program}"))?;
+        tp.attach(group, name)
+            .with_context(|| format!("attaching tracepoint {group}/{name}"))?;
+        attached.push(format!("tracepoint:{group}/{name}"));
+    }
+
+    let libpam = &preflight.libpam;
+    let mut attach_uprobe = |ebpf: &mut Ebpf, program: &str, symbols: &[(&str, bool)]| -> anyhow::Result<()> {
+        let probe: &mut UProbe = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+            .try_into()?;
+        probe.load().with_context(|| format!("verifier rejected {program}"))?;
+        for (symbol, required) in symbols {
+            match probe.attach(*symbol, libpam, UProbeScope::AllProcesses) {
+                Ok(_) => attached.push(format!("{}:{}:{symbol}", if program.ends_with("_ret") { "uretprobe" } else { "uprobe" }, libpam.display())),
+                Err(e) if !required => {
+                    tracing::info!(symbol, error = %e, "optional PAM symbol not attached");
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "attaching {program} to {symbol} in {} (uprobes need CAP_SYS_ADMIN on this kernel)",
+                        libpam.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    };
+    attach_uprobe(&mut ebpf, "pam_start", &[("pam_start", true)])?;
+    attach_uprobe(&mut ebpf, "pam_start_confdir", &[("pam_start_confdir", false)])?;
+    attach_uprobe(&mut ebpf, "pam_start_ret", &[("pam_start", true), ("pam_start_confdir", false)])?;
+    attach_uprobe(&mut ebpf, "pam_set_item", &[("pam_set_item", true)])?;
+    for step in PAM_STEPS {
+        attach_uprobe(&mut ebpf, step, &[(step, true)])?;
+    }
+    let steps: Vec<(&str, bool)> = PAM_STEPS.iter().map(|s| (*s, true)).collect();
+    attach_uprobe(&mut ebpf, "pam_call_ret", &steps)?;
+    attach_uprobe(&mut ebpf, "pam_end", &[("pam_end", true)])?;
+
+    let ring = RingBuf::try_from(
+        ebpf.take_map(names::EVENTS)
+            .ok_or_else(|| anyhow!("map {} missing", names::EVENTS))?,
+    )?;
+    let lost = PerCpuArray::try_from(
+        ebpf.take_map(names::LOST)
+            .ok_or_else(|| anyhow!("map {} missing", names::LOST))?,
+    )?;
+    let out_of_scope = PerCpuArray::try_from(
+        ebpf.take_map(names::OUT_OF_SCOPE)
+            .ok_or_else(|| anyhow!("map {} missing", names::OUT_OF_SCOPE))?,
+    )?;
+    Ok(Probes {
+        ebpf,
+        ring,
+        counters: KernelCounters { lost, out_of_scope },
+        attached,
+    })
+}

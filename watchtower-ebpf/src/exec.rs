@@ -1,0 +1,125 @@
+//! `execve`/`execveat` tracepoints: the file name and arguments are read at
+//! entry (the old image is gone after a successful exec) into a per-thread
+//! pending record, and the record is sent at exit with the syscall's result.
+
+use aya_ebpf::{
+    helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes},
+    macros::{map, tracepoint},
+    maps::{LruHashMap, PerCpuArray},
+    programs::TracePointContext,
+};
+use watchtower_common::{
+    EXEC_ARG_LEN, EXEC_FILENAME_LEN, EXEC_MAX_ARGS, ExecRecord, RecordKind, exec_flags,
+};
+
+use crate::{
+    agent_tgid, capture_all, count_out_of_scope, current_ids, current_session, emit, fill_header,
+    tracepoint_offsets,
+};
+
+/// Per-CPU space to build a record too large for the 512-byte stack.
+#[map(name = "EXEC_SCRATCH")]
+static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Records waiting for their syscall's exit, keyed by thread id.
+#[map(name = "EXEC_PENDING")]
+static EXEC_PENDING: LruHashMap<u32, ExecRecord> = LruHashMap::with_max_entries(8192, 0);
+
+#[tracepoint]
+pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
+    let offsets = tracepoint_offsets();
+    let _ = try_enter(&ctx, offsets.execve_filename, offsets.execve_argv);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
+    let offsets = tracepoint_offsets();
+    let _ = try_enter(&ctx, offsets.execveat_filename, offsets.execveat_argv);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+fn try_enter(ctx: &TracePointContext, filename_off: u32, argv_off: u32) -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    if tgid == agent_tgid() || filename_off == 0 || argv_off == 0 {
+        return Ok(());
+    }
+    let session = current_session(tgid).map_or(0, |s| s.key);
+    if session == 0 && !capture_all() {
+        count_out_of_scope(RecordKind::Exec);
+        return Ok(());
+    }
+    let record = EXEC_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: tracepoint fields read through bpf_probe_read_kernel; user memory through the
+    // user helpers; `record` is this CPU's scratch slot.
+    unsafe {
+        let filename: u64 = ctx.read_at(filename_off as usize).map_err(i64::from)?;
+        let argv: u64 = ctx.read_at(argv_off as usize).map_err(i64::from)?;
+        fill_header(&raw mut (*record).header, RecordKind::Exec, session);
+        (*record).retval = 0;
+        (*record).argc = 0;
+        let mut flags = 0u32;
+        (*record).filename[0] = 0;
+        match bpf_probe_read_user_str_bytes(filename as *const u8, &mut (*record).filename) {
+            Ok(read) if read.len() >= EXEC_FILENAME_LEN - 1 => flags |= exec_flags::FILENAME_CUT,
+            Ok(_) => {}
+            Err(_) => flags |= exec_flags::READ_FAILED,
+        }
+        let argv = argv as *const u64;
+        let mut argc = 0u32;
+        if !argv.is_null() {
+            for i in 0..EXEC_MAX_ARGS {
+                let Ok(arg) = bpf_probe_read_user(argv.add(i)) else {
+                    flags |= exec_flags::READ_FAILED;
+                    break;
+                };
+                if arg == 0 {
+                    break;
+                }
+                let slot = &mut (*record).args[i];
+                slot[0] = 0;
+                match bpf_probe_read_user_str_bytes(arg as *const u8, slot) {
+                    Ok(read) if read.len() >= EXEC_ARG_LEN - 1 => flags |= exec_flags::ARG_CUT,
+                    Ok(_) => {}
+                    Err(_) => flags |= exec_flags::READ_FAILED,
+                }
+                argc += 1;
+            }
+            if argc as usize == EXEC_MAX_ARGS {
+                if let Ok(next) = bpf_probe_read_user(argv.add(EXEC_MAX_ARGS)) {
+                    if next != 0 {
+                        flags |= exec_flags::ARGS_TRUNCATED;
+                    }
+                }
+            }
+        }
+        (*record).argc = argc;
+        (*record).flags = flags;
+        EXEC_PENDING.insert(&tid, &*record, 0).map_err(i64::from)
+    }
+}
+
+fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let (_, tid) = current_ids();
+    let record = EXEC_PENDING.get_ptr_mut(&tid).ok_or(1)?;
+    let offsets = tracepoint_offsets();
+    // SAFETY: `record` is this thread's pending map value; the field read uses the helper.
+    unsafe {
+        (*record).retval = ctx.read_at::<i64>(offsets.sys_exit_ret as usize).unwrap_or(i64::MIN);
+        emit(RecordKind::Exec, &*record);
+    }
+    let _ = EXEC_PENDING.remove(&tid);
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Watchtower's eBPF programs.
+//!
+//! The programs only record facts; all policy and assembly happens in the agent.
+//! One module per probe family; every entry point is a thin wrapper around a
+//! `try_*` function returning `Result`, and every record goes through [`emit`],
+//! which counts what the ring buffer could not take.
+#![no_std]
+#![no_main]
+
+mod connect;
+mod exec;
+mod pam;
+mod task;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_probe_read_kernel,
+        generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+    },
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use watchtower_common::{
+    KIND_SLOTS, RecordHeader, RecordKind, SessionLink, TaskOffsets, TracepointOffsets,
+};
+
+/// Default size; the agent sets the real one at load time.
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+#[map(name = "LOST")]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+#[map(name = "OUT_OF_SCOPE")]
+static OUT_OF_SCOPE: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+/// tgid (and, for threads created inside a session, tid) -> session.
+#[map(name = "SESSIONS")]
+static SESSIONS: HashMap<u32, SessionLink> = HashMap::with_max_entries(65_536, 0);
+
+#[unsafe(no_mangle)]
+static AGENT_TGID: u32 = 0;
+#[unsafe(no_mangle)]
+static CAPTURE_ALL: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_OFFSETS: TaskOffsets = TaskOffsets {
+    real_parent: 0,
+    tgid: 0,
+    exit_code: 0,
+    pad: 0,
+};
+#[unsafe(no_mangle)]
+static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
+    execve_filename: 0,
+    execve_argv: 0,
+    execveat_filename: 0,
+    execveat_argv: 0,
+    connect_fd: 0,
+    connect_uservaddr: 0,
+    connect_addrlen: 0,
+    sys_exit_ret: 0,
+    fork_child_pid: 0,
+    exit_group_dead: 0,
+    pad: [0; 2],
+};
+
+#[inline(always)]
+fn agent_tgid() -> u32 {
+    // SAFETY: a global written once by the loader before the programs run.
+    unsafe { core::ptr::read_volatile(&raw const AGENT_TGID) }
+}
+
+#[inline(always)]
+fn capture_all() -> bool {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&raw const CAPTURE_ALL) != 0 }
+}
+
+#[inline(always)]
+fn task_offsets() -> TaskOffsets {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&raw const TASK_OFFSETS) }
+}
+
+#[inline(always)]
+fn tracepoint_offsets() -> TracepointOffsets {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&raw const TRACEPOINT_OFFSETS) }
+}
+
+/// The current task's ids: (tgid, tid).
+#[inline(always)]
+fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ((pid_tgid >> 32) as u32, pid_tgid as u32)
+}
+
+/// The session the current process belongs to, if any.
+#[inline(always)]
+fn current_session(tgid: u32) -> Option<SessionLink> {
+    // SAFETY: the value is copied out at once; a concurrent delete can at worst give a stale copy.
+    unsafe { SESSIONS.get(&tgid).copied() }
+}
+
+#[inline(always)]
+fn count(map: &PerCpuArray<u64>, kind: RecordKind) {
+    if let Some(slot) = map.get_ptr_mut(kind as u32) {
+        // SAFETY: per-CPU slot, programs do not migrate while running.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Count a record the ring buffer could not take.
+#[inline(always)]
+fn count_lost(kind: RecordKind) {
+    count(&LOST, kind);
+}
+
+/// Count activity seen outside the capture scope (not shipped).
+#[inline(always)]
+fn count_out_of_scope(kind: RecordKind) {
+    count(&OUT_OF_SCOPE, kind);
+}
+
+/// Parent's tgid read through the task_struct offsets the agent found in BTF.
+#[inline(always)]
+fn current_ppid() -> u32 {
+    let offsets = task_offsets();
+    if offsets.real_parent == 0 || offsets.tgid == 0 {
+        return 0;
+    }
+    // SAFETY: kernel reads through bpf_probe_read_kernel, which fails cleanly on a bad address.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let Ok(parent) = bpf_probe_read_kernel(
+            task.add(offsets.real_parent as usize).cast::<*const u8>(),
+        ) else {
+            return 0;
+        };
+        bpf_probe_read_kernel(parent.add(offsets.tgid as usize).cast::<u32>()).unwrap_or(0)
+    }
+}
+
+/// Fill the common header for the current task.
+#[inline(always)]
+fn fill_header(header: *mut RecordHeader, kind: RecordKind, session_key: u64) {
+    let (tgid, tid) = current_ids();
+    let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: `header` points to writable memory of a reserved record or a map value.
+    unsafe {
+        (*header).kind = kind as u32;
+        (*header).cpu = bpf_get_smp_processor_id();
+        (*header).ktime_ns = bpf_ktime_get_boot_ns();
+        (*header).session_key = session_key;
+        (*header).tgid = tgid;
+        (*header).tid = tid;
+        (*header).ppid = current_ppid();
+        (*header).uid = uid_gid as u32;
+        (*header).gid = (uid_gid >> 32) as u32;
+        (*header).pad = 0;
+        (*header).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+}
+
+/// Copy a finished record (usually a map value) into the ring buffer, counting a failure.
+#[inline(always)]
+fn emit<T>(kind: RecordKind, record: &T) {
+    if EVENTS.output::<T>(record, 0).is_err() {
+        count_lost(kind);
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
