@@ -1,1 +1,456 @@
+//! The one harness of Watchtower's privileged end-to-end tests.
+//!
+//! It starts real peers (sshd on loopback with PAM, test users with passwords and
+//! a key, a sudoers rule) and the real agent with its eBPF probes, drives real
+//! logins through ssh, su and sudo, and cleans up every process and temporary
+//! directory it made when its guards drop (also when a test panics).
+//!
+//! Tests need root. Outside CI they are skipped with a loud notice when not root;
+//! under CI (`CI` set) a missing privilege is a failure, never a skip.
 
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ALICE: &str = "wt_alice";
+pub const ALICE_PASSWORD: &str = "alice-Pw-7194";
+pub const BOB: &str = "wt_bob";
+pub const BOB_PASSWORD: &str = "bob-Pw-5821";
+
+/// How long to wait for something that should happen in well under a second.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// True when the privileged tests can run. Not root: skip loudly, or fail under CI.
+#[must_use]
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "privileged end-to-end tests must run as root in CI"
+    );
+    eprintln!("\n**********************************************************************");
+    eprintln!("*** SKIPPED: privileged end-to-end test needs root (not in CI).    ***");
+    eprintln!("*** Run `sudo -E cargo xtask test` to exercise the real probes.     ***");
+    eprintln!("**********************************************************************\n");
+    false
+}
+
+/// Run a command to completion; panic with its output if it fails.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+static UNIQUE: AtomicUsize = AtomicUsize::new(0);
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    #[must_use]
+    pub fn new(tag: &str) -> TempDir {
+        let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("watchtower-e2e-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// uid of a local user.
+#[must_use]
+pub fn uid_of(user: &str) -> u64 {
+    run("id", &["-u", user]).trim().parse().expect("numeric uid")
+}
+
+/// Ensure the test users, their passwords and the sudoers rule exist.
+pub fn ensure_users() {
+    for (user, password) in [(ALICE, ALICE_PASSWORD), (BOB, BOB_PASSWORD)] {
+        let exists = Command::new("id").arg(user).output().is_ok_and(|o| o.status.success());
+        if !exists {
+            run("useradd", &["--create-home", "--shell", "/bin/bash", user]);
+        }
+        let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().expect("chpasswd");
+        writeln!(chpasswd.stdin.take().unwrap(), "{user}:{password}").unwrap();
+        assert!(chpasswd.wait().unwrap().success(), "chpasswd {user}");
+    }
+    std::fs::create_dir_all("/etc/sudoers.d").unwrap();
+    std::fs::write("/etc/sudoers.d/watchtower-e2e", format!("{ALICE} ALL=(ALL) ALL\n")).unwrap();
+    let mut perms = std::fs::metadata("/etc/sudoers.d/watchtower-e2e").unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o440);
+    std::fs::set_permissions("/etc/sudoers.d/watchtower-e2e", perms).unwrap();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn kill(child: &mut Child, signal: i32) {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, signal) };
+}
+
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if start.elapsed() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A real OpenSSH server on 127.0.0.1 with PAM, password and public-key logins.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl Sshd {
+    #[must_use]
+    pub fn start() -> Sshd {
+        ensure_users();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let dir = TempDir::new("sshd");
+        let d = dir.0.display().to_string();
+        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &format!("{d}/host_key")]);
+        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &format!("{d}/alice_key")]);
+        std::fs::copy(format!("{d}/alice_key.pub"), format!("{d}/{ALICE}.keys")).unwrap();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nUsePAM yes\n\
+             PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             AuthorizedKeysFile {d}/%u.keys\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel VERBOSE\n\
+             PermitRootLogin no\nMaxStartups 100\n"
+        );
+        std::fs::write(format!("{d}/sshd_config"), config).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f", &format!("{d}/sshd_config"), "-E", &format!("{d}/sshd.log")])
+            .spawn()
+            .expect("start /usr/sbin/sshd (apt-get install openssh-server: run `cargo xtask setup`)");
+        let sshd = Sshd { child, port, dir };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < PATIENCE, "sshd did not listen: {}", sshd.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sshd
+    }
+
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("sshd.log")).unwrap_or_default()
+    }
+
+    fn common_options(&self) -> Vec<String> {
+        [
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "ConnectTimeout=20", "-p",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .chain([self.port.to_string()])
+        .collect()
+    }
+
+    /// `ssh user@127.0.0.1 command` with a password through sshpass.
+    /// Returns (exit code, stdout+stderr).
+    #[must_use]
+    pub fn ssh_password(&self, user: &str, password: &str, command: &str) -> (i32, String) {
+        let mut args: Vec<String> = vec!["-p".into(), password.into(), "ssh".into()];
+        args.extend(self.common_options());
+        args.extend(
+            ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"]
+                .iter()
+                .map(ToString::to_string),
+        );
+        args.push(format!("{user}@127.0.0.1"));
+        args.push(command.into());
+        let out = Command::new("sshpass").args(&args).output().expect("sshpass");
+        (
+            out.status.code().unwrap_or(-1),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
+    /// `ssh -tt` as alice with her key, answering each prompt (after it appears,
+    /// as su and sudo flush early input) with its answer. Returns the session output.
+    #[must_use]
+    pub fn ssh_key_tty(&self, command: &str, answers: &[(&str, &str)]) -> String {
+        let mut args = vec!["-tt".to_string(), "-i".into(), self.dir.0.join("alice_key").display().to_string()];
+        args.extend(self.common_options());
+        args.extend(["-o", "BatchMode=yes"].iter().map(ToString::to_string));
+        args.push(format!("{ALICE}@127.0.0.1"));
+        args.push(command.into());
+        let mut child = Command::new("ssh")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh");
+        let output = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = output.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let mut stdin = child.stdin.take().unwrap();
+        let mut seen = 0usize;
+        for (prompt, answer) in answers {
+            let start = Instant::now();
+            loop {
+                let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+                if let Some(at) = text[seen.min(text.len())..].find(prompt) {
+                    seen += at + prompt.len();
+                    break;
+                }
+                assert!(start.elapsed() < PATIENCE, "no prompt {prompt:?} in {text:?}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // The prompt is printed just before the terminal is switched to no-echo and
+            // flushed; give it that moment.
+            std::thread::sleep(Duration::from_millis(300));
+            writeln!(stdin, "{answer}").unwrap();
+            stdin.flush().unwrap();
+        }
+        let status = wait_with_deadline(&mut child, PATIENCE).unwrap_or_else(|| {
+            kill(&mut child, libc::SIGKILL);
+            panic!("ssh -tt {command:?} did not finish");
+        });
+        drop(stdin);
+        reader.join().unwrap();
+        let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert!(status.success(), "ssh -tt {command:?} failed ({status}): {text}{stderr}");
+        text
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        kill(&mut self.child, libc::SIGTERM);
+        if wait_with_deadline(&mut self.child, Duration::from_secs(5)).is_none() {
+            kill(&mut self.child, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Path of the agent binary built by `cargo xtask test`.
+#[must_use]
+pub fn agent_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WATCHTOWER_AGENT_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    target.join("debug/watchtower-agent")
+}
+
+/// The real agent, its JSON-lines output collected as it arrives.
+pub struct Agent {
+    child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    _state: TempDir,
+}
+
+impl Agent {
+    /// Start the agent with `--stdout` and extra flags; returns once its probes are
+    /// attached (its `start` health record arrived).
+    #[must_use]
+    pub fn start(extra: &[&str]) -> Agent {
+        let state = TempDir::new("agent-state");
+        let binary = agent_binary();
+        assert!(binary.exists(), "{} missing: build it with `cargo xtask test`", binary.display());
+        let mut child = Command::new(&binary)
+            .arg("--stdout")
+            .arg("--host-id")
+            .arg("e2e-host")
+            .arg("--state-dir")
+            .arg(&state.0)
+            .arg("--health-interval-secs")
+            .arg("1")
+            .args(extra)
+            .env("WATCHTOWER_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agent");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = events.clone();
+        let out_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("agent printed a line that is not JSON ({e}): {line}"));
+                sink.lock().unwrap().push(value);
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let err_sink = stderr_text.clone();
+        let err_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[agent] {line}");
+                err_sink.lock().unwrap().push_str(&line);
+                err_sink.lock().unwrap().push('\n');
+            }
+        });
+        let agent = Agent {
+            child,
+            events,
+            stderr: stderr_text,
+            readers: vec![out_reader, err_reader],
+            _state: state,
+        };
+        agent.wait_for("the agent's start record", |e| e["kind"] == "agent_health" && e["reason"] == "start");
+        agent
+    }
+
+    /// Every event so far.
+    #[must_use]
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Wait until an event matching `predicate` arrives; panic (with what did arrive)
+    /// after [`PATIENCE`].
+    pub fn wait_for(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(found) = self.events.lock().unwrap().iter().find(|e| predicate(e)) {
+                return found.clone();
+            }
+            if start.elapsed() > PATIENCE {
+                let events = self.events();
+                let tail: Vec<_> = events.iter().rev().take(40).rev().collect();
+                panic!(
+                    "waited {PATIENCE:?} for {what}; {} events arrived, last ones: {tail:#?}\nagent stderr:\n{}",
+                    events.len(),
+                    self.stderr.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Freeze the agent's user-space process (its probes keep running in the kernel).
+    pub fn pause(&mut self) {
+        kill(&mut self.child, libc::SIGSTOP);
+    }
+
+    pub fn resume(&mut self) {
+        kill(&mut self.child, libc::SIGCONT);
+    }
+
+    /// Stop the agent with SIGTERM and return every event, the final `shutdown`
+    /// health record last.
+    #[must_use]
+    pub fn stop(mut self) -> Vec<Value> {
+        kill(&mut self.child, libc::SIGTERM);
+        let status = wait_with_deadline(&mut self.child, PATIENCE).unwrap_or_else(|| {
+            kill(&mut self.child, libc::SIGKILL);
+            panic!("agent did not stop within {PATIENCE:?}");
+        });
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader thread");
+        }
+        assert!(status.success(), "agent exited with {status}: {}", self.stderr.lock().unwrap());
+        let events = self.events();
+        let last = events.last().expect("events");
+        assert_eq!(
+            (last["kind"].as_str(), last["reason"].as_str()),
+            (Some("agent_health"), Some("shutdown")),
+            "the last record must be the final health record"
+        );
+        events
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            kill(&mut self.child, libc::SIGCONT);
+            kill(&mut self.child, libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Events of one kind.
+#[must_use]
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// A TCP listener on loopback that accepts and counts connections.
+pub struct TcpTarget {
+    pub port: u16,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl TcpTarget {
+    #[must_use]
+    pub fn start() -> TcpTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stream.is_ok() {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        TcpTarget { port, accepted }
+    }
+
+    #[must_use]
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}

@@ -36,10 +36,14 @@ const MAX_SESSIONS: usize = 65_536;
 /// Nesting followed when counting activity into enclosing sessions.
 const MAX_NESTING: usize = 16;
 
-/// Facts about a live process that only /proc knows.
+/// Facts that only the running system knows (/proc, the user database).
 pub trait ProcessInfo {
     fn loginuid(&self, pid: u32) -> Option<u32>;
     fn audit_session_id(&self, pid: u32) -> Option<u32>;
+    /// The arguments of a live process (`/proc/<pid>/cmdline`).
+    fn cmdline(&self, pid: u32) -> Option<Vec<String>>;
+    /// Whether this host knows the user name (None: could not tell).
+    fn user_exists(&self, name: &str) -> Option<bool>;
 }
 
 /// [`ProcessInfo`] read from `/proc`.
@@ -59,6 +63,38 @@ impl ProcessInfo for ProcFs {
     fn audit_session_id(&self, pid: u32) -> Option<u32> {
         read_proc_u32(pid, "sessionid")
     }
+    fn cmdline(&self, pid: u32) -> Option<Vec<String>> {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+        Some(raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+    }
+    fn user_exists(&self, name: &str) -> Option<bool> {
+        if name.is_empty() {
+            return None;
+        }
+        let c_name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: passwd is plain C data; all-zero is a valid initial value.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwnam_r with buffers we own, sized as declared.
+        let rc = unsafe {
+            libc::getpwnam_r(c_name.as_ptr(), &raw mut pwd, buf.as_mut_ptr(), buf.len(), &raw mut result)
+        };
+        match rc {
+            0 => Some(!result.is_null()),
+            _ => None,
+        }
+    }
+}
+
+/// Arguments read from /proc can replace a partial kernel copy only if they agree
+/// with every argument the kernel did read (cut ones as prefixes).
+fn consistent_with_kernel(kernel: &[String], proc: &[String], truncated: bool) -> bool {
+    if proc.len() < kernel.len() || (!truncated && proc.len() != kernel.len()) {
+        return false;
+    }
+    kernel.iter().zip(proc).all(|(k, p)| k.is_empty() || p.starts_with(k.as_str()))
 }
 
 #[derive(Debug, Default)]
@@ -160,8 +196,18 @@ impl<P: ProcessInfo> Assembler<P> {
             KernelRecord::PamCall { task, handle, function, retval, session_key, parent_session_key } => {
                 self.pam_call(&task, handle, function, retval, session_key, parent_session_key, out);
             }
-            KernelRecord::Exec { task, retval, filename, argv, truncated, partial: _ } => {
+            KernelRecord::Exec { task, retval, filename, argv, truncated, partial } => {
                 self.count_in_sessions(task.session_key, |s| s.execs += 1);
+                // Arguments in pages not yet faulted in cannot be read by the probe; after a
+                // successful exec the same arguments are in /proc while the process lives.
+                let (argv, truncated, incomplete) = if partial && retval == 0 {
+                    match self.info.cmdline(task.tgid) {
+                        Some(proc) if consistent_with_kernel(&argv, &proc, truncated) => (proc, false, false),
+                        _ => (argv, truncated, true),
+                    }
+                } else {
+                    (argv, truncated, partial)
+                };
                 out.push((
                     task.ktime_ns,
                     EventBody::Exec(Exec {
@@ -170,6 +216,7 @@ impl<P: ProcessInfo> Assembler<P> {
                         filename,
                         argv,
                         argv_truncated: truncated,
+                        argv_incomplete: incomplete,
                         result: retval,
                         error: errno_name(retval),
                         process: process(&task),
@@ -277,7 +324,7 @@ impl<P: ProcessInfo> Assembler<P> {
             ..Transaction::default()
         };
         if retval != PAM_SUCCESS || handle == 0 {
-            out.push((task.ktime_ns, attempt(&transaction, task, Some(PamStep::Start), retval)));
+            out.push((task.ktime_ns, attempt(&self.info, &transaction, task, Some(PamStep::Start), retval)));
             return;
         }
         self.bound_transactions();
@@ -302,7 +349,7 @@ impl<P: ProcessInfo> Assembler<P> {
                 let t = self.transactions.get_mut(&key).expect("transaction_key inserts");
                 t.authenticate_code = Some(retval);
                 if retval != PAM_SUCCESS {
-                    out.push((now, attempt(t, task, Some(PamStep::Authenticate), retval)));
+                    out.push((now, attempt(&self.info, t, task, Some(PamStep::Authenticate), retval)));
                 }
             }
             PamFunction::AcctMgmt => {
@@ -311,10 +358,10 @@ impl<P: ProcessInfo> Assembler<P> {
                 if retval == PAM_SUCCESS {
                     if !t.verdict_reported {
                         t.verdict_reported = true;
-                        out.push((now, attempt(t, task, None, PAM_SUCCESS)));
+                        out.push((now, attempt(&self.info, t, task, None, PAM_SUCCESS)));
                     }
                 } else if retval != PAM_NEW_AUTHTOK_REQD {
-                    out.push((now, attempt(t, task, Some(PamStep::Account), retval)));
+                    out.push((now, attempt(&self.info, t, task, Some(PamStep::Account), retval)));
                 }
             }
             PamFunction::Chauthtok => {
@@ -322,7 +369,7 @@ impl<P: ProcessInfo> Assembler<P> {
                 if t.account_code == Some(PAM_NEW_AUTHTOK_REQD) && !t.verdict_reported {
                     t.verdict_reported = true;
                     let step = (retval != PAM_SUCCESS).then_some(PamStep::Account);
-                    out.push((now, attempt(t, task, step, retval)));
+                    out.push((now, attempt(&self.info, t, task, step, retval)));
                 }
             }
             PamFunction::Setcred => {}
@@ -340,7 +387,7 @@ impl<P: ProcessInfo> Assembler<P> {
                         && t.account_code.is_none()
                         && !t.verdict_reported
                     {
-                        out.push((now, attempt(&t, task, None, PAM_SUCCESS)));
+                        out.push((now, attempt(&self.info, &t, task, None, PAM_SUCCESS)));
                     }
                 }
             }
@@ -359,12 +406,12 @@ impl<P: ProcessInfo> Assembler<P> {
         let now = task.ktime_ns;
         let t = self.transactions.get_mut(&key).expect("transaction_key inserts");
         if retval != PAM_SUCCESS {
-            out.push((now, attempt(t, task, Some(PamStep::OpenSession), retval)));
+            out.push((now, attempt(&self.info, t, task, Some(PamStep::OpenSession), retval)));
             return;
         }
         if !t.verdict_reported {
             t.verdict_reported = true;
-            out.push((now, attempt(t, task, None, PAM_SUCCESS)));
+            out.push((now, attempt(&self.info, t, task, None, PAM_SUCCESS)));
         }
         if session_key == 0 {
             return;
@@ -439,10 +486,17 @@ impl<P: ProcessInfo> Assembler<P> {
     }
 }
 
-fn attempt(t: &Transaction, task: &Task, failed_step: Option<PamStep>, code: i32) -> EventBody {
+fn attempt(
+    info: &impl ProcessInfo,
+    t: &Transaction,
+    task: &Task,
+    failed_step: Option<PamStep>,
+    code: i32,
+) -> EventBody {
     EventBody::LoginAttempt(LoginAttempt {
         service: t.service.clone(),
         user: t.user.clone(),
+        user_known: info.user_exists(&t.user),
         remote_host: t.remote_host.clone(),
         tty: t.tty.clone(),
         remote_user: t.remote_user.clone(),
@@ -468,6 +522,12 @@ mod tests {
         }
         fn audit_session_id(&self, _: u32) -> Option<u32> {
             Some(7)
+        }
+        fn cmdline(&self, _: u32) -> Option<Vec<String>> {
+            Some(vec!["bash".into(), "-c".into(), "id; true".into()])
+        }
+        fn user_exists(&self, name: &str) -> Option<bool> {
+            Some(name != "mallory")
         }
     }
 
@@ -594,6 +654,39 @@ mod tests {
             assert_eq!((a.pam_code, a.pam_code_name), (7, "PAM_AUTH_ERR"));
             assert_eq!(a.remote_host.as_deref(), Some("10.0.0.9"));
         }
+    }
+
+    #[test]
+    fn unreadable_arguments_are_repaired_from_proc_only_when_consistent() {
+        let exec = |argv: Vec<&str>, partial| KernelRecord::Exec {
+            task: task(1, 0, 1, 0, "sshd"),
+            retval: 0,
+            filename: "/bin/bash".into(),
+            argv: argv.into_iter().map(String::from).collect(),
+            truncated: false,
+            partial,
+        };
+        let argv_of = |e: &EventBody| match e {
+            EventBody::Exec(x) => (x.argv.clone(), x.argv_incomplete),
+            other => panic!("{other:?}"),
+        };
+        // sshd's "-c" sits in a page the probe could not read.
+        let repaired = run(vec![exec(vec!["bash", "", "id; true"], true)]);
+        assert_eq!(argv_of(&repaired[0]), (vec!["bash".into(), "-c".into(), "id; true".into()], false));
+        // /proc shows another program by now: keep the kernel's copy, flagged.
+        let kept = run(vec![exec(vec!["zsh", "", "x"], true)]);
+        assert_eq!(argv_of(&kept[0]), (vec!["zsh".into(), String::new(), "x".into()], true));
+    }
+
+    #[test]
+    fn unknown_users_are_flagged() {
+        let p = |t| task(1200, 1, t, 0, "sshd");
+        let events = run(vec![
+            start(p(1), 1, "sshd", "mallory"),
+            call(p(2), 1, PamFunction::Authenticate, 7),
+        ]);
+        let EventBody::LoginAttempt(a) = &events[0] else { panic!() };
+        assert_eq!(a.user_known, Some(false));
     }
 
     #[test]

@@ -107,21 +107,6 @@ pub enum KernelRecord {
     },
 }
 
-impl KernelRecord {
-    #[must_use]
-    pub fn task(&self) -> &Task {
-        match self {
-            KernelRecord::PamStart { task, .. }
-            | KernelRecord::PamItem { task, .. }
-            | KernelRecord::PamCall { task, .. }
-            | KernelRecord::Exec { task, .. }
-            | KernelRecord::Connect { task, .. }
-            | KernelRecord::Fork { task, .. }
-            | KernelRecord::Exit { task, .. } => task,
-        }
-    }
-}
-
 /// Where a `connect` went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -278,7 +263,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelRecord, DecodeError> {
     })
 }
 
-/// Byte images of records, as the kernel would write them (tests, benchmarks, fuzzing).
+/// Byte images of records, as the kernel would write them.
+#[cfg(test)]
 pub mod encode {
     use watchtower_common::RecordHeader;
 

@@ -65,6 +65,8 @@ pub enum PamStep {
 pub struct LoginAttempt {
     pub service: String,
     pub user: String,
+    /// Whether this host knows the user (`false`: an invalid user, as sshd says).
+    pub user_known: Option<bool>,
     pub remote_host: Option<String>,
     pub tty: Option<String>,
     pub remote_user: Option<String>,
@@ -136,6 +138,8 @@ pub struct Exec {
     pub argv: Vec<String>,
     /// Arguments were dropped or cut to the kernel record's bounds.
     pub argv_truncated: bool,
+    /// Some argument could not be read from the process's memory (empty in `argv`).
+    pub argv_incomplete: bool,
     /// 0, or `-errno`.
     pub result: i64,
     pub error: Option<&'static str>,
@@ -320,6 +324,7 @@ mod tests {
                 filename: "/usr/bin/id".into(),
                 argv: vec!["id".into()],
                 argv_truncated: false,
+                argv_incomplete: false,
                 result: 0,
                 error: None,
                 process: Process { pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, comm: "bash".into() },

@@ -42,7 +42,9 @@ pub async fn read_ring(
     stats: Arc<ReaderStats>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut fd = AsyncFd::with_interest(ring, tokio::io::Interest::READABLE)?;
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring
+    // buffer, and as_raw_fd always returns that same descriptor.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)? };
     loop {
         let stopping = tokio::select! {
             guard = fd.readable_mut() => {

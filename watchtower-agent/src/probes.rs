@@ -173,11 +173,11 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
     let agent_tgid = std::process::id();
     let capture_all = u32::from(capture_all);
     let mut ebpf = EbpfLoader::new()
-        .set_global(names::AGENT_TGID, &agent_tgid, true)
-        .set_global(names::CAPTURE_ALL, &capture_all, true)
-        .set_global(names::TASK_OFFSETS, &preflight.task_offsets, true)
-        .set_global(names::TRACEPOINT_OFFSETS, &preflight.tracepoint_offsets, true)
-        .set_max_entries(names::EVENTS, ring_buffer_bytes)
+        .override_global(names::AGENT_TGID, &agent_tgid, true)
+        .override_global(names::CAPTURE_ALL, &capture_all, true)
+        .override_global(names::TASK_OFFSETS, &preflight.task_offsets, true)
+        .override_global(names::TRACEPOINT_OFFSETS, &preflight.tracepoint_offsets, true)
+        .map_max_entries(names::EVENTS, ring_buffer_bytes)
         .load(EBPF_OBJECT)
         .context(
             "the kernel refused the eBPF object (it needs BPF ring buffers, kernel >= 5.8, \

@@ -1,0 +1,76 @@
+//! `cargo xtask setup`: prerequisites, installed only when missing.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::run;
+
+/// Debian packages: the eBPF toolchain (LLVM 22 for bpf-linker, clang), and the real
+/// peers the tests log in through.
+const PACKAGES: [&str; 13] = [
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libclang-dev",
+    "clang",
+    "protobuf-compiler",
+    "openssh-server",
+    "openssh-client",
+    "sshpass",
+    "sudo",
+    "iproute2",
+    "util-linux",
+];
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn as_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+pub fn setup() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        println!("setup: Debian packages already installed");
+    } else {
+        if !as_root() {
+            bail!("setup: packages missing ({}) and not root: run `sudo cargo xtask setup`", missing.join(" "));
+        }
+        println!("setup: installing {}", missing.join(" "));
+        run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+
+    let components = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("rustup (a nightly toolchain is needed to build the eBPF programs)")?;
+    if String::from_utf8_lossy(&components.stdout).lines().any(|l| l.starts_with("rust-src")) {
+        println!("setup: nightly rust-src already installed");
+    } else {
+        println!("setup: adding rust-src to the nightly toolchain");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+
+    let linker_ok = Command::new("bpf-linker").arg("--version").output().is_ok_and(|o| o.status.success());
+    if linker_ok {
+        println!("setup: bpf-linker already installed");
+    } else {
+        println!("setup: building bpf-linker against LLVM 22 (about a minute)");
+        run(crate::cargo()
+            .args(["install", "bpf-linker", "--version", "0.13.0", "--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+    println!("setup: done");
+    Ok(())
+}

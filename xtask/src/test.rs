@@ -1,0 +1,16 @@
+//! `cargo xtask test`: unit tests, then the privileged end-to-end tests.
+
+use crate::{cargo, run, target_dir};
+
+pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
+    run(cargo().args(["build", "--package", "watchtower-agent"]))?;
+    run(cargo().args(["test", "--workspace", "--exclude", "watchtower-e2e", "--exclude", "watchtower-ebpf"]))?;
+    let agent = target_dir().join("debug/watchtower-agent");
+    let mut e2e = cargo();
+    e2e.args(["test", "--package", "watchtower-e2e", "--", "--test-threads=1"])
+        .env("WATCHTOWER_AGENT_BIN", &agent);
+    if let Some(filter) = filter {
+        e2e.arg(filter);
+    }
+    run(&mut e2e)
+}
