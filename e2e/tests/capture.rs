@@ -352,3 +352,48 @@ fn unprivileged_start_fails_naming_the_missing_capabilities() {
     }
     assert!(out.stdout.is_empty(), "no events without probes");
 }
+
+#[test]
+fn sessions_begun_before_the_agent_are_adopted() {
+    if !privileged() {
+        return;
+    }
+    let sshd = std::sync::Arc::new(Sshd::start());
+    let remote = sshd.clone();
+    // The login happens before the agent runs; the command outlives the agent's start.
+    let login = std::thread::spawn(move || remote.ssh_password(ALICE, ALICE_PASSWORD, "sleep 3; id -un"));
+    let began = Instant::now();
+    let sleeping = || {
+        std::process::Command::new("pgrep")
+            .args(["-x", "-u", ALICE, "sleep"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    while !sleeping() {
+        assert!(began.elapsed() < watchtower_e2e::PATIENCE, "the ssh command never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let agent = Agent::start(&[]);
+    let (code, output) = login.join().unwrap();
+    assert_eq!(code, 0, "{output}");
+    let end = agent.wait_for("the adopted session's end", |e| e["kind"] == "session_end" && e["user"] == ALICE);
+    let events = agent.stop();
+
+    assert!(of_kind(&events, "login_attempt").is_empty(), "the login itself happened before the agent");
+    let starts = of_kind(&events, "session_start");
+    assert_eq!(starts.len(), 1, "{starts:#?}");
+    let adopted = starts[0];
+    assert_eq!(adopted["adopted"], true);
+    assert_eq!(adopted["user"], ALICE);
+    assert_eq!(adopted["loginuid"], uid_of(ALICE));
+    assert_eq!(adopted["process"]["comm"], "sshd", "the root is sshd's per-login monitor");
+    let session = session_of(adopted);
+
+    let ids: Vec<_> = of_kind(&events, "exec").into_iter().filter(|e| e["filename"] == "/usr/bin/id").collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(session_of(ids[0]), session, "activity after the agent started is attributed");
+    assert_eq!(ids[0]["session_user"], ALICE);
+    assert_eq!(session_of(&end), session);
+    assert_eq!(end["reason"], "closed", "sshd's pam_close_session ends the adopted session");
+    assert_eq!(end["execs"], 1);
+}

@@ -44,6 +44,10 @@ pub trait ProcessInfo {
     fn cmdline(&self, pid: u32) -> Option<Vec<String>>;
     /// Whether this host knows the user name (None: could not tell).
     fn user_exists(&self, name: &str) -> Option<bool>;
+    /// The name of a uid.
+    fn user_name(&self, uid: u32) -> Option<String>;
+    /// The command name of a live process.
+    fn comm(&self, pid: u32) -> Option<String>;
 }
 
 /// [`ProcessInfo`] read from `/proc`.
@@ -85,6 +89,22 @@ impl ProcessInfo for ProcFs {
             0 => Some(!result.is_null()),
             _ => None,
         }
+    }
+    fn user_name(&self, uid: u32) -> Option<String> {
+        // SAFETY: passwd is plain C data; all-zero is a valid initial value.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwuid_r with buffers we own, sized as declared.
+        let rc = unsafe { libc::getpwuid_r(uid, &raw mut pwd, buf.as_mut_ptr(), buf.len(), &raw mut result) };
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
+        Some(unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned())
+    }
+    fn comm(&self, pid: u32) -> Option<String> {
+        Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim_end().to_string())
     }
 }
 
@@ -375,8 +395,15 @@ impl<P: ProcessInfo> Assembler<P> {
             PamFunction::Setcred => {}
             PamFunction::OpenSession => self.open_session(key, task, retval, session_key, parent_session_key, out),
             PamFunction::CloseSession => {
+                // The session this transaction opened; else (opened before the agent) the
+                // session the kernel says the caller belongs to, if the caller is its root.
                 let from_transaction = self.transactions.get_mut(&key).and_then(|t| t.session.take());
-                let closed = from_transaction.or((session_key != 0).then_some(session_key));
+                let closed = from_transaction.or_else(|| {
+                    self.sessions
+                        .get(&session_key)
+                        .is_some_and(|s| s.root_tgid == task.tgid)
+                        .then_some(session_key)
+                });
                 if let Some(closed) = closed {
                     self.end_session(closed, task, SessionEndReason::Closed, out);
                 }
@@ -427,6 +454,7 @@ impl<P: ProcessInfo> Assembler<P> {
             remote_user: t.remote_user.clone(),
             loginuid: self.info.loginuid(task.tgid),
             audit_session_id: self.info.audit_session_id(task.tgid),
+            adopted: false,
             process: process(task),
         };
         let live = LiveSession {
@@ -448,6 +476,46 @@ impl<P: ProcessInfo> Assembler<P> {
         }
         self.sessions.insert(session_key, live);
         out.push((now, EventBody::SessionStart(start)));
+    }
+
+    /// Register a session that began before the agent (see [`crate::adopt`]).
+    pub fn adopt(&mut self, session: &crate::adopt::AdoptedSession, now_ns: u64, out: &mut Vec<(u64, EventBody)>) {
+        let user = session
+            .loginuid
+            .and_then(|uid| self.info.user_name(uid).or_else(|| Some(uid.to_string())))
+            .unwrap_or_default();
+        let leader = session.root.or_else(|| session.members.first().copied()).unwrap_or(0);
+        let comm = self.info.comm(leader).unwrap_or_default();
+        self.sessions.insert(
+            session.key,
+            LiveSession {
+                parent: 0,
+                service: "unknown".into(),
+                user: user.clone(),
+                remote_host: None,
+                root_tgid: session.root.unwrap_or(0),
+                opened_ns: now_ns,
+                execs: 0,
+                connects: 0,
+                processes: 0,
+            },
+        );
+        out.push((
+            now_ns,
+            EventBody::SessionStart(SessionStart {
+                session: SessionId(session.key),
+                parent_session: None,
+                service: "unknown".into(),
+                user,
+                remote_host: None,
+                tty: None,
+                remote_user: None,
+                loginuid: session.loginuid,
+                audit_session_id: Some(session.audit_session_id),
+                adopted: true,
+                process: Process { pid: leader, tid: leader, ppid: 0, uid: session.loginuid.unwrap_or(0), gid: 0, comm },
+            }),
+        ));
     }
 
     fn end_session(&mut self, key: u64, task: &Task, reason: SessionEndReason, out: &mut Vec<(u64, EventBody)>) {
@@ -528,6 +596,12 @@ mod tests {
         }
         fn user_exists(&self, name: &str) -> Option<bool> {
             Some(name != "mallory")
+        }
+        fn user_name(&self, uid: u32) -> Option<String> {
+            (uid == 1001).then(|| "alice".to_string())
+        }
+        fn comm(&self, _: u32) -> Option<String> {
+            Some("sshd".into())
         }
     }
 
@@ -676,6 +750,53 @@ mod tests {
         // /proc shows another program by now: keep the kernel's copy, flagged.
         let kept = run(vec![exec(vec!["zsh", "", "x"], true)]);
         assert_eq!(argv_of(&kept[0]), (vec!["zsh".into(), String::new(), "x".into()], true));
+    }
+
+    #[test]
+    fn adopted_session_is_attributed_and_ended_only_by_its_root() {
+        let mut assembler = Assembler::new(FixedInfo);
+        let mut out = Vec::new();
+        let key = crate::adopt::ADOPTED_KEY_BIT | 7;
+        let adopted = crate::adopt::AdoptedSession {
+            key,
+            audit_session_id: 7,
+            loginuid: Some(1001),
+            root: Some(500),
+            members: vec![500, 501, 502, 503],
+        };
+        assembler.adopt(&adopted, 100, &mut out);
+        let close = |tgid, t| KernelRecord::PamCall {
+            task: task(tgid, 1, t, key, "x"),
+            handle: 0x5,
+            function: PamFunction::CloseSession,
+            retval: 0,
+            session_key: key,
+            parent_session_key: 0,
+        };
+        assembler.push(
+            KernelRecord::Exec {
+                task: task(502, 501, 150, key, "bash"),
+                retval: 0,
+                filename: "/usr/bin/id".into(),
+                argv: vec!["id".into()],
+                truncated: false,
+                partial: false,
+            },
+            &mut out,
+        );
+        // A su started before the agent closes its own session: not this one.
+        assembler.push(close(503, 180), &mut out);
+        assert_eq!(assembler.open_sessions(), 1);
+        assembler.push(close(500, 200), &mut out);
+        let events: Vec<_> = out.into_iter().map(|(_, e)| e).collect();
+        assert_eq!(events.len(), 3, "{events:#?}");
+        let EventBody::SessionStart(s) = &events[0] else { panic!() };
+        assert!(s.adopted);
+        assert_eq!((s.user.as_str(), s.audit_session_id, s.process.pid), ("alice", Some(7), 500));
+        let EventBody::Exec(e) = &events[1] else { panic!() };
+        assert_eq!(e.session_user.as_deref(), Some("alice"));
+        let EventBody::SessionEnd(end) = &events[2] else { panic!() };
+        assert_eq!((end.session, end.duration_ns, end.execs), (SessionId(key), 100, 1));
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct SessionStart {
     pub loginuid: Option<u32>,
     /// `/proc/<pid>/sessionid`, the audit session id.
     pub audit_session_id: Option<u32>,
+    /// The session began before the agent started and was found through its audit
+    /// session id (its service and remote host are then unknown, its time is the
+    /// agent's start).
+    pub adopted: bool,
     pub process: Process,
 }
 

@@ -3,6 +3,7 @@
 //! main only parses the command line and wires the stages together; each stage
 //! lives in its own module.
 
+mod adopt;
 mod assemble;
 mod btf;
 mod clock;
@@ -181,7 +182,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         scope = config.capture.scope.name(),
         "probes attached"
     );
-    let probes::Probes { ebpf, ring, counters, attached } = probes;
+    let probes::Probes { ebpf, ring, counters, attached, adopted } = probes;
+    if !adopted.is_empty() {
+        tracing::info!(sessions = adopted.len(), "adopted login sessions that began before the agent");
+    }
 
     let (records_tx, records_rx) = mpsc::channel::<Input>(1024);
     let (events_tx, events_rx) = mpsc::channel(4096);
@@ -189,6 +193,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let reader_stats = Arc::new(ReaderStats::default());
 
     records_tx.send(Input::Health("start")).await?;
+    records_tx.send(Input::Adopt(adopted)).await?;
     let reader = tokio::spawn(pipeline::read_ring(ring, records_tx.clone(), reader_stats.clone(), stop_rx));
     let assembler = tokio::spawn(pipeline::assemble(
         records_rx,

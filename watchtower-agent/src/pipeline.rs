@@ -23,6 +23,8 @@ pub enum Input {
     Records(Vec<KernelRecord>),
     /// Emit a health record (`start`, `periodic`, `shutdown`).
     Health(&'static str),
+    /// Sessions found running at start-up.
+    Adopt(Vec<crate::adopt::AdoptedSession>),
 }
 
 /// Counters of the reader stage.
@@ -134,6 +136,12 @@ pub async fn assemble(
             Input::Records(records) => {
                 for record in records {
                     assembler.push(record, &mut out);
+                }
+            }
+            Input::Adopt(sessions) => {
+                let now = clock::boottime_ns();
+                for session in &sessions {
+                    assembler.adopt(session, now, &mut out);
                 }
             }
             Input::Health(reason) => {

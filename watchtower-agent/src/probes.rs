@@ -10,8 +10,9 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{TracePoint, UProbe, uprobe::UProbeScope},
 };
-use watchtower_common::{RecordKind, TaskOffsets, TracepointOffsets, names};
+use watchtower_common::{RecordKind, SessionLink, TaskOffsets, TracepointOffsets, names};
 
+use crate::adopt::{self, AdoptedSession};
 use crate::{btf, libpam, tracefs};
 
 /// The eBPF object built by build.rs from watchtower-ebpf.
@@ -127,6 +128,8 @@ pub struct Probes {
     pub counters: KernelCounters,
     /// Human-readable list of what is attached.
     pub attached: Vec<String>,
+    /// Sessions that began before the agent and were written into the session map.
+    pub adopted: Vec<AdoptedSession>,
 }
 
 /// The kernel's per-CPU loss and scope counters.
@@ -135,24 +138,25 @@ pub struct KernelCounters {
     out_of_scope: PerCpuArray<MapData, u64>,
 }
 
+fn sum_slot(map: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
+    map.get(&slot, 0).map(|values| values.iter().sum::<u64>()).unwrap_or(0)
+}
+
 fn sum_by_kind(map: &PerCpuArray<MapData, u64>) -> BTreeMap<&'static str, u64> {
     RecordKind::ALL
         .iter()
-        .map(|kind| {
-            let total = map
-                .get(&(*kind as u32), 0)
-                .map(|values| values.iter().sum::<u64>())
-                .unwrap_or(0);
-            (kind.name(), total)
-        })
+        .map(|kind| (kind.name(), sum_slot(map, *kind as u32)))
         .collect()
 }
 
 impl KernelCounters {
-    /// Records lost because the ring buffer was full, by kind.
+    /// Records lost because the ring buffer was full, by kind, and session links
+    /// the kernel's session map could not hold (`session_link`).
     #[must_use]
     pub fn lost(&self) -> BTreeMap<&'static str, u64> {
-        sum_by_kind(&self.lost)
+        let mut lost = sum_by_kind(&self.lost);
+        lost.insert("session_link", sum_slot(&self.lost, watchtower_common::SLOT_SESSION_LINK));
+        lost
     }
 
     /// Activity seen outside the capture scope, by kind.
@@ -195,6 +199,29 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
         tp.attach(group, name)
             .with_context(|| format!("attaching tracepoint {group}/{name}"))?;
         attached.push(format!("tracepoint:{group}/{name}"));
+    }
+
+    // With fork and exit followed, adopt the sessions that are already running (a fork
+    // between the scan and the map write is the only window, and it is tiny).
+    let adopted = adopt::group(&adopt::scan_proc(agent_tgid));
+    {
+        let mut sessions: aya::maps::HashMap<_, u32, SessionLink> = aya::maps::HashMap::try_from(
+            ebpf.map_mut(names::SESSIONS)
+                .ok_or_else(|| anyhow!("map {} missing", names::SESSIONS))?,
+        )?;
+        for session in &adopted {
+            for pid in &session.members {
+                let link = SessionLink {
+                    key: session.key,
+                    parent_key: 0,
+                    is_root: u32::from(session.root == Some(*pid)),
+                    pad: 0,
+                };
+                sessions
+                    .insert(pid, link, 0)
+                    .with_context(|| format!("adopting pid {pid} into session {:#x}", session.key))?;
+            }
+        }
     }
 
     let libpam = &preflight.libpam;
@@ -248,5 +275,6 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
         ring,
         counters: KernelCounters { lost, out_of_scope },
         attached,
+        adopted,
     })
 }

@@ -26,6 +26,9 @@ pub const EXEC_MAX_ARGS: usize = 16;
 pub const UNIX_PATH_LEN: usize = 108;
 /// Number of record kinds, the size of the per-kind counter maps.
 pub const KIND_SLOTS: u32 = 16;
+/// Slot of the `LOST` map counting session links the kernel could not store (the
+/// session map was full): the process's later activity is not attributed to its login.
+pub const SLOT_SESSION_LINK: u32 = 15;
 
 /// Names of the maps and globals the agent and the eBPF object agree on.
 pub mod names {
@@ -377,7 +380,8 @@ const _: () = {
     assert!(core::mem::size_of::<SessionLink>() == 24);
     assert!(core::mem::size_of::<TaskOffsets>() == 16);
     assert!(core::mem::size_of::<TracepointOffsets>() == 48);
-    assert!((RecordKind::Exit as u32) < KIND_SLOTS);
+    assert!((RecordKind::Exit as u32) < SLOT_SESSION_LINK);
+    assert!(SLOT_SESSION_LINK < KIND_SLOTS);
 };
 
 #[cfg(feature = "user")]

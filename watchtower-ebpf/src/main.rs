@@ -111,6 +111,15 @@ fn count(map: &PerCpuArray<u64>, kind: RecordKind) {
     }
 }
 
+/// Count a session link the session map could not store.
+#[inline(always)]
+fn count_session_link_lost() {
+    if let Some(slot) = LOST.get_ptr_mut(watchtower_common::SLOT_SESSION_LINK) {
+        // SAFETY: per-CPU slot, programs do not migrate while running.
+        unsafe { *slot += 1 };
+    }
+}
+
 /// Count a record the ring buffer could not take.
 #[inline(always)]
 fn count_lost(kind: RecordKind) {

@@ -205,7 +205,9 @@ fn try_call_ret(ctx: &RetProbeContext) -> Result<(), i64> {
             is_root: 1,
             pad: 0,
         };
-        let _ = SESSIONS.insert(&tgid, &link, 0);
+        if SESSIONS.insert(&tgid, &link, 0).is_err() {
+            crate::count_session_link_lost();
+        }
         header_session = session_key;
     } else if args.function == PamFunction::CloseSession as u32 {
         if let Some(link) = current {

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use watchtower_common::{ExitRecord, ForkRecord, RecordKind, SessionLink};
 
 use crate::{
-    EVENTS, SESSIONS, count_lost, current_ids, current_session, fill_header, task_offsets,
+    EVENTS, SESSIONS, count_lost, count_session_link_lost, current_ids, current_session, fill_header, task_offsets,
     tracepoint_offsets,
 };
 
@@ -42,7 +42,9 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
         is_root: 0,
         pad: 0,
     };
-    SESSIONS.insert(&child, &inherited, 0).map_err(i64::from)?;
+    if SESSIONS.insert(&child, &inherited, 0).is_err() {
+        count_session_link_lost();
+    }
     let Some(mut entry) = EVENTS.reserve::<ForkRecord>(0) else {
         count_lost(RecordKind::Fork);
         return Ok(());
