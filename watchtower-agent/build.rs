@@ -1,5 +1,5 @@
-//! Builds watchtower-ebpf for the BPF target with aya-build (nightly + rust-src,
-//! bpf-linker on PATH); the object lands in OUT_DIR and is embedded in the agent.
+//! Builds `watchtower-ebpf` for the BPF target with aya-build (nightly + `rust-src`,
+//! `bpf-linker` on PATH); the object lands in `OUT_DIR` and is embedded in the agent.
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 

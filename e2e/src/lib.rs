@@ -47,6 +47,7 @@ pub fn privileged() -> bool {
 }
 
 /// Run a command to completion; panic with its output if it fails.
+#[expect(clippy::must_use_candidate, reason = "often run for its effect alone")]
 pub fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
@@ -93,23 +94,39 @@ pub fn uid_of(user: &str) -> u64 {
 /// Ensure the test users, their passwords and the sudoers rule exist.
 pub fn ensure_users() {
     for (user, password) in [(ALICE, ALICE_PASSWORD), (BOB, BOB_PASSWORD)] {
-        let exists = Command::new("id").arg(user).output().is_ok_and(|o| o.status.success());
+        let exists = Command::new("id")
+            .arg(user)
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !exists {
             run("useradd", &["--create-home", "--shell", "/bin/bash", user]);
         }
-        let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().expect("chpasswd");
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
         writeln!(chpasswd.stdin.take().unwrap(), "{user}:{password}").unwrap();
         assert!(chpasswd.wait().unwrap().success(), "chpasswd {user}");
     }
     std::fs::create_dir_all("/etc/sudoers.d").unwrap();
-    std::fs::write("/etc/sudoers.d/watchtower-e2e", format!("{ALICE} ALL=(ALL) ALL\n")).unwrap();
-    let mut perms = std::fs::metadata("/etc/sudoers.d/watchtower-e2e").unwrap().permissions();
+    std::fs::write(
+        "/etc/sudoers.d/watchtower-e2e",
+        format!("{ALICE} ALL=(ALL) ALL\n"),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata("/etc/sudoers.d/watchtower-e2e")
+        .unwrap()
+        .permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o440);
     std::fs::set_permissions("/etc/sudoers.d/watchtower-e2e", perms).unwrap();
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn kill(child: &mut Child, signal: i32) {
@@ -144,8 +161,14 @@ impl Sshd {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = TempDir::new("sshd");
         let d = dir.0.display().to_string();
-        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &format!("{d}/host_key")]);
-        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", &format!("{d}/alice_key")]);
+        run(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", &format!("{d}/host_key")],
+        );
+        run(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", &format!("{d}/alice_key")],
+        );
         std::fs::copy(format!("{d}/alice_key.pub"), format!("{d}/{ALICE}.keys")).unwrap();
         let port = free_port();
         let config = format!(
@@ -156,7 +179,14 @@ impl Sshd {
         );
         std::fs::write(format!("{d}/sshd_config"), config).unwrap();
         let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f", &format!("{d}/sshd_config"), "-E", &format!("{d}/sshd.log")])
+            .args([
+                "-D",
+                "-e",
+                "-f",
+                &format!("{d}/sshd_config"),
+                "-E",
+                &format!("{d}/sshd.log"),
+            ])
             .spawn()
             .expect("start /usr/sbin/sshd (apt-get install openssh-server: run `cargo xtask setup`)");
         let sshd = Sshd { child, port, dir };
@@ -175,8 +205,15 @@ impl Sshd {
 
     fn common_options(&self) -> Vec<String> {
         [
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "ConnectTimeout=20", "-p",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=20",
+            "-p",
         ]
         .iter()
         .map(ToString::to_string)
@@ -191,16 +228,25 @@ impl Sshd {
         let mut args: Vec<String> = vec!["-p".into(), password.into(), "ssh".into()];
         args.extend(self.common_options());
         args.extend(
-            ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"]
-                .iter()
-                .map(ToString::to_string),
+            [
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "PreferredAuthentications=password",
+            ]
+            .iter()
+            .map(ToString::to_string),
         );
         args.push(format!("{user}@127.0.0.1"));
         args.push(command.into());
         let out = Command::new("sshpass").args(&args).output().expect("sshpass");
         (
             out.status.code().unwrap_or(-1),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         )
     }
 
@@ -208,7 +254,11 @@ impl Sshd {
     /// as su and sudo flush early input) with its answer. Returns the session output.
     #[must_use]
     pub fn ssh_key_tty(&self, command: &str, answers: &[(&str, &str)]) -> String {
-        let mut args = vec!["-tt".to_string(), "-i".into(), self.dir.0.join("alice_key").display().to_string()];
+        let mut args = vec![
+            "-tt".to_string(),
+            "-i".into(),
+            self.dir.0.join("alice_key").display().to_string(),
+        ];
         args.extend(self.common_options());
         args.extend(["-o", "BatchMode=yes"].iter().map(ToString::to_string));
         args.push(format!("{ALICE}@127.0.0.1"));
@@ -260,7 +310,10 @@ impl Sshd {
         let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
         let mut stderr = String::new();
         child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        assert!(status.success(), "ssh -tt {command:?} failed ({status}): {text}{stderr}");
+        assert!(
+            status.success(),
+            "ssh -tt {command:?} failed ({status}): {text}{stderr}"
+        );
         text
     }
 }
@@ -281,8 +334,10 @@ pub fn agent_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WATCHTOWER_AGENT_BIN") {
         return PathBuf::from(path);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
     target.join("debug/watchtower-agent")
 }
 
@@ -302,7 +357,11 @@ impl Agent {
     pub fn start(extra: &[&str]) -> Agent {
         let state = TempDir::new("agent-state");
         let binary = agent_binary();
-        assert!(binary.exists(), "{} missing: build it with `cargo xtask test`", binary.display());
+        assert!(
+            binary.exists(),
+            "{} missing: build it with `cargo xtask test`",
+            binary.display()
+        );
         let mut child = Command::new(&binary)
             .arg("--stdout")
             .arg("--host-id")
@@ -346,7 +405,9 @@ impl Agent {
             readers: vec![out_reader, err_reader],
             _state: state,
         };
-        agent.wait_for("the agent's start record", |e| e["kind"] == "agent_health" && e["reason"] == "start");
+        agent.wait_for("the agent's start record", |e| {
+            e["kind"] == "agent_health" && e["reason"] == "start"
+        });
         agent
     }
 
@@ -398,7 +459,11 @@ impl Agent {
         for reader in self.readers.drain(..) {
             reader.join().expect("reader thread");
         }
-        assert!(status.success(), "agent exited with {status}: {}", self.stderr.lock().unwrap());
+        assert!(
+            status.success(),
+            "agent exited with {status}: {}",
+            self.stderr.lock().unwrap()
+        );
         let events = self.events();
         let last = events.last().expect("events");
         assert_eq!(

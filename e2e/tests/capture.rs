@@ -55,7 +55,10 @@ fn password_login_runs_id_and_connects() {
     assert_eq!(login["tty"], "ssh");
     assert_eq!(login["pam_code"], 0);
     assert_eq!(login["pam_code_name"], "PAM_SUCCESS");
-    assert_eq!(login["authenticate_code"], 0, "password logins go through pam_authenticate");
+    assert_eq!(
+        login["authenticate_code"], 0,
+        "password logins go through pam_authenticate"
+    );
     assert_eq!(login["account_code"], 0);
     assert_eq!(login["user_known"], true);
     assert_eq!(login["from_session"], Value::Null);
@@ -66,7 +69,10 @@ fn password_login_runs_id_and_connects() {
     assert_eq!(start["remote_host"], "127.0.0.1");
     assert_eq!(start["parent_session"], Value::Null);
     assert_eq!(start["loginuid"], alice, "pam_loginuid set the login uid");
-    assert_eq!(start["process"]["pid"], login["process"]["pid"], "the monitor opens the session");
+    assert_eq!(
+        start["process"]["pid"], login["process"]["pid"],
+        "the monitor opens the session"
+    );
 
     let ids: Vec<_> = of_kind(&events, "exec")
         .into_iter()
@@ -101,14 +107,21 @@ fn password_login_runs_id_and_connects() {
     assert_eq!(end["user"], ALICE);
     assert_eq!(end["remote_host"], "127.0.0.1");
     let duration = end["duration_ns"].as_u64().unwrap();
-    assert!(duration > 0 && u128::from(duration) < elapsed.as_nanos(), "{duration} ns vs {elapsed:?}");
+    assert!(
+        duration > 0 && u128::from(duration) < elapsed.as_nanos(),
+        "{duration} ns vs {elapsed:?}"
+    );
     assert!(end["execs"].as_u64().unwrap() >= 2, "bash and id: {end}");
     assert!(end["connects"].as_u64().unwrap() >= 1);
 
     // Every event is numbered without gaps or repeats, as (host, boot, seq).
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
-    assert!(events.iter().all(|e| e["host_id"] == "e2e-host" && e["boot_id"] == events[0]["boot_id"]));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["host_id"] == "e2e-host" && e["boot_id"] == events[0]["boot_id"])
+    );
 }
 
 #[test]
@@ -122,11 +135,17 @@ fn wrong_password_and_invalid_user_are_failed_attempts() {
     assert_ne!(code, 0);
     let (code, _) = sshd.ssh_password("wt_nosuchuser", "whatever", "id");
     assert_ne!(code, 0);
-    agent.wait_for("the invalid user's attempt", |e| e["kind"] == "login_attempt" && e["user"] == "wt_nosuchuser");
+    agent.wait_for("the invalid user's attempt", |e| {
+        e["kind"] == "login_attempt" && e["user"] == "wt_nosuchuser"
+    });
     let events = agent.stop();
 
     let attempts = of_kind(&events, "login_attempt");
-    assert_eq!(attempts.len(), 2, "one attempt each (sshpass gives up after one): {attempts:#?}");
+    assert_eq!(
+        attempts.len(),
+        2,
+        "one attempt each (sshpass gives up after one): {attempts:#?}"
+    );
     let wrong = attempts[0];
     assert_eq!(wrong["user"], ALICE);
     assert_eq!(wrong["service"], "sshd");
@@ -141,8 +160,14 @@ fn wrong_password_and_invalid_user_are_failed_attempts() {
     assert_eq!(invalid["outcome"], "failure");
     assert_eq!(invalid["failed_step"], "authenticate");
     assert_eq!(invalid["remote_host"], "127.0.0.1");
-    assert_eq!(invalid["user_known"], false, "the agent flags users this host does not know");
-    assert!(of_kind(&events, "session_start").is_empty(), "no session for failed logins");
+    assert_eq!(
+        invalid["user_known"], false,
+        "the agent flags users this host does not know"
+    );
+    assert!(
+        of_kind(&events, "session_start").is_empty(),
+        "no session for failed logins"
+    );
 }
 
 #[test]
@@ -154,47 +179,88 @@ fn su_inside_ssh_is_a_child_session() {
     let agent = Agent::start(&[]);
     let output = sshd.ssh_key_tty(&format!("su -c 'id -un' {BOB}"), &[("Password:", BOB_PASSWORD)]);
     assert!(output.contains(BOB), "su ran id as bob: {output:?}");
-    agent.wait_for("the ssh session's end", |e| e["kind"] == "session_end" && e["service"] == "sshd");
+    agent.wait_for("the ssh session's end", |e| {
+        e["kind"] == "session_end" && e["service"] == "sshd"
+    });
     let events = agent.stop();
 
     let (login, ssh) = ssh_login(&events, ALICE);
-    assert_eq!(login["authenticate_code"], Value::Null, "public-key logins skip pam_authenticate");
+    assert_eq!(
+        login["authenticate_code"],
+        Value::Null,
+        "public-key logins skip pam_authenticate"
+    );
     assert_eq!(login["account_code"], 0);
     let ssh_session = session_of(ssh);
 
-    let su_logins: Vec<_> = of_kind(&events, "login_attempt").into_iter().filter(|e| e["service"] == "su").collect();
+    let su_logins: Vec<_> = of_kind(&events, "login_attempt")
+        .into_iter()
+        .filter(|e| e["service"] == "su")
+        .collect();
     assert_eq!(su_logins.len(), 1);
     let su_login = su_logins[0];
     assert_eq!(su_login["user"], BOB);
     assert_eq!(su_login["remote_user"], ALICE);
     assert_eq!(su_login["outcome"], "success");
     assert_eq!(su_login["authenticate_code"], 0);
-    assert_eq!(su_login["from_session"], ssh_session, "su was run from the ssh login");
+    assert_eq!(
+        su_login["from_session"], ssh_session,
+        "su was run from the ssh login"
+    );
     assert!(su_login["tty"].as_str().unwrap().starts_with("/dev/pts/"));
 
-    let su_starts: Vec<_> = of_kind(&events, "session_start").into_iter().filter(|e| e["service"] == "su").collect();
+    let su_starts: Vec<_> = of_kind(&events, "session_start")
+        .into_iter()
+        .filter(|e| e["service"] == "su")
+        .collect();
     assert_eq!(su_starts.len(), 1);
     let su_session = session_of(su_starts[0]);
     assert_ne!(su_session, ssh_session);
-    assert_eq!(su_starts[0]["parent_session"], ssh_session, "a child session of the ssh login");
+    assert_eq!(
+        su_starts[0]["parent_session"], ssh_session,
+        "a child session of the ssh login"
+    );
     assert_eq!(su_starts[0]["user"], BOB);
-    assert_eq!(su_starts[0]["loginuid"], uid_of(ALICE), "the login uid stays alice's");
+    assert_eq!(
+        su_starts[0]["loginuid"],
+        uid_of(ALICE),
+        "the login uid stays alice's"
+    );
 
-    let ids: Vec<_> = of_kind(&events, "exec").into_iter().filter(|e| e["filename"] == "/usr/bin/id").collect();
+    let ids: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["filename"] == "/usr/bin/id")
+        .collect();
     assert_eq!(ids.len(), 1);
     assert_eq!(session_of(ids[0]), su_session, "id ran inside su's session");
     assert_eq!(ids[0]["session_user"], BOB);
     assert_eq!(ids[0]["process"]["uid"], uid_of(BOB));
-    let su_exec: Vec<_> = of_kind(&events, "exec").into_iter().filter(|e| e["filename"] == "/usr/bin/su").collect();
+    let su_exec: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["filename"] == "/usr/bin/su")
+        .collect();
     assert_eq!(su_exec.len(), 1);
-    assert_eq!(session_of(su_exec[0]), ssh_session, "su itself was run inside the ssh session");
+    assert_eq!(
+        session_of(su_exec[0]),
+        ssh_session,
+        "su itself was run inside the ssh session"
+    );
 
     let ends = of_kind(&events, "session_end");
-    let su_end = ends.iter().find(|e| session_of(e) == su_session).expect("su session ended");
-    let ssh_end = ends.iter().find(|e| session_of(e) == ssh_session).expect("ssh session ended");
+    let su_end = ends
+        .iter()
+        .find(|e| session_of(e) == su_session)
+        .expect("su session ended");
+    let ssh_end = ends
+        .iter()
+        .find(|e| session_of(e) == ssh_session)
+        .expect("ssh session ended");
     assert_eq!(su_end["reason"], "closed");
     assert_eq!(su_end["parent_session"], ssh_session);
-    assert!(su_end["seq"].as_u64() < ssh_end["seq"].as_u64(), "the child ends before its parent");
+    assert!(
+        su_end["seq"].as_u64() < ssh_end["seq"].as_u64(),
+        "the child ends before its parent"
+    );
     assert!(ssh_end["execs"].as_u64().unwrap() >= su_end["execs"].as_u64().unwrap() + 2);
 }
 
@@ -207,31 +273,51 @@ fn sudo_inside_ssh_is_a_child_session_of_root() {
     let agent = Agent::start(&[]);
     let output = sshd.ssh_key_tty("sudo -k; sudo id -un", &[("password for", ALICE_PASSWORD)]);
     assert!(output.contains("root"), "sudo ran id as root: {output:?}");
-    agent.wait_for("the ssh session's end", |e| e["kind"] == "session_end" && e["service"] == "sshd");
+    agent.wait_for("the ssh session's end", |e| {
+        e["kind"] == "session_end" && e["service"] == "sshd"
+    });
     let events = agent.stop();
 
     let (_, ssh) = ssh_login(&events, ALICE);
     let ssh_session = session_of(ssh);
-    let sudo_logins: Vec<_> = of_kind(&events, "login_attempt").into_iter().filter(|e| e["service"] == "sudo").collect();
+    let sudo_logins: Vec<_> = of_kind(&events, "login_attempt")
+        .into_iter()
+        .filter(|e| e["service"] == "sudo")
+        .collect();
     assert_eq!(sudo_logins.len(), 1, "{sudo_logins:#?}");
-    assert_eq!(sudo_logins[0]["user"], ALICE, "sudo authenticates the invoking user");
+    assert_eq!(
+        sudo_logins[0]["user"], ALICE,
+        "sudo authenticates the invoking user"
+    );
     assert_eq!(sudo_logins[0]["outcome"], "success");
     assert_eq!(sudo_logins[0]["authenticate_code"], 0);
     assert_eq!(sudo_logins[0]["from_session"], ssh_session);
 
-    let sudo_starts: Vec<_> = of_kind(&events, "session_start").into_iter().filter(|e| e["service"] == "sudo").collect();
+    let sudo_starts: Vec<_> = of_kind(&events, "session_start")
+        .into_iter()
+        .filter(|e| e["service"] == "sudo")
+        .collect();
     assert_eq!(sudo_starts.len(), 1);
-    assert_eq!(sudo_starts[0]["user"], "root", "the session is for the target user");
+    assert_eq!(
+        sudo_starts[0]["user"], "root",
+        "the session is for the target user"
+    );
     assert_eq!(sudo_starts[0]["remote_user"], ALICE);
     assert_eq!(sudo_starts[0]["parent_session"], ssh_session);
     let sudo_session = session_of(sudo_starts[0]);
 
-    let ids: Vec<_> = of_kind(&events, "exec").into_iter().filter(|e| e["filename"] == "/usr/bin/id").collect();
+    let ids: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["filename"] == "/usr/bin/id")
+        .collect();
     assert_eq!(ids.len(), 1);
     assert_eq!(session_of(ids[0]), sudo_session);
     assert_eq!(ids[0]["process"]["uid"], 0);
     assert_eq!(ids[0]["argv"], serde_json::json!(["id", "-un"]));
-    let sudo_end = of_kind(&events, "session_end").into_iter().find(|e| session_of(e) == sudo_session).unwrap();
+    let sudo_end = of_kind(&events, "session_end")
+        .into_iter()
+        .find(|e| session_of(e) == sudo_session)
+        .unwrap();
     assert_eq!(sudo_end["reason"], "closed");
     assert_eq!(sudo_end["user"], "root");
 }
@@ -247,11 +333,19 @@ fn session_close_reports_its_duration() {
     let (code, output) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "sleep 1.5");
     let elapsed = began.elapsed();
     assert_eq!(code, 0, "{output}");
-    let end = agent.wait_for("the session's end", |e| e["kind"] == "session_end" && e["user"] == ALICE);
+    let end = agent.wait_for("the session's end", |e| {
+        e["kind"] == "session_end" && e["user"] == ALICE
+    });
     let _ = agent.stop();
     let duration = end["duration_ns"].as_u64().unwrap();
-    assert!(duration >= 1_500_000_000, "the session lasted the 1.5 s sleep: {duration}");
-    assert!(u128::from(duration) <= elapsed.as_nanos(), "{duration} ns vs {elapsed:?} end to end");
+    assert!(
+        duration >= 1_500_000_000,
+        "the session lasted the 1.5 s sleep: {duration}"
+    );
+    assert!(
+        u128::from(duration) <= elapsed.as_nanos(),
+        "{duration} ns vs {elapsed:?} end to end"
+    );
     assert_eq!(end["reason"], "closed");
     assert_eq!(end["execs"], 2, "bash and sleep");
 }
@@ -263,22 +357,33 @@ fn burst_of_2000_execs_loses_nothing() {
     }
     let sshd = Sshd::start();
     let agent = Agent::start(&[]);
-    let (code, output) =
-        sshd.ssh_password(ALICE, ALICE_PASSWORD, "for i in $(seq 2000); do /bin/true wt-burst $i; done");
+    let (code, output) = sshd.ssh_password(
+        ALICE,
+        ALICE_PASSWORD,
+        "for i in $(seq 2000); do /bin/true wt-burst $i; done",
+    );
     assert_eq!(code, 0, "{output}");
-    agent.wait_for("the session's end", |e| e["kind"] == "session_end" && e["user"] == ALICE);
+    agent.wait_for("the session's end", |e| {
+        e["kind"] == "session_end" && e["user"] == ALICE
+    });
     let events = agent.stop();
     let burst: Vec<_> = of_kind(&events, "exec")
         .into_iter()
         .filter(|e| e["argv"][1] == "wt-burst")
         .collect();
     assert_eq!(burst.len(), 2000, "every exec of the burst arrived");
-    let mut numbers: Vec<u64> = burst.iter().map(|e| e["argv"][2].as_str().unwrap().parse().unwrap()).collect();
+    let mut numbers: Vec<u64> = burst
+        .iter()
+        .map(|e| e["argv"][2].as_str().unwrap().parse().unwrap())
+        .collect();
     numbers.sort_unstable();
     numbers.dedup();
     assert_eq!(numbers.len(), 2000, "no duplicates");
     let health = events.last().unwrap();
-    assert!(health["lost"].as_object().unwrap().values().all(|v| v == 0), "no loss: {health}");
+    assert!(
+        health["lost"].as_object().unwrap().values().all(|v| v == 0),
+        "no loss: {health}"
+    );
     assert_eq!(health["decode_errors"], 0);
     let end = of_kind(&events, "session_end")[0];
     assert_eq!(end["execs"], 2002, "bash, seq and 2000 × true");
@@ -293,8 +398,11 @@ fn ring_buffer_overflow_is_counted_exactly() {
     // One page of ring buffer holds a single exec record.
     let mut agent = Agent::start(&["--ring-buffer-bytes", "4096"]);
     agent.pause();
-    let (code, output) =
-        sshd.ssh_password(ALICE, ALICE_PASSWORD, "for i in {1..300}; do /bin/true wt-loss; done");
+    let (code, output) = sshd.ssh_password(
+        ALICE,
+        ALICE_PASSWORD,
+        "for i in {1..300}; do /bin/true wt-loss; done",
+    );
     agent.resume();
     assert_eq!(code, 0, "{output}");
     let events = agent.stop();
@@ -302,8 +410,15 @@ fn ring_buffer_overflow_is_counted_exactly() {
     let lost_execs = health["lost"]["exec"].as_u64().unwrap();
     let received_execs = of_kind(&events, "exec").len() as u64;
     // The session ran exactly 301 programs: bash for the command, and 300 × true.
-    assert_eq!(received_execs + lost_execs, 301, "every exec is either delivered or counted as lost: {health}");
-    assert!(lost_execs >= 250, "a frozen reader with a one-page ring loses most: {health}");
+    assert_eq!(
+        received_execs + lost_execs,
+        301,
+        "every exec is either delivered or counted as lost: {health}"
+    );
+    assert!(
+        lost_execs >= 250,
+        "a frozen reader with a one-page ring loses most: {health}"
+    );
 }
 
 #[test]
@@ -316,20 +431,31 @@ fn scope_decides_what_outside_sessions_is_shipped() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let events = agent.stop();
     assert!(
-        !events.iter().any(|e| e["kind"] == "exec" && e["argv"][1] == "wt-outside-session"),
+        !events
+            .iter()
+            .any(|e| e["kind"] == "exec" && e["argv"][1] == "wt-outside-session"),
         "activity outside login sessions is not shipped by default"
     );
     let health = events.last().unwrap();
-    assert!(health["out_of_scope"]["exec"].as_u64().unwrap() >= 1, "but it is counted: {health}");
+    assert!(
+        health["out_of_scope"]["exec"].as_u64().unwrap() >= 1,
+        "but it is counted: {health}"
+    );
     assert_eq!(health["scope"], "sessions");
 
     let agent = Agent::start(&["--scope", "all"]);
     watchtower_e2e::run("/bin/true", &["wt-everything"]);
-    let exec = agent.wait_for("the exec outside any session", |e| e["kind"] == "exec" && e["argv"][1] == "wt-everything");
+    let exec = agent.wait_for("the exec outside any session", |e| {
+        e["kind"] == "exec" && e["argv"][1] == "wt-everything"
+    });
     let events = agent.stop();
     assert_eq!(exec["session"], Value::Null);
     assert_eq!(exec["filename"], "/bin/true");
-    assert_eq!(exec["process"]["ppid"], std::process::id(), "the parent is this test process");
+    assert_eq!(
+        exec["process"]["ppid"],
+        std::process::id(),
+        "the parent is this test process"
+    );
     assert_eq!(events.last().unwrap()["scope"], "all");
 }
 
@@ -370,30 +496,51 @@ fn sessions_begun_before_the_agent_are_adopted() {
             .is_ok_and(|o| o.status.success())
     };
     while !sleeping() {
-        assert!(began.elapsed() < watchtower_e2e::PATIENCE, "the ssh command never started");
+        assert!(
+            began.elapsed() < watchtower_e2e::PATIENCE,
+            "the ssh command never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let agent = Agent::start(&[]);
     let (code, output) = login.join().unwrap();
     assert_eq!(code, 0, "{output}");
-    let end = agent.wait_for("the adopted session's end", |e| e["kind"] == "session_end" && e["user"] == ALICE);
+    let end = agent.wait_for("the adopted session's end", |e| {
+        e["kind"] == "session_end" && e["user"] == ALICE
+    });
     let events = agent.stop();
 
-    assert!(of_kind(&events, "login_attempt").is_empty(), "the login itself happened before the agent");
+    assert!(
+        of_kind(&events, "login_attempt").is_empty(),
+        "the login itself happened before the agent"
+    );
     let starts = of_kind(&events, "session_start");
     assert_eq!(starts.len(), 1, "{starts:#?}");
     let adopted = starts[0];
     assert_eq!(adopted["adopted"], true);
     assert_eq!(adopted["user"], ALICE);
     assert_eq!(adopted["loginuid"], uid_of(ALICE));
-    assert_eq!(adopted["process"]["comm"], "sshd", "the root is sshd's per-login monitor");
+    assert_eq!(
+        adopted["process"]["comm"], "sshd",
+        "the root is sshd's per-login monitor"
+    );
     let session = session_of(adopted);
 
-    let ids: Vec<_> = of_kind(&events, "exec").into_iter().filter(|e| e["filename"] == "/usr/bin/id").collect();
+    let ids: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["filename"] == "/usr/bin/id")
+        .collect();
     assert_eq!(ids.len(), 1);
-    assert_eq!(session_of(ids[0]), session, "activity after the agent started is attributed");
+    assert_eq!(
+        session_of(ids[0]),
+        session,
+        "activity after the agent started is attributed"
+    );
     assert_eq!(ids[0]["session_user"], ALICE);
     assert_eq!(session_of(&end), session);
-    assert_eq!(end["reason"], "closed", "sshd's pam_close_session ends the adopted session");
+    assert_eq!(
+        end["reason"], "closed",
+        "sshd's pam_close_session ends the adopted session"
+    );
     assert_eq!(end["execs"], 1);
 }

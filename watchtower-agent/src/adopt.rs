@@ -2,7 +2,7 @@
 //!
 //! The kernel's session tree only learns of sessions opened while the probes are
 //! attached. At start-up the agent therefore walks /proc and groups the processes
-//! that carry an audit session id (set by pam_loginuid at login, inherited by every
+//! that carry an audit session id (set by `pam_loginuid` at login, inherited by every
 //! child) into sessions, which it writes into the kernel's session map. Their later
 //! execs and connects are then attributed like any other session's. The adopted
 //! session's root is the process of the group whose parent is outside it (sshd's
@@ -46,7 +46,11 @@ pub fn group(entries: &[ProcEntry]) -> Vec<AdoptedSession> {
         .into_iter()
         .map(|(id, members)| {
             let pids: HashSet<u32> = members.iter().map(|m| m.pid).collect();
-            let tops: Vec<u32> = members.iter().filter(|m| !pids.contains(&m.ppid)).map(|m| m.pid).collect();
+            let tops: Vec<u32> = members
+                .iter()
+                .filter(|m| !pids.contains(&m.ppid))
+                .map(|m| m.pid)
+                .collect();
             let mut pids: Vec<u32> = pids.into_iter().collect();
             pids.sort_unstable();
             AdoptedSession {
@@ -70,9 +74,15 @@ pub fn ppid_from_stat(stat: &str) -> Option<u32> {
 /// Every process of this host with its audit session, except `skip`.
 #[must_use]
 pub fn scan_proc(skip: u32) -> Vec<ProcEntry> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let read_u32 = |pid: u32, file: &str| -> Option<u32> {
-        std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     };
     dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != skip)
@@ -93,20 +103,25 @@ pub fn scan_proc(skip: u32) -> Vec<ProcEntry> {
 mod tests {
     use super::*;
 
-    fn p(pid: u32, ppid: u32, sid: u32, uid: Option<u32>) -> ProcEntry {
-        ProcEntry { pid, ppid, audit_session_id: sid, loginuid: uid }
+    fn entry(pid: u32, parent: u32, sid: u32, uid: Option<u32>) -> ProcEntry {
+        ProcEntry {
+            pid,
+            ppid: parent,
+            audit_session_id: sid,
+            loginuid: uid,
+        }
     }
 
     #[test]
     fn groups_by_audit_session_and_finds_the_root() {
         let entries = [
-            p(1, 0, u32::MAX, None),   // init: no session
-            p(400, 1, u32::MAX, None), // sshd listener
-            p(500, 400, 7, Some(1001)), // sshd monitor: root
-            p(501, 500, 7, Some(1001)), // sshd user@pts
-            p(502, 501, 7, Some(1001)), // bash
-            p(503, 502, 7, Some(1001)), // su (no pam_loginuid: same session)
-            p(600, 400, 8, Some(1002)),
+            entry(1, 0, u32::MAX, None),    // init: no session
+            entry(400, 1, u32::MAX, None),  // sshd listener
+            entry(500, 400, 7, Some(1001)), // sshd monitor: root
+            entry(501, 500, 7, Some(1001)), // sshd user@pts
+            entry(502, 501, 7, Some(1001)), // bash
+            entry(503, 502, 7, Some(1001)), // su (no pam_loginuid: same session)
+            entry(600, 400, 8, Some(1002)),
         ];
         let sessions = group(&entries);
         assert_eq!(sessions.len(), 2);

@@ -24,8 +24,8 @@ use watchtower_common::PamFunction;
 
 use crate::decode::{Destination, KernelRecord, PamItem, Task};
 use crate::event::{
-    Connect, EventBody, Exec, LoginAttempt, Outcome, PamStep, Process, SessionEnd,
-    SessionEndReason, SessionId, SessionStart, errno_name, pam_code_name,
+    Connect, EventBody, Exec, LoginAttempt, Outcome, PamStep, Process, SessionEnd, SessionEndReason,
+    SessionId, SessionStart, errno_name, pam_code_name,
 };
 
 const PAM_SUCCESS: i32 = 0;
@@ -70,7 +70,11 @@ impl ProcessInfo for ProcFs {
     fn cmdline(&self, pid: u32) -> Option<Vec<String>> {
         let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
-        Some(raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+        Some(
+            raw.split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+        )
     }
     fn user_exists(&self, name: &str) -> Option<bool> {
         if name.is_empty() {
@@ -83,7 +87,13 @@ impl ProcessInfo for ProcFs {
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         // SAFETY: getpwnam_r with buffers we own, sized as declared.
         let rc = unsafe {
-            libc::getpwnam_r(c_name.as_ptr(), &raw mut pwd, buf.as_mut_ptr(), buf.len(), &raw mut result)
+            libc::getpwnam_r(
+                c_name.as_ptr(),
+                &raw mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &raw mut result,
+            )
         };
         match rc {
             0 => Some(!result.is_null()),
@@ -101,10 +111,19 @@ impl ProcessInfo for ProcFs {
             return None;
         }
         // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
-        Some(unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned())
+        Some(
+            unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
     fn comm(&self, pid: u32) -> Option<String> {
-        Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim_end().to_string())
+        Some(
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()?
+                .trim_end()
+                .to_string(),
+        )
     }
 }
 
@@ -114,7 +133,10 @@ fn consistent_with_kernel(kernel: &[String], proc: &[String], truncated: bool) -
     if proc.len() < kernel.len() || (!truncated && proc.len() != kernel.len()) {
         return false;
     }
-    kernel.iter().zip(proc).all(|(k, p)| k.is_empty() || p.starts_with(k.as_str()))
+    kernel
+        .iter()
+        .zip(proc)
+        .all(|(k, p)| k.is_empty() || p.starts_with(k.as_str()))
 }
 
 #[derive(Debug, Default)]
@@ -200,10 +222,21 @@ impl<P: ProcessInfo> Assembler<P> {
     /// with the kernel time they happened at.
     pub fn push(&mut self, record: KernelRecord, out: &mut Vec<(u64, EventBody)>) {
         match record {
-            KernelRecord::PamStart { task, handle, retval, service, user } => {
+            KernelRecord::PamStart {
+                task,
+                handle,
+                retval,
+                service,
+                user,
+            } => {
                 self.pam_start(&task, handle, retval, service, user, out);
             }
-            KernelRecord::PamItem { task, handle, item, value } => {
+            KernelRecord::PamItem {
+                task,
+                handle,
+                item,
+                value,
+            } => {
                 let key = self.transaction_key(&task, handle);
                 let t = self.transactions.entry(key).or_default();
                 match item {
@@ -213,10 +246,32 @@ impl<P: ProcessInfo> Assembler<P> {
                     PamItem::RemoteUser => t.remote_user = non_empty(&value),
                 }
             }
-            KernelRecord::PamCall { task, handle, function, retval, session_key, parent_session_key } => {
-                self.pam_call(&task, handle, function, retval, session_key, parent_session_key, out);
+            KernelRecord::PamCall {
+                task,
+                handle,
+                function,
+                retval,
+                session_key,
+                parent_session_key,
+            } => {
+                self.pam_call(
+                    &task,
+                    handle,
+                    function,
+                    retval,
+                    session_key,
+                    parent_session_key,
+                    out,
+                );
             }
-            KernelRecord::Exec { task, retval, filename, argv, truncated, partial } => {
+            KernelRecord::Exec {
+                task,
+                retval,
+                filename,
+                argv,
+                truncated,
+                partial,
+            } => {
                 self.count_in_sessions(task.session_key, |s| s.execs += 1);
                 // Arguments in pages not yet faulted in cannot be read by the probe; after a
                 // successful exec the same arguments are in /proc while the process lives.
@@ -243,7 +298,12 @@ impl<P: ProcessInfo> Assembler<P> {
                     }),
                 ));
             }
-            KernelRecord::Connect { task, retval, fd, destination } => {
+            KernelRecord::Connect {
+                task,
+                retval,
+                fd,
+                destination,
+            } => {
                 self.count_in_sessions(task.session_key, |s| s.connects += 1);
                 let (family, address, port) = match destination {
                     Destination::Inet(a) => ("inet", a.ip().to_string(), Some(a.port())),
@@ -279,7 +339,9 @@ impl<P: ProcessInfo> Assembler<P> {
     fn count_in_sessions(&mut self, key: u64, mut bump: impl FnMut(&mut LiveSession)) {
         let mut key = key;
         for _ in 0..MAX_NESTING {
-            let Some(session) = self.sessions.get_mut(&key) else { return };
+            let Some(session) = self.sessions.get_mut(&key) else {
+                return;
+            };
             bump(session);
             key = session.parent;
         }
@@ -344,7 +406,10 @@ impl<P: ProcessInfo> Assembler<P> {
             ..Transaction::default()
         };
         if retval != PAM_SUCCESS || handle == 0 {
-            out.push((task.ktime_ns, attempt(&self.info, &transaction, task, Some(PamStep::Start), retval)));
+            out.push((
+                task.ktime_ns,
+                attempt(&self.info, &transaction, task, Some(PamStep::Start), retval),
+            ));
             return;
         }
         self.bound_transactions();
@@ -369,7 +434,10 @@ impl<P: ProcessInfo> Assembler<P> {
                 let t = self.transactions.get_mut(&key).expect("transaction_key inserts");
                 t.authenticate_code = Some(retval);
                 if retval != PAM_SUCCESS {
-                    out.push((now, attempt(&self.info, t, task, Some(PamStep::Authenticate), retval)));
+                    out.push((
+                        now,
+                        attempt(&self.info, t, task, Some(PamStep::Authenticate), retval),
+                    ));
                 }
             }
             PamFunction::AcctMgmt => {
@@ -393,7 +461,9 @@ impl<P: ProcessInfo> Assembler<P> {
                 }
             }
             PamFunction::Setcred => {}
-            PamFunction::OpenSession => self.open_session(key, task, retval, session_key, parent_session_key, out),
+            PamFunction::OpenSession => {
+                self.open_session(key, task, retval, session_key, parent_session_key, out)
+            }
             PamFunction::CloseSession => {
                 // The session this transaction opened; else (opened before the agent) the
                 // session the kernel says the caller belongs to, if the caller is its root.
@@ -409,13 +479,12 @@ impl<P: ProcessInfo> Assembler<P> {
                 }
             }
             PamFunction::End => {
-                if let Some(t) = self.transactions.remove(&key) {
-                    if t.authenticate_code == Some(PAM_SUCCESS)
-                        && t.account_code.is_none()
-                        && !t.verdict_reported
-                    {
-                        out.push((now, attempt(&self.info, &t, task, None, PAM_SUCCESS)));
-                    }
+                if let Some(t) = self.transactions.remove(&key)
+                    && t.authenticate_code == Some(PAM_SUCCESS)
+                    && t.account_code.is_none()
+                    && !t.verdict_reported
+                {
+                    out.push((now, attempt(&self.info, &t, task, None, PAM_SUCCESS)));
                 }
             }
         }
@@ -433,7 +502,10 @@ impl<P: ProcessInfo> Assembler<P> {
         let now = task.ktime_ns;
         let t = self.transactions.get_mut(&key).expect("transaction_key inserts");
         if retval != PAM_SUCCESS {
-            out.push((now, attempt(&self.info, t, task, Some(PamStep::OpenSession), retval)));
+            out.push((
+                now,
+                attempt(&self.info, t, task, Some(PamStep::OpenSession), retval),
+            ));
             return;
         }
         if !t.verdict_reported {
@@ -468,23 +540,35 @@ impl<P: ProcessInfo> Assembler<P> {
             connects: 0,
             processes: 0,
         };
-        if self.sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = self.sessions.iter().min_by_key(|(_, s)| s.opened_ns).map(|(k, _)| *k) {
-                self.sessions.remove(&oldest);
-                self.counters.evicted += 1;
-            }
+        if self.sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.opened_ns)
+                .map(|(k, _)| *k)
+        {
+            self.sessions.remove(&oldest);
+            self.counters.evicted += 1;
         }
         self.sessions.insert(session_key, live);
         out.push((now, EventBody::SessionStart(start)));
     }
 
     /// Register a session that began before the agent (see [`crate::adopt`]).
-    pub fn adopt(&mut self, session: &crate::adopt::AdoptedSession, now_ns: u64, out: &mut Vec<(u64, EventBody)>) {
+    pub fn adopt(
+        &mut self,
+        session: &crate::adopt::AdoptedSession,
+        now_ns: u64,
+        out: &mut Vec<(u64, EventBody)>,
+    ) {
         let user = session
             .loginuid
             .and_then(|uid| self.info.user_name(uid).or_else(|| Some(uid.to_string())))
             .unwrap_or_default();
-        let leader = session.root.or_else(|| session.members.first().copied()).unwrap_or(0);
+        let leader = session
+            .root
+            .or_else(|| session.members.first().copied())
+            .unwrap_or(0);
         let comm = self.info.comm(leader).unwrap_or_default();
         self.sessions.insert(
             session.key,
@@ -513,13 +597,28 @@ impl<P: ProcessInfo> Assembler<P> {
                 loginuid: session.loginuid,
                 audit_session_id: Some(session.audit_session_id),
                 adopted: true,
-                process: Process { pid: leader, tid: leader, ppid: 0, uid: session.loginuid.unwrap_or(0), gid: 0, comm },
+                process: Process {
+                    pid: leader,
+                    tid: leader,
+                    ppid: 0,
+                    uid: session.loginuid.unwrap_or(0),
+                    gid: 0,
+                    comm,
+                },
             }),
         ));
     }
 
-    fn end_session(&mut self, key: u64, task: &Task, reason: SessionEndReason, out: &mut Vec<(u64, EventBody)>) {
-        let Some(s) = self.sessions.remove(&key) else { return };
+    fn end_session(
+        &mut self,
+        key: u64,
+        task: &Task,
+        reason: SessionEndReason,
+        out: &mut Vec<(u64, EventBody)>,
+    ) {
+        let Some(s) = self.sessions.remove(&key) else {
+            return;
+        };
         out.push((
             task.ktime_ns,
             EventBody::SessionEnd(SessionEnd {
@@ -568,7 +667,11 @@ fn attempt(
         remote_host: t.remote_host.clone(),
         tty: t.tty.clone(),
         remote_user: t.remote_user.clone(),
-        outcome: if failed_step.is_none() { Outcome::Success } else { Outcome::Failure },
+        outcome: if failed_step.is_none() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
         failed_step,
         pam_code: code,
         pam_code_name: pam_code_name(code),
@@ -620,15 +723,33 @@ mod tests {
     }
 
     fn start(t: Task, handle: u64, service: &str, user: &str) -> KernelRecord {
-        KernelRecord::PamStart { task: t, handle, retval: 0, service: service.into(), user: user.into() }
+        KernelRecord::PamStart {
+            task: t,
+            handle,
+            retval: 0,
+            service: service.into(),
+            user: user.into(),
+        }
     }
 
     fn item(t: Task, handle: u64, item: PamItem, value: &str) -> KernelRecord {
-        KernelRecord::PamItem { task: t, handle, item, value: value.into() }
+        KernelRecord::PamItem {
+            task: t,
+            handle,
+            item,
+            value: value.into(),
+        }
     }
 
     fn call(t: Task, handle: u64, function: PamFunction, retval: i32) -> KernelRecord {
-        KernelRecord::PamCall { task: t, handle, function, retval, session_key: 0, parent_session_key: 0 }
+        KernelRecord::PamCall {
+            task: t,
+            handle,
+            function,
+            retval,
+            session_key: 0,
+            parent_session_key: 0,
+        }
     }
 
     fn opened(t: Task, handle: u64, key: u64, parent: u64) -> KernelRecord {
@@ -664,7 +785,10 @@ mod tests {
             call(sshd(5), 0x55, PamFunction::AcctMgmt, 0),
             call(sshd(6), 0x55, PamFunction::Setcred, 0),
             opened(in_session(7), 0x55, 0xa00, 0),
-            KernelRecord::Fork { task: in_session(8), child_tid: 501 },
+            KernelRecord::Fork {
+                task: in_session(8),
+                child_tid: 501,
+            },
             KernelRecord::Exec {
                 task: task(502, 501, 9, 0xa00, "bash"),
                 retval: 0,
@@ -690,20 +814,37 @@ mod tests {
             call(sshd(1_000_000_011), 0x55, PamFunction::End, 0),
         ]);
         assert_eq!(events.len(), 5, "{events:#?}");
-        let EventBody::LoginAttempt(login) = &events[0] else { panic!("{:?}", events[0]) };
+        let EventBody::LoginAttempt(login) = &events[0] else {
+            panic!("{:?}", events[0])
+        };
         assert_eq!(login.service, "sshd");
         assert_eq!(login.user, "alice");
         assert_eq!(login.remote_host.as_deref(), Some("127.0.0.1"));
         assert_eq!(login.tty.as_deref(), Some("ssh"));
         assert_eq!(login.outcome, Outcome::Success);
         assert_eq!((login.authenticate_code, login.account_code), (Some(0), Some(0)));
-        let EventBody::SessionStart(s) = &events[1] else { panic!() };
-        assert_eq!((s.session, s.parent_session, s.loginuid), (SessionId(0xa00), None, Some(1001)));
+        let EventBody::SessionStart(s) = &events[1] else {
+            panic!()
+        };
+        assert_eq!(
+            (s.session, s.parent_session, s.loginuid),
+            (SessionId(0xa00), None, Some(1001))
+        );
         let EventBody::Exec(e) = &events[2] else { panic!() };
-        assert_eq!((e.session, e.session_user.as_deref()), (Some(SessionId(0xa00)), Some("alice")));
-        let EventBody::Connect(c) = &events[3] else { panic!() };
-        assert_eq!((c.address.as_str(), c.port, c.error), ("127.0.0.1", Some(9), Some("ECONNREFUSED")));
-        let EventBody::SessionEnd(end) = &events[4] else { panic!() };
+        assert_eq!(
+            (e.session, e.session_user.as_deref()),
+            (Some(SessionId(0xa00)), Some("alice"))
+        );
+        let EventBody::Connect(c) = &events[3] else {
+            panic!()
+        };
+        assert_eq!(
+            (c.address.as_str(), c.port, c.error),
+            ("127.0.0.1", Some(9), Some("ECONNREFUSED"))
+        );
+        let EventBody::SessionEnd(end) = &events[4] else {
+            panic!()
+        };
         assert_eq!(end.reason, SessionEndReason::Closed);
         assert_eq!(end.duration_ns, 1_000_000_003);
         assert_eq!((end.execs, end.connects, end.processes), (1, 1, 1));
@@ -746,10 +887,16 @@ mod tests {
         };
         // sshd's "-c" sits in a page the probe could not read.
         let repaired = run(vec![exec(vec!["bash", "", "id; true"], true)]);
-        assert_eq!(argv_of(&repaired[0]), (vec!["bash".into(), "-c".into(), "id; true".into()], false));
+        assert_eq!(
+            argv_of(&repaired[0]),
+            (vec!["bash".into(), "-c".into(), "id; true".into()], false)
+        );
         // /proc shows another program by now: keep the kernel's copy, flagged.
         let kept = run(vec![exec(vec!["zsh", "", "x"], true)]);
-        assert_eq!(argv_of(&kept[0]), (vec!["zsh".into(), String::new(), "x".into()], true));
+        assert_eq!(
+            argv_of(&kept[0]),
+            (vec!["zsh".into(), String::new(), "x".into()], true)
+        );
     }
 
     #[test]
@@ -790,13 +937,23 @@ mod tests {
         assembler.push(close(500, 200), &mut out);
         let events: Vec<_> = out.into_iter().map(|(_, e)| e).collect();
         assert_eq!(events.len(), 3, "{events:#?}");
-        let EventBody::SessionStart(s) = &events[0] else { panic!() };
+        let EventBody::SessionStart(s) = &events[0] else {
+            panic!()
+        };
         assert!(s.adopted);
-        assert_eq!((s.user.as_str(), s.audit_session_id, s.process.pid), ("alice", Some(7), 500));
+        assert_eq!(
+            (s.user.as_str(), s.audit_session_id, s.process.pid),
+            ("alice", Some(7), 500)
+        );
         let EventBody::Exec(e) = &events[1] else { panic!() };
         assert_eq!(e.session_user.as_deref(), Some("alice"));
-        let EventBody::SessionEnd(end) = &events[2] else { panic!() };
-        assert_eq!((end.session, end.duration_ns, end.execs), (SessionId(key), 100, 1));
+        let EventBody::SessionEnd(end) = &events[2] else {
+            panic!()
+        };
+        assert_eq!(
+            (end.session, end.duration_ns, end.execs),
+            (SessionId(key), 100, 1)
+        );
     }
 
     #[test]
@@ -806,7 +963,9 @@ mod tests {
             start(p(1), 1, "sshd", "mallory"),
             call(p(2), 1, PamFunction::Authenticate, 7),
         ]);
-        let EventBody::LoginAttempt(a) = &events[0] else { panic!() };
+        let EventBody::LoginAttempt(a) = &events[0] else {
+            panic!()
+        };
         assert_eq!(a.user_known, Some(false));
     }
 
@@ -818,8 +977,13 @@ mod tests {
             call(p(2), 1, PamFunction::Authenticate, 0),
             call(p(3), 1, PamFunction::AcctMgmt, 13),
         ]);
-        let EventBody::LoginAttempt(a) = &denied[0] else { panic!() };
-        assert_eq!((a.outcome, a.failed_step, a.pam_code_name), (Outcome::Failure, Some(PamStep::Account), "PAM_ACCT_EXPIRED"));
+        let EventBody::LoginAttempt(a) = &denied[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (a.outcome, a.failed_step, a.pam_code_name),
+            (Outcome::Failure, Some(PamStep::Account), "PAM_ACCT_EXPIRED")
+        );
 
         let changed = run(vec![
             start(p(1), 1, "login", "bob"),
@@ -828,7 +992,9 @@ mod tests {
             call(p(4), 1, PamFunction::Chauthtok, 0),
         ]);
         assert_eq!(changed.len(), 1);
-        let EventBody::LoginAttempt(a) = &changed[0] else { panic!() };
+        let EventBody::LoginAttempt(a) = &changed[0] else {
+            panic!()
+        };
         assert_eq!((a.outcome, a.account_code), (Outcome::Success, Some(12)));
     }
 
@@ -874,16 +1040,30 @@ mod tests {
         assert_eq!(su_login.from_session, Some(SessionId(0xa00)));
         let starts: Vec<_> = events
             .iter()
-            .filter_map(|e| if let EventBody::SessionStart(s) = e { Some(s) } else { None })
+            .filter_map(|e| {
+                if let EventBody::SessionStart(s) = e {
+                    Some(s)
+                } else {
+                    None
+                }
+            })
             .collect();
         assert_eq!(starts.len(), 2);
-        assert_eq!((starts[1].session, starts[1].parent_session), (SessionId(0xb00), Some(SessionId(0xa00))));
+        assert_eq!(
+            (starts[1].session, starts[1].parent_session),
+            (SessionId(0xb00), Some(SessionId(0xa00)))
+        );
         let EventBody::Exec(e) = events.iter().find(|e| matches!(e, EventBody::Exec(_))).unwrap() else {
             panic!()
         };
         assert_eq!(e.session_user.as_deref(), Some("bob"));
-        let EventBody::SessionEnd(end) = events.last().unwrap() else { panic!() };
-        assert_eq!((end.session, end.parent_session, end.execs), (SessionId(0xb00), Some(SessionId(0xa00)), 1));
+        let EventBody::SessionEnd(end) = events.last().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (end.session, end.parent_session, end.execs),
+            (SessionId(0xb00), Some(SessionId(0xa00)), 1)
+        );
     }
 
     #[test]
@@ -893,7 +1073,9 @@ mod tests {
             // sshd's keyboard-interactive helper is a fork of the monitor.
             call(task(901, 900, 2, 0, "sshd"), 0x99, PamFunction::Authenticate, 7),
         ]);
-        let EventBody::LoginAttempt(a) = &events[0] else { panic!() };
+        let EventBody::LoginAttempt(a) = &events[0] else {
+            panic!()
+        };
         assert_eq!((a.user.as_str(), a.process.pid), ("carol", 901));
     }
 
@@ -903,11 +1085,22 @@ mod tests {
         let mut out = Vec::new();
         // pam_start happened before the agent started.
         assembler.push(opened(task(1000, 1, 5, 0xc00, "sudo"), 0x1, 0xc00, 0), &mut out);
-        assembler.push(KernelRecord::Exit { task: task(1000, 1, 50, 0xc00, "sudo"), exit_code: 0 }, &mut out);
+        assembler.push(
+            KernelRecord::Exit {
+                task: task(1000, 1, 50, 0xc00, "sudo"),
+                exit_code: 0,
+            },
+            &mut out,
+        );
         assert_eq!(assembler.counters().pam_orphans, 1);
         assert_eq!(assembler.open_sessions(), 0);
-        let EventBody::SessionEnd(end) = &out.last().unwrap().1 else { panic!() };
-        assert_eq!((end.reason, end.duration_ns, end.service.as_str()), (SessionEndReason::ProcessExited, 45, "sudo"));
+        let EventBody::SessionEnd(end) = &out.last().unwrap().1 else {
+            panic!()
+        };
+        assert_eq!(
+            (end.reason, end.duration_ns, end.service.as_str()),
+            (SessionEndReason::ProcessExited, 45, "sudo")
+        );
     }
 
     #[test]
@@ -919,7 +1112,12 @@ mod tests {
             call(p(3), 1, PamFunction::End, 0),
         ]);
         assert_eq!(events.len(), 1);
-        let EventBody::LoginAttempt(a) = &events[0] else { panic!() };
-        assert_eq!((a.outcome, a.authenticate_code, a.account_code), (Outcome::Success, Some(0), None));
+        let EventBody::LoginAttempt(a) = &events[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (a.outcome, a.authenticate_code, a.account_code),
+            (Outcome::Success, Some(0), None)
+        );
     }
 }

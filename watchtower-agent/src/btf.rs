@@ -40,7 +40,8 @@ pub struct Btf {
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
-    data.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    data.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl Btf {
@@ -88,7 +89,11 @@ impl Btf {
                         let m_type = u32_at(types_data, base + 4).ok_or(BtfError::Truncated(id))?;
                         let m_off = u32_at(types_data, base + 8).ok_or(BtfError::Truncated(id))?;
                         let bit_offset = if kind_flag { m_off & 0x00ff_ffff } else { m_off };
-                        members.push(Member { name_off: m_name, type_id: m_type, bit_offset });
+                        members.push(Member {
+                            name_off: m_name,
+                            type_id: m_type,
+                            bit_offset,
+                        });
                     }
                     (vlen * 12, Type::Composite { name_off, members })
                 }
@@ -108,7 +113,9 @@ impl Btf {
 
     fn name(&self, off: u32) -> &str {
         let start = off as usize;
-        let Some(rest) = self.strings.get(start..) else { return "" };
+        let Some(rest) = self.strings.get(start..) else {
+            return "";
+        };
         let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
         std::str::from_utf8(&rest[..end]).unwrap_or("")
     }
@@ -130,7 +137,9 @@ impl Btf {
             .types
             .iter()
             .find_map(|t| match t {
-                Type::Composite { name_off, members } if self.name(*name_off) == name && !members.is_empty() => {
+                Type::Composite { name_off, members }
+                    if self.name(*name_off) == name && !members.is_empty() =>
+                {
                     Some(members)
                 }
                 _ => None,
@@ -148,12 +157,11 @@ impl Btf {
             if name == field {
                 return Some(base_bits + m.bit_offset);
             }
-            if name.is_empty() {
-                if let Some(Type::Composite { members: inner, .. }) = self.resolve(m.type_id) {
-                    if let Some(found) = self.find_member(inner, field, base_bits + m.bit_offset, depth + 1) {
-                        return Some(found);
-                    }
-                }
+            if name.is_empty()
+                && let Some(Type::Composite { members: inner, .. }) = self.resolve(m.type_id)
+                && let Some(found) = self.find_member(inner, field, base_bits + m.bit_offset, depth + 1)
+            {
+                return Some(found);
             }
         }
         None
@@ -179,7 +187,11 @@ mod tests {
         let strings = b"\0s\0a\0b\0c\0d\0int\0".to_vec();
         let name = |s: &str| -> u32 {
             let needle = format!("\0{s}\0");
-            strings.windows(needle.len()).position(|w| w == needle.as_bytes()).unwrap() as u32 + 1
+            strings
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap() as u32
+                + 1
         };
         let mut types = Vec::new();
         let mut push = |words: &[u32]| {
@@ -192,12 +204,31 @@ mod tests {
         // 2: anonymous union { int b; int c; }
         push(&[0, (5 << 24) | 2, 4, name("b"), 1, 0, name("c"), 1, 0]);
         // 3: struct s { int a @0; union @32 bits; int d @64 bits }
-        push(&[name("s"), (4 << 24) | 3, 12, name("a"), 1, 0, 0, 2, 32, name("d"), 1, 64]);
+        push(&[
+            name("s"),
+            (4 << 24) | 3,
+            12,
+            name("a"),
+            1,
+            0,
+            0,
+            2,
+            32,
+            name("d"),
+            1,
+            64,
+        ]);
         // 4: const s (an alias)
         push(&[0, 10 << 24, 3]);
         let mut out = Vec::new();
         out.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
-        for w in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+        for w in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend_from_slice(&types);
@@ -212,12 +243,18 @@ mod tests {
         assert_eq!(btf.field_offset("s", "c").unwrap(), Some(4));
         assert_eq!(btf.field_offset("s", "d").unwrap(), Some(8));
         assert_eq!(btf.field_offset("s", "zz").unwrap(), None);
-        assert_eq!(btf.field_offset("nope", "a"), Err(BtfError::NoStruct("nope".into())));
+        assert_eq!(
+            btf.field_offset("nope", "a"),
+            Err(BtfError::NoStruct("nope".into()))
+        );
     }
 
     #[test]
     fn rejects_garbage_and_truncation() {
-        assert_eq!(Btf::parse(b"hello world, not btf at all").err(), Some(BtfError::BadHeader));
+        assert_eq!(
+            Btf::parse(b"hello world, not btf at all").err(),
+            Some(BtfError::BadHeader)
+        );
         let mut blob = sample();
         // Claim a longer type section than there is.
         blob[12] = 0xff;

@@ -1,7 +1,10 @@
 //! Kernel boot-time nanoseconds to wall-clock time, and RFC 3339 formatting.
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(clock, &raw mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -62,7 +65,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         // 2000-02-29 (a leap day) 12:34:56.000000789
         assert_eq!(rfc3339(951_827_696_000_000_789), "2000-02-29T12:34:56.000000789Z");
-        assert_eq!(rfc3339(1_798_761_599_999_999_999), "2026-12-31T23:59:59.999999999Z");
+        assert_eq!(
+            rfc3339(1_798_761_599_999_999_999),
+            "2026-12-31T23:59:59.999999999Z"
+        );
     }
 
     #[test]

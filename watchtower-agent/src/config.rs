@@ -38,7 +38,10 @@ pub struct AgentSection {
 
 impl Default for AgentSection {
     fn default() -> Self {
-        Self { host_id: None, state_dir: PathBuf::from("/var/lib/watchtower-agent") }
+        Self {
+            host_id: None,
+            state_dir: PathBuf::from("/var/lib/watchtower-agent"),
+        }
     }
 }
 
@@ -52,7 +55,10 @@ pub struct CaptureSection {
 
 impl Default for CaptureSection {
     fn default() -> Self {
-        Self { scope: Scope::Sessions, ring_buffer_bytes: 16 * 1024 * 1024 }
+        Self {
+            scope: Scope::Sessions,
+            ring_buffer_bytes: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -93,10 +99,14 @@ impl Config {
         if self.health.interval_secs == 0 {
             return Err("health.interval_secs must be at least 1".into());
         }
-        if let Some(host) = &self.agent.host_id {
-            if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!("agent.host_id {host:?} must be 1-253 characters without spaces"));
-            }
+        if let Some(host) = &self.agent.host_id
+            && (host.is_empty()
+                || host.len() > 253
+                || host.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(format!(
+                "agent.host_id {host:?} must be 1-253 characters without spaces"
+            ));
         }
         Ok(())
     }

@@ -151,6 +151,7 @@ fn task(header: &RecordHeader) -> Task {
 }
 
 /// Decode one ring-buffer record.
+#[expect(clippy::too_many_lines, reason = "one flat arm per record kind reads best")]
 pub fn decode(bytes: &[u8]) -> Result<KernelRecord, DecodeError> {
     let header_len = size_of::<RecordHeader>();
     if bytes.len() < header_len {
@@ -193,8 +194,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelRecord, DecodeError> {
             KernelRecord::PamCall {
                 task: task(&r.header),
                 handle: r.handle,
-                function: PamFunction::try_from(r.function)
-                    .map_err(DecodeError::UnknownPamFunction)?,
+                function: PamFunction::try_from(r.function).map_err(DecodeError::UnknownPamFunction)?,
                 retval: r.retval,
                 session_key: r.session_key,
                 parent_session_key: r.parent_session_key,
@@ -282,7 +282,14 @@ pub mod encode {
 
     /// A header for `kind` with the given task identity.
     #[must_use]
-    pub fn header(kind: u32, ktime_ns: u64, session_key: u64, tgid: u32, uid: u32, comm: &str) -> RecordHeader {
+    pub fn header(
+        kind: u32,
+        ktime_ns: u64,
+        session_key: u64,
+        tgid: u32,
+        uid: u32,
+        comm: &str,
+    ) -> RecordHeader {
         let mut c = [0u8; 16];
         let n = comm.len().min(15);
         c[..n].copy_from_slice(&comm.as_bytes()[..n]);
@@ -328,20 +335,36 @@ mod tests {
             user: fixed::<PAM_STR_LEN>("alice"),
         };
         let decoded = decode(&bytes_of(&record)).unwrap();
-        let KernelRecord::PamStart { task, handle, service, user, .. } = decoded else {
+        let KernelRecord::PamStart {
+            task,
+            handle,
+            service,
+            user,
+            ..
+        } = decoded
+        else {
             panic!("wrong kind: {decoded:?}");
         };
         assert_eq!((task.tgid, task.ktime_ns, task.comm.as_str()), (100, 42, "sshd"));
-        assert_eq!((handle, service.as_str(), user.as_str()), (0xdead_beef, "sshd", "alice"));
+        assert_eq!(
+            (handle, service.as_str(), user.as_str()),
+            (0xdead_beef, "sshd", "alice")
+        );
     }
 
     #[test]
     fn rejects_short_unknown_and_wrong_sized_records() {
-        assert_eq!(decode(&[0u8; 10]), Err(DecodeError::Short { len: 10, header: 64 }));
+        assert_eq!(
+            decode(&[0u8; 10]),
+            Err(DecodeError::Short { len: 10, header: 64 })
+        );
         let mut bytes = bytes_of(&header(99, 0, 0, 1, 0, "x"));
         assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(99)));
         bytes[0] = RecordKind::Exec as u8;
-        assert!(matches!(decode(&bytes), Err(DecodeError::WrongSize { kind: "exec", .. })));
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::WrongSize { kind: "exec", .. })
+        ));
     }
 
     #[test]
@@ -379,8 +402,14 @@ mod tests {
             filename: fixed::<EXEC_FILENAME_LEN>("/usr/bin/id"),
             args,
         };
-        let KernelRecord::Exec { filename, argv, truncated, partial, retval, .. } =
-            decode(&bytes_of(&record)).unwrap()
+        let KernelRecord::Exec {
+            filename,
+            argv,
+            truncated,
+            partial,
+            retval,
+            ..
+        } = decode(&bytes_of(&record)).unwrap()
         else {
             panic!()
         };
@@ -410,13 +439,19 @@ mod tests {
             KernelRecord::Connect { destination, .. } => destination,
             other => panic!("{other:?}"),
         };
-        assert_eq!(dest(&record), Destination::Inet("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(
+            dest(&record),
+            Destination::Inet("127.0.0.1:8080".parse().unwrap())
+        );
         record.family = family::INET6;
         record.addr = std::net::Ipv6Addr::LOCALHOST.octets();
         assert_eq!(dest(&record), Destination::Inet6("[::1]:8080".parse().unwrap()));
         record.family = family::UNIX;
         record.path = fixed("/run/systemd/journal/socket");
-        assert_eq!(dest(&record), Destination::Unix("/run/systemd/journal/socket".into()));
+        assert_eq!(
+            dest(&record),
+            Destination::Unix("/run/systemd/journal/socket".into())
+        );
         record.path = [0; UNIX_PATH_LEN];
         record.path[1..5].copy_from_slice(b"nscd");
         assert_eq!(dest(&record), Destination::Unix("@nscd".into()));

@@ -331,7 +331,14 @@ mod tests {
                 argv_incomplete: false,
                 result: 0,
                 error: None,
-                process: Process { pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, comm: "bash".into() },
+                process: Process {
+                    pid: 1,
+                    tid: 1,
+                    ppid: 0,
+                    uid: 0,
+                    gid: 0,
+                    comm: "bash".into(),
+                },
             }),
         };
         let json: serde_json::Value = serde_json::to_value(&event).unwrap();

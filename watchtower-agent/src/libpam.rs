@@ -18,12 +18,20 @@ const FALLBACK_DIRS: [&str; 7] = [
 /// The path `ldconfig -p` output gives for `soname` on this machine's architecture.
 #[must_use]
 pub fn from_ldconfig_output(output: &str, soname: &str) -> Option<PathBuf> {
-    let wanted_arch = if cfg!(target_arch = "x86_64") { "x86-64" } else { "AArch64" };
+    let wanted_arch = if cfg!(target_arch = "x86_64") {
+        "x86-64"
+    } else {
+        "AArch64"
+    };
     let mut any = None;
     for line in output.lines() {
         let line = line.trim();
-        let Some(rest) = line.strip_prefix(soname) else { continue };
-        let Some((flags, path)) = rest.split_once("=>") else { continue };
+        let Some(rest) = line.strip_prefix(soname) else {
+            continue;
+        };
+        let Some((flags, path)) = rest.split_once("=>") else {
+            continue;
+        };
         let path = PathBuf::from(path.trim());
         if flags.contains(wanted_arch) {
             return Some(path);
@@ -38,10 +46,10 @@ pub fn discover() -> Result<PathBuf, String> {
     let mut looked = Vec::new();
     for ldconfig in ["/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"] {
         if let Ok(out) = std::process::Command::new(ldconfig).arg("-p").output() {
-            if let Some(path) = from_ldconfig_output(&String::from_utf8_lossy(&out.stdout), SONAME) {
-                if path.exists() {
-                    return Ok(path);
-                }
+            if let Some(path) = from_ldconfig_output(&String::from_utf8_lossy(&out.stdout), SONAME)
+                && path.exists()
+            {
+                return Ok(path);
             }
             looked.push(format!("{ldconfig} -p"));
             break;
@@ -79,7 +87,10 @@ mod tests {
         // Fedora's 64-bit entry.
         let fedora = "\tlibpam.so.0 (libc6,x86-64) => /lib64/libpam.so.0\n";
         if cfg!(target_arch = "x86_64") {
-            assert_eq!(from_ldconfig_output(fedora, "libpam.so.0"), Some(PathBuf::from("/lib64/libpam.so.0")));
+            assert_eq!(
+                from_ldconfig_output(fedora, "libpam.so.0"),
+                Some(PathBuf::from("/lib64/libpam.so.0"))
+            );
         }
     }
 }

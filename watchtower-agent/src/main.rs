@@ -39,6 +39,10 @@ use crate::pipeline::{HealthContext, Input, ReaderStats, Stamper};
 /// Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
+#[expect(
+    clippy::doc_markdown,
+    reason = "this doc comment is the --help text, read in a terminal"
+)]
 struct Cli {
     /// TOML configuration file ([agent], [capture], [health] sections).
     #[arg(long, short, env = "WATCHTOWER_AGENT_CONFIG")]
@@ -99,7 +103,9 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(secs) = cli.health_interval_secs {
         config.health.interval_secs = secs;
     }
-    config.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     Ok(config)
 }
 
@@ -135,7 +141,11 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Command::Check) => {
             let found = probes::preflight()?;
-            println!("tracefs: {} (mounted now: {})", found.tracefs.display(), found.mounted_tracefs);
+            println!(
+                "tracefs: {} (mounted now: {})",
+                found.tracefs.display(),
+                found.mounted_tracefs
+            );
             println!("libpam: {}", found.libpam.display());
             println!("tracepoint offsets: {:?}", found.tracepoint_offsets);
             println!("task_struct offsets: {:?}", found.task_offsets);
@@ -182,9 +192,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         scope = config.capture.scope.name(),
         "probes attached"
     );
-    let probes::Probes { ebpf, ring, counters, attached, adopted } = probes;
+    let probes::Probes {
+        ebpf,
+        ring,
+        counters,
+        attached,
+        adopted,
+    } = probes;
     if !adopted.is_empty() {
-        tracing::info!(sessions = adopted.len(), "adopted login sessions that began before the agent");
+        tracing::info!(
+            sessions = adopted.len(),
+            "adopted login sessions that began before the agent"
+        );
     }
 
     let (records_tx, records_rx) = mpsc::channel::<Input>(1024);
@@ -194,14 +213,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     records_tx.send(Input::Health("start")).await?;
     records_tx.send(Input::Adopt(adopted)).await?;
-    let reader = tokio::spawn(pipeline::read_ring(ring, records_tx.clone(), reader_stats.clone(), stop_rx));
+    let reader = tokio::spawn(pipeline::read_ring(
+        ring,
+        records_tx.clone(),
+        reader_stats.clone(),
+        stop_rx,
+    ));
     let assembler = tokio::spawn(pipeline::assemble(
         records_rx,
         events_tx,
         stamper,
         counters,
         reader_stats,
-        HealthContext { scope: config.capture.scope.name(), probes: attached },
+        HealthContext {
+            scope: config.capture.scope.name(),
+            probes: attached,
+        },
     ));
     let output = tokio::spawn(pipeline::write_stdout(events_rx));
 

@@ -145,17 +145,21 @@ pub async fn assemble(
                 }
             }
             Input::Health(reason) => {
-                let assembled = assembler.counters();
+                let assembler_counters = assembler.counters();
                 let health = AgentHealth {
                     reason,
                     mode: "kernel",
                     scope: context.scope,
-                    probes: if reason == "start" { context.probes.clone() } else { Vec::new() },
+                    probes: if reason == "start" {
+                        context.probes.clone()
+                    } else {
+                        Vec::new()
+                    },
                     lost: counters.lost(),
                     out_of_scope: counters.out_of_scope(),
                     decode_errors: reader.decode_errors.load(Ordering::Relaxed),
                     records: reader.records.load(Ordering::Relaxed),
-                    pam_orphans: assembled.pam_orphans,
+                    pam_orphans: assembler_counters.pam_orphans,
                     open_sessions: assembler.open_sessions() as u64,
                     resumed_after_seq: if reason == "start" { resumed_after } else { None },
                 };

@@ -43,8 +43,16 @@ const PAM_STEPS: [&str; 6] = [
 /// Capabilities the agent needs, with why.
 pub const REQUIRED_CAPABILITIES: [(u32, &str, &str); 3] = [
     (39, "CAP_BPF", "load eBPF programs and create maps"),
-    (38, "CAP_PERFMON", "attach tracepoints and uprobes (perf events), read kernel memory from BPF"),
-    (21, "CAP_SYS_ADMIN", "attach uprobes (required since the CVE-2025-38466 fix) and mount tracefs"),
+    (
+        38,
+        "CAP_PERFMON",
+        "attach tracepoints and uprobes (perf events), read kernel memory from BPF",
+    ),
+    (
+        21,
+        "CAP_SYS_ADMIN",
+        "attach uprobes (required since the CVE-2025-38466 fix) and mount tracefs",
+    ),
 ];
 
 /// What was found about this machine before loading anything.
@@ -93,8 +101,12 @@ pub fn preflight() -> anyhow::Result<Preflight> {
             why.join("; ")
         );
     }
-    if !std::path::Path::new("/sys/fs/bpf").exists() && !std::path::Path::new("/proc/sys/kernel/bpf_stats_enabled").exists() {
-        bail!("this kernel has no BPF support (no /proc/sys/kernel/bpf_stats_enabled): it needs CONFIG_BPF_SYSCALL");
+    if !std::path::Path::new("/sys/fs/bpf").exists()
+        && !std::path::Path::new("/proc/sys/kernel/bpf_stats_enabled").exists()
+    {
+        bail!(
+            "this kernel has no BPF support (no /proc/sys/kernel/bpf_stats_enabled): it needs CONFIG_BPF_SYSCALL"
+        );
     }
     let (tracefs_root, mounted_tracefs) = tracefs::ensure_mounted()?;
     let tracepoint_offsets = tracefs::tracepoint_offsets(&tracefs_root)
@@ -102,11 +114,20 @@ pub fn preflight() -> anyhow::Result<Preflight> {
     let (task_offsets, btf_note) = match std::fs::read(btf::VMLINUX_BTF) {
         Ok(data) => match btf::Btf::parse(&data).and_then(|b| btf::task_offsets(&b)) {
             Ok(offsets) => (offsets, None),
-            Err(e) => (TaskOffsets::default(), Some(format!("{}: {e}; ppid and exit codes will be 0", btf::VMLINUX_BTF))),
+            Err(e) => (
+                TaskOffsets::default(),
+                Some(format!(
+                    "{}: {e}; ppid and exit codes will be 0",
+                    btf::VMLINUX_BTF
+                )),
+            ),
         },
         Err(e) => (
             TaskOffsets::default(),
-            Some(format!("{} unreadable ({e}); ppid and exit codes will be 0", btf::VMLINUX_BTF)),
+            Some(format!(
+                "{} unreadable ({e}); ppid and exit codes will be 0",
+                btf::VMLINUX_BTF
+            )),
         ),
     };
     let libpam = libpam::discover().map_err(|e| anyhow!("{e}: logins cannot be observed"))?;
@@ -139,7 +160,7 @@ pub struct KernelCounters {
 }
 
 fn sum_slot(map: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
-    map.get(&slot, 0).map(|values| values.iter().sum::<u64>()).unwrap_or(0)
+    map.get(&slot, 0).map_or(0, |values| values.iter().sum::<u64>())
 }
 
 fn sum_by_kind(map: &PerCpuArray<MapData, u64>) -> BTreeMap<&'static str, u64> {
@@ -155,7 +176,10 @@ impl KernelCounters {
     #[must_use]
     pub fn lost(&self) -> BTreeMap<&'static str, u64> {
         let mut lost = sum_by_kind(&self.lost);
-        lost.insert("session_link", sum_slot(&self.lost, watchtower_common::SLOT_SESSION_LINK));
+        lost.insert(
+            "session_link",
+            sum_slot(&self.lost, watchtower_common::SLOT_SESSION_LINK),
+        );
         lost
     }
 
@@ -169,7 +193,10 @@ impl KernelCounters {
 /// Load the object, configure it for this kernel and attach every probe.
 pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) -> anyhow::Result<Probes> {
     // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit with a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
@@ -195,7 +222,8 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
             .program_mut(program)
             .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
             .try_into()?;
-        tp.load().with_context(|| format!("verifier rejected {program}"))?;
+        tp.load()
+            .with_context(|| format!("verifier rejected {program}"))?;
         tp.attach(group, name)
             .with_context(|| format!("attaching tracepoint {group}/{name}"))?;
         attached.push(format!("tracepoint:{group}/{name}"));
@@ -225,31 +253,46 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
     }
 
     let libpam = &preflight.libpam;
-    let mut attach_uprobe = |ebpf: &mut Ebpf, program: &str, symbols: &[(&str, bool)]| -> anyhow::Result<()> {
-        let probe: &mut UProbe = ebpf
-            .program_mut(program)
-            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
-            .try_into()?;
-        probe.load().with_context(|| format!("verifier rejected {program}"))?;
-        for (symbol, required) in symbols {
-            match probe.attach(*symbol, libpam, UProbeScope::AllProcesses) {
-                Ok(_) => attached.push(format!("{}:{}:{symbol}", if program.ends_with("_ret") { "uretprobe" } else { "uprobe" }, libpam.display())),
-                Err(e) if !required => {
-                    tracing::info!(symbol, error = %e, "optional PAM symbol not attached");
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!(
+    let mut attach_uprobe =
+        |ebpf: &mut Ebpf, program: &str, symbols: &[(&str, bool)]| -> anyhow::Result<()> {
+            let probe: &mut UProbe = ebpf
+                .program_mut(program)
+                .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+                .try_into()?;
+            probe
+                .load()
+                .with_context(|| format!("verifier rejected {program}"))?;
+            for (symbol, required) in symbols {
+                match probe.attach(*symbol, libpam, UProbeScope::AllProcesses) {
+                    Ok(_) => attached.push(format!(
+                        "{}:{}:{symbol}",
+                        if program.ends_with("_ret") {
+                            "uretprobe"
+                        } else {
+                            "uprobe"
+                        },
+                        libpam.display()
+                    )),
+                    Err(e) if !required => {
+                        tracing::info!(symbol, error = %e, "optional PAM symbol not attached");
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
                         "attaching {program} to {symbol} in {} (uprobes need CAP_SYS_ADMIN on this kernel)",
                         libpam.display()
                     )));
+                    }
                 }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     attach_uprobe(&mut ebpf, "pam_start", &[("pam_start", true)])?;
     attach_uprobe(&mut ebpf, "pam_start_confdir", &[("pam_start_confdir", false)])?;
-    attach_uprobe(&mut ebpf, "pam_start_ret", &[("pam_start", true), ("pam_start_confdir", false)])?;
+    attach_uprobe(
+        &mut ebpf,
+        "pam_start_ret",
+        &[("pam_start", true), ("pam_start_confdir", false)],
+    )?;
     attach_uprobe(&mut ebpf, "pam_set_item", &[("pam_set_item", true)])?;
     for step in PAM_STEPS {
         attach_uprobe(&mut ebpf, step, &[(step, true)])?;

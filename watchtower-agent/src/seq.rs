@@ -27,7 +27,11 @@ impl SeqAllocator {
             Ok(text) => Some(text.trim().parse::<u64>().map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("{} holds {:?}, not a sequence number: {e}", path.display(), text.trim()),
+                    format!(
+                        "{} holds {:?}, not a sequence number: {e}",
+                        path.display(),
+                        text.trim()
+                    ),
                 )
             })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

@@ -34,7 +34,13 @@ pub fn ensure_mounted() -> Result<(PathBuf, bool), TracefsError> {
     let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
     // SAFETY: plain mount(2) with valid C strings and no data.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(TracefsError::Mount(std::io::Error::last_os_error()));
@@ -55,7 +61,9 @@ pub fn field_offset(format: &str, field: &str) -> Option<u32> {
         if name != field {
             return None;
         }
-        let offset = rest.split(';').find_map(|part| part.trim().strip_prefix("offset:"))?;
+        let offset = rest
+            .split(';')
+            .find_map(|part| part.trim().strip_prefix("offset:"))?;
         offset.trim().parse().ok()
     })
 }

@@ -370,10 +370,7 @@ const _: () = {
     assert!(core::mem::size_of::<PamStartRecord>() == 64 + 16 + 2 * PAM_STR_LEN);
     assert!(core::mem::size_of::<PamItemRecord>() == 64 + 16 + PAM_STR_LEN);
     assert!(core::mem::size_of::<PamCallRecord>() == 64 + 32);
-    assert!(
-        core::mem::size_of::<ExecRecord>()
-            == 64 + 16 + EXEC_FILENAME_LEN + EXEC_ARG_LEN * EXEC_MAX_ARGS
-    );
+    assert!(core::mem::size_of::<ExecRecord>() == 64 + 16 + EXEC_FILENAME_LEN + EXEC_ARG_LEN * EXEC_MAX_ARGS);
     assert!(core::mem::size_of::<ConnectRecord>() == 64 + 16 + 16 + UNIX_PATH_LEN + 4);
     assert!(core::mem::size_of::<ForkRecord>() == 72);
     assert!(core::mem::size_of::<ExitRecord>() == 72);

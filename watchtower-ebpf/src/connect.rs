@@ -47,7 +47,9 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: as in exec::try_enter.
     unsafe {
         let fd: u64 = ctx.read_at(offsets.connect_fd as usize).map_err(i64::from)?;
-        let addr: u64 = ctx.read_at(offsets.connect_uservaddr as usize).map_err(i64::from)?;
+        let addr: u64 = ctx
+            .read_at(offsets.connect_uservaddr as usize)
+            .map_err(i64::from)?;
         let addrlen: u64 = ctx.read_at(offsets.connect_addrlen as usize).map_err(i64::from)?;
         let addr = addr as *const u8;
         let sa_family: u16 = bpf_probe_read_user(addr.cast::<u16>()).map_err(i64::from)?;
@@ -95,7 +97,9 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let offsets = tracepoint_offsets();
     // SAFETY: as in exec::try_exit.
     unsafe {
-        (*record).retval = ctx.read_at::<i64>(offsets.sys_exit_ret as usize).unwrap_or(i64::MIN);
+        (*record).retval = ctx
+            .read_at::<i64>(offsets.sys_exit_ret as usize)
+            .unwrap_or(i64::MIN);
         emit(RecordKind::Connect, &*record);
     }
     let _ = CONNECT_PENDING.remove(&tid);

@@ -8,9 +8,7 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use watchtower_common::{
-    EXEC_ARG_LEN, EXEC_FILENAME_LEN, EXEC_MAX_ARGS, ExecRecord, RecordKind, exec_flags,
-};
+use watchtower_common::{EXEC_ARG_LEN, EXEC_FILENAME_LEN, EXEC_MAX_ARGS, ExecRecord, RecordKind, exec_flags};
 
 use crate::{
     agent_tgid, capture_all, count_out_of_scope, current_ids, current_session, emit, fill_header,
@@ -117,7 +115,9 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let offsets = tracepoint_offsets();
     // SAFETY: `record` is this thread's pending map value; the field read uses the helper.
     unsafe {
-        (*record).retval = ctx.read_at::<i64>(offsets.sys_exit_ret as usize).unwrap_or(i64::MIN);
+        (*record).retval = ctx
+            .read_at::<i64>(offsets.sys_exit_ret as usize)
+            .unwrap_or(i64::MIN);
         emit(RecordKind::Exec, &*record);
     }
     let _ = EXEC_PENDING.remove(&tid);

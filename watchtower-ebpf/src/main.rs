@@ -14,16 +14,14 @@ mod task;
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_current_uid_gid, bpf_probe_read_kernel,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
+        bpf_probe_read_kernel,
         generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     },
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use watchtower_common::{
-    KIND_SLOTS, RecordHeader, RecordKind, SessionLink, TaskOffsets, TracepointOffsets,
-};
+use watchtower_common::{KIND_SLOTS, RecordHeader, RecordKind, SessionLink, TaskOffsets, TracepointOffsets};
 
 /// Default size; the agent sets the real one at load time.
 #[map(name = "EVENTS")]
@@ -142,9 +140,8 @@ fn current_ppid() -> u32 {
     // SAFETY: kernel reads through bpf_probe_read_kernel, which fails cleanly on a bad address.
     unsafe {
         let task = bpf_get_current_task() as *const u8;
-        let Ok(parent) = bpf_probe_read_kernel(
-            task.add(offsets.real_parent as usize).cast::<*const u8>(),
-        ) else {
+        let Ok(parent) = bpf_probe_read_kernel(task.add(offsets.real_parent as usize).cast::<*const u8>())
+        else {
             return 0;
         };
         bpf_probe_read_kernel(parent.add(offsets.tgid as usize).cast::<u32>()).unwrap_or(0)

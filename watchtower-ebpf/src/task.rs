@@ -3,16 +3,14 @@
 //! su or sudo); a process leaving a session is recorded and forgotten.
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
-    helpers::bpf_get_current_task,
-    macros::tracepoint,
+    helpers::bpf_get_current_task, helpers::bpf_probe_read_kernel, macros::tracepoint,
     programs::TracePointContext,
 };
 use watchtower_common::{ExitRecord, ForkRecord, RecordKind, SessionLink};
 
 use crate::{
-    EVENTS, SESSIONS, count_lost, count_session_link_lost, current_ids, current_session, fill_header, task_offsets,
-    tracepoint_offsets,
+    EVENTS, SESSIONS, count_lost, count_session_link_lost, current_ids, current_session, fill_header,
+    task_offsets, tracepoint_offsets,
 };
 
 #[tracepoint]
@@ -88,8 +86,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             // SAFETY: kernel read through the helper.
             unsafe {
                 let task = bpf_get_current_task() as *const u8;
-                bpf_probe_read_kernel(task.add(task_offsets.exit_code as usize).cast::<u32>())
-                    .unwrap_or(0)
+                bpf_probe_read_kernel(task.add(task_offsets.exit_code as usize).cast::<u32>()).unwrap_or(0)
             }
         }
     };

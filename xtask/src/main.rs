@@ -40,7 +40,10 @@ enum Task {
 
 /// The workspace root.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Where cargo puts build output.
@@ -59,6 +62,7 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 /// `cargo` with the workspace as its directory.
+#[must_use]
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root());

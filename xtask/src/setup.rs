@@ -32,7 +32,10 @@ fn installed(package: &str) -> bool {
 }
 
 fn as_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 pub fn setup() -> anyhow::Result<()> {
@@ -41,10 +44,15 @@ pub fn setup() -> anyhow::Result<()> {
         println!("setup: Debian packages already installed");
     } else {
         if !as_root() {
-            bail!("setup: packages missing ({}) and not root: run `sudo cargo xtask setup`", missing.join(" "));
+            bail!(
+                "setup: packages missing ({}) and not root: run `sudo cargo xtask setup`",
+                missing.join(" ")
+            );
         }
         println!("setup: installing {}", missing.join(" "));
-        run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
         run(Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing)
@@ -55,20 +63,34 @@ pub fn setup() -> anyhow::Result<()> {
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
         .context("rustup (a nightly toolchain is needed to build the eBPF programs)")?;
-    if String::from_utf8_lossy(&components.stdout).lines().any(|l| l.starts_with("rust-src")) {
+    if String::from_utf8_lossy(&components.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
         println!("setup: nightly rust-src already installed");
     } else {
         println!("setup: adding rust-src to the nightly toolchain");
         run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
 
-    let linker_ok = Command::new("bpf-linker").arg("--version").output().is_ok_and(|o| o.status.success());
+    let linker_ok = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if linker_ok {
         println!("setup: bpf-linker already installed");
     } else {
         println!("setup: building bpf-linker against LLVM 22 (about a minute)");
         run(crate::cargo()
-            .args(["install", "bpf-linker", "--version", "0.13.0", "--no-default-features", "--features", "llvm-22"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                "0.13.0",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
     }
     println!("setup: done");

@@ -4,7 +4,14 @@ use crate::{cargo, run, target_dir};
 
 pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
     run(cargo().args(["build", "--package", "watchtower-agent"]))?;
-    run(cargo().args(["test", "--workspace", "--exclude", "watchtower-e2e", "--exclude", "watchtower-ebpf"]))?;
+    run(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "watchtower-e2e",
+        "--exclude",
+        "watchtower-ebpf",
+    ]))?;
     let agent = target_dir().join("debug/watchtower-agent");
     let mut e2e = cargo();
     e2e.args(["test", "--package", "watchtower-e2e", "--", "--test-threads=1"])
