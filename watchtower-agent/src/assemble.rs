@@ -53,6 +53,30 @@ pub trait ProcessInfo {
 /// [`ProcessInfo`] read from `/proc`.
 pub struct ProcFs;
 
+/// [`ProcessInfo`] that knows nothing (replaying records captured elsewhere).
+pub struct NoProcessInfo;
+
+impl ProcessInfo for NoProcessInfo {
+    fn loginuid(&self, _: u32) -> Option<u32> {
+        None
+    }
+    fn audit_session_id(&self, _: u32) -> Option<u32> {
+        None
+    }
+    fn cmdline(&self, _: u32) -> Option<Vec<String>> {
+        None
+    }
+    fn user_exists(&self, _: &str) -> Option<bool> {
+        None
+    }
+    fn user_name(&self, _: u32) -> Option<String> {
+        None
+    }
+    fn comm(&self, _: u32) -> Option<String> {
+        None
+    }
+}
+
 fn read_proc_u32(pid: u32, file: &str) -> Option<u32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     let value: u32 = text.trim().parse().ok()?;

@@ -66,6 +66,9 @@ struct Cli {
     /// Seconds between health records.
     #[arg(long)]
     health_interval_secs: Option<u64>,
+    /// Also write every raw kernel record to this file, for `replay` and bug reports.
+    #[arg(long)]
+    record_raw: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -77,6 +80,12 @@ enum Command {
     /// Check this machine (capabilities, tracefs, BTF, tracepoint layouts, libpam)
     /// without loading anything, and print what was found.
     Check,
+    /// Decode and assemble a file written with --record-raw, printing the events as
+    /// JSON lines (no privileges needed; /proc facts such as loginuid are left out).
+    Replay {
+        /// The raw record file.
+        file: PathBuf,
+    },
 }
 
 fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -154,6 +163,7 @@ fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Some(Command::Replay { file }) => return replay(&file),
         None => {}
     }
     if !cli.stdout {
@@ -163,10 +173,40 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(run(config))
+        .block_on(run(config, cli.record_raw))
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+fn replay(file: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (records, torn) = pipeline::split_raw(&data);
+    let mut assembler = assemble::Assembler::new(assemble::NoProcessInfo);
+    let mut out = Vec::new();
+    let mut rejected = 0u64;
+    for record in records {
+        match decode::decode(record) {
+            Ok(record) => assembler.push(record, &mut out),
+            Err(error) => {
+                rejected += 1;
+                tracing::warn!(%error, "record rejected");
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    for (_, body) in out {
+        serde_json::to_writer(&mut stdout, &body)?;
+        stdout.write_all(b"\n")?;
+    }
+    if let Some(at) = torn {
+        tracing::warn!(offset = at, "the file ends in a torn record");
+    }
+    if rejected > 0 {
+        tracing::warn!(rejected, "records rejected by the decoder");
+    }
+    Ok(())
+}
+
+async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> {
     let found = probes::preflight()?;
     if found.mounted_tracefs {
         tracing::info!(path = %found.tracefs.display(), "mounted tracefs");
@@ -213,11 +253,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     records_tx.send(Input::Health("start")).await?;
     records_tx.send(Input::Adopt(adopted)).await?;
+    let raw = match &record_raw {
+        Some(path) => Some(
+            pipeline::RawRecorder::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => None,
+    };
     let reader = tokio::spawn(pipeline::read_ring(
         ring,
         records_tx.clone(),
         reader_stats.clone(),
         stop_rx,
+        raw,
     ));
     let assembler = tokio::spawn(pipeline::assemble(
         records_rx,

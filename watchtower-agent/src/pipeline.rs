@@ -43,6 +43,7 @@ pub async fn read_ring(
     tx: mpsc::Sender<Input>,
     stats: Arc<ReaderStats>,
     mut stop: watch::Receiver<bool>,
+    mut raw: Option<RawRecorder>,
 ) -> anyhow::Result<()> {
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring
     // buffer, and as_raw_fd always returns that same descriptor.
@@ -51,25 +52,96 @@ pub async fn read_ring(
         let stopping = tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &tx, &stats).await;
+                drain(guard.get_inner_mut(), &tx, &stats, raw.as_mut()).await;
                 guard.clear_ready();
                 false
             }
             _ = stop.changed() => true,
         };
         if stopping {
-            drain(fd.get_mut(), &tx, &stats).await;
+            drain(fd.get_mut(), &tx, &stats, raw.as_mut()).await;
+            if let Some(raw) = raw.as_mut() {
+                raw.flush();
+            }
             let _ = tx.send(Input::Health("shutdown")).await;
             return Ok(());
         }
     }
 }
 
-async fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Input>, stats: &ReaderStats) {
+/// Writes every raw kernel record to a file (`u32` little-endian length, then the
+/// bytes), for replay with `watchtower-agent replay` and for bug reports.
+pub struct RawRecorder {
+    file: std::io::BufWriter<std::fs::File>,
+    failed: bool,
+}
+
+impl RawRecorder {
+    pub fn create(path: &std::path::Path) -> std::io::Result<RawRecorder> {
+        Ok(RawRecorder {
+            file: std::io::BufWriter::new(std::fs::File::create(path)?),
+            failed: false,
+        })
+    }
+
+    fn write(&mut self, record: &[u8]) {
+        use std::io::Write as _;
+        if self.failed {
+            return;
+        }
+        let len = u32::try_from(record.len()).unwrap_or(u32::MAX).to_le_bytes();
+        if let Err(error) = self
+            .file
+            .write_all(&len)
+            .and_then(|()| self.file.write_all(record))
+        {
+            tracing::error!(%error, "raw record file failed; no longer recording");
+            self.failed = true;
+        }
+    }
+
+    fn flush(&mut self) {
+        use std::io::Write as _;
+        if let Err(error) = self.file.flush() {
+            tracing::error!(%error, "raw record file failed to flush");
+        }
+    }
+}
+
+/// Split a raw record file into its records; a torn tail is reported, not fatal.
+#[must_use]
+pub fn split_raw(data: &[u8]) -> (Vec<&[u8]>, Option<usize>) {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while at < data.len() {
+        let Some(len) = data
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        else {
+            return (records, Some(at));
+        };
+        let Some(record) = data.get(at + 4..at + 4 + len) else {
+            return (records, Some(at));
+        };
+        records.push(record);
+        at += 4 + len;
+    }
+    (records, None)
+}
+
+async fn drain(
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<Input>,
+    stats: &ReaderStats,
+    mut raw: Option<&mut RawRecorder>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let Some(item) = ring.next() else { break };
         stats.records.fetch_add(1, Ordering::Relaxed);
+        if let Some(raw) = raw.as_deref_mut() {
+            raw.write(&item);
+        }
         match decode(&item) {
             Ok(record) => batch.push(record),
             Err(error) => {
@@ -194,4 +266,152 @@ pub async fn write_stdout(mut rx: mpsc::Receiver<Event>) -> anyhow::Result<()> {
     }
     stdout.flush().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assemble::{Assembler, NoProcessInfo};
+
+    /// Raw records captured on kernel 6.18 / OpenSSH 9.2 / Debian 12 with
+    /// `--record-raw`: a password login running `id` and a TCP connect to port 2399,
+    /// a wrong password, then a public-key login running `su -c 'id -un' wt_bob`.
+    const CAPTURED: &[u8] = include_bytes!("../tests/fixtures/ssh_login_failed_login_su.raw");
+
+    fn replay() -> Vec<EventBody> {
+        let (records, torn) = split_raw(CAPTURED);
+        assert_eq!(torn, None);
+        let mut assembler = Assembler::new(NoProcessInfo);
+        let mut out = Vec::new();
+        for record in records {
+            assembler.push(decode(record).expect("every captured record decodes"), &mut out);
+        }
+        assert_eq!(assembler.open_sessions(), 0, "every session was closed");
+        out.into_iter().map(|(_, e)| e).collect()
+    }
+
+    #[test]
+    fn captured_logins_assemble_into_the_expected_events() {
+        let events = replay();
+        let logins: Vec<_> = events
+            .iter()
+            .filter_map(|e| {
+                if let EventBody::LoginAttempt(a) = e {
+                    Some(a)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let summary: Vec<_> = logins
+            .iter()
+            .map(|a| {
+                (
+                    a.service.as_str(),
+                    a.user.as_str(),
+                    a.outcome,
+                    a.pam_code_name,
+                    a.authenticate_code,
+                )
+            })
+            .collect();
+        use crate::event::Outcome::{Failure, Success};
+        assert_eq!(
+            summary,
+            vec![
+                ("sshd", "wt_alice", Success, "PAM_SUCCESS", Some(0)),
+                ("sshd", "wt_alice", Failure, "PAM_AUTH_ERR", Some(7)),
+                ("sshd", "wt_alice", Success, "PAM_SUCCESS", None),
+                ("su", "wt_bob", Success, "PAM_SUCCESS", Some(0)),
+            ]
+        );
+        assert!(
+            logins[..3]
+                .iter()
+                .all(|a| a.remote_host.as_deref() == Some("127.0.0.1"))
+        );
+        assert_eq!(logins[3].remote_user.as_deref(), Some("wt_alice"));
+
+        let starts: Vec<_> = events
+            .iter()
+            .filter_map(|e| {
+                if let EventBody::SessionStart(s) = e {
+                    Some(s)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(starts.len(), 3);
+        assert_eq!(
+            starts[2].parent_session,
+            Some(starts[1].session),
+            "su is a child of the second ssh login"
+        );
+        assert_eq!(logins[3].from_session, Some(starts[1].session));
+
+        let execs: Vec<_> = events
+            .iter()
+            .filter_map(|e| {
+                if let EventBody::Exec(x) = e {
+                    Some((x.session, x.filename.as_str(), x.session_user.clone()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let bob = Some("wt_bob".to_string());
+        let alice = Some("wt_alice".to_string());
+        assert_eq!(
+            execs,
+            vec![
+                (Some(starts[0].session), "/bin/bash", alice.clone()),
+                (Some(starts[0].session), "/usr/bin/id", alice.clone()),
+                (Some(starts[1].session), "/bin/bash", alice.clone()),
+                (Some(starts[1].session), "/usr/bin/su", alice),
+                (Some(starts[2].session), "/bin/bash", bob.clone()),
+                (Some(starts[2].session), "/usr/bin/id", bob),
+            ]
+        );
+        let tcp: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                EventBody::Connect(c) if c.family == "inet" => {
+                    Some((c.session, c.address.as_str(), c.port, c.result))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tcp, vec![(Some(starts[0].session), "127.0.0.1", Some(2399), 0)]);
+
+        let ends: Vec<_> = events
+            .iter()
+            .filter_map(|e| {
+                if let EventBody::SessionEnd(s) = e {
+                    Some((s.session, s.execs))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(
+            ends,
+            vec![
+                (starts[0].session, 2),
+                (starts[2].session, 2),
+                (starts[1].session, 4)
+            ]
+        );
+    }
+
+    #[test]
+    fn torn_and_corrupted_raw_files_are_reported_not_fatal() {
+        let (records, torn) = split_raw(&CAPTURED[..CAPTURED.len() - 10]);
+        assert!(torn.is_some());
+        assert!(!records.is_empty());
+        let mut corrupted = CAPTURED.to_vec();
+        corrupted[4] = 0xee; // the first record's kind
+        let (records, _) = split_raw(&corrupted);
+        assert!(decode(records[0]).is_err());
+    }
 }
