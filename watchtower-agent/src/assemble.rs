@@ -244,6 +244,7 @@ impl<P: ProcessInfo> Assembler<P> {
 
     /// Feed one kernel record; the events it completes are appended to `out`
     /// with the kernel time they happened at.
+    #[expect(clippy::too_many_lines, reason = "one arm per kernel record kind")]
     pub fn push(&mut self, record: KernelRecord, out: &mut Vec<(u64, EventBody)>) {
         match record {
             KernelRecord::PamStart {
@@ -486,7 +487,7 @@ impl<P: ProcessInfo> Assembler<P> {
             }
             PamFunction::Setcred => {}
             PamFunction::OpenSession => {
-                self.open_session(key, task, retval, session_key, parent_session_key, out)
+                self.open_session(key, task, retval, session_key, parent_session_key, out);
             }
             PamFunction::CloseSession => {
                 // The session this transaction opened; else (opened before the agent) the
@@ -1062,16 +1063,7 @@ mod tests {
         assert_eq!(su_login.user, "bob");
         assert_eq!(su_login.remote_user.as_deref(), Some("alice"));
         assert_eq!(su_login.from_session, Some(SessionId(0xa00)));
-        let starts: Vec<_> = events
-            .iter()
-            .filter_map(|e| {
-                if let EventBody::SessionStart(s) = e {
-                    Some(s)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let starts: Vec<_> = events.iter().filter_map(EventBody::as_session_start).collect();
         assert_eq!(starts.len(), 2);
         assert_eq!(
             (starts[1].session, starts[1].parent_session),

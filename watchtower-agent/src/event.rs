@@ -202,6 +202,31 @@ pub enum EventBody {
     AgentHealth(AgentHealth),
 }
 
+#[cfg(test)]
+impl EventBody {
+    pub fn as_login_attempt(&self) -> Option<&LoginAttempt> {
+        if let EventBody::LoginAttempt(a) = self {
+            Some(a)
+        } else {
+            None
+        }
+    }
+    pub fn as_session_start(&self) -> Option<&SessionStart> {
+        if let EventBody::SessionStart(s) = self {
+            Some(s)
+        } else {
+            None
+        }
+    }
+    pub fn as_session_end(&self) -> Option<&SessionEnd> {
+        if let EventBody::SessionEnd(s) = self {
+            Some(s)
+        } else {
+            None
+        }
+    }
+}
+
 /// An event with its identity and time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Event {

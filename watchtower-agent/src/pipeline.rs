@@ -293,16 +293,7 @@ mod tests {
     #[test]
     fn captured_logins_assemble_into_the_expected_events() {
         let events = replay();
-        let logins: Vec<_> = events
-            .iter()
-            .filter_map(|e| {
-                if let EventBody::LoginAttempt(a) = e {
-                    Some(a)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let logins: Vec<_> = events.iter().filter_map(EventBody::as_login_attempt).collect();
         let summary: Vec<_> = logins
             .iter()
             .map(|a| {
@@ -332,16 +323,7 @@ mod tests {
         );
         assert_eq!(logins[3].remote_user.as_deref(), Some("wt_alice"));
 
-        let starts: Vec<_> = events
-            .iter()
-            .filter_map(|e| {
-                if let EventBody::SessionStart(s) = e {
-                    Some(s)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let starts: Vec<_> = events.iter().filter_map(EventBody::as_session_start).collect();
         assert_eq!(starts.len(), 3);
         assert_eq!(
             starts[2].parent_session,

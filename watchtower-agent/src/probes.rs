@@ -191,6 +191,10 @@ impl KernelCounters {
 }
 
 /// Load the object, configure it for this kernel and attach every probe.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the attach sequence reads best in one place, in order"
+)]
 pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) -> anyhow::Result<Probes> {
     // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
     let unlimited = libc::rlimit {
