@@ -218,13 +218,6 @@ impl EventBody {
             None
         }
     }
-    pub fn as_session_end(&self) -> Option<&SessionEnd> {
-        if let EventBody::SessionEnd(s) = self {
-            Some(s)
-        } else {
-            None
-        }
-    }
 }
 
 /// An event with its identity and time.

@@ -272,6 +272,7 @@ pub async fn write_stdout(mut rx: mpsc::Receiver<Event>) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::assemble::{Assembler, NoProcessInfo};
+    use crate::event::Outcome::{Failure, Success};
 
     /// Raw records captured on kernel 6.18 / OpenSSH 9.2 / Debian 12 with
     /// `--record-raw`: a password login running `id` and a TCP connect to port 2399,
@@ -306,7 +307,6 @@ mod tests {
                 )
             })
             .collect();
-        use crate::event::Outcome::{Failure, Success};
         assert_eq!(
             summary,
             vec![
