@@ -544,3 +544,37 @@ fn sessions_begun_before_the_agent_are_adopted() {
     );
     assert_eq!(end["execs"], 1);
 }
+
+#[test]
+fn agent_mounts_tracefs_when_it_is_missing() {
+    if !privileged() {
+        return;
+    }
+    let tracing = std::path::Path::new("/sys/kernel/tracing");
+    if tracing.join("events").is_dir() {
+        let out = std::process::Command::new("umount")
+            .arg(tracing)
+            .output()
+            .expect("umount");
+        assert!(
+            out.status.success(),
+            "could not unmount tracefs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        !tracing.join("events").is_dir(),
+        "tracefs is gone before the agent starts"
+    );
+    let debugfs_tracing = std::path::Path::new("/sys/kernel/debug/tracing/events");
+    assert!(
+        !debugfs_tracing.is_dir(),
+        "no other tracefs mount to fall back on"
+    );
+    let agent = Agent::start(&[]);
+    assert!(
+        tracing.join("events/syscalls").is_dir(),
+        "the agent mounted tracefs"
+    );
+    let _ = agent.stop();
+}
