@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::assemble::read_proc_u32;
+
 /// High bit of a session key marks an adopted session: keys of sessions opened under
 /// the probes are boot-time nanoseconds, far below 2^63.
 pub const ADOPTED_KEY_BIT: u64 = 1 << 63;
@@ -71,29 +73,24 @@ pub fn ppid_from_stat(stat: &str) -> Option<u32> {
     after_comm.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Every process of this host with its audit session, except `skip`.
+/// Every process of this host that belongs to a login (audit) session, except `skip`.
 #[must_use]
 pub fn scan_proc(skip: u32) -> Vec<ProcEntry> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let read_u32 = |pid: u32, file: &str| -> Option<u32> {
-        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    };
     dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != skip)
         .filter_map(|pid| {
-            let audit_session_id = read_u32(pid, "sessionid")?;
+            // Processes outside any login session (unset id) are of no interest: skip
+            // them before reading their stat.
+            let audit_session_id = read_proc_u32(pid, "sessionid")?;
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             Some(ProcEntry {
                 pid,
                 ppid: ppid_from_stat(&stat)?,
                 audit_session_id,
-                loginuid: read_u32(pid, "loginuid").filter(|uid| *uid != u32::MAX),
+                loginuid: read_proc_u32(pid, "loginuid"),
             })
         })
         .collect()

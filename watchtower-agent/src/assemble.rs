@@ -77,7 +77,8 @@ impl ProcessInfo for NoProcessInfo {
     }
 }
 
-fn read_proc_u32(pid: u32, file: &str) -> Option<u32> {
+/// A number from `/proc/<pid>/<file>`; `None` when unreadable or unset ((unsigned)-1).
+pub(crate) fn read_proc_u32(pid: u32, file: &str) -> Option<u32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     let value: u32 = text.trim().parse().ok()?;
     // (uid_t)-1 / (unsigned)-1: not set.
