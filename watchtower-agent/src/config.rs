@@ -51,6 +51,10 @@ pub struct CaptureSection {
     pub scope: Scope,
     /// Size of the kernel ring buffer: a power of two, at least one page.
     pub ring_buffer_bytes: u32,
+    /// Refuse to start without the kernel witness. When false (the default) an
+    /// agent whose probes cannot load runs on the journal alone, degraded, and
+    /// says so in every health record.
+    pub required: bool,
 }
 
 impl Default for CaptureSection {
@@ -58,6 +62,33 @@ impl Default for CaptureSection {
         Self {
             scope: Scope::Sessions,
             ring_buffer_bytes: 16 * 1024 * 1024,
+            required: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalSection {
+    /// Read the journal as the second witness (kernel-only mode when false or when
+    /// the journal cannot be read).
+    pub enabled: bool,
+    /// Refuse to start when the journal cannot be read.
+    pub required: bool,
+    /// The journalctl program.
+    pub journalctl: PathBuf,
+    /// How long a login seen by one witness waits for the other before it is
+    /// reported `kernel_only` or `journal_only` (seconds).
+    pub window_secs: u64,
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            required: false,
+            journalctl: PathBuf::from("journalctl"),
+            window_secs: 10,
         }
     }
 }
@@ -80,6 +111,7 @@ impl Default for HealthSection {
 pub struct Config {
     pub agent: AgentSection,
     pub capture: CaptureSection,
+    pub journal: JournalSection,
     pub health: HealthSection,
 }
 
@@ -95,6 +127,15 @@ impl Config {
             return Err(format!(
                 "capture.ring_buffer_bytes = {ring}: must be a power of two of at least 4096 (one page)"
             ));
+        }
+        if !(1..=3600).contains(&self.journal.window_secs) {
+            return Err(format!(
+                "journal.window_secs = {}: must be between 1 and 3600",
+                self.journal.window_secs
+            ));
+        }
+        if self.journal.required && !self.journal.enabled {
+            return Err("journal.required = true needs journal.enabled = true".into());
         }
         if self.health.interval_secs == 0 {
             return Err("health.interval_secs must be at least 1".into());
@@ -122,7 +163,11 @@ mod tests {
         assert_eq!(config.capture.scope, Scope::All);
         assert_eq!(config.capture.ring_buffer_bytes, 16 * 1024 * 1024);
         assert_eq!(config.health.interval_secs, 60);
+        assert!(config.journal.enabled);
+        assert_eq!(config.journal.window_secs, 10);
         assert!(config.validate().is_ok());
+        let config = Config::from_toml("[journal]\nwindow_secs = 3\nenabled = false\n").unwrap();
+        assert_eq!((config.journal.window_secs, config.journal.enabled), (3, false));
     }
 
     #[test]
@@ -135,5 +180,8 @@ mod tests {
         config.capture.ring_buffer_bytes = 4096;
         config.health.interval_secs = 0;
         assert!(config.validate().is_err());
+        config.health.interval_secs = 1;
+        config.journal.window_secs = 0;
+        assert!(config.validate().unwrap_err().contains("window_secs"));
     }
 }

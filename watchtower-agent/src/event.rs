@@ -170,8 +170,15 @@ pub struct Connect {
 pub struct AgentHealth {
     /// `start`, `periodic` or `shutdown`.
     pub reason: &'static str,
-    /// `kernel` (probes attached).
+    /// Which witnesses run: `kernel+journal`, `kernel` (journald not readable:
+    /// no cross-check) or `journal` (probes could not load: degraded).
     pub mode: &'static str,
+    /// Why the kernel witness is not running (journal-only mode).
+    pub kernel_unavailable: Option<String>,
+    /// The journal witness: its state, counters and why it is off.
+    pub journal: Option<JournalHealth>,
+    /// Cross-check verdicts so far, and logins still waiting for the other witness.
+    pub verdicts: Option<crate::reconcile::VerdictCounters>,
     /// `sessions` (logins plus what they do) or `all`.
     pub scope: &'static str,
     pub probes: Vec<String>,
@@ -191,6 +198,27 @@ pub struct AgentHealth {
     pub resumed_after_seq: Option<u64>,
 }
 
+/// The journal reader's state in health records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JournalHealth {
+    /// `following`, `restarting` or `unavailable`.
+    pub state: &'static str,
+    /// Why the journal is not followed (kernel-only mode), or the last reader error.
+    pub error: Option<String>,
+    /// Whether journald accepts messages right now (its socket answers): when it
+    /// does not, logins go unlogged and come out `kernel_only`.
+    pub journald_accepting: bool,
+    pub records: u64,
+    /// Records that were not valid journal export JSON (or too large), skipped.
+    pub malformed: u64,
+    /// Records of the watched programs whose message was understood.
+    pub recognised: u64,
+    /// Logins the journal told of.
+    pub logins: u64,
+    /// Times journalctl had to be restarted.
+    pub restarts: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventBody {
@@ -199,6 +227,7 @@ pub enum EventBody {
     SessionEnd(SessionEnd),
     Exec(Exec),
     Connect(Connect),
+    LoginVerdict(Box<crate::reconcile::LoginVerdict>),
     AgentHealth(AgentHealth),
 }
 

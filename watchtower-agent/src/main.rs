@@ -10,9 +10,11 @@ mod clock;
 mod config;
 mod decode;
 mod event;
+mod journal;
 mod libpam;
 mod pipeline;
 mod probes;
+mod reconcile;
 mod seq;
 mod tracefs;
 
@@ -25,7 +27,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Scope};
-use crate::pipeline::{HealthContext, Input, ReaderStats, Stamper};
+use crate::pipeline::{HealthContext, Input, JournalWitness, ReaderStats, Stamper};
 
 /// Watchtower host agent.
 ///
@@ -36,7 +38,15 @@ use crate::pipeline::{HealthContext, Input, ReaderStats, Stamper};
 /// (host_id, boot_id, seq) so loss and duplicates can be counted exactly; records the
 /// kernel could not deliver are counted and reported in `agent_health` events.
 ///
-/// Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN.
+/// It also follows the systemd journal (sshd, sudo, su, login, systemd-logind) as a
+/// second witness and gives every sshd/su/sudo/login attempt a `login_verdict`:
+/// confirmed (both saw it, with the log's method, key fingerprint, port or sudo
+/// command), kernel_only (the log was suppressed: alert), journal_only (a login
+/// the probes did not see, or a forged line: alert), or unchecked.
+///
+/// Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN (and read access to the
+/// journal). Without the capabilities it runs on the journal alone (degraded)
+/// unless --require-kernel; without a readable journal it runs on the kernel alone.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 #[expect(
@@ -69,6 +79,16 @@ struct Cli {
     /// Also write every raw kernel record to this file, for `replay` and bug reports.
     #[arg(long)]
     record_raw: Option<PathBuf>,
+    /// Do not read the journal (kernel-only mode: no cross-check verdicts).
+    #[arg(long)]
+    no_journal: bool,
+    /// Seconds a login seen by one witness waits for the other before it is
+    /// reported kernel_only or journal_only.
+    #[arg(long)]
+    journal_window_secs: Option<u64>,
+    /// Exit when the probes cannot be loaded instead of running on the journal alone.
+    #[arg(long)]
+    require_kernel: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -111,6 +131,16 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(secs) = cli.health_interval_secs {
         config.health.interval_secs = secs;
+    }
+    if cli.no_journal {
+        config.journal.enabled = false;
+        config.journal.required = false;
+    }
+    if let Some(secs) = cli.journal_window_secs {
+        config.journal.window_secs = secs;
+    }
+    if cli.require_kernel {
+        config.capture.required = true;
     }
     config
         .validate()
@@ -206,7 +236,17 @@ fn replay(file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> {
+/// The kernel witness, started: its probes (kept alive until shutdown) and the
+/// ring buffer to read.
+struct KernelStarted {
+    ebpf: aya::Ebpf,
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    counters: probes::KernelCounters,
+    attached: Vec<String>,
+    adopted: Vec<adopt::AdoptedSession>,
+}
+
+fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
     let found = probes::preflight()?;
     if found.mounted_tracefs {
         tracing::info!(path = %found.tracefs.display(), "mounted tracefs");
@@ -214,13 +254,6 @@ async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> 
     if let Some(note) = &found.btf_note {
         tracing::warn!("{note}");
     }
-    let seq = seq::SeqAllocator::open(&config.agent.state_dir)
-        .with_context(|| format!("opening state in {}", config.agent.state_dir.display()))?;
-    let stamper = Stamper {
-        host_id: config.agent.host_id.clone().unwrap_or_else(hostname),
-        boot_id: boot_id()?,
-        seq,
-    };
     let probes = probes::load(
         &found,
         config.capture.scope == Scope::All,
@@ -245,48 +278,142 @@ async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> 
             "adopted login sessions that began before the agent"
         );
     }
+    Ok(KernelStarted {
+        ebpf,
+        ring,
+        counters,
+        attached,
+        adopted,
+    })
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "wiring of the stages, in the order they start and stop"
+)]
+async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> {
+    let seq = seq::SeqAllocator::open(&config.agent.state_dir)
+        .with_context(|| format!("opening state in {}", config.agent.state_dir.display()))?;
+    let stamper = Stamper {
+        host_id: config.agent.host_id.clone().unwrap_or_else(hostname),
+        boot_id: boot_id()?,
+        seq,
+    };
+
+    // The two witnesses: each may be missing, not both.
+    let kernel = match start_kernel(&config) {
+        Ok(kernel) => Ok(kernel),
+        Err(error) if config.capture.required => return Err(error),
+        Err(error) => {
+            tracing::error!("kernel witness unavailable, degraded to journal-only: {error:#}");
+            Err(format!("{error:#}"))
+        }
+    };
+    let kernel_since_ns = clock::boot_to_unix_ns(clock::boottime_ns());
+    let journal_probe = if config.journal.enabled {
+        journal::probe(&config.journal.journalctl)
+    } else {
+        Err("disabled by configuration".to_string())
+    };
+    match (&kernel, &journal_probe) {
+        (Err(k), Err(j)) => bail!("neither witness can run. kernel: {k}. journal: {j}"),
+        (_, Err(j)) if config.journal.required => bail!("the journal cannot be read: {j}"),
+        (Ok(_), Err(j)) => tracing::warn!("journal witness unavailable, kernel-only (no cross-check): {j}"),
+        _ => {}
+    }
+    let mode = match (&kernel, &journal_probe) {
+        (Ok(_), Ok(())) => "kernel+journal",
+        (Ok(_), Err(_)) => "kernel",
+        _ => "journal",
+    };
+    tracing::info!(mode, "witnesses running");
 
     let (records_tx, records_rx) = mpsc::channel::<Input>(1024);
     let (events_tx, events_rx) = mpsc::channel(4096);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let reader_stats = Arc::new(ReaderStats::default());
-
+    let (stop_kernel_tx, stop_kernel_rx) = watch::channel(false);
+    let (stop_journal_tx, stop_journal_rx) = watch::channel(false);
     records_tx.send(Input::Health("start")).await?;
-    records_tx.send(Input::Adopt(adopted)).await?;
-    let raw = match &record_raw {
-        Some(path) => Some(
-            pipeline::RawRecorder::create(path).with_context(|| format!("creating {}", path.display()))?,
-        ),
-        None => None,
+
+    let (kernel_witness, kernel_unavailable, probes_attached, ebpf, reader) = match kernel {
+        Ok(k) => {
+            records_tx.send(Input::Adopt(k.adopted)).await?;
+            let raw = match &record_raw {
+                Some(path) => Some(
+                    pipeline::RawRecorder::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let reader_stats = Arc::new(ReaderStats::default());
+            let reader = tokio::spawn(pipeline::read_ring(
+                k.ring,
+                records_tx.clone(),
+                reader_stats.clone(),
+                stop_kernel_rx,
+                raw,
+            ));
+            (
+                Some(pipeline::KernelWitness {
+                    counters: k.counters,
+                    reader: reader_stats,
+                }),
+                None,
+                k.attached,
+                Some(k.ebpf),
+                Some(reader),
+            )
+        }
+        Err(why) => (None, Some(why), Vec::new(), None, None),
     };
-    let reader = tokio::spawn(pipeline::read_ring(
-        ring,
-        records_tx.clone(),
-        reader_stats.clone(),
-        stop_rx,
-        raw,
-    ));
+    let (journal_witness, follower) = match journal_probe {
+        Ok(()) => {
+            let stats = Arc::new(journal::JournalStats::default());
+            let since_unix_s = kernel_since_ns / 1_000_000_000;
+            let follower = tokio::spawn(journal::follow(
+                journal::JournalSettings {
+                    journalctl: config.journal.journalctl.clone(),
+                    state_dir: config.agent.state_dir.clone(),
+                    since_unix_s: since_unix_s.saturating_sub(1),
+                },
+                records_tx.clone(),
+                stats.clone(),
+                stop_journal_rx,
+            ));
+            let reconciler = reconcile::Reconciler::new(
+                config.journal.window_secs * 1_000_000_000,
+                kernel_witness.is_some().then_some(kernel_since_ns),
+            );
+            (JournalWitness::Following { stats, reconciler }, Some(follower))
+        }
+        Err(why) => (JournalWitness::Unavailable(why), None),
+    };
     let assembler = tokio::spawn(pipeline::assemble(
         records_rx,
         events_tx,
         stamper,
-        counters,
-        reader_stats,
+        kernel_witness,
+        journal_witness,
         HealthContext {
             scope: config.capture.scope.name(),
-            probes: attached,
+            probes: probes_attached,
+            mode,
+            kernel_unavailable,
         },
     ));
     let output = tokio::spawn(pipeline::write_stdout(events_rx));
 
-    let health_tx = records_tx;
+    let health_tx = records_tx.clone();
     let interval = Duration::from_secs(config.health.interval_secs);
     let ticker = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.tick().await;
+        let mut health = tokio::time::interval(interval);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        health.tick().await;
         loop {
-            tick.tick().await;
-            if health_tx.send(Input::Health("periodic")).await.is_err() {
+            let input = tokio::select! {
+                _ = health.tick() => Input::Health("periodic"),
+                _ = tick.tick() => Input::Tick,
+            };
+            if health_tx.send(input).await.is_err() {
                 return;
             }
         }
@@ -297,11 +424,20 @@ async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> 
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
         _ = sigterm.recv() => tracing::info!("terminated, shutting down"),
     }
-    // Detach every probe first, so the final health record counts everything.
-    drop(ebpf);
+    // Stop the producers first (the journal, then the probes, detached before the
+    // ring is drained), so the final health record counts everything and is last.
     ticker.abort();
-    let _ = stop_tx.send(true);
-    reader.await??;
+    let _ = stop_journal_tx.send(true);
+    if let Some(follower) = follower {
+        follower.await??;
+    }
+    drop(ebpf);
+    let _ = stop_kernel_tx.send(true);
+    if let Some(reader) = reader {
+        reader.await??;
+    }
+    records_tx.send(Input::Health("shutdown")).await?;
+    drop(records_tx);
     assembler.await??;
     output.await??;
     Ok(())

@@ -16,6 +16,7 @@ use crate::clock;
 use crate::decode::{KernelRecord, decode};
 use crate::event::{AgentHealth, Event, EventBody};
 use crate::probes::KernelCounters;
+use crate::reconcile::{LoginVerdict, Reconciler};
 use crate::seq::SeqAllocator;
 
 /// Messages into the assembler stage.
@@ -25,6 +26,10 @@ pub enum Input {
     Health(&'static str),
     /// Sessions found running at start-up.
     Adopt(Vec<crate::adopt::AdoptedSession>),
+    /// A login the journal told of.
+    Journal(Box<watchtower_journal::JournalLogin>),
+    /// Time passes: close the reconciliation window on old logins.
+    Tick,
 }
 
 /// Counters of the reader stage.
@@ -36,8 +41,8 @@ pub struct ReaderStats {
 
 const BATCH: usize = 256;
 
-/// Read the ring buffer until `stop` turns true; then drain what is left, ask
-/// for the final health record and return (closing the channel).
+/// Read the ring buffer until `stop` turns true; then drain what is left and
+/// return.
 pub async fn read_ring(
     ring: RingBuf<MapData>,
     tx: mpsc::Sender<Input>,
@@ -63,7 +68,6 @@ pub async fn read_ring(
             if let Some(raw) = raw.as_mut() {
                 raw.flush();
             }
-            let _ = tx.send(Input::Health("shutdown")).await;
             return Ok(());
         }
     }
@@ -189,19 +193,38 @@ impl Stamper {
 pub struct HealthContext {
     pub scope: &'static str,
     pub probes: Vec<String>,
+    /// `kernel+journal`, `kernel` or `journal`.
+    pub mode: &'static str,
+    pub kernel_unavailable: Option<String>,
 }
 
-/// The assembler stage: kernel records in, stamped events out.
+/// The kernel witness, when it runs.
+pub struct KernelWitness {
+    pub counters: KernelCounters,
+    pub reader: Arc<ReaderStats>,
+}
+
+/// The journal witness: following (with the reconciler), or why not.
+pub enum JournalWitness {
+    Following {
+        stats: Arc<crate::journal::JournalStats>,
+        reconciler: Reconciler,
+    },
+    Unavailable(String),
+}
+
+/// The assembler stage: kernel records and journal logins in, stamped events out.
 pub async fn assemble(
     mut rx: mpsc::Receiver<Input>,
     tx: mpsc::Sender<Event>,
     mut stamper: Stamper,
-    counters: KernelCounters,
-    reader: Arc<ReaderStats>,
+    kernel: Option<KernelWitness>,
+    mut journal: JournalWitness,
     context: HealthContext,
 ) -> anyhow::Result<()> {
     let mut assembler = Assembler::new(ProcFs);
     let mut out = Vec::new();
+    let mut verdicts = Vec::new();
     let resumed_after = stamper.seq.resumed_after();
     while let Some(input) = rx.recv().await {
         match input {
@@ -216,36 +239,104 @@ pub async fn assemble(
                     assembler.adopt(session, now, &mut out);
                 }
             }
+            Input::Journal(login) => {
+                if let JournalWitness::Following { reconciler, .. } = &mut journal {
+                    reconciler.journal(*login, &mut verdicts);
+                }
+            }
+            Input::Tick => {
+                if let JournalWitness::Following { reconciler, .. } = &mut journal {
+                    let now = clock::boot_to_unix_ns(clock::boottime_ns());
+                    reconciler.expire(now, crate::journal::journald_accepting(), &mut verdicts);
+                }
+            }
             Input::Health(reason) => {
-                let assembler_counters = assembler.counters();
-                let health = AgentHealth {
+                if reason == "shutdown"
+                    && let JournalWitness::Following { reconciler, .. } = &mut journal
+                {
+                    reconciler.flush(&mut verdicts);
+                }
+                let verdict_events = std::mem::take(&mut verdicts);
+                if !send_verdicts(&mut stamper, &tx, verdict_events).await? {
+                    return Ok(());
+                }
+                let health = health(
                     reason,
-                    mode: "kernel",
-                    scope: context.scope,
-                    probes: if reason == "start" {
-                        context.probes.clone()
-                    } else {
-                        Vec::new()
-                    },
-                    lost: counters.lost(),
-                    out_of_scope: counters.out_of_scope(),
-                    decode_errors: reader.decode_errors.load(Ordering::Relaxed),
-                    records: reader.records.load(Ordering::Relaxed),
-                    pam_orphans: assembler_counters.pam_orphans,
-                    open_sessions: assembler.open_sessions() as u64,
-                    resumed_after_seq: if reason == "start" { resumed_after } else { None },
-                };
+                    &assembler,
+                    kernel.as_ref(),
+                    &journal,
+                    &context,
+                    resumed_after,
+                );
                 out.push((clock::boottime_ns(), EventBody::AgentHealth(health)));
             }
         }
         for (ktime, body) in out.drain(..) {
             let event = stamper.stamp(ktime, body)?;
+            if let (EventBody::LoginAttempt(attempt), JournalWitness::Following { reconciler, .. }) =
+                (&event.body, &mut journal)
+            {
+                reconciler.kernel(event.seq, event.time_unix_ns, attempt, &mut verdicts);
+            }
             if tx.send(event).await.is_err() {
                 return Ok(());
             }
         }
+        let verdict_events = std::mem::take(&mut verdicts);
+        if !send_verdicts(&mut stamper, &tx, verdict_events).await? {
+            return Ok(());
+        }
     }
     Ok(())
+}
+
+/// Stamp and send verdicts (timed when they were reached); false when the output closed.
+async fn send_verdicts(
+    stamper: &mut Stamper,
+    tx: &mpsc::Sender<Event>,
+    verdicts: Vec<LoginVerdict>,
+) -> anyhow::Result<bool> {
+    for verdict in verdicts {
+        let event = stamper.stamp(clock::boottime_ns(), EventBody::LoginVerdict(Box::new(verdict)))?;
+        if tx.send(event).await.is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn health(
+    reason: &'static str,
+    assembler: &Assembler<ProcFs>,
+    kernel: Option<&KernelWitness>,
+    journal: &JournalWitness,
+    context: &HealthContext,
+    resumed_after: Option<u64>,
+) -> AgentHealth {
+    let (journal_health, verdicts) = match journal {
+        JournalWitness::Following { stats, reconciler } => (stats.health(), Some(reconciler.counters())),
+        JournalWitness::Unavailable(why) => (crate::journal::unavailable(why), None),
+    };
+    AgentHealth {
+        reason,
+        mode: context.mode,
+        kernel_unavailable: context.kernel_unavailable.clone(),
+        journal: Some(journal_health),
+        verdicts,
+        scope: context.scope,
+        probes: if reason == "start" {
+            context.probes.clone()
+        } else {
+            Vec::new()
+        },
+        lost: kernel.map(|k| k.counters.lost()).unwrap_or_default(),
+        out_of_scope: kernel.map(|k| k.counters.out_of_scope()).unwrap_or_default(),
+        decode_errors: kernel.map_or(0, |k| k.reader.decode_errors.load(Ordering::Relaxed)),
+        records: kernel.map_or(0, |k| k.reader.records.load(Ordering::Relaxed)),
+        pam_orphans: assembler.counters().pam_orphans,
+        open_sessions: assembler.open_sessions() as u64,
+        resumed_after_seq: if reason == "start" { resumed_after } else { None },
+    }
 }
 
 /// The output stage: one JSON object per line on stdout, flushed whenever the

@@ -1,0 +1,301 @@
+//! The journal witness: follows `journalctl -o json --follow` for sshd, sudo, su,
+//! login and systemd-logind, groups each login's lines by PID and hands every
+//! login to the reconciler.
+//!
+//! Position: the cursor of the last record read is kept in the state directory
+//! (`journal.cursor`, saved at most once a second and at shutdown), so a restart
+//! resumes after it; the first start begins at the agent's start time. journalctl
+//! is restarted with backoff if it ends; malformed records are counted and
+//! skipped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::{mpsc, watch};
+use watchtower_journal::{LoginStories, Program, parse_entry};
+
+use crate::event::JournalHealth;
+use crate::pipeline::Input;
+
+/// journald's native socket: when nothing listens on it, nothing is logged.
+const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+/// A record longer than this is not one journalctl writes for the fields asked.
+const MAX_RECORD: usize = 1 << 20;
+const CURSOR_FILE: &str = "journal.cursor";
+const FIELDS: &str = "MESSAGE,_PID,_UID,_COMM,_EXE,SYSLOG_IDENTIFIER,_TRANSPORT,_BOOT_ID";
+
+pub struct JournalSettings {
+    pub journalctl: PathBuf,
+    pub state_dir: PathBuf,
+    /// Where to begin when no cursor was saved (the agent's start, unix seconds).
+    pub since_unix_s: u64,
+}
+
+/// Whether this process can read the system journal: `journalctl -n 0` succeeds.
+pub fn probe(journalctl: &Path) -> Result<(), String> {
+    let out = std::process::Command::new(journalctl)
+        .args(["-n", "0", "--quiet", "--no-pager"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", journalctl.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if out.status.success() && !stderr.contains("No journal files") {
+        Ok(())
+    } else if stderr.is_empty() {
+        Err(format!("{} exited with {}", journalctl.display(), out.status))
+    } else {
+        Err(stderr)
+    }
+}
+
+/// Whether journald accepts messages now (its socket has a listener).
+#[must_use]
+pub fn journald_accepting() -> bool {
+    std::os::unix::net::UnixDatagram::unbound().is_ok_and(|s| s.connect(JOURNALD_SOCKET).is_ok())
+}
+
+const FOLLOWING: u8 = 1;
+const RESTARTING: u8 = 2;
+
+/// The reader's counters, shared with the health records.
+#[derive(Default)]
+pub struct JournalStats {
+    state: AtomicU8,
+    records: AtomicU64,
+    malformed: AtomicU64,
+    recognised: AtomicU64,
+    logins: AtomicU64,
+    restarts: AtomicU64,
+    error: Mutex<Option<String>>,
+}
+
+impl JournalStats {
+    #[must_use]
+    pub fn health(&self) -> JournalHealth {
+        JournalHealth {
+            state: match self.state.load(Ordering::Relaxed) {
+                FOLLOWING => "following",
+                RESTARTING => "restarting",
+                _ => "starting",
+            },
+            error: self.error.lock().map(|e| e.clone()).unwrap_or_default(),
+            journald_accepting: journald_accepting(),
+            records: self.records.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            recognised: self.recognised.load(Ordering::Relaxed),
+            logins: self.logins.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_error(&self, error: String) {
+        if let Ok(mut e) = self.error.lock() {
+            *e = Some(error);
+        }
+    }
+}
+
+/// The health entry for a journal that is not followed at all.
+#[must_use]
+pub fn unavailable(reason: &str) -> JournalHealth {
+    JournalHealth {
+        state: "unavailable",
+        error: Some(reason.to_string()),
+        journald_accepting: journald_accepting(),
+        ..JournalHealth::default()
+    }
+}
+
+struct Cursor {
+    path: PathBuf,
+    last: Option<String>,
+    saved: Option<String>,
+}
+
+impl Cursor {
+    fn load(state_dir: &Path) -> Cursor {
+        let path = state_dir.join(CURSOR_FILE);
+        let last = std::fs::read_to_string(&path)
+            .ok()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty() && !c.contains(char::is_whitespace));
+        Cursor {
+            path,
+            saved: last.clone(),
+            last,
+        }
+    }
+
+    /// Write the cursor (temporary file, fsync, rename) if it moved.
+    fn save(&mut self) {
+        if self.last == self.saved {
+            return;
+        }
+        let Some(cursor) = &self.last else { return };
+        let tmp = self.path.with_extension("tmp");
+        let result = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                use std::io::Write as _;
+                f.write_all(cursor.as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        match result {
+            Ok(()) => self.saved.clone_from(&self.last),
+            Err(error) => {
+                tracing::warn!(%error, path = %self.path.display(), "could not save the journal cursor")
+            }
+        }
+    }
+}
+
+fn command(settings: &JournalSettings, cursor: Option<&str>) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&settings.journalctl);
+    cmd.args(["--output=json", "--follow", "--no-pager", "--quiet"])
+        .arg(format!("--output-fields={FIELDS}"));
+    match cursor {
+        Some(c) => cmd.arg(format!("--after-cursor={c}")),
+        None => cmd.arg(format!("--since=@{}", settings.since_unix_s)),
+    };
+    for identifier in Program::IDENTIFIERS {
+        cmd.arg(format!("SYSLOG_IDENTIFIER={identifier}"));
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Follow the journal until `stop` turns true.
+pub async fn follow(
+    settings: JournalSettings,
+    tx: mpsc::Sender<Input>,
+    stats: Arc<JournalStats>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut cursor = Cursor::load(&settings.state_dir);
+    if let Some(c) = &cursor.last {
+        tracing::info!(cursor = %c, "journal: resuming after the saved cursor");
+    }
+    let mut stories = LoginStories::new();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut child = match command(&settings, cursor.last.as_deref()).spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                stats.set_error(format!("cannot run {}: {error}", settings.journalctl.display()));
+                stats.state.store(RESTARTING, Ordering::Relaxed);
+                if wait_or_stop(&mut stop, backoff).await {
+                    return Ok(());
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        stats.state.store(FOLLOWING, Ordering::Relaxed);
+        let stdout = child.stdout.take().expect("piped");
+        let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, stdout);
+        let mut line = Vec::with_capacity(4096);
+        let mut save = tokio::time::interval(Duration::from_secs(1));
+        let stopping = loop {
+            tokio::select! {
+                read = reader.read_until(b'\n', &mut line) => {
+                    match read {
+                        Ok(0) => break false,
+                        Ok(_) => {
+                            if !record(&line, &mut stories, &mut cursor, &stats, &tx).await {
+                                break true;
+                            }
+                            backoff = Duration::from_secs(1);
+                            line.clear();
+                        }
+                        Err(error) => {
+                            stats.set_error(format!("reading journalctl: {error}"));
+                            break false;
+                        }
+                    }
+                }
+                _ = save.tick() => cursor.save(),
+                _ = stop.changed() => break true,
+            }
+        };
+        let _ = child.start_kill();
+        let exit = child.wait().await;
+        cursor.save();
+        if stopping {
+            return Ok(());
+        }
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use tokio::io::AsyncReadExt as _;
+            let _ = e.read_to_string(&mut stderr).await;
+        }
+        let why = format!(
+            "journalctl ended ({}): {}",
+            exit.map_or_else(|e| e.to_string(), |s| s.to_string()),
+            stderr.trim()
+        );
+        tracing::warn!("{why}; restarting in {backoff:?}");
+        stats.set_error(why);
+        stats.restarts.fetch_add(1, Ordering::Relaxed);
+        stats.state.store(RESTARTING, Ordering::Relaxed);
+        if wait_or_stop(&mut stop, backoff).await {
+            return Ok(());
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Sleep, or return true at once if the agent is stopping.
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// One line of journalctl's output; false when the pipeline has closed.
+async fn record(
+    line: &[u8],
+    stories: &mut LoginStories,
+    cursor: &mut Cursor,
+    stats: &JournalStats,
+    tx: &mpsc::Sender<Input>,
+) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    if line.is_empty() {
+        return true;
+    }
+    let parsed = if line.len() > MAX_RECORD {
+        Err(format!(
+            "record of {} bytes is larger than {MAX_RECORD}",
+            line.len()
+        ))
+    } else {
+        parse_entry(line).map_err(|e| e.to_string())
+    };
+    let entry = match parsed {
+        Ok(entry) => entry,
+        Err(error) => {
+            let n = stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+            if n <= 10 || n.is_power_of_two() {
+                tracing::warn!(%error, malformed = n, "journal record skipped");
+            }
+            return true;
+        }
+    };
+    stats.records.fetch_add(1, Ordering::Relaxed);
+    cursor.last = Some(entry.cursor.clone());
+    let login = stories.push(&entry);
+    let counters = stories.counters();
+    stats.recognised.store(counters.recognised, Ordering::Relaxed);
+    stats.logins.store(counters.logins, Ordering::Relaxed);
+    match login {
+        Some(login) => tx.send(Input::Journal(Box::new(login))).await.is_ok(),
+        None => true,
+    }
+}

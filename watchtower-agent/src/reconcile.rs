@@ -1,0 +1,620 @@
+//! Two witnesses for every login: the kernel's PAM probes and the journal.
+//!
+//! Each login the kernel saw (a [`LoginAttempt`] of sshd, su, sudo or login) is
+//! matched with the journal's account of it ([`JournalLogin`]): same program,
+//! the same process (or its parent: sshd's keyboard-interactive helper), the same
+//! outcome, within the window. Every such login gets exactly one verdict:
+//! - `confirmed`: both saw it; the verdict carries what only the log knows (the
+//!   authentication method, the key fingerprint, the client port, sudo's command);
+//! - `kernel_only`: the journal never showed it within the window (the log was
+//!   suppressed, journald was down or its files tampered with): an alert;
+//! - `journal_only`: the journal shows a login the probes did not see (a login
+//!   path that bypassed PAM, or a forged line): an alert;
+//! - `unchecked`: only one witness was running (journal-only mode, a journal
+//!   line from before the agent started, or the agent stopping).
+//!
+//! sudo writes one line for several tries (`3 incorrect password attempts`) and
+//! nothing for the failed tries before a success: one journal line may confirm
+//! several kernel attempts of its process.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+use watchtower_journal::{JournalLogin, Outcome as JournalOutcome, Program};
+
+use crate::event::{LoginAttempt, Outcome, SessionId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Confirmed,
+    KernelOnly,
+    JournalOnly,
+    Unchecked,
+}
+
+/// What the kernel witness said, as carried in a verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KernelWitness {
+    /// The `seq` of the kernel's `login_attempt` event.
+    pub seq: u64,
+    pub time_unix_ns: u64,
+    pub service: String,
+    pub user: String,
+    pub outcome: Outcome,
+    pub remote_host: Option<String>,
+    pub pid: u32,
+    pub ppid: u32,
+    pub from_session: Option<SessionId>,
+}
+
+/// A cross-check verdict about one login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoginVerdict {
+    pub verdict: Verdict,
+    /// Why, in a word: `both_witnesses`, `no_journal_record`,
+    /// `journald_not_accepting`, `no_kernel_record`, `writer_not_the_program`,
+    /// `kernel_witness_off`, `before_kernel_watch`, `agent_stopping`,
+    /// `no_pam_authentication`.
+    pub reason: &'static str,
+    pub program: Program,
+    pub user: String,
+    pub outcome: Outcome,
+    /// Failed tries the verdict stands for (sudo's `3 incorrect password attempts`).
+    pub attempts: u32,
+    /// When the login happened (the kernel's time when it saw it, else the journal's).
+    pub login_time_unix_ns: u64,
+    /// What only the log knows, lifted for convenience.
+    pub auth_method: Option<String>,
+    pub key_fingerprint: Option<String>,
+    pub remote_address: Option<String>,
+    pub remote_port: Option<u16>,
+    /// sudo's `COMMAND=`.
+    pub command: Option<String>,
+    /// The witnesses name different users (beyond sudo/su's own two users).
+    pub user_mismatch: bool,
+    pub kernel: Option<KernelWitness>,
+    pub journal: Option<JournalLogin>,
+}
+
+/// Verdict counts for health records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerdictCounters {
+    pub confirmed: u64,
+    pub kernel_only: u64,
+    pub journal_only: u64,
+    pub unchecked: u64,
+    /// Kernel logins waiting for their journal line now.
+    pub pending_kernel: u64,
+    /// Journal logins waiting for their kernel record now.
+    pub pending_journal: u64,
+    /// Pending logins dropped because too many were waiting (each still got a verdict).
+    pub overflow: u64,
+}
+
+/// Logins waiting for the other witness, per side.
+const MAX_PENDING: usize = 16_384;
+
+struct PendingJournal {
+    login: JournalLogin,
+    /// Tries not yet matched with a kernel attempt.
+    remaining: u32,
+}
+
+pub struct Reconciler {
+    window_ns: u64,
+    /// When the kernel witness began watching (unix ns); `None`: it is not running.
+    kernel_since_ns: Option<u64>,
+    kernel: VecDeque<KernelWitness>,
+    journal: VecDeque<PendingJournal>,
+    counters: VerdictCounters,
+}
+
+fn outcome_of(o: JournalOutcome) -> Outcome {
+    match o {
+        JournalOutcome::Success => Outcome::Success,
+        JournalOutcome::Failure => Outcome::Failure,
+    }
+}
+
+impl Reconciler {
+    #[must_use]
+    pub fn new(window_ns: u64, kernel_since_ns: Option<u64>) -> Self {
+        Reconciler {
+            window_ns,
+            kernel_since_ns,
+            kernel: VecDeque::new(),
+            journal: VecDeque::new(),
+            counters: VerdictCounters::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn counters(&self) -> VerdictCounters {
+        VerdictCounters {
+            pending_kernel: self.kernel.len() as u64,
+            pending_journal: self.journal.len() as u64,
+            ..self.counters
+        }
+    }
+
+    /// The kernel's `login_attempt` event (with its seq and time): matched now, or
+    /// kept until the window closes. Logins of programs that do not log (cron,
+    /// systemd-user, ...) are not cross-checked.
+    pub fn kernel(&mut self, seq: u64, time_unix_ns: u64, a: &LoginAttempt, out: &mut Vec<LoginVerdict>) {
+        if Program::from_pam_service(&a.service).is_none() {
+            return;
+        }
+        let k = KernelWitness {
+            seq,
+            time_unix_ns,
+            service: a.service.clone(),
+            user: a.user.clone(),
+            outcome: a.outcome,
+            remote_host: a.remote_host.clone(),
+            pid: a.process.pid,
+            ppid: a.process.ppid,
+            from_session: a.from_session,
+        };
+        let window = self.window_ns;
+        let found = self.journal.iter().position(|j| {
+            j.remaining > 0
+                && same_process(&k, &j.login, window)
+                && (outcome_of(j.login.outcome) == k.outcome || !j.login.kernel_expected)
+        });
+        if let Some(at) = found {
+            let j = &mut self.journal[at];
+            j.remaining -= 1;
+            out.push(self.confirmed(k, self.journal[at].login.clone()));
+            if self.journal[at].remaining == 0 {
+                self.journal.remove(at);
+            }
+            return;
+        }
+        if self.kernel.len() >= MAX_PENDING
+            && let Some(oldest) = self.kernel.pop_front()
+        {
+            self.counters.overflow += 1;
+            out.push(self.kernel_only(oldest, "no_journal_record"));
+        }
+        self.kernel.push_back(k);
+    }
+
+    /// A login the journal told of.
+    pub fn journal(&mut self, login: JournalLogin, out: &mut Vec<LoginVerdict>) {
+        let time_ns = login.time_us.saturating_mul(1000);
+        match self.kernel_since_ns {
+            None => {
+                out.push(self.unchecked(login, "kernel_witness_off"));
+                return;
+            }
+            // Lines from before the probes were attached (the agent was down):
+            // allow the window for records in flight at start.
+            Some(since) if time_ns.saturating_add(self.window_ns) < since => {
+                out.push(self.unchecked(login, "before_kernel_watch"));
+                return;
+            }
+            Some(_) => {}
+        }
+        let mut remaining = login.attempts.max(1);
+        let mut matched = 0;
+        let window = self.window_ns;
+        let sudo_success = login.program == Program::Sudo && login.outcome == JournalOutcome::Success;
+        let mut i = 0;
+        while i < self.kernel.len() {
+            let k = &self.kernel[i];
+            let same = same_process(k, &login, window);
+            let claims = same
+                && if k.outcome == outcome_of(login.outcome) || !login.kernel_expected {
+                    remaining > 0
+                } else {
+                    // Failed tries before sudo's success: sudo logs only the command.
+                    sudo_success && k.outcome == Outcome::Failure
+                };
+            if claims {
+                let k = self.kernel.remove(i).expect("index in range");
+                if k.outcome == outcome_of(login.outcome) || !login.kernel_expected {
+                    remaining -= 1;
+                }
+                matched += 1;
+                out.push(self.confirmed(k, login.clone()));
+            } else {
+                i += 1;
+            }
+        }
+        if remaining > 0 && (matched == 0 || login.kernel_expected) {
+            if self.journal.len() >= MAX_PENDING
+                && let Some(oldest) = self.journal.pop_front()
+            {
+                self.counters.overflow += 1;
+                out.push(self.journal_only(oldest));
+            }
+            self.journal.push_back(PendingJournal { login, remaining });
+        }
+    }
+
+    /// Close the window on logins older than it. `journald_accepting` says whether
+    /// journald takes messages now (the reason given for `kernel_only`).
+    pub fn expire(&mut self, now_unix_ns: u64, journald_accepting: bool, out: &mut Vec<LoginVerdict>) {
+        let cutoff = now_unix_ns.saturating_sub(self.window_ns);
+        while self.kernel.front().is_some_and(|k| k.time_unix_ns < cutoff) {
+            let k = self.kernel.pop_front().expect("front exists");
+            let reason = if journald_accepting {
+                "no_journal_record"
+            } else {
+                "journald_not_accepting"
+            };
+            out.push(self.kernel_only(k, reason));
+        }
+        while self
+            .journal
+            .front()
+            .is_some_and(|j| j.login.time_us.saturating_mul(1000) < cutoff)
+        {
+            let j = self.journal.pop_front().expect("front exists");
+            out.push(self.journal_only(j));
+        }
+    }
+
+    /// The agent is stopping: every login still waiting is reported as unchecked.
+    pub fn flush(&mut self, out: &mut Vec<LoginVerdict>) {
+        while let Some(k) = self.kernel.pop_front() {
+            self.counters.unchecked += 1;
+            out.push(verdict(Verdict::Unchecked, "agent_stopping", Some(k), None, 1));
+        }
+        while let Some(j) = self.journal.pop_front() {
+            self.counters.unchecked += 1;
+            out.push(verdict(
+                Verdict::Unchecked,
+                "agent_stopping",
+                None,
+                Some(j.login),
+                j.remaining,
+            ));
+        }
+    }
+
+    fn confirmed(&mut self, k: KernelWitness, j: JournalLogin) -> LoginVerdict {
+        self.counters.confirmed += 1;
+        verdict(Verdict::Confirmed, "both_witnesses", Some(k), Some(j), 1)
+    }
+
+    fn kernel_only(&mut self, k: KernelWitness, reason: &'static str) -> LoginVerdict {
+        self.counters.kernel_only += 1;
+        verdict(Verdict::KernelOnly, reason, Some(k), None, 1)
+    }
+
+    fn journal_only(&mut self, j: PendingJournal) -> LoginVerdict {
+        if !j.login.kernel_expected {
+            self.counters.unchecked += 1;
+            return verdict(
+                Verdict::Unchecked,
+                "no_pam_authentication",
+                None,
+                Some(j.login),
+                1,
+            );
+        }
+        self.counters.journal_only += 1;
+        let reason = if j.login.identity_mismatch {
+            "writer_not_the_program"
+        } else {
+            "no_kernel_record"
+        };
+        verdict(Verdict::JournalOnly, reason, None, Some(j.login), j.remaining)
+    }
+
+    fn unchecked(&mut self, j: JournalLogin, reason: &'static str) -> LoginVerdict {
+        self.counters.unchecked += 1;
+        let attempts = j.attempts;
+        verdict(Verdict::Unchecked, reason, None, Some(j), attempts)
+    }
+}
+
+/// The same program, the same process (or the kernel record's parent: sshd's
+/// PAM helper), within the window.
+fn same_process(k: &KernelWitness, j: &JournalLogin, window_ns: u64) -> bool {
+    let j_ns = j.time_us.saturating_mul(1000);
+    Program::from_pam_service(&k.service) == Some(j.program)
+        && (j.writer.pid == k.pid || j.writer.pid == k.ppid)
+        && j_ns.abs_diff(k.time_unix_ns) <= window_ns
+}
+
+fn verdict(
+    verdict: Verdict,
+    reason: &'static str,
+    k: Option<KernelWitness>,
+    j: Option<JournalLogin>,
+    attempts: u32,
+) -> LoginVerdict {
+    let (program, user, outcome, time) = match (&k, &j) {
+        (Some(k), _) => (
+            Program::from_pam_service(&k.service).unwrap_or(Program::Login),
+            k.user.clone(),
+            k.outcome,
+            k.time_unix_ns,
+        ),
+        (None, Some(j)) => (
+            j.program,
+            j.user.clone(),
+            outcome_of(j.outcome),
+            j.time_us.saturating_mul(1000),
+        ),
+        (None, None) => unreachable!("a verdict has at least one witness"),
+    };
+    let user_mismatch = match (&k, &j) {
+        (Some(k), Some(j)) => {
+            let sudo = j.sudo.as_ref();
+            k.user != j.user
+                && Some(&k.user) != j.by_user.as_ref()
+                && Some(&k.user) != sudo.and_then(|s| s.target_user.as_ref())
+        }
+        _ => false,
+    };
+    LoginVerdict {
+        verdict,
+        reason,
+        program,
+        user,
+        outcome,
+        attempts: attempts.max(1),
+        login_time_unix_ns: time,
+        auth_method: j.as_ref().and_then(|j| j.method.clone()),
+        key_fingerprint: j
+            .as_ref()
+            .and_then(|j| j.key.as_ref().map(|k| k.fingerprint.clone())),
+        remote_address: j
+            .as_ref()
+            .and_then(|j| j.remote_address.clone())
+            .or_else(|| k.as_ref().and_then(|k| k.remote_host.clone())),
+        remote_port: j.as_ref().and_then(|j| j.remote_port),
+        command: j
+            .as_ref()
+            .and_then(|j| j.sudo.as_ref().and_then(|s| s.command.clone())),
+        user_mismatch,
+        kernel: k,
+        journal: j,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Process;
+    use watchtower_journal::{LoginStories, parse_entry};
+
+    const SECOND: u64 = 1_000_000_000;
+    /// The real journal records of `watchtower-journal`'s fixture (Debian 12).
+    const JOURNAL: &str = include_str!("../../watchtower-journal/tests/fixtures/debian12_sshd_su_sudo.jsonl");
+
+    fn journal_logins() -> Vec<JournalLogin> {
+        let mut stories = LoginStories::new();
+        JOURNAL
+            .lines()
+            .filter_map(|l| stories.push(&parse_entry(l.as_bytes()).unwrap()))
+            .collect()
+    }
+
+    /// The kernel's attempt for the same process, `offset_ns` from the journal line.
+    fn attempt_like(j: &JournalLogin, service: &str, outcome: Outcome) -> LoginAttempt {
+        LoginAttempt {
+            service: service.into(),
+            user: j.user.clone(),
+            user_known: Some(true),
+            remote_host: j.remote_address.clone(),
+            tty: None,
+            remote_user: None,
+            outcome,
+            failed_step: None,
+            pam_code: 0,
+            pam_code_name: "PAM_SUCCESS",
+            authenticate_code: None,
+            account_code: None,
+            from_session: None,
+            process: Process {
+                pid: j.writer.pid,
+                tid: j.writer.pid,
+                ppid: 1,
+                uid: 0,
+                gid: 0,
+                comm: "sshd".into(),
+            },
+        }
+    }
+
+    fn time_of(j: &JournalLogin) -> u64 {
+        j.time_us * 1000
+    }
+
+    #[test]
+    fn password_and_publickey_logins_are_confirmed_with_the_method() {
+        let logins = journal_logins();
+        let (password, publickey) = (&logins[0], &logins[3]);
+        let start = time_of(password) - 60 * SECOND;
+        let mut r = Reconciler::new(10 * SECOND, Some(start));
+        let mut out = Vec::new();
+        // The kernel usually comes first (the probe fires before sshd logs).
+        r.kernel(
+            1,
+            time_of(password) - 700_000,
+            &attempt_like(password, "sshd", Outcome::Success),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        r.journal(password.clone(), &mut out);
+        // ...but the order does not matter.
+        r.journal(publickey.clone(), &mut out);
+        r.kernel(
+            2,
+            time_of(publickey) - 300_000,
+            &attempt_like(publickey, "sshd", Outcome::Success),
+            &mut out,
+        );
+        let got: Vec<_> = out
+            .iter()
+            .map(|v| {
+                (
+                    v.verdict,
+                    v.auth_method.as_deref(),
+                    v.remote_port,
+                    v.kernel.as_ref().unwrap().seq,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Verdict::Confirmed, Some("password"), Some(33744), 1),
+                (Verdict::Confirmed, Some("publickey"), Some(33780), 2)
+            ]
+        );
+        assert_eq!(
+            out[1].key_fingerprint.as_deref(),
+            Some("SHA256:zqGL0LqpEe2ix2ix/W04xaTRqV/P/WuYmVqBGVQzd/A")
+        );
+        assert!(!out[0].user_mismatch);
+        let c = r.counters();
+        assert_eq!((c.confirmed, c.pending_kernel, c.pending_journal), (2, 0, 0));
+    }
+
+    #[test]
+    fn unmatched_logins_become_alerts_when_the_window_closes() {
+        let logins = journal_logins();
+        let forged = logins.last().unwrap().clone();
+        assert_eq!(forged.user, "mallory");
+        let t = time_of(&forged);
+        let mut r = Reconciler::new(10 * SECOND, Some(t - 60 * SECOND));
+        let mut out = Vec::new();
+        r.journal(forged, &mut out);
+        let suppressed = attempt_like(&logins[0], "sshd", Outcome::Success);
+        r.kernel(9, t, &suppressed, &mut out);
+        r.expire(t + 9 * SECOND, true, &mut out);
+        assert!(out.is_empty(), "still within the window");
+        r.expire(t + 11 * SECOND, false, &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|v| (v.verdict, v.reason, v.user.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Verdict::KernelOnly, "journald_not_accepting", "wt_alice"),
+                (Verdict::JournalOnly, "writer_not_the_program", "mallory"),
+            ]
+        );
+        assert_eq!(out[1].remote_address.as_deref(), Some("10.9.9.9"));
+        let c = r.counters();
+        assert_eq!((c.kernel_only, c.journal_only, c.pending_kernel), (1, 1, 0));
+    }
+
+    #[test]
+    fn pid_outcome_program_and_window_must_all_agree() {
+        let logins = journal_logins();
+        let password = &logins[0];
+        let t = time_of(password);
+        let mut r = Reconciler::new(2 * SECOND, Some(t - 60 * SECOND));
+        let mut out = Vec::new();
+        let mut other_pid = attempt_like(password, "sshd", Outcome::Success);
+        other_pid.process.pid += 1;
+        r.kernel(1, t, &other_pid, &mut out);
+        r.kernel(2, t, &attempt_like(password, "sshd", Outcome::Failure), &mut out);
+        r.kernel(3, t, &attempt_like(password, "su", Outcome::Success), &mut out);
+        r.kernel(
+            4,
+            t + 3 * SECOND,
+            &attempt_like(password, "sshd", Outcome::Success),
+            &mut out,
+        );
+        r.kernel(5, t, &attempt_like(password, "cron", Outcome::Success), &mut out);
+        r.journal(password.clone(), &mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        assert_eq!(r.counters().pending_kernel, 4, "cron is not cross-checked");
+        // A helper process whose parent wrote the line matches.
+        let mut helper = attempt_like(password, "sshd", Outcome::Success);
+        helper.process.ppid = helper.process.pid;
+        helper.process.pid += 100;
+        r.kernel(6, t, &helper, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kernel.as_ref().unwrap().seq, 6);
+    }
+
+    #[test]
+    fn sudo_lines_cover_several_kernel_tries_and_carry_the_command() {
+        let logins = journal_logins();
+        let ok = logins
+            .iter()
+            .find(|l| l.program == Program::Sudo && l.user == "root")
+            .unwrap()
+            .clone();
+        let t = time_of(&ok);
+        let mut r = Reconciler::new(10 * SECOND, Some(t - 60 * SECOND));
+        let mut out = Vec::new();
+        // Two wrong passwords, then the right one, in one sudo process.
+        r.kernel(
+            1,
+            t - 4 * SECOND,
+            &attempt_like(&ok, "sudo", Outcome::Failure),
+            &mut out,
+        );
+        r.kernel(
+            2,
+            t - 2 * SECOND,
+            &attempt_like(&ok, "sudo", Outcome::Failure),
+            &mut out,
+        );
+        r.kernel(3, t, &attempt_like(&ok, "sudo", Outcome::Success), &mut out);
+        r.journal(ok, &mut out);
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|v| v.verdict == Verdict::Confirmed));
+        assert!(out.iter().all(|v| v.command.as_deref() == Some("/usr/bin/id")));
+        assert_eq!(r.counters().pending_journal, 0);
+
+        // `3 incorrect password attempts` against two kernel failures: one try is
+        // journal-only.
+        let mut three = logins
+            .iter()
+            .find(|l| l.program == Program::Sudo && l.outcome == JournalOutcome::Failure)
+            .unwrap()
+            .clone();
+        three.attempts = 3;
+        let t = time_of(&three);
+        out.clear();
+        r.kernel(7, t, &attempt_like(&three, "sudo", Outcome::Failure), &mut out);
+        r.kernel(8, t, &attempt_like(&three, "sudo", Outcome::Failure), &mut out);
+        r.journal(three, &mut out);
+        r.expire(t + 11 * SECOND, true, &mut out);
+        let got: Vec<_> = out.iter().map(|v| (v.verdict, v.attempts)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Verdict::Confirmed, 1),
+                (Verdict::Confirmed, 1),
+                (Verdict::JournalOnly, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn one_witness_only_is_unchecked_not_an_alert() {
+        let logins = journal_logins();
+        let mut out = Vec::new();
+        let mut journal_only_mode = Reconciler::new(10 * SECOND, None);
+        journal_only_mode.journal(logins[0].clone(), &mut out);
+        let t = time_of(&logins[0]);
+        let mut restarted = Reconciler::new(10 * SECOND, Some(t + 3600 * SECOND));
+        restarted.journal(logins[1].clone(), &mut out);
+        let mut stopping = Reconciler::new(10 * SECOND, Some(t - SECOND));
+        stopping.kernel(1, t, &attempt_like(&logins[4], "su", Outcome::Success), &mut out);
+        stopping.flush(&mut out);
+        let got: Vec<_> = out.iter().map(|v| (v.verdict, v.reason)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Verdict::Unchecked, "kernel_witness_off"),
+                (Verdict::Unchecked, "before_kernel_watch"),
+                (Verdict::Unchecked, "agent_stopping"),
+            ]
+        );
+        assert_eq!(out[0].auth_method.as_deref(), Some("password"));
+    }
+}
