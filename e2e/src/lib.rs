@@ -152,6 +152,8 @@ pub struct Sshd {
     child: Child,
     pub port: u16,
     pub dir: TempDir,
+    /// The journal's time when this sshd started (for its log).
+    since: String,
 }
 
 impl Sshd {
@@ -178,18 +180,18 @@ impl Sshd {
              PermitRootLogin no\nMaxStartups 100\n"
         );
         std::fs::write(format!("{d}/sshd_config"), config).unwrap();
+        // sshd logs through /dev/log into the journal, as on a real host.
+        let since = journal_now();
         let child = Command::new("/usr/sbin/sshd")
-            .args([
-                "-D",
-                "-e",
-                "-f",
-                &format!("{d}/sshd_config"),
-                "-E",
-                &format!("{d}/sshd.log"),
-            ])
+            .args(["-D", "-f", &format!("{d}/sshd_config")])
             .spawn()
             .expect("start /usr/sbin/sshd (apt-get install openssh-server: run `cargo xtask setup`)");
-        let sshd = Sshd { child, port, dir };
+        let sshd = Sshd {
+            child,
+            port,
+            dir,
+            since,
+        };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(start.elapsed() < PATIENCE, "sshd did not listen: {}", sshd.log());
@@ -198,9 +200,26 @@ impl Sshd {
         sshd
     }
 
+    /// What sshd logged since it started (empty when no journald runs).
     #[must_use]
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("sshd.log")).unwrap_or_default()
+        Command::new("journalctl")
+            .args(["--no-pager", "-q", "-o", "short", "SYSLOG_IDENTIFIER=sshd"])
+            .arg(format!("--since={}", self.since))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The fingerprint of alice's key as sshd logs it (`SHA256:...`).
+    #[must_use]
+    pub fn alice_key_fingerprint(&self) -> String {
+        let key = self.dir.0.join("alice_key.pub").display().to_string();
+        let out = run("ssh-keygen", &["-l", "-f", &key]);
+        out.split_whitespace()
+            .nth(1)
+            .expect("ssh-keygen -l output")
+            .to_string()
     }
 
     fn common_options(&self) -> Vec<String> {
@@ -328,6 +347,110 @@ impl Drop for Sshd {
     }
 }
 
+fn journal_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format!("@{}", now.saturating_sub(1))
+}
+
+const JOURNALD: &str = "/lib/systemd/systemd-journald";
+const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Whether a journald takes messages now (its socket has a listener).
+#[must_use]
+pub fn journald_accepting() -> bool {
+    std::os::unix::net::UnixDatagram::unbound().is_ok_and(|s| s.connect(JOURNALD_SOCKET).is_ok())
+}
+
+/// PIDs of running journald processes (comm `systemd-journal`).
+fn journald_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "systemd-journal")
+        })
+        .collect()
+}
+
+/// A real systemd-journald (there is no systemd as PID 1 here): started when none
+/// runs, with `/dev/log` pointing at its syslog socket so sshd, su and sudo log
+/// into it. Stopped on drop if this guard started it.
+pub struct Journald {
+    child: Option<Child>,
+}
+
+impl Journald {
+    #[must_use]
+    pub fn start() -> Journald {
+        let mut journald = Journald { child: None };
+        journald.ensure_running();
+        journald
+    }
+
+    fn ensure_running(&mut self) {
+        std::fs::create_dir_all("/run/systemd/journal").unwrap();
+        let dev_log = Path::new("/dev/log");
+        if std::fs::read_link(dev_log).map_or(true, |t| t != Path::new("/run/systemd/journal/dev-log")) {
+            let _ = std::fs::remove_file(dev_log);
+            std::os::unix::fs::symlink("/run/systemd/journal/dev-log", dev_log).expect("link /dev/log");
+        }
+        if journald_accepting() {
+            return;
+        }
+        let child = Command::new(JOURNALD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /lib/systemd/systemd-journald");
+        self.child = Some(child);
+        let start = Instant::now();
+        while !journald_accepting() {
+            assert!(start.elapsed() < PATIENCE, "journald did not open its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Its syslog socket too: logging must not race the first login.
+        run("logger", &["-t", "watchtower-e2e", "journald up"]);
+    }
+
+    /// Stop every journald (so logins go unlogged), until [`Journald::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child, libc::SIGTERM);
+            let _ = wait_with_deadline(&mut child, PATIENCE);
+        }
+        for pid in journald_pids() {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let start = Instant::now();
+        while journald_accepting() || !journald_pids().is_empty() {
+            assert!(start.elapsed() < PATIENCE, "journald did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.ensure_running();
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child, libc::SIGTERM);
+            if wait_with_deadline(&mut child, Duration::from_secs(5)).is_none() {
+                kill(&mut child, libc::SIGKILL);
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 /// Path of the agent binary built by `cargo xtask test`.
 #[must_use]
 pub fn agent_binary() -> PathBuf {
@@ -347,7 +470,7 @@ pub struct Agent {
     events: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
-    _state: TempDir,
+    _state: Arc<TempDir>,
 }
 
 impl Agent {
@@ -355,14 +478,28 @@ impl Agent {
     /// attached (its `start` health record arrived).
     #[must_use]
     pub fn start(extra: &[&str]) -> Agent {
-        let state = TempDir::new("agent-state");
+        Agent::start_with(&[], Arc::new(TempDir::new("agent-state")), extra)
+    }
+
+    /// Start the agent under `wrapper` (e.g. `setpriv ... --`), keeping its state in
+    /// `state` (shared to restart an agent on the same state).
+    #[must_use]
+    pub fn start_with(wrapper: &[&str], state: Arc<TempDir>, extra: &[&str]) -> Agent {
         let binary = agent_binary();
         assert!(
             binary.exists(),
             "{} missing: build it with `cargo xtask test`",
             binary.display()
         );
-        let mut child = Command::new(&binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
             .arg("--stdout")
             .arg("--host-id")
             .arg("e2e-host")
@@ -434,6 +571,24 @@ impl Agent {
                     self.stderr.lock().unwrap()
                 );
             }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Wait until `n` events match `predicate`; returns them.
+    pub fn wait_for_count(&self, what: &str, n: usize, predicate: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let found: Vec<Value> = self.events().into_iter().filter(|e| predicate(e)).collect();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "waited {PATIENCE:?} for {n} {what}, {} arrived: {found:#?}\nagent stderr:\n{}",
+                found.len(),
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }

@@ -146,7 +146,7 @@ impl Cursor {
         match result {
             Ok(()) => self.saved.clone_from(&self.last),
             Err(error) => {
-                tracing::warn!(%error, path = %self.path.display(), "could not save the journal cursor")
+                tracing::warn!(%error, path = %self.path.display(), "could not save the journal cursor");
             }
         }
     }

@@ -182,20 +182,10 @@ impl Reconciler {
 
     /// A login the journal told of.
     pub fn journal(&mut self, login: JournalLogin, out: &mut Vec<LoginVerdict>) {
-        let time_ns = login.time_us.saturating_mul(1000);
-        match self.kernel_since_ns {
-            None => {
-                out.push(self.unchecked(login, "kernel_witness_off"));
-                return;
-            }
-            // Lines from before the probes were attached (the agent was down):
-            // allow the window for records in flight at start.
-            Some(since) if time_ns.saturating_add(self.window_ns) < since => {
-                out.push(self.unchecked(login, "before_kernel_watch"));
-                return;
-            }
-            Some(_) => {}
-        }
+        let Some(since) = self.kernel_since_ns else {
+            out.push(self.unchecked(login, "kernel_witness_off"));
+            return;
+        };
         let mut remaining = login.attempts.max(1);
         let mut matched = 0;
         let window = self.window_ns;
@@ -221,6 +211,14 @@ impl Reconciler {
             } else {
                 i += 1;
             }
+        }
+        // Written before the probes were attached (the agent was not running):
+        // what no kernel record matched could not have been seen.
+        if remaining > 0 && login.time_us.saturating_mul(1000) < since {
+            let mut rest = login;
+            rest.attempts = remaining;
+            out.push(self.unchecked(rest, "before_kernel_watch"));
+            return;
         }
         if remaining > 0 && (matched == 0 || login.kernel_expected) {
             if self.journal.len() >= MAX_PENDING

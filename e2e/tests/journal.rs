@@ -1,0 +1,293 @@
+//! The journal cross-check, end to end: a real systemd-journald, real sshd and
+//! sudo logging into it, the real agent with its probes reconciling both witnesses.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use watchtower_e2e::{ALICE, ALICE_PASSWORD, Agent, Journald, Sshd, TempDir, of_kind, privileged, run};
+
+const WINDOW: &str = "3";
+
+fn verdicts(events: &[Value]) -> Vec<&Value> {
+    of_kind(events, "login_verdict")
+}
+
+/// The kernel's `login_attempt` event a verdict refers to.
+fn attempt_of<'a>(events: &'a [Value], verdict: &Value) -> &'a Value {
+    let seq = &verdict["kernel"]["seq"];
+    events
+        .iter()
+        .find(|e| e["kind"] == "login_attempt" && &e["seq"] == seq)
+        .unwrap_or_else(|| panic!("no login_attempt with seq {seq}: {verdict:#}"))
+}
+
+#[test]
+fn password_publickey_failed_and_invalid_logins_are_confirmed_with_the_method() {
+    if !privileged() {
+        return;
+    }
+    let _journald = Journald::start();
+    let sshd = Sshd::start();
+    let agent = Agent::start(&["--journal-window-secs", WINDOW]);
+    let start = agent.events();
+    assert_eq!(start[0]["mode"], "kernel+journal", "{:#}", start[0]);
+
+    let (code, out) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
+    assert_eq!(code, 0, "{out}\n{}", sshd.log());
+    let _ = sshd.ssh_key_tty("true", &[]);
+    let (code, _) = sshd.ssh_password(ALICE, "wrong-password", "true");
+    assert_ne!(code, 0);
+    let (code, _) = sshd.ssh_password("wt_nosuchuser", "whatever", "true");
+    assert_ne!(code, 0);
+    agent.wait_for_count("verdicts", 4, |e| e["kind"] == "login_verdict");
+    let events = agent.stop();
+
+    let verdicts = verdicts(&events);
+    assert_eq!(verdicts.len(), 4, "{verdicts:#?}");
+    for v in &verdicts {
+        assert_eq!(v["verdict"], "confirmed", "{v:#}");
+        assert_eq!(v["program"], "sshd");
+        assert_eq!(v["remote_address"], "127.0.0.1");
+        // The same process wrote the log line and made the PAM calls.
+        let attempt = attempt_of(&events, v);
+        assert_eq!(v["journal"]["writer"]["pid"], attempt["process"]["pid"]);
+        assert_eq!(v["journal"]["writer"]["comm"], "sshd");
+        assert_eq!(v["journal"]["identity_mismatch"], false);
+        assert!(v["remote_port"].as_u64().is_some_and(|p| p > 0), "{v:#}");
+        assert_eq!(v["journal"]["local_port"], u64::from(sshd.port));
+    }
+    let summary: Vec<_> = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v["user"].as_str().unwrap(),
+                v["outcome"].as_str().unwrap(),
+                v["auth_method"].as_str().unwrap(),
+                v["journal"]["invalid_user"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (ALICE, "success", "password", false),
+            (ALICE, "success", "publickey", false),
+            (ALICE, "failure", "password", false),
+            ("wt_nosuchuser", "failure", "password", true),
+        ]
+    );
+    assert_eq!(
+        verdicts[1]["key_fingerprint"],
+        sshd.alice_key_fingerprint().as_str()
+    );
+    assert_eq!(verdicts[0]["key_fingerprint"], Value::Null);
+    let last = events.last().unwrap();
+    assert_eq!(last["verdicts"]["confirmed"], 4);
+    assert_eq!(last["verdicts"]["kernel_only"], 0);
+    assert_eq!(last["verdicts"]["journal_only"], 0);
+    assert_eq!(last["journal"]["state"], "following");
+    assert_eq!(last["journal"]["malformed"], 0);
+}
+
+#[test]
+fn a_login_while_journald_is_stopped_is_kernel_only_and_the_next_is_confirmed() {
+    if !privileged() {
+        return;
+    }
+    let mut journald = Journald::start();
+    let sshd = Sshd::start();
+    let agent = Agent::start(&["--journal-window-secs", WINDOW]);
+    journald.stop();
+    let logged_in = Instant::now();
+    let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
+    assert_eq!(code, 0);
+    let verdict = agent.wait_for("a kernel_only verdict", |e| {
+        e["kind"] == "login_verdict" && e["verdict"] == "kernel_only"
+    });
+    assert!(
+        logged_in.elapsed().as_secs() >= 3,
+        "reported only after the window closed"
+    );
+    journald.restart();
+    let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
+    assert_eq!(code, 0);
+    agent.wait_for("a confirmed verdict after journald came back", |e| {
+        e["kind"] == "login_verdict" && e["verdict"] == "confirmed"
+    });
+    let events = agent.stop();
+
+    assert_eq!(verdict["reason"], "journald_not_accepting");
+    assert_eq!(verdict["user"], ALICE);
+    assert_eq!(verdict["program"], "sshd");
+    assert_eq!(verdict["journal"], Value::Null);
+    let attempt = attempt_of(&events, &verdict);
+    assert_eq!(attempt["outcome"], "success");
+    assert!(
+        verdict["time_unix_ns"].as_u64().unwrap()
+            >= attempt["time_unix_ns"].as_u64().unwrap() + 3_000_000_000
+    );
+    let kinds: Vec<_> = verdicts(&events)
+        .iter()
+        .map(|v| v["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["kernel_only", "confirmed"]);
+}
+
+#[test]
+fn a_forged_sshd_line_is_journal_only() {
+    if !privileged() {
+        return;
+    }
+    let _journald = Journald::start();
+    let agent = Agent::start(&["--journal-window-secs", WINDOW]);
+    run(
+        "logger",
+        &[
+            "-t",
+            "sshd",
+            "Accepted password for mallory from 10.9.9.9 port 4242 ssh2",
+        ],
+    );
+    let verdict = agent.wait_for("a journal_only verdict", |e| {
+        e["kind"] == "login_verdict" && e["verdict"] == "journal_only"
+    });
+    let events = agent.stop();
+
+    assert_eq!(verdict["user"], "mallory");
+    assert_eq!(verdict["program"], "sshd");
+    assert_eq!(verdict["outcome"], "success");
+    assert_eq!(verdict["auth_method"], "password");
+    assert_eq!(verdict["remote_address"], "10.9.9.9");
+    assert_eq!(verdict["remote_port"], 4242);
+    assert_eq!(verdict["kernel"], Value::Null);
+    // The trusted fields show the writer was not sshd.
+    assert_eq!(verdict["reason"], "writer_not_the_program");
+    assert_eq!(verdict["journal"]["identity_mismatch"], true);
+    assert_ne!(verdict["journal"]["writer"]["comm"], "sshd");
+    assert!(
+        of_kind(&events, "login_attempt").is_empty(),
+        "no PAM login happened"
+    );
+    assert_eq!(verdicts(&events).len(), 1);
+}
+
+#[test]
+fn a_sudo_command_carries_its_command_from_the_journal() {
+    if !privileged() {
+        return;
+    }
+    let _journald = Journald::start();
+    let sshd = Sshd::start();
+    let agent = Agent::start(&["--journal-window-secs", WINDOW]);
+    let output = sshd.ssh_key_tty(
+        "sudo -k; sudo /usr/bin/id -un",
+        &[("password for", ALICE_PASSWORD)],
+    );
+    assert!(output.contains("root"), "{output}");
+    agent.wait_for("the sudo verdict", |e| {
+        e["kind"] == "login_verdict" && e["program"] == "sudo"
+    });
+    let events = agent.stop();
+
+    let verdicts = verdicts(&events);
+    let sudo: Vec<_> = verdicts.iter().filter(|v| v["program"] == "sudo").collect();
+    assert_eq!(sudo.len(), 1, "{verdicts:#?}");
+    let v = sudo[0];
+    assert_eq!(v["verdict"], "confirmed");
+    assert_eq!(v["command"], "/usr/bin/id -un");
+    assert_eq!(v["user"], ALICE, "sudo authenticates the invoking user");
+    assert_eq!(v["journal"]["sudo"]["user"], ALICE);
+    assert_eq!(v["journal"]["sudo"]["target_user"], "root");
+    assert_eq!(v["journal"]["sudo"]["outcome"]["decision"], "allowed");
+    assert!(
+        v["journal"]["sudo"]["tty"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("pts/")),
+        "{v:#}"
+    );
+    let attempt = attempt_of(&events, v);
+    assert_eq!(attempt["service"], "sudo");
+    assert_eq!(v["journal"]["writer"]["pid"], attempt["process"]["pid"]);
+    // The ssh login around it is confirmed too, and nothing is unmatched.
+    assert_eq!(verdicts.len(), 2);
+    assert!(
+        verdicts.iter().all(|v| v["verdict"] == "confirmed"),
+        "{verdicts:#?}"
+    );
+}
+
+#[test]
+fn without_capabilities_the_agent_runs_on_the_journal_alone() {
+    if !privileged() {
+        return;
+    }
+    let _journald = Journald::start();
+    let sshd = Sshd::start();
+    // uid 0 with no capabilities at all: the journal files (root's) stay readable,
+    // the probes cannot load.
+    let agent = Agent::start_with(
+        &["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"],
+        Arc::new(TempDir::new("agent-state")),
+        &["--journal-window-secs", WINDOW],
+    );
+    let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
+    assert_eq!(code, 0);
+    let verdict = agent.wait_for("the journal's login", |e| e["kind"] == "login_verdict");
+    let events = agent.stop();
+
+    let start = &events[0];
+    assert_eq!(start["mode"], "journal");
+    let why = start["kernel_unavailable"].as_str().unwrap();
+    assert!(why.contains("CAP_BPF"), "{why}");
+    assert!(start["probes"].as_array().unwrap().is_empty());
+    assert_eq!(verdict["verdict"], "unchecked");
+    assert_eq!(verdict["reason"], "kernel_witness_off");
+    assert_eq!(verdict["user"], ALICE);
+    assert_eq!(verdict["auth_method"], "password");
+    assert!(of_kind(&events, "login_attempt").is_empty());
+
+    // --require-kernel refuses to run degraded.
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-all", "--inh-caps=-all", "--"])
+        .arg(watchtower_e2e::agent_binary())
+        .args(["--stdout", "--require-kernel", "--state-dir", "/tmp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CAP_BPF"));
+}
+
+#[test]
+fn a_restarted_agent_resumes_after_its_saved_cursor() {
+    if !privileged() {
+        return;
+    }
+    let _journald = Journald::start();
+    let sshd = Sshd::start();
+    let state = Arc::new(TempDir::new("agent-state"));
+    let first = Agent::start_with(&[], state.clone(), &["--journal-window-secs", WINDOW]);
+    let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
+    assert_eq!(code, 0);
+    first.wait_for("the first login's verdict", |e| e["kind"] == "login_verdict");
+    let first_events = first.stop();
+    // While no agent runs: only the journal keeps this one.
+    let (code, _) = sshd.ssh_password(ALICE, "wrong-password", "true");
+    assert_ne!(code, 0);
+    let second = Agent::start_with(&[], state, &["--journal-window-secs", WINDOW]);
+    let verdict = second.wait_for("the missed login", |e| e["kind"] == "login_verdict");
+    let second_events = second.stop();
+
+    let first_verdicts = verdicts(&first_events);
+    assert_eq!(first_verdicts.len(), 1);
+    assert_eq!(first_verdicts[0]["verdict"], "confirmed");
+    assert_eq!(first_verdicts[0]["outcome"], "success");
+    // The second agent reports the login it could not have seen, once, as
+    // unchecked (not an alert), and does not repeat the first.
+    let second_verdicts = verdicts(&second_events);
+    assert_eq!(second_verdicts.len(), 1, "{second_verdicts:#?}");
+    assert_eq!(verdict["verdict"], "unchecked");
+    assert_eq!(verdict["reason"], "before_kernel_watch");
+    assert_eq!(verdict["outcome"], "failure");
+    assert_eq!(verdict["user"], ALICE);
+}
