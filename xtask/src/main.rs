@@ -1,5 +1,6 @@
-//! Developer tasks: `cargo xtask setup | test | run`.
+//! Developer tasks: `cargo xtask setup | test | run | fuzz`.
 
+mod fuzz;
 mod setup;
 mod test;
 
@@ -28,6 +29,17 @@ enum Task {
         /// Only run end-to-end tests whose name contains this.
         #[arg(long)]
         filter: Option<String>,
+    },
+    /// Fuzz the journal parsers (cargo-fuzz, installed if missing; nightly) from
+    /// seeds made of real captured journal records. A crash stops it with the input
+    /// saved under watchtower-journal/fuzz/artifacts/.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (journal_record or auth_message).
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Set up, build, and run the agent printing this host's live login, session,
     /// exec and connect events as JSON lines (root).
@@ -73,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Setup => setup::setup(),
         Task::Test { filter } => test::test(filter.as_deref()),
+        Task::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
         Task::Run { args } => {
             setup::setup()?;
             run(cargo().args(["build", "--package", "watchtower-agent"]))?;
