@@ -26,7 +26,7 @@ fn seed(fuzz_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&messages)?;
     for (i, line) in text.lines().enumerate() {
         std::fs::write(records.join(format!("seed-{i:03}")), line)?;
-        if let Some(entry) = watchtower_journal::parse_entry(line.as_bytes()).ok() {
+        if let Ok(entry) = watchtower_journal::parse_entry(line.as_bytes()) {
             std::fs::write(messages.join(format!("seed-{i:03}")), entry.message)?;
         }
     }

@@ -37,7 +37,7 @@ enum Task {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
-        /// Only this target (journal_record or auth_message).
+        /// Only this target (`journal_record` or `auth_message`).
         #[arg(long)]
         target: Option<String>,
     },
