@@ -291,3 +291,27 @@ fn a_restarted_agent_resumes_after_its_saved_cursor() {
     assert_eq!(verdict["outcome"], "failure");
     assert_eq!(verdict["user"], ALICE);
 }
+
+#[test]
+fn no_journal_means_kernel_only_mode_without_verdicts() {
+    if !privileged() {
+        return;
+    }
+    let _journald = Journald::start();
+    let sshd = Sshd::start();
+    let agent = Agent::start(&["--no-journal"]);
+    let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
+    assert_eq!(code, 0);
+    agent.wait_for("the login", |e| e["kind"] == "login_attempt");
+    // Longer than any window: nothing is reconciled in kernel-only mode.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let events = agent.stop();
+
+    let start = &events[0];
+    assert_eq!(start["mode"], "kernel");
+    assert_eq!(start["journal"]["state"], "unavailable");
+    assert_eq!(start["journal"]["error"], "disabled by configuration");
+    assert_eq!(start["verdicts"], Value::Null);
+    assert_eq!(of_kind(&events, "login_attempt").len(), 1);
+    assert!(verdicts(&events).is_empty());
+}
