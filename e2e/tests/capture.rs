@@ -465,10 +465,13 @@ fn unprivileged_start_fails_naming_the_missing_capabilities() {
         return;
     }
     let binary = watchtower_e2e::agent_binary();
+    let state = watchtower_e2e::TempDir::new("agent-state");
     let out = std::process::Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
         .arg(&binary)
-        .args(["--stdout", "--state-dir", "/tmp"])
+        .arg("--stdout")
+        .arg("--state-dir")
+        .arg(&state.0)
         .output()
         .expect("setpriv");
     assert!(!out.status.success());

@@ -248,10 +248,12 @@ fn without_capabilities_the_agent_runs_on_the_journal_alone() {
     assert!(of_kind(&events, "login_attempt").is_empty());
 
     // --require-kernel refuses to run degraded.
+    let state = TempDir::new("agent-state");
     let out = std::process::Command::new("setpriv")
         .args(["--bounding-set=-all", "--inh-caps=-all", "--"])
         .arg(watchtower_e2e::agent_binary())
-        .args(["--stdout", "--require-kernel", "--state-dir", "/tmp"])
+        .args(["--stdout", "--require-kernel", "--state-dir"])
+        .arg(&state.0)
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -292,14 +292,6 @@ fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
     reason = "wiring of the stages, in the order they start and stop"
 )]
 async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> {
-    let seq = seq::SeqAllocator::open(&config.agent.state_dir)
-        .with_context(|| format!("opening state in {}", config.agent.state_dir.display()))?;
-    let stamper = Stamper {
-        host_id: config.agent.host_id.clone().unwrap_or_else(hostname),
-        boot_id: boot_id()?,
-        seq,
-    };
-
     // The two witnesses: each may be missing, not both.
     let kernel = match start_kernel(&config) {
         Ok(kernel) => Ok(kernel),
@@ -327,6 +319,13 @@ async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> 
         _ => "journal",
     };
     tracing::info!(mode, "witnesses running");
+    let seq = seq::SeqAllocator::open(&config.agent.state_dir)
+        .with_context(|| format!("opening state in {}", config.agent.state_dir.display()))?;
+    let stamper = Stamper {
+        host_id: config.agent.host_id.clone().unwrap_or_else(hostname),
+        boot_id: boot_id()?,
+        seq,
+    };
 
     let (records_tx, records_rx) = mpsc::channel::<Input>(1024);
     let (events_tx, events_rx) = mpsc::channel(4096);

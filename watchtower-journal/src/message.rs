@@ -346,6 +346,14 @@ fn closing_peer(s: &str) -> Option<(Option<String>, bool, String, u16, bool)> {
     Some((user, invalid, address, port, preauth))
 }
 
+/// sshd's `invalid user NAME` -> (NAME, true); a plain NAME -> (NAME, false).
+fn split_invalid(user: String) -> (String, bool) {
+    match user.strip_prefix("invalid user ") {
+        Some(u) => (u.to_string(), true),
+        None => (user, false),
+    }
+}
+
 fn parse_sshd(message: &str) -> Option<AuthMessage> {
     let message = message.strip_prefix("error: ").unwrap_or(message);
     if let Some(rest) = message.strip_prefix("Accepted key ") {
@@ -375,10 +383,7 @@ fn parse_sshd(message: &str) -> Option<AuthMessage> {
             return None;
         }
         let (user, address, port, _) = user_from(rest, false)?;
-        let (user, invalid_user) = match user.strip_prefix("invalid user ") {
-            Some(u) => (u.to_string(), true),
-            None => (user, false),
-        };
+        let (user, invalid_user) = split_invalid(user);
         return Some(AuthMessage::SshdFailed {
             method: method.to_string(),
             user,
@@ -393,10 +398,7 @@ fn parse_sshd(message: &str) -> Option<AuthMessage> {
     }
     if let Some(rest) = message.strip_prefix("maximum authentication attempts exceeded for ") {
         let (user, address, port, _) = user_from(rest, false)?;
-        let (user, invalid_user) = match user.strip_prefix("invalid user ") {
-            Some(u) => (u.to_string(), true),
-            None => (user, false),
-        };
+        let (user, invalid_user) = split_invalid(user);
         return Some(AuthMessage::SshdTooManyAttempts {
             user,
             invalid_user,

@@ -6,9 +6,10 @@ use anyhow::{Context as _, bail};
 
 use crate::run;
 
-/// Debian packages: the eBPF toolchain (LLVM 22 for bpf-linker, clang), and the real
-/// peers the tests log in through.
-const PACKAGES: [&str; 13] = [
+/// Debian packages: the eBPF toolchain (LLVM 22 for bpf-linker, clang), the real
+/// peers the tests log in through, and the journal (systemd-journald and journalctl
+/// from systemd; logger from bsdutils).
+const PACKAGES: [&str; 15] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -22,6 +23,8 @@ const PACKAGES: [&str; 13] = [
     "sudo",
     "iproute2",
     "util-linux",
+    "systemd",
+    "bsdutils",
 ];
 
 fn installed(package: &str) -> bool {
