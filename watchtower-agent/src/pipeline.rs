@@ -247,7 +247,7 @@ pub async fn assemble(
             Input::Tick => {
                 if let JournalWitness::Following { reconciler, .. } = &mut journal {
                     let now = clock::boot_to_unix_ns(clock::boottime_ns());
-                    reconciler.expire(now, crate::journal::journald_accepting(), &mut verdicts);
+                    reconciler.expire(now, crate::journal::journald_accepting, &mut verdicts);
                 }
             }
             Input::Health(reason) => {

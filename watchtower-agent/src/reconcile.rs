@@ -36,6 +36,9 @@ pub enum Verdict {
 /// What the kernel witness said, as carried in a verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KernelWitness {
+    /// The program the PAM service stands for (looked up once, not shipped).
+    #[serde(skip)]
+    pub program: Program,
     /// The `seq` of the kernel's `login_attempt` event.
     pub seq: u64,
     pub time_unix_ns: u64,
@@ -142,10 +145,11 @@ impl Reconciler {
     /// kept until the window closes. Logins of programs that do not log (cron,
     /// systemd-user, ...) are not cross-checked.
     pub fn kernel(&mut self, seq: u64, time_unix_ns: u64, a: &LoginAttempt, out: &mut Vec<LoginVerdict>) {
-        if Program::from_pam_service(&a.service).is_none() {
+        let Some(program) = Program::from_pam_service(&a.service) else {
             return;
-        }
+        };
         let k = KernelWitness {
+            program,
             seq,
             time_unix_ns,
             service: a.service.clone(),
@@ -193,9 +197,10 @@ impl Reconciler {
         let mut i = 0;
         while i < self.kernel.len() {
             let k = &self.kernel[i];
-            let same = same_process(k, &login, window);
-            let claims = same
-                && if k.outcome == outcome_of(login.outcome) || !login.kernel_expected {
+            // Same outcome (or a sudo refusal, which has none of its own) uses up a try.
+            let uses_try = k.outcome == outcome_of(login.outcome) || !login.kernel_expected;
+            let claims = same_process(k, &login, window)
+                && if uses_try {
                     remaining > 0
                 } else {
                     // Failed tries before sudo's success: sudo logs only the command.
@@ -203,7 +208,7 @@ impl Reconciler {
                 };
             if claims {
                 let k = self.kernel.remove(i).expect("index in range");
-                if k.outcome == outcome_of(login.outcome) || !login.kernel_expected {
+                if uses_try {
                     remaining -= 1;
                 }
                 matched += 1;
@@ -232,12 +237,19 @@ impl Reconciler {
     }
 
     /// Close the window on logins older than it. `journald_accepting` says whether
-    /// journald takes messages now (the reason given for `kernel_only`).
-    pub fn expire(&mut self, now_unix_ns: u64, journald_accepting: bool, out: &mut Vec<LoginVerdict>) {
+    /// journald takes messages now (the reason given for `kernel_only`); it is asked
+    /// only when a kernel login expires, at most once per call.
+    pub fn expire(
+        &mut self,
+        now_unix_ns: u64,
+        mut journald_accepting: impl FnMut() -> bool,
+        out: &mut Vec<LoginVerdict>,
+    ) {
         let cutoff = now_unix_ns.saturating_sub(self.window_ns);
+        let mut accepting = None;
         while self.kernel.front().is_some_and(|k| k.time_unix_ns < cutoff) {
             let k = self.kernel.pop_front().expect("front exists");
-            let reason = if journald_accepting {
+            let reason = if *accepting.get_or_insert_with(&mut journald_accepting) {
                 "no_journal_record"
             } else {
                 "journald_not_accepting"
@@ -313,7 +325,7 @@ impl Reconciler {
 /// PAM helper), within the window.
 fn same_process(k: &KernelWitness, j: &JournalLogin, window_ns: u64) -> bool {
     let j_ns = j.time_us.saturating_mul(1000);
-    Program::from_pam_service(&k.service) == Some(j.program)
+    k.program == j.program
         && (j.writer.pid == k.pid || j.writer.pid == k.ppid)
         && j_ns.abs_diff(k.time_unix_ns) <= window_ns
 }
@@ -326,12 +338,7 @@ fn verdict(
     attempts: u32,
 ) -> LoginVerdict {
     let (program, user, outcome, time) = match (&k, &j) {
-        (Some(k), _) => (
-            Program::from_pam_service(&k.service).unwrap_or(Program::Login),
-            k.user.clone(),
-            k.outcome,
-            k.time_unix_ns,
-        ),
+        (Some(k), _) => (k.program, k.user.clone(), k.outcome, k.time_unix_ns),
         (None, Some(j)) => (
             j.program,
             j.user.clone(),
@@ -486,9 +493,9 @@ mod tests {
         r.journal(forged, &mut out);
         let suppressed = attempt_like(&logins[0], "sshd", Outcome::Success);
         r.kernel(9, t, &suppressed, &mut out);
-        r.expire(t + 9 * SECOND, true, &mut out);
+        r.expire(t + 9 * SECOND, || true, &mut out);
         assert!(out.is_empty(), "still within the window");
-        r.expire(t + 11 * SECOND, false, &mut out);
+        r.expire(t + 11 * SECOND, || false, &mut out);
         let got: Vec<_> = out
             .iter()
             .map(|v| (v.verdict, v.reason, v.user.as_str()))
@@ -580,7 +587,7 @@ mod tests {
         r.kernel(7, t, &attempt_like(&three, "sudo", Outcome::Failure), &mut out);
         r.kernel(8, t, &attempt_like(&three, "sudo", Outcome::Failure), &mut out);
         r.journal(three, &mut out);
-        r.expire(t + 11 * SECOND, true, &mut out);
+        r.expire(t + 11 * SECOND, || true, &mut out);
         let got: Vec<_> = out.iter().map(|v| (v.verdict, v.attempts)).collect();
         assert_eq!(
             got,

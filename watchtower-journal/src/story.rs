@@ -76,6 +76,9 @@ pub const MAX_LINES: usize = 16;
 pub const MAX_STORIES: usize = 4096;
 /// A process silent this long is forgotten (µs).
 pub const STORY_IDLE_US: u64 = 15 * 60 * 1_000_000;
+/// How often idle stories are swept (journal time, µs): a sweep walks every story,
+/// so it is not done per record.
+const SWEEP_EVERY_US: u64 = 60 * 1_000_000;
 
 #[derive(Default)]
 struct Story {
@@ -105,6 +108,8 @@ pub struct StoryCounters {
 pub struct LoginStories {
     stories: HashMap<(Program, u32), Story>,
     counters: StoryCounters,
+    /// When idle stories were last swept (journal time, µs).
+    swept_us: u64,
 }
 
 impl LoginStories {
@@ -158,9 +163,10 @@ impl LoginStories {
     }
 
     fn expire(&mut self, now_us: u64) {
-        if self.stories.len() < 64 {
+        if self.stories.len() < 64 || now_us.saturating_sub(self.swept_us) < SWEEP_EVERY_US {
             return;
         }
+        self.swept_us = now_us;
         self.stories
             .retain(|_, s| now_us.saturating_sub(s.last_us) < STORY_IDLE_US);
     }
