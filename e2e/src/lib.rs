@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod central;
+
 pub const ALICE: &str = "wt_alice";
 pub const ALICE_PASSWORD: &str = "alice-Pw-7194";
 pub const BOB: &str = "wt_bob";
@@ -600,6 +602,23 @@ impl Agent {
 
     pub fn resume(&mut self) {
         kill(&mut self.child, libc::SIGCONT);
+    }
+
+    /// What the agent wrote on stderr so far.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// kill -9, as a crash would; returns every event it printed.
+    #[must_use]
+    pub fn kill9(mut self) -> Vec<Value> {
+        kill(&mut self.child, libc::SIGKILL);
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader thread");
+        }
+        self.events()
     }
 
     /// Stop the agent with SIGTERM and return every event, the final `shutdown`

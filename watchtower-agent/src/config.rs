@@ -106,6 +106,57 @@ impl Default for HealthSection {
     }
 }
 
+/// Where events are shipped: the central server, over gRPC with mutual TLS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// The server, `https://HOST:PORT`; unset: events are not shipped (--stdout only).
+    pub address: Option<String>,
+    /// The name the server's certificate must carry.
+    pub server_name: String,
+    /// The CA that signed the server's certificate (and this agent's).
+    pub ca: PathBuf,
+    /// This host's certificate and key (default: certs/agents/<host_id>.pem/.key).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Seconds between heartbeats (they carry the spool's state).
+    pub heartbeat_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            address: None,
+            server_name: "localhost".into(),
+            ca: PathBuf::from("certs/ca.pem"),
+            cert: None,
+            key: None,
+            heartbeat_secs: 10,
+        }
+    }
+}
+
+/// The on-disk spool (in `<state_dir>/spool`) that keeps events until the server
+/// has stored them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Bytes on disk at most; beyond it new events are dropped and counted
+    /// (`spool_full`) until the server acknowledges older ones.
+    pub max_bytes: u64,
+    /// Size of one segment file.
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+            segment_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -113,6 +164,8 @@ pub struct Config {
     pub capture: CaptureSection,
     pub journal: JournalSection,
     pub health: HealthSection,
+    pub server: ServerSection,
+    pub spool: SpoolSection,
 }
 
 impl Config {
@@ -139,6 +192,22 @@ impl Config {
         }
         if self.health.interval_secs == 0 {
             return Err("health.interval_secs must be at least 1".into());
+        }
+        if let Some(address) = &self.server.address
+            && !address.starts_with("https://")
+        {
+            return Err(format!(
+                "server.address {address:?} must be https://HOST:PORT (mutual TLS only)"
+            ));
+        }
+        if self.server.heartbeat_secs == 0 {
+            return Err("server.heartbeat_secs must be at least 1".into());
+        }
+        if self.spool.segment_bytes < 4096 || self.spool.max_bytes < self.spool.segment_bytes {
+            return Err(format!(
+                "spool.segment_bytes = {} must be at least 4096 and at most spool.max_bytes = {}",
+                self.spool.segment_bytes, self.spool.max_bytes
+            ));
         }
         if let Some(host) = &self.agent.host_id
             && (host.is_empty()
@@ -183,5 +252,12 @@ mod tests {
         config.health.interval_secs = 1;
         config.journal.window_secs = 0;
         assert!(config.validate().unwrap_err().contains("window_secs"));
+        config.journal.window_secs = 1;
+        config.server.address = Some("http://127.0.0.1:7443".into());
+        assert!(config.validate().unwrap_err().contains("mutual TLS"));
+        config.server.address = Some("https://127.0.0.1:7443".into());
+        assert!(config.validate().is_ok());
+        config.spool.max_bytes = 1000;
+        assert!(config.validate().unwrap_err().contains("spool"));
     }
 }

@@ -17,6 +17,7 @@ mod probes;
 mod reconcile;
 mod seq;
 mod tracefs;
+mod transport;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -89,6 +90,25 @@ struct Cli {
     /// Exit when the probes cannot be loaded instead of running on the journal alone.
     #[arg(long)]
     require_kernel: bool,
+    /// Ship events to this server, `https://HOST:PORT` (mutual TLS). Events wait in
+    /// an on-disk spool (<state-dir>/spool) until the server has stored them.
+    #[arg(long)]
+    server: Option<String>,
+    /// The name the server's certificate must carry (default localhost).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// CA certificate of the server and of this agent (default certs/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// This host's certificate (default certs/agents/<host-id>.pem).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// This host's private key (default certs/agents/<host-id>.key).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Most bytes the spool may hold; beyond it events are dropped and counted.
+    #[arg(long)]
+    spool_max_bytes: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -141,6 +161,25 @@ fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if cli.require_kernel {
         config.capture.required = true;
+    }
+    if let Some(server) = &cli.server {
+        config.server.address = Some(server.clone());
+    }
+    if let Some(name) = &cli.server_name {
+        config.server.server_name.clone_from(name);
+    }
+    if let Some(ca) = &cli.ca {
+        config.server.ca.clone_from(ca);
+    }
+    if let Some(cert) = &cli.cert {
+        config.server.cert = Some(cert.clone());
+    }
+    if let Some(key) = &cli.key {
+        config.server.key = Some(key.clone());
+    }
+    if let Some(bytes) = cli.spool_max_bytes {
+        config.spool.max_bytes = bytes;
+        config.spool.segment_bytes = config.spool.segment_bytes.min(bytes);
     }
     config
         .validate()
@@ -196,14 +235,17 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Replay { file }) => return replay(&file),
         None => {}
     }
-    if !cli.stdout {
-        bail!("no output selected: pass --stdout to print events as JSON lines");
+    if !cli.stdout && config.server.address.is_none() {
+        bail!(
+            "no output selected: pass --server https://HOST:PORT to ship events, or --stdout to print them as JSON lines"
+        );
     }
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(run(config, cli.record_raw))
+        .block_on(run(config, cli.record_raw, cli.stdout))
 }
 
 fn replay(file: &std::path::Path) -> anyhow::Result<()> {
@@ -291,7 +333,7 @@ fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
     clippy::too_many_lines,
     reason = "wiring of the stages, in the order they start and stop"
 )]
-async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyhow::Result<()> {
     // The two witnesses: each may be missing, not both.
     let kernel = match start_kernel(&config) {
         Ok(kernel) => Ok(kernel),
@@ -325,6 +367,10 @@ async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> 
         host_id: config.agent.host_id.clone().unwrap_or_else(hostname),
         boot_id: boot_id()?,
         seq,
+    };
+    let delivery = match &config.server.address {
+        Some(address) => Some(open_delivery(&config, address, &stamper.host_id)?),
+        None => None,
     };
 
     let (records_tx, records_rx) = mpsc::channel::<Input>(1024);
@@ -386,6 +432,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> 
         }
         Err(why) => (JournalWitness::Unavailable(why), None),
     };
+    let (stamper_host, stamper_boot) = (stamper.host_id.clone(), stamper.boot_id.clone());
     let assembler = tokio::spawn(pipeline::assemble(
         records_rx,
         events_tx,
@@ -399,7 +446,19 @@ async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> 
             kernel_unavailable,
         },
     ));
-    let output = tokio::spawn(pipeline::write_stdout(events_rx));
+    let (stop_ship_tx, stop_ship_rx) = watch::channel(false);
+    let (output, shipper) = match delivery {
+        Some((shared, link)) => (
+            tokio::spawn(transport::write_spool(events_rx, shared.clone(), stdout)),
+            Some(tokio::spawn(transport::ship(
+                link,
+                (stamper_host.clone(), stamper_boot.clone()),
+                shared,
+                stop_ship_rx,
+            ))),
+        ),
+        None => (tokio::spawn(pipeline::write_stdout(events_rx)), None),
+    };
 
     let health_tx = records_tx.clone();
     let interval = Duration::from_secs(config.health.interval_secs);
@@ -439,5 +498,64 @@ async fn run(config: Config, record_raw: Option<PathBuf>) -> anyhow::Result<()> 
     drop(records_tx);
     assembler.await??;
     output.await??;
+    // Everything is in the spool now; give the sender a short grace to deliver it.
+    let _ = stop_ship_tx.send(true);
+    if let Some(shipper) = shipper {
+        shipper.await??;
+    }
     Ok(())
+}
+
+/// Open the spool and check the TLS files before anything runs.
+fn open_delivery(
+    config: &Config,
+    address: &str,
+    host_id: &str,
+) -> anyhow::Result<(Arc<transport::SharedSpool>, transport::ServerLink)> {
+    let cert = config
+        .server
+        .cert
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("certs/agents/{host_id}.pem")));
+    let key = config
+        .server
+        .key
+        .clone()
+        .unwrap_or_else(|| cert.with_extension("key"));
+    for path in [&config.server.ca, &cert, &key] {
+        std::fs::metadata(path).with_context(|| {
+            format!(
+                "TLS file {} (make certificates with `cargo xtask certs --host {host_id}`)",
+                path.display()
+            )
+        })?;
+    }
+    let dir = config.agent.state_dir.join("spool");
+    let (spool, report) = spool::Spool::open(spool::SpoolConfig {
+        dir: dir.clone(),
+        max_bytes: config.spool.max_bytes,
+        segment_bytes: config.spool.segment_bytes,
+    })
+    .with_context(|| format!("opening the spool in {}", dir.display()))?;
+    if report.corrupt_records > 0 {
+        tracing::error!(
+            corrupt = report.corrupt_records,
+            truncated_bytes = report.truncated_bytes,
+            "the spool had a torn or corrupt tail (a crash mid-write): cut and counted"
+        );
+    }
+    if report.pending > 0 {
+        tracing::info!(pending = report.pending, "events from an earlier run wait in the spool: sending them first");
+    }
+    Ok((
+        transport::SharedSpool::new(spool),
+        transport::ServerLink {
+            address: address.to_owned(),
+            server_name: config.server.server_name.clone(),
+            ca: config.server.ca.clone(),
+            cert,
+            key,
+            heartbeat: Duration::from_secs(config.server.heartbeat_secs),
+        },
+    ))
 }

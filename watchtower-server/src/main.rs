@@ -1,1 +1,126 @@
-fn main() {}
+//! `watchtower-server`: the central store. Agents stream their events to it over
+//! gRPC with mutual TLS; operators query it with reader/admin certificates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use watchtower_server::config::ServerConfig;
+
+/// Watchtower's central store: receives agents' events over gRPC with mutual TLS,
+/// keeps them durably in RocksDB (acknowledging only what is written), indexes
+/// them by host, time, user, session and remote address, and answers queries and
+/// live tails.
+///
+/// Every listener demands a client certificate from the configured CA: agents
+/// (spiffe://watchtower/agent/HOST) may only ingest, and only as their own host;
+/// readers and admins may only query. Make certificates with `cargo xtask certs`.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// TOML config file (all fields optional; see `print-config`).
+    #[arg(long, short, env = "WATCHTOWER_SERVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address for the gRPC listener (default 127.0.0.1:7443).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory of the RocksDB event store (default data/server).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// CA certificate whose client certificates are accepted (default certs/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Server certificate (default certs/server.pem).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Server private key (default certs/server.key).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// A certificate revocation list (PEM) of the CA; repeatable.
+    #[arg(long = "crl")]
+    crls: Vec<PathBuf>,
+    /// Remove events older than this many days (0: keep forever; default 400).
+    #[arg(long)]
+    retention_days: Option<u32>,
+    /// How often retention runs, in seconds (default 3600).
+    #[arg(long)]
+    retention_interval_secs: Option<u64>,
+    /// Largest message accepted, in bytes (default 4 MiB).
+    #[arg(long)]
+    max_message_bytes: Option<usize>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the effective configuration (file plus flags) as TOML and exit.
+    PrintConfig,
+}
+
+fn config_of(cli: &Cli) -> anyhow::Result<ServerConfig> {
+    let mut config = match &cli.config {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(listen) = cli.listen {
+        config.server.listen = listen;
+    }
+    if let Some(dir) = &cli.data_dir {
+        config.server.data_dir.clone_from(dir);
+    }
+    if let Some(ca) = &cli.ca {
+        config.tls.ca.clone_from(ca);
+    }
+    if let Some(cert) = &cli.cert {
+        config.tls.cert.clone_from(cert);
+    }
+    if let Some(key) = &cli.key {
+        config.tls.key.clone_from(key);
+    }
+    if !cli.crls.is_empty() {
+        config.tls.crls.clone_from(&cli.crls);
+    }
+    if let Some(days) = cli.retention_days {
+        config.retention.days = days;
+    }
+    if let Some(secs) = cli.retention_interval_secs {
+        config.retention.check_interval_secs = secs;
+    }
+    if let Some(max) = cli.max_message_bytes {
+        config.ingest.max_message_bytes = max;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = config_of(&cli)?;
+    if let Some(Command::PrintConfig) = cli.command {
+        print!("{}", toml::to_string(&config)?);
+        return Ok(());
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(watchtower_server::serve(config, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping");
+    }))
+}

@@ -3,7 +3,13 @@
 use crate::{cargo, run, target_dir};
 
 pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
-    run(cargo().args(["build", "--package", "watchtower-agent"]))?;
+    run(cargo().args([
+        "build",
+        "--package",
+        "watchtower-agent",
+        "--package",
+        "watchtower-server",
+    ]))?;
     run(cargo().args([
         "test",
         "--workspace",
@@ -13,9 +19,11 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
         "watchtower-ebpf",
     ]))?;
     let agent = target_dir().join("debug/watchtower-agent");
+    let server = target_dir().join("debug/watchtower-server");
     let mut e2e = cargo();
     e2e.args(["test", "--package", "watchtower-e2e", "--", "--test-threads=1"])
-        .env("WATCHTOWER_AGENT_BIN", &agent);
+        .env("WATCHTOWER_AGENT_BIN", &agent)
+        .env("WATCHTOWER_SERVER_BIN", &server);
     if let Some(filter) = filter {
         e2e.arg(filter);
     }

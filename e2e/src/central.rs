@@ -1,0 +1,435 @@
+//! The central side of the harness: certificates, the real watchtower-server
+//! binary on its own RocksDB directory, and a gRPC reader with its certificate.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use watchtower_pki::{Authority, Validity};
+use watchtower_proto::query_client::QueryClient;
+use watchtower_proto::{
+    Event, EventFilter, GetSessionRequest, GetSessionResponse, HostInfo, ListHostsRequest,
+    QueryEventsRequest, StatsRequest, StatsResponse,
+};
+
+use crate::{PATIENCE, TempDir, kill, wait_with_deadline};
+
+/// The host id the harness's agent runs as (its certificate names it).
+pub const HOST: &str = "e2e-host";
+/// Another host with a certificate of its own.
+pub const OTHER_HOST: &str = "other-host";
+/// The test network namespace's addresses (see [`NetNs`]).
+pub const NETNS_HOST_ADDR: &str = "10.201.0.1";
+pub const NETNS_INNER_ADDR: &str = "10.201.0.2";
+
+/// Certificates for one test: a CA, the server, agents for [`HOST`] and
+/// [`OTHER_HOST`], a reader, and the bad ones (another CA's agent, an expired agent).
+pub struct Pki {
+    pub dir: TempDir,
+}
+
+impl Pki {
+    #[must_use]
+    pub fn new() -> Pki {
+        let dir = TempDir::new("pki");
+        let write = |name: &str, text: &str| {
+            watchtower_pki::write_file(&dir.0.join(name), text, name.ends_with(".key"))
+                .unwrap_or_else(|e| panic!("writing {name}: {e}"));
+        };
+        let ca = Authority::generate("watchtower e2e CA", Validity::days(2)).expect("CA");
+        write("ca.pem", &ca.cert_pem());
+        let server = ca
+            .issue_server(
+                &[
+                    "localhost".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    NETNS_HOST_ADDR.to_owned(),
+                ],
+                Validity::days(2),
+            )
+            .expect("server cert");
+        write("server.pem", &server.cert_pem);
+        write("server.key", &server.key_pem);
+        for host in [HOST, OTHER_HOST] {
+            let issued = ca
+                .issue_client(&watchtower_pki::Identity::agent(host).unwrap(), Validity::days(2))
+                .expect("agent cert");
+            write(&format!("{host}.pem"), &issued.cert_pem);
+            write(&format!("{host}.key"), &issued.key_pem);
+        }
+        let reader = ca
+            .issue_client(&watchtower_pki::Identity::reader("auditor").unwrap(), Validity::days(2))
+            .expect("reader cert");
+        write("reader.pem", &reader.cert_pem);
+        write("reader.key", &reader.key_pem);
+        let expired = ca
+            .issue_client(&watchtower_pki::Identity::agent(HOST).unwrap(), Validity::expired())
+            .expect("expired cert");
+        write("expired.pem", &expired.cert_pem);
+        write("expired.key", &expired.key_pem);
+        let rogue_ca = Authority::generate("watchtower e2e CA", Validity::days(2)).expect("CA");
+        let rogue = rogue_ca
+            .issue_client(&watchtower_pki::Identity::agent(HOST).unwrap(), Validity::days(2))
+            .expect("rogue cert");
+        write("rogue.pem", &rogue.cert_pem);
+        write("rogue.key", &rogue.key_pem);
+        Pki { dir }
+    }
+
+    #[must_use]
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    /// Read a file of the bundle.
+    #[must_use]
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("reading {name}: {e}"))
+    }
+
+    /// The agent flags to ship to `server` as [`HOST`].
+    #[must_use]
+    pub fn agent_args(&self, server: &str) -> Vec<String> {
+        vec![
+            "--server".into(),
+            server.into(),
+            "--ca".into(),
+            self.path("ca.pem").display().to_string(),
+            "--cert".into(),
+            self.path(&format!("{HOST}.pem")).display().to_string(),
+            "--key".into(),
+            self.path(&format!("{HOST}.key")).display().to_string(),
+        ]
+    }
+
+    /// A client TLS config presenting the certificate `name`.pem/.key (None: no
+    /// certificate at all).
+    #[must_use]
+    pub fn client_tls(&self, name: Option<&str>) -> ClientTlsConfig {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.read("ca.pem")))
+            .domain_name("localhost");
+        match name {
+            Some(name) => tls.identity(Identity::from_pem(
+                self.read(&format!("{name}.pem")),
+                self.read(&format!("{name}.key")),
+            )),
+            None => tls,
+        }
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
+}
+
+/// A free TCP port on `ip` (bound, then released).
+#[must_use]
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WATCHTOWER_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    crate::agent_binary().with_file_name("watchtower-server")
+}
+
+/// The real watchtower-server on its own data directory; killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub listen: SocketAddr,
+    pub data: Arc<TempDir>,
+    extra: Vec<String>,
+    pki_dir: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Start a server on `ip` (a free port) with a fresh data directory.
+    #[must_use]
+    pub fn start(pki: &Pki, ip: &str, extra: &[&str]) -> Server {
+        let listen: SocketAddr = format!("{ip}:{}", free_port(ip)).parse().unwrap();
+        let mut server = Server {
+            child: None,
+            listen,
+            data: Arc::new(TempDir::new("server-data")),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            pki_dir: pki.dir.0.clone(),
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let binary = server_binary();
+        assert!(binary.exists(), "{} missing: build it with `cargo xtask test`", binary.display());
+        let mut child = Command::new(&binary)
+            .arg("--listen")
+            .arg(self.listen.to_string())
+            .arg("--data-dir")
+            .arg(&self.data.0)
+            .arg("--ca")
+            .arg(self.pki_dir.join("ca.pem"))
+            .arg("--cert")
+            .arg(self.pki_dir.join("server.pem"))
+            .arg("--key")
+            .arg(self.pki_dir.join("server.key"))
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start watchtower-server");
+        let stderr = child.stderr.take().unwrap();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[server] {line}");
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        self.child = Some(child);
+        let start = Instant::now();
+        while !self.log().contains("listening") {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("watchtower-server exited ({status}):\n{}", self.log());
+            }
+            assert!(start.elapsed() < PATIENCE, "server did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        // The port answers.
+        while TcpStream::connect_timeout(&self.listen, Duration::from_millis(200)).is_err() {
+            assert!(start.elapsed() < PATIENCE, "server port never answered");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `https://ip:port`
+    #[must_use]
+    pub fn address(&self) -> String {
+        format!("https://{}", self.listen)
+    }
+
+    /// Everything the server logged so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child, libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same port and data (after [`Server::kill9`]).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart after kill9");
+        self.spawn();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Stop with SIGTERM; the server must exit cleanly.
+    pub fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child, libc::SIGTERM);
+            let status = wait_with_deadline(&mut child, PATIENCE).expect("server stops");
+            assert!(status.success(), "server exited with {status}:\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A gRPC client of the query service, with a reader certificate.
+pub struct Reader {
+    runtime: tokio::runtime::Runtime,
+    client: QueryClient<Channel>,
+}
+
+/// A runtime for blocking calls from tests.
+#[must_use]
+pub fn runtime() -> tokio::runtime::Runtime {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Connect to `address` with TLS `tls`.
+pub async fn channel(address: &str, tls: ClientTlsConfig) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(address.to_owned())?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+}
+
+impl Reader {
+    #[must_use]
+    pub fn connect(pki: &Pki, server: &Server) -> Reader {
+        let runtime = runtime();
+        let channel = runtime
+            .block_on(channel(&server.address(), pki.client_tls(Some("reader"))))
+            .expect("reader connects");
+        Reader {
+            runtime,
+            client: QueryClient::new(channel),
+        }
+    }
+
+    /// Every event matching `filter`, all pages.
+    pub fn events(&mut self, filter: &EventFilter) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut token = Vec::new();
+        loop {
+            let page = self
+                .runtime
+                .block_on(self.client.query_events(QueryEventsRequest {
+                    filter: Some(filter.clone()),
+                    page_size: 1000,
+                    page_token: token,
+                }))
+                .expect("QueryEvents")
+                .into_inner();
+            events.extend(page.events.into_iter().filter_map(|s| s.event));
+            if page.next_page_token.is_empty() {
+                return events;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// The events of `host`.
+    pub fn host_events(&mut self, host: &str) -> Vec<Event> {
+        self.events(&EventFilter {
+            host_id: host.to_owned(),
+            ..EventFilter::default()
+        })
+    }
+
+    pub fn stats(&mut self) -> StatsResponse {
+        self.runtime
+            .block_on(self.client.stats(StatsRequest {}))
+            .expect("Stats")
+            .into_inner()
+    }
+
+    pub fn hosts(&mut self) -> Vec<HostInfo> {
+        self.runtime
+            .block_on(self.client.list_hosts(ListHostsRequest {}))
+            .expect("ListHosts")
+            .into_inner()
+            .hosts
+    }
+
+    pub fn session(&mut self, host: &str, session: u64) -> GetSessionResponse {
+        self.runtime
+            .block_on(self.client.get_session(GetSessionRequest {
+                host_id: host.to_owned(),
+                session,
+            }))
+            .expect("GetSession")
+            .into_inner()
+    }
+
+    /// Wait until `host` has at least `n` events stored matching `filter`.
+    pub fn wait_for_stored(&mut self, filter: &EventFilter, n: usize) -> Vec<Event> {
+        let start = Instant::now();
+        loop {
+            let events = self.events(filter);
+            if events.len() >= n {
+                return events;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "waited for {n} stored events, {} arrived",
+                events.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A network namespace joined to this one by a veth pair: the namespace side is
+/// [`NETNS_INNER_ADDR`], this side [`NETNS_HOST_ADDR`]. Removed on drop.
+pub struct NetNs {
+    pub name: String,
+    pub host_link: String,
+}
+
+impl NetNs {
+    #[must_use]
+    pub fn create() -> NetNs {
+        let name = "wt-e2e".to_owned();
+        let host_link = "wt-e2e-h".to_owned();
+        // Leftovers of an interrupted run.
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["link", "del", &host_link]).status();
+        crate::run("ip", &["netns", "add", &name]);
+        crate::run("ip", &["link", "add", &host_link, "type", "veth", "peer", "name", "wt-e2e-n"]);
+        crate::run("ip", &["link", "set", "wt-e2e-n", "netns", &name]);
+        crate::run("ip", &["addr", "add", &format!("{NETNS_HOST_ADDR}/30"), "dev", &host_link]);
+        crate::run("ip", &["link", "set", &host_link, "up"]);
+        let inner = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", name.as_str()];
+            all.extend_from_slice(args);
+            crate::run("ip", &all);
+        };
+        inner(&["ip", "addr", "add", &format!("{NETNS_INNER_ADDR}/30"), "dev", "wt-e2e-n"]);
+        inner(&["ip", "link", "set", "wt-e2e-n", "up"]);
+        inner(&["ip", "link", "set", "lo", "up"]);
+        NetNs { name, host_link }
+    }
+
+    /// The wrapper that runs a program inside the namespace.
+    #[must_use]
+    pub fn wrapper(&self) -> Vec<String> {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.name.clone()]
+    }
+
+    /// Take the link down (a cut cable: packets vanish, nothing is reset).
+    pub fn cut(&self) {
+        crate::run("ip", &["link", "set", &self.host_link, "down"]);
+    }
+
+    pub fn heal(&self) {
+        crate::run("ip", &["link", "set", &self.host_link, "up"]);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.host_link]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}

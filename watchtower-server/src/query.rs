@@ -1,0 +1,182 @@
+//! The query service, for reader and admin certificates.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use watchtower_pki::Role;
+use watchtower_proto::query_server::Query;
+use watchtower_proto::{
+    GetSessionRequest, GetSessionResponse, ListHostsRequest, ListHostsResponse,
+    QueryEventsRequest, QueryEventsResponse, StatsRequest, StatsResponse, StoredEvent,
+    SubscribeRequest,
+};
+
+use crate::counters::ServerCounters;
+use crate::facets;
+use crate::store::{EventStore, StoreError};
+use crate::tls::authorize;
+
+const READERS: &[Role] = &[Role::Reader, Role::Admin];
+pub const MAX_PAGE: u32 = 1000;
+const DEFAULT_PAGE: u32 = 100;
+
+#[derive(Clone)]
+pub struct QueryService {
+    pub store: Arc<EventStore>,
+    pub counters: Arc<ServerCounters>,
+    pub live: broadcast::Sender<Arc<StoredEvent>>,
+}
+
+fn status_of(e: StoreError) -> Status {
+    match e {
+        StoreError::BadPageToken | StoreError::SessionWithoutHost => {
+            Status::invalid_argument(e.to_string())
+        }
+        e => {
+            tracing::error!(error = %e, "query failed");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+        .map_err(status_of)
+}
+
+impl QueryService {
+    fn reader<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        authorize(request, READERS).map(|_| ()).inspect_err(|status| {
+            self.counters.reject("not_a_reader");
+            tracing::warn!(error = %status.message(), "refused a query");
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn query_events(
+        &self,
+        request: Request<QueryEventsRequest>,
+    ) -> Result<Response<QueryEventsResponse>, Status> {
+        self.reader(&request)?;
+        let request = request.into_inner();
+        let page = match request.page_size {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        } as usize;
+        let filter = request.filter.unwrap_or_default();
+        let store = self.store.clone();
+        let (events, next_page_token) =
+            blocking(move || store.query(&filter, page, &request.page_token)).await?;
+        Ok(Response::new(QueryEventsResponse {
+            events,
+            next_page_token,
+        }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<GetSessionRequest>,
+    ) -> Result<Response<GetSessionResponse>, Status> {
+        self.reader(&request)?;
+        let GetSessionRequest { host_id, session } = request.into_inner();
+        let store = self.store.clone();
+        let found = blocking(move || store.session(&host_id, session)).await?;
+        let Some((summary, events, truncated)) = found else {
+            return Err(Status::not_found(format!("no session {session:016x} on that host")));
+        };
+        Ok(Response::new(GetSessionResponse {
+            summary: Some(summary),
+            events,
+            truncated,
+        }))
+    }
+
+    async fn list_hosts(
+        &self,
+        request: Request<ListHostsRequest>,
+    ) -> Result<Response<ListHostsResponse>, Status> {
+        self.reader(&request)?;
+        let store = self.store.clone();
+        let mut hosts = blocking(move || store.hosts()).await?;
+        for host in &mut hosts {
+            host.connected = self.counters.is_connected(&host.host_id);
+        }
+        Ok(Response::new(ListHostsResponse { hosts }))
+    }
+
+    type SubscribeStream = ReceiverStream<Result<StoredEvent, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.reader(&request)?;
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let mut live = self.live.subscribe();
+        let (tx, rx) = mpsc::channel(256);
+        let counters = self.counters.clone();
+        counters.subscribers.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => break,
+                    received = live.recv() => match received {
+                        Ok(stored) => {
+                            let wanted = stored.event.as_ref().is_some_and(|e| facets::matches(&filter, e));
+                            if wanted && tx.send(Ok((*stored).clone())).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            let _ = tx.send(Err(Status::resource_exhausted(format!(
+                                "this subscriber fell {missed} events behind and was cut off; \
+                                 subscribe again and query the gap with QueryEvents"
+                            )))).await;
+                            break;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+            counters.subscribers.fetch_sub(1, Relaxed);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn stats(
+        &self,
+        request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        self.reader(&request)?;
+        let store = self.store.clone();
+        let (hosts, oldest) =
+            blocking(move || Ok((store.hosts()?, store.oldest_event()?))).await?;
+        let c = &self.counters;
+        Ok(Response::new(StatsResponse {
+            events_stored: hosts.iter().map(|h| h.events_stored).sum(),
+            duplicates_dropped: hosts.iter().map(|h| h.duplicates).sum(),
+            batches: c.batches.load(Relaxed),
+            rejected: c
+                .rejected()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            hosts: hosts.len() as u64,
+            connected_agents: c.connected_hosts(),
+            subscribers: c.subscribers.load(Relaxed),
+            tls_handshake_failures: c.tls_failures.load(Relaxed),
+            retention_removed: c.retention_removed.load(Relaxed),
+            retention_cutoff_unix_ns: c.retention_cutoff.load(Relaxed),
+            oldest_event_unix_ns: oldest.unwrap_or(0),
+        }))
+    }
+}
