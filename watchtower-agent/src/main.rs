@@ -18,6 +18,7 @@ mod reconcile;
 mod seq;
 mod tracefs;
 mod transport;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;

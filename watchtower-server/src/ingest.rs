@@ -136,6 +136,14 @@ impl IngestService {
                     self.counters
                         .expired
                         .fetch_add(u64::from(appended.expired), Relaxed);
+                    tracing::debug!(
+                        host,
+                        stored = appended.stored.len(),
+                        duplicates = appended.duplicates,
+                        expired = appended.expired,
+                        last_seq = appended.last_seq,
+                        "batch stored"
+                    );
                     let ack = Ack {
                         batch_id: batch.batch_id,
                         stored: appended.stored.len() as u32,

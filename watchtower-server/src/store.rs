@@ -482,7 +482,7 @@ impl EventStore {
             }
         }
         events.sort_by(|a, b| {
-            let t = |e: &StoredEvent| e.event.as_ref().map_or(0, |e| (e.time_unix_ns, e.seq));
+            let t = |e: &StoredEvent| e.event.as_ref().map_or((0, 0), |e| (e.time_unix_ns, e.seq));
             t(&a.1).cmp(&t(&b.1))
         });
         Ok(Some((
