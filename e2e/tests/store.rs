@@ -203,7 +203,7 @@ fn ssh_su_and_sudo_read_back_through_query_events() {
         .find(|e| session_of(e) == ssh_session)
         .unwrap();
     assert_eq!(summary.execs, ssh_end["execs"].as_u64().unwrap());
-    assert!(tree.events.iter().any(|e| matches!(&e.body,
+    assert!(tree.events.iter().filter_map(|s| s.event.as_ref()).any(|e| matches!(&e.body,
         Some(Body::Exec(x)) if x.filename == "/usr/bin/id" && x.session == Some(su_session))));
 
     // The sudo session: root's, a child of its ssh login.

@@ -16,6 +16,7 @@ mod pipeline;
 mod probes;
 mod reconcile;
 mod seq;
+mod spool;
 mod tracefs;
 mod transport;
 mod wire;

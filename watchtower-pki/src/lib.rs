@@ -1,0 +1,407 @@
+//! Watchtower's certificates: a CA, the server, one certificate per host agent
+//! and per reader/admin client (made with rcgen), and who a certificate names.
+//!
+//! An identity is one URI SAN, `spiffe://watchtower/<role>/<name>`: the server
+//! takes a host's identity from its certificate, never from what it sends.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+
+const PREFIX: &str = "spiffe://watchtower/";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PkiError {
+    #[error("invalid name {name:?}: {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("{0:?} is not a watchtower identity (spiffe://watchtower/agent|reader|admin/NAME)")]
+    BadUri(String),
+    #[error("the certificate names no watchtower identity (no spiffe://watchtower/ URI SAN)")]
+    NoIdentity,
+    #[error("the certificate names several watchtower identities")]
+    SeveralIdentities,
+    #[error("not a usable certificate: {0}")]
+    Certificate(String),
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+}
+
+impl From<rcgen::Error> for PkiError {
+    fn from(e: rcgen::Error) -> Self {
+        PkiError::Generate(e.to_string())
+    }
+}
+
+/// What a certificate may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A host's agent: may only ingest, and only as its own host.
+    Agent,
+    /// May query.
+    Reader,
+    /// May query (and, later, administer).
+    Admin,
+}
+
+impl Role {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Reader => "reader",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Who a certificate names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub role: Role,
+    /// The host id for agents, the client's name otherwise.
+    pub name: String,
+}
+
+/// Names of hosts and clients: 1 to 63 characters of `[a-z0-9._-]`, starting with a
+/// letter or digit.
+pub fn validate_name(name: &str) -> Result<(), PkiError> {
+    let bad = |why| {
+        Err(PkiError::BadName {
+            name: name.to_owned(),
+            why,
+        })
+    };
+    if name.is_empty() || name.len() > 63 {
+        return bad("must be 1 to 63 characters");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return bad("must start with a lowercase letter or a digit");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+    {
+        return bad("may hold only lowercase letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+impl Identity {
+    fn new(role: Role, name: &str) -> Result<Identity, PkiError> {
+        validate_name(name)?;
+        Ok(Identity {
+            role,
+            name: name.to_owned(),
+        })
+    }
+
+    pub fn agent(host_id: &str) -> Result<Identity, PkiError> {
+        Identity::new(Role::Agent, host_id)
+    }
+
+    pub fn reader(name: &str) -> Result<Identity, PkiError> {
+        Identity::new(Role::Reader, name)
+    }
+
+    pub fn admin(name: &str) -> Result<Identity, PkiError> {
+        Identity::new(Role::Admin, name)
+    }
+
+    /// `spiffe://watchtower/<role>/<name>`
+    #[must_use]
+    pub fn uri(&self) -> String {
+        format!("{PREFIX}{}/{}", self.role.as_str(), self.name)
+    }
+
+    pub fn parse_uri(uri: &str) -> Result<Identity, PkiError> {
+        let bad = || PkiError::BadUri(uri.to_owned());
+        let rest = uri.strip_prefix(PREFIX).ok_or_else(bad)?;
+        let (role, name) = rest.split_once('/').ok_or_else(bad)?;
+        let role = match role {
+            "agent" => Role::Agent,
+            "reader" => Role::Reader,
+            "admin" => Role::Admin,
+            _ => return Err(bad()),
+        };
+        Identity::new(role, name).map_err(|_| bad())
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.role.as_str(), self.name)
+    }
+}
+
+/// Who a (chain-verified) DER certificate names: exactly one watchtower URI SAN.
+pub fn identity_of(cert_der: &[u8]) -> Result<Identity, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| PkiError::Certificate(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| PkiError::Certificate(e.to_string()))?;
+    let mut found = None;
+    for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
+        if let x509_parser::extensions::GeneralName::URI(uri) = name
+            && uri.starts_with(PREFIX)
+        {
+            if found.is_some() {
+                return Err(PkiError::SeveralIdentities);
+            }
+            found = Some(Identity::parse_uri(uri)?);
+        }
+    }
+    found.ok_or(PkiError::NoIdentity)
+}
+
+/// When a certificate is valid.
+#[derive(Clone, Copy, Debug)]
+pub struct Validity {
+    pub not_before: time::OffsetDateTime,
+    pub not_after: time::OffsetDateTime,
+}
+
+impl Validity {
+    /// From an hour ago (clock skew) for `n` days.
+    #[must_use]
+    pub fn days(n: u32) -> Validity {
+        let now = time::OffsetDateTime::now_utc();
+        Validity {
+            not_before: now - time::Duration::hours(1),
+            not_after: now + time::Duration::days(i64::from(n)),
+        }
+    }
+
+    /// Ended a day ago (for tests of refusal).
+    #[must_use]
+    pub fn expired() -> Validity {
+        let now = time::OffsetDateTime::now_utc();
+        Validity {
+            not_before: now - time::Duration::days(30),
+            not_after: now - time::Duration::days(1),
+        }
+    }
+}
+
+/// A certificate and its private key, PEM.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A certificate authority that issues Watchtower's certificates.
+pub struct Authority {
+    cert_pem: String,
+    key: KeyPair,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn random_serial() -> Result<SerialNumber, PkiError> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| PkiError::Generate(format!("reading /dev/urandom: {e}")))?;
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x40;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn base_params(common_name: &str, validity: Validity) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Watchtower");
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    params.serial_number = Some(random_serial()?);
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+impl Authority {
+    /// A new self-signed CA (ECDSA P-256).
+    pub fn generate(common_name: &str, validity: Validity) -> Result<Authority, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = base_params(common_name, validity)?;
+        params.use_authority_key_identifier_extension = false;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key)?;
+        Authority::load(&cert.pem(), &key.serialize_pem())
+    }
+
+    /// An existing CA, to issue more certificates.
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority, PkiError> {
+        let key = KeyPair::from_pem(key_pem)
+            .map_err(|e| PkiError::Certificate(format!("CA key: {e}")))?;
+        let signing = KeyPair::from_pem(key_pem)
+            .map_err(|e| PkiError::Certificate(format!("CA key: {e}")))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, signing)
+            .map_err(|e| PkiError::Certificate(format!("CA certificate: {e}")))?;
+        Ok(Authority {
+            cert_pem: cert_pem.to_owned(),
+            key,
+            issuer,
+        })
+    }
+
+    #[must_use]
+    pub fn cert_pem(&self) -> String {
+        self.cert_pem.clone()
+    }
+
+    #[must_use]
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// The server's certificate: each name is an IP address or a DNS name.
+    pub fn issue_server(&self, names: &[String], validity: Validity) -> Result<Issued, PkiError> {
+        let mut params = base_params(
+            names.first().map_or("watchtower-server", String::as_str),
+            validity,
+        )?;
+        for name in names {
+            params.subject_alt_names.push(match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    name.clone()
+                        .try_into()
+                        .map_err(|e| PkiError::Generate(format!("DNS name {name:?}: {e}")))?,
+                ),
+            });
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        self.sign(&params)
+    }
+
+    /// A client's certificate naming `identity` (URI SAN), CN = its name.
+    pub fn issue_client(&self, identity: &Identity, validity: Validity) -> Result<Issued, PkiError> {
+        let mut params = base_params(&identity.name, validity)?;
+        params.subject_alt_names.push(SanType::URI(
+            identity
+                .uri()
+                .try_into()
+                .map_err(|e| PkiError::Generate(format!("URI: {e}")))?,
+        ));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        self.sign(&params)
+    }
+
+    fn sign(&self, params: &CertificateParams) -> Result<Issued, PkiError> {
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// Write `contents` to `path` (parents created; written to a temporary and
+/// renamed); private keys are mode 0600.
+pub fn write_file(path: &Path, contents: &str, private: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(pem_text: &str) -> Vec<u8> {
+        x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
+            .unwrap()
+            .1
+            .contents
+    }
+
+    #[test]
+    fn client_certificates_name_their_identity() {
+        let ca = Authority::generate("test CA", Validity::days(1)).unwrap();
+        for identity in [
+            Identity::agent("web-1").unwrap(),
+            Identity::reader("auditor").unwrap(),
+            Identity::admin("ops.team").unwrap(),
+        ] {
+            let issued = ca.issue_client(&identity, Validity::days(1)).unwrap();
+            assert_eq!(identity_of(&der(&issued.cert_pem)).unwrap(), identity);
+        }
+        let server = ca
+            .issue_server(&["localhost".into(), "127.0.0.1".into()], Validity::days(1))
+            .unwrap();
+        assert_eq!(identity_of(&der(&server.cert_pem)), Err(PkiError::NoIdentity));
+        assert!(identity_of(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn issued_by_a_loaded_ca_chain_to_it() {
+        let ca = Authority::generate("test CA", Validity::days(1)).unwrap();
+        let loaded = Authority::load(&ca.cert_pem(), &ca.key_pem()).unwrap();
+        let issued = loaded
+            .issue_client(&Identity::agent("db-2").unwrap(), Validity::days(1))
+            .unwrap();
+        let ca_der = der(&ca.cert_pem());
+        let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+        let leaf_der = der(&issued.cert_pem);
+        let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).unwrap();
+        assert_eq!(leaf.issuer(), ca_cert.subject());
+        leaf.verify_signature(Some(ca_cert.public_key())).unwrap();
+        let expired = ca
+            .issue_client(&Identity::agent("db-2").unwrap(), Validity::expired())
+            .unwrap();
+        let expired_der = der(&expired.cert_pem);
+        let (_, expired) = x509_parser::parse_x509_certificate(&expired_der).unwrap();
+        assert!(!expired.validity().is_valid());
+        assert!(leaf.validity().is_valid());
+    }
+
+    #[test]
+    fn names_and_uris_are_checked() {
+        for bad in ["", "Web", "-a", "a/b", "a b", &"a".repeat(64)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "web-1", "db.example", "x_y", &"a".repeat(63)] {
+            validate_name(good).unwrap();
+        }
+        assert_eq!(
+            Identity::parse_uri("spiffe://watchtower/agent/web-1").unwrap(),
+            Identity::agent("web-1").unwrap()
+        );
+        for bad in [
+            "spiffe://other/agent/web-1",
+            "spiffe://watchtower/root/web-1",
+            "spiffe://watchtower/agent/Web",
+            "spiffe://watchtower/agent",
+            "https://watchtower/agent/web-1",
+        ] {
+            assert!(Identity::parse_uri(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Identity::agent("web-1").unwrap().to_string(), "agent web-1");
+    }
+}
