@@ -1,5 +1,6 @@
-//! Developer tasks: `cargo xtask setup | test | run | fuzz`.
+//! Developer tasks: `cargo xtask setup | certs | test | run | fuzz`.
 
+mod certs;
 mod fuzz;
 mod setup;
 mod test;
@@ -23,6 +24,36 @@ enum Task {
     /// rust-src component, bpf-linker built against LLVM 22). Idempotent: only what is
     /// missing is installed, and it says what it did.
     Setup,
+    /// Make (or extend) the certificates: a CA, the server's, one per host agent and
+    /// one per reader/admin client. What exists is kept unless --force.
+    ///
+    /// Layout: OUT/ca.pem, ca.key, server.pem, server.key, agents/<host>.pem/.key,
+    /// clients/<name>.pem/.key. Identities are URI SANs spiffe://watchtower/<role>/<name>.
+    Certs {
+        /// Output directory (default: certs/ in the workspace).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A host id to issue an agent certificate for (repeatable; default: this
+        /// machine's hostname, lowercased).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// A reader client (may query; repeatable; default: operator).
+        #[arg(long = "reader")]
+        readers: Vec<String>,
+        /// An admin client (repeatable; default: admin).
+        #[arg(long = "admin")]
+        admins: Vec<String>,
+        /// A DNS name or IP address on the server certificate (repeatable; default:
+        /// localhost, 127.0.0.1, ::1).
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+        /// Validity of issued certificates, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Issue everything again, the CA included.
+        #[arg(long)]
+        force: bool,
+    },
     /// Build, then run every test: unit tests of all crates, then the privileged
     /// end-to-end tests (real sshd, su, sudo and eBPF probes; root), one at a time.
     Test {
@@ -41,8 +72,9 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
-    /// Set up, build, and run the agent printing this host's live login, session,
-    /// exec and connect events as JSON lines (root).
+    /// Set up, make certificates if missing, build, and run the server (127.0.0.1:7443,
+    /// data in data/server) with this host's agent shipping to it; the agent prints
+    /// the events as JSON lines, the server logs each batch it stored (root).
     Run {
         /// Extra arguments for watchtower-agent.
         #[arg(trailing_var_arg = true)]
@@ -86,17 +118,80 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup::setup(),
         Task::Test { filter } => test::test(filter.as_deref()),
         Task::Fuzz { seconds, target } => fuzz::fuzz(seconds, target.as_deref()),
-        Task::Run { args } => {
-            setup::setup()?;
-            run(cargo().args(["build", "--package", "watchtower-agent"]))?;
-            let agent = target_dir().join("debug/watchtower-agent");
-            let mut cmd = Command::new(agent);
-            if args.is_empty() {
-                cmd.args(["--stdout", "--state-dir", "/var/lib/watchtower-agent"]);
-            } else {
-                cmd.args(args);
-            }
-            run(&mut cmd)
-        }
+        Task::Certs {
+            out,
+            hosts,
+            readers,
+            admins,
+            server_names,
+            days,
+            force,
+        } => certs::certs(&certs::CertsRequest {
+            out: out.unwrap_or_else(|| root().join("certs")),
+            hosts: or_default(hosts, vec![certs::default_host_id()]),
+            readers: or_default(readers, vec!["operator".into()]),
+            admins: or_default(admins, vec!["admin".into()]),
+            server_names: or_default(
+                server_names,
+                vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            ),
+            days,
+            force,
+        }),
+        Task::Run { args } => run_server_and_agent(&args),
     }
+}
+
+fn or_default(given: Vec<String>, default: Vec<String>) -> Vec<String> {
+    if given.is_empty() { default } else { given }
+}
+
+/// `cargo xtask run`: the server and a local agent shipping to it.
+fn run_server_and_agent(args: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
+    let host = certs::default_host_id();
+    certs::certs(&certs::CertsRequest {
+        out: root().join("certs"),
+        hosts: vec![host.clone()],
+        readers: vec!["operator".into()],
+        admins: vec!["admin".into()],
+        server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        days: 365,
+        force: false,
+    })?;
+    run(cargo().args([
+        "build",
+        "--package",
+        "watchtower-agent",
+        "--package",
+        "watchtower-server",
+    ]))?;
+    let mut server = Command::new(target_dir().join("debug/watchtower-server"))
+        .current_dir(root())
+        .env("RUST_LOG", "info,watchtower_server=debug")
+        .spawn()
+        .context("starting watchtower-server")?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    if let Some(status) = server.try_wait()? {
+        bail!("watchtower-server exited at start ({status})");
+    }
+    let mut agent = Command::new(target_dir().join("debug/watchtower-agent"));
+    agent.current_dir(root()).args([
+        "--server",
+        "https://127.0.0.1:7443",
+        "--host-id",
+        &host,
+        "--stdout",
+        "--state-dir",
+        "/var/lib/watchtower-agent",
+    ]);
+    agent.args(args);
+    let result = run(&mut agent);
+    // Ctrl-C reached both; a server still running after the agent is stopped here.
+    if server.try_wait()?.is_none() {
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    }
+    let _ = server.wait();
+    result
 }

@@ -1,31 +1,21 @@
-//! `cargo xtask test`: unit tests, then the privileged end-to-end tests.
+//! `cargo xtask test`: every test of the workspace, the privileged end-to-end tests
+//! included, one at a time.
+//!
+//! One package selection (the default members) for the build and the tests, so
+//! cargo resolves features once and the C++ of RocksDB is compiled once.
 
 use crate::{cargo, run, target_dir};
 
 pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
-    run(cargo().args([
-        "build",
-        "--package",
-        "watchtower-agent",
-        "--package",
-        "watchtower-server",
-    ]))?;
-    run(cargo().args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "watchtower-e2e",
-        "--exclude",
-        "watchtower-ebpf",
-    ]))?;
-    let agent = target_dir().join("debug/watchtower-agent");
-    let server = target_dir().join("debug/watchtower-server");
-    let mut e2e = cargo();
-    e2e.args(["test", "--package", "watchtower-e2e", "--", "--test-threads=1"])
-        .env("WATCHTOWER_AGENT_BIN", &agent)
-        .env("WATCHTOWER_SERVER_BIN", &server);
+    // The binaries the end-to-end tests start, and every test target.
+    run(cargo().args(["build", "--all-targets"]))?;
+    let mut tests = cargo();
+    tests
+        .args(["test", "--", "--test-threads=1"])
+        .env("WATCHTOWER_AGENT_BIN", target_dir().join("debug/watchtower-agent"))
+        .env("WATCHTOWER_SERVER_BIN", target_dir().join("debug/watchtower-server"));
     if let Some(filter) = filter {
-        e2e.arg(filter);
+        tests.arg(filter);
     }
-    run(&mut e2e)
+    run(&mut tests)
 }
