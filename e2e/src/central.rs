@@ -1,5 +1,5 @@
 //! The central side of the harness: certificates, the real watchtower-server
-//! binary on its own RocksDB directory, and a gRPC reader with its certificate.
+//! binary on its own `RocksDB` directory, and a gRPC reader with its certificate.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,8 +37,12 @@ impl Pki {
     pub fn new() -> Pki {
         let dir = TempDir::new("pki");
         let write = |name: &str, text: &str| {
-            watchtower_pki::write_file(&dir.0.join(name), text, name.ends_with(".key"))
-                .unwrap_or_else(|e| panic!("writing {name}: {e}"));
+            watchtower_pki::write_file(
+                &dir.0.join(name),
+                text,
+                std::path::Path::new(name).extension().is_some_and(|e| e == "key"),
+            )
+            .unwrap_or_else(|e| panic!("writing {name}: {e}"));
         };
         let ca = Authority::generate("watchtower e2e CA", Validity::days(2)).expect("CA");
         write("ca.pem", &ca.cert_pem());
@@ -62,12 +66,18 @@ impl Pki {
             write(&format!("{host}.key"), &issued.key_pem);
         }
         let reader = ca
-            .issue_client(&watchtower_pki::Identity::reader("auditor").unwrap(), Validity::days(2))
+            .issue_client(
+                &watchtower_pki::Identity::reader("auditor").unwrap(),
+                Validity::days(2),
+            )
             .expect("reader cert");
         write("reader.pem", &reader.cert_pem);
         write("reader.key", &reader.key_pem);
         let expired = ca
-            .issue_client(&watchtower_pki::Identity::agent(HOST).unwrap(), Validity::expired())
+            .issue_client(
+                &watchtower_pki::Identity::agent(HOST).unwrap(),
+                Validity::expired(),
+            )
             .expect("expired cert");
         write("expired.pem", &expired.cert_pem);
         write("expired.key", &expired.key_pem);
@@ -139,6 +149,7 @@ pub fn free_port(ip: &str) -> u16 {
         .port()
 }
 
+#[must_use]
 pub fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WATCHTOWER_SERVER_BIN") {
         return PathBuf::from(path);
@@ -175,7 +186,11 @@ impl Server {
 
     fn spawn(&mut self) {
         let binary = server_binary();
-        assert!(binary.exists(), "{} missing: build it with `cargo xtask test`", binary.display());
+        assert!(
+            binary.exists(),
+            "{} missing: build it with `cargo xtask test`",
+            binary.display()
+        );
         let mut child = Command::new(&binary)
             .arg("--listen")
             .arg(self.listen.to_string())
@@ -210,7 +225,11 @@ impl Server {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("watchtower-server exited ({status}):\n{}", self.log());
             }
-            assert!(start.elapsed() < PATIENCE, "server did not start:\n{}", self.log());
+            assert!(
+                start.elapsed() < PATIENCE,
+                "server did not start:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
         // The port answers.
@@ -371,7 +390,7 @@ impl Reader {
                 return events;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(120),
+                start.elapsed() < Duration::from_mins(2),
                 "waited for {n} stored events, {} arrived",
                 events.len()
             );
@@ -396,16 +415,31 @@ impl NetNs {
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
         let _ = Command::new("ip").args(["link", "del", &host_link]).status();
         crate::run("ip", &["netns", "add", &name]);
-        crate::run("ip", &["link", "add", &host_link, "type", "veth", "peer", "name", "wt-e2e-n"]);
+        crate::run(
+            "ip",
+            &[
+                "link", "add", &host_link, "type", "veth", "peer", "name", "wt-e2e-n",
+            ],
+        );
         crate::run("ip", &["link", "set", "wt-e2e-n", "netns", &name]);
-        crate::run("ip", &["addr", "add", &format!("{NETNS_HOST_ADDR}/30"), "dev", &host_link]);
+        crate::run(
+            "ip",
+            &["addr", "add", &format!("{NETNS_HOST_ADDR}/30"), "dev", &host_link],
+        );
         crate::run("ip", &["link", "set", &host_link, "up"]);
         let inner = |args: &[&str]| {
             let mut all = vec!["netns", "exec", name.as_str()];
             all.extend_from_slice(args);
             crate::run("ip", &all);
         };
-        inner(&["ip", "addr", "add", &format!("{NETNS_INNER_ADDR}/30"), "dev", "wt-e2e-n"]);
+        inner(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{NETNS_INNER_ADDR}/30"),
+            "dev",
+            "wt-e2e-n",
+        ]);
         inner(&["ip", "link", "set", "wt-e2e-n", "up"]);
         inner(&["ip", "link", "set", "lo", "up"]);
         NetNs { name, host_link }

@@ -1,5 +1,5 @@
 //! The central store with the real daemons: the agent ships over gRPC with mutual
-//! TLS to watchtower-server, which keeps events in RocksDB; tests read them back
+//! TLS to watchtower-server, which keeps events in `RocksDB`; tests read them back
 //! with a reader certificate, crash either side, cut the network, and present
 //! bad certificates and bad messages.
 
@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tonic::Code;
 use watchtower_e2e::central::{HOST, NETNS_HOST_ADDR, NetNs, OTHER_HOST, Pki, Reader, Server};
-use watchtower_e2e::{
-    ALICE, ALICE_PASSWORD, Agent, BOB, BOB_PASSWORD, Sshd, TempDir, of_kind, privileged,
-};
+use watchtower_e2e::{ALICE, ALICE_PASSWORD, Agent, BOB, BOB_PASSWORD, Sshd, TempDir, of_kind, privileged};
 use watchtower_proto::event::Body;
 use watchtower_proto::{Event, EventFilter, EventKind, Outcome};
 
@@ -89,6 +87,7 @@ fn session_of(e: &Value) -> u64 {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scenario, checked field by field")]
 fn ssh_su_and_sudo_read_back_through_query_events() {
     if !privileged() {
         return;
@@ -136,10 +135,15 @@ fn ssh_su_and_sudo_read_back_through_query_events() {
         assert_eq!(s.remote_user.as_deref(), p["remote_user"].as_str());
         assert_eq!(s.outcome(), Outcome::Success);
         assert_eq!(i64::from(s.pam_code), p["pam_code"].as_i64().unwrap());
-        assert_eq!(s.authenticate_code.map(i64::from), p["authenticate_code"].as_i64());
+        assert_eq!(
+            s.authenticate_code.map(i64::from),
+            p["authenticate_code"].as_i64()
+        );
         assert_eq!(
             s.from_session,
-            p["from_session"].as_str().map(|h| u64::from_str_radix(h, 16).unwrap())
+            p["from_session"]
+                .as_str()
+                .map(|h| u64::from_str_radix(h, 16).unwrap())
         );
         let process = s.process.as_ref().unwrap();
         assert_eq!(u64::from(process.pid), p["process"]["pid"].as_u64().unwrap());
@@ -155,7 +159,11 @@ fn ssh_su_and_sudo_read_back_through_query_events() {
         ..EventFilter::default()
     });
     assert_eq!(logins.len(), 3, "the three ssh logins came from 127.0.0.1");
-    assert!(logins.iter().all(|e| matches!(&e.body, Some(Body::LoginAttempt(a)) if a.service == "sshd" && a.user == ALICE)));
+    assert!(
+        logins.iter().all(
+            |e| matches!(&e.body, Some(Body::LoginAttempt(a)) if a.service == "sshd" && a.user == ALICE)
+        )
+    );
     let bob = reader.events(&EventFilter {
         user: BOB.into(),
         ..EventFilter::default()
@@ -203,8 +211,13 @@ fn ssh_su_and_sudo_read_back_through_query_events() {
         .find(|e| session_of(e) == ssh_session)
         .unwrap();
     assert_eq!(summary.execs, ssh_end["execs"].as_u64().unwrap());
-    assert!(tree.events.iter().filter_map(|s| s.event.as_ref()).any(|e| matches!(&e.body,
-        Some(Body::Exec(x)) if x.filename == "/usr/bin/id" && x.session == Some(su_session))));
+    assert!(
+        tree.events
+            .iter()
+            .filter_map(|s| s.event.as_ref())
+            .any(|e| matches!(&e.body,
+        Some(Body::Exec(x)) if x.filename == "/usr/bin/id" && x.session == Some(su_session)))
+    );
 
     // The sudo session: root's, a child of its ssh login.
     let sudo = reader.events(&EventFilter {
@@ -214,8 +227,13 @@ fn ssh_su_and_sudo_read_back_through_query_events() {
         ..EventFilter::default()
     });
     assert_eq!(sudo.len(), 1);
-    let Some(Body::SessionStart(sudo)) = &sudo[0].body else { unreachable!() };
-    assert_eq!((sudo.service.as_str(), sudo.remote_user.as_deref()), ("sudo", Some(ALICE)));
+    let Some(Body::SessionStart(sudo)) = &sudo[0].body else {
+        unreachable!()
+    };
+    assert_eq!(
+        (sudo.service.as_str(), sudo.remote_user.as_deref()),
+        ("sudo", Some(ALICE))
+    );
     assert!(sudo.parent_session.is_some());
 
     let hosts = reader.hosts();
@@ -290,13 +308,19 @@ fn agent_killed_resends_its_spool_and_marks_the_restart() {
     server.restart();
     let again = Agent::start_with(&[], state, &strs(&flags));
     let mut reader = Reader::connect(&pki, &server);
-    let stored = wait_until_stored(&mut reader, &seqs_printed(&before), Duration::from_secs(60));
+    let stored = wait_until_stored(&mut reader, &seqs_printed(&before), Duration::from_mins(1));
     let after = again.stop();
     let stored_after = wait_until_stored(&mut reader, &seqs_printed(&after), Duration::from_secs(30));
     assert!(stored_after.len() >= stored.len());
     let all = seqs_stored(&stored_after);
-    let printed: BTreeSet<u64> = seqs_printed(&before).union(&seqs_printed(&after)).copied().collect();
-    assert_eq!(all, printed, "every spooled event arrived, nothing else, nothing twice");
+    let printed: BTreeSet<u64> = seqs_printed(&before)
+        .union(&seqs_printed(&after))
+        .copied()
+        .collect();
+    assert_eq!(
+        all, printed,
+        "every spooled event arrived, nothing else, nothing twice"
+    );
 
     // The gap between the runs is marked by the restart record.
     let restart = stored_after
@@ -306,10 +330,19 @@ fn agent_killed_resends_its_spool_and_marks_the_restart() {
             _ => None,
         })
         .expect("the second run's start record is stored");
-    let resumed = restart.1.resumed_after_seq.expect("a restart names where numbering resumed");
-    assert!(resumed >= last_before, "resumed after {resumed}, the first run printed up to {last_before}");
+    let resumed = restart
+        .1
+        .resumed_after_seq
+        .expect("a restart names where numbering resumed");
+    assert!(
+        resumed >= last_before,
+        "resumed after {resumed}, the first run printed up to {last_before}"
+    );
     let first_after = after.iter().map(|e| e["seq"].as_u64().unwrap()).min().unwrap();
-    assert_eq!(restart.0, first_after, "the restart record is the second run's first event");
+    assert_eq!(
+        restart.0, first_after,
+        "the restart record is the second run's first event"
+    );
     assert!(first_after > resumed);
     // Nothing stored falls in the explained gap.
     assert!(all.iter().all(|s| *s <= last_before || *s > resumed));
@@ -335,7 +368,10 @@ fn thirty_second_network_cut_loses_nothing() {
     run_true(300);
     let start = Instant::now();
     while true_execs(&mut reader) < 300 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the link works before the cut");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the link works before the cut"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -345,7 +381,10 @@ fn thirty_second_network_cut_loses_nothing() {
     agent.wait_for_count("1300 execs", 1300, is_true_exec);
     let stored_during = true_execs(&mut reader);
     std::thread::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed()));
-    assert!(stored_during < 1300, "nothing should cross a cut link ({stored_during} stored)");
+    assert!(
+        stored_during < 1300,
+        "nothing should cross a cut link ({stored_during} stored)"
+    );
     netns.heal();
 
     let start = Instant::now();
@@ -467,11 +506,13 @@ fn now_ns() -> u64 {
 fn hello(host: &str) -> Vec<u8> {
     use prost::Message as _;
     watchtower_proto::AgentMessage {
-        msg: Some(watchtower_proto::agent_message::Msg::Hello(watchtower_proto::Hello {
-            host_id: host.into(),
-            boot_id: "b".into(),
-            agent_version: "test".into(),
-        })),
+        msg: Some(watchtower_proto::agent_message::Msg::Hello(
+            watchtower_proto::Hello {
+                host_id: host.into(),
+                boot_id: "b".into(),
+                agent_version: "test".into(),
+            },
+        )),
     }
     .encode_to_vec()
 }
@@ -491,10 +532,9 @@ fn batch(host: &str, id: u64, seqs: std::ops::Range<u64>) -> Vec<u8> {
         })
         .collect();
     watchtower_proto::AgentMessage {
-        msg: Some(watchtower_proto::agent_message::Msg::Batch(watchtower_proto::EventBatch {
-            batch_id: id,
-            events,
-        })),
+        msg: Some(watchtower_proto::agent_message::Msg::Batch(
+            watchtower_proto::EventBatch { batch_id: id, events },
+        )),
     }
     .encode_to_vec()
 }
@@ -527,7 +567,10 @@ fn bad_certificates_and_host_claims_are_refused_and_nothing_is_stored() {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
     let mut reader = Reader::connect(&pki, &server);
-    assert!(reader.events(&EventFilter::default()).is_empty(), "nothing stored");
+    assert!(
+        reader.events(&EventFilter::default()).is_empty(),
+        "nothing stored"
+    );
     assert!(reader.hosts().iter().all(|h| h.events_stored == 0));
     let stats = reader.stats();
     assert_eq!(stats.events_stored, 0);
@@ -557,7 +600,10 @@ fn bad_certificates_and_host_claims_are_refused_and_nothing_is_stored() {
     let Some(watchtower_proto::server_message::Msg::Ack(ack)) = &answers[0].msg else {
         panic!("{answers:?}")
     };
-    assert_eq!((ack.batch_id, ack.stored, ack.duplicates, ack.last_seq), (7, 3, 0, 3));
+    assert_eq!(
+        (ack.batch_id, ack.stored, ack.duplicates, ack.last_seq),
+        (7, 3, 0, 3)
+    );
     assert_eq!(reader.host_events(HOST).len(), 3);
     server.stop();
 }
@@ -571,9 +617,8 @@ fn malformed_and_oversized_messages_are_refused_counted_and_survived() {
     let server = Server::start(&pki, "127.0.0.1", &[]);
     let rt = watchtower_e2e::central::runtime();
     let address = server.address();
-    let attempt = |messages: Vec<Vec<u8>>| {
-        rt.block_on(raw::exchange(&address, pki.client_tls(Some(HOST)), messages))
-    };
+    let attempt =
+        |messages: Vec<Vec<u8>>| rt.block_on(raw::exchange(&address, pki.client_tls(Some(HOST)), messages));
     // Not protobuf at all.
     let refused = attempt(vec![vec![0xff; 32]]).unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");

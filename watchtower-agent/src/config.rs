@@ -116,7 +116,7 @@ pub struct ServerSection {
     pub server_name: String,
     /// The CA that signed the server's certificate (and this agent's).
     pub ca: PathBuf,
-    /// This host's certificate and key (default: certs/agents/<host_id>.pem/.key).
+    /// This host's certificate and key (default: certs/agents/<`host_id>.pem/.key`).
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     /// Seconds between heartbeats (they carry the spool's state).

@@ -547,7 +547,10 @@ fn open_delivery(
         );
     }
     if report.pending > 0 {
-        tracing::info!(pending = report.pending, "events from an earlier run wait in the spool: sending them first");
+        tracing::info!(
+            pending = report.pending,
+            "events from an earlier run wait in the spool: sending them first"
+        );
     }
     Ok((
         transport::SharedSpool::new(spool),

@@ -111,10 +111,9 @@ pub async fn write_spool(
             })
             .collect();
         let writer = shared.clone();
-        let appended = tokio::task::spawn_blocking(move || {
-            writer.spool.lock().expect("spool lock").append(&records)
-        })
-        .await?;
+        let appended =
+            tokio::task::spawn_blocking(move || writer.spool.lock().expect("spool lock").append(&records))
+                .await?;
         match appended {
             Ok(appended) if appended.dropped_full > 0 => {
                 tracing::error!(
@@ -147,9 +146,7 @@ pub async fn write_spool(
 }
 
 fn tls_of(link: &ServerLink) -> anyhow::Result<ClientTlsConfig> {
-    let read = |path: &PathBuf| {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-    };
+    let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     Ok(ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read(&link.ca)?))
         .identity(Identity::from_pem(read(&link.cert)?, read(&link.key)?))
@@ -193,10 +190,10 @@ pub async fn ship(
         if *stop.borrow() && drain_until.is_none() {
             drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
         }
-        if let Some(deadline) = drain_until {
-            if tokio::time::Instant::now() >= deadline || pending(&shared) == 0 {
-                break;
-            }
+        if let Some(deadline) = drain_until
+            && (tokio::time::Instant::now() >= deadline || pending(&shared) == 0)
+        {
+            break;
         }
         let acked_before = shared.spool.lock().expect("spool lock").acked();
         let ended = session(&link, tls.clone(), &identity, &shared, &mut stop, drain_until).await;
@@ -227,7 +224,10 @@ pub async fn ship(
     }
     let left = pending(&shared);
     if left > 0 {
-        tracing::warn!(pending = left, "stopping with events not yet acknowledged: they stay in the spool and are sent on the next start");
+        tracing::warn!(
+            pending = left,
+            "stopping with events not yet acknowledged: they stay in the spool and are sent on the next start"
+        );
     }
     Ok(())
 }
@@ -236,6 +236,10 @@ fn pending(shared: &SharedSpool) -> u64 {
     shared.spool.lock().expect("spool lock").pending()
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one connection's life: hello, window, acks, heartbeats, stop"
+)]
 async fn session(
     link: &ServerLink,
     tls: ClientTlsConfig,
@@ -325,7 +329,7 @@ async fn session(
                 return Ended::Stopped;
             }
         }
-        let deadline = drain_until.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let deadline = drain_until.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_hours(1));
         tokio::select! {
             message = acks.message() => match message {
                 Ok(Some(message)) => {

@@ -139,8 +139,8 @@ impl std::fmt::Display for Identity {
 
 /// Who a (chain-verified) DER certificate names: exactly one watchtower URI SAN.
 pub fn identity_of(cert_der: &[u8]) -> Result<Identity, PkiError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|e| PkiError::Certificate(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| PkiError::Certificate(e.to_string()))?;
     let san = cert
         .subject_alternative_name()
         .map_err(|e| PkiError::Certificate(e.to_string()))?;
@@ -242,10 +242,9 @@ impl Authority {
 
     /// An existing CA, to issue more certificates.
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority, PkiError> {
-        let key = KeyPair::from_pem(key_pem)
-            .map_err(|e| PkiError::Certificate(format!("CA key: {e}")))?;
-        let signing = KeyPair::from_pem(key_pem)
-            .map_err(|e| PkiError::Certificate(format!("CA key: {e}")))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::Certificate(format!("CA key: {e}")))?;
+        let signing =
+            KeyPair::from_pem(key_pem).map_err(|e| PkiError::Certificate(format!("CA key: {e}")))?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, signing)
             .map_err(|e| PkiError::Certificate(format!("CA certificate: {e}")))?;
         Ok(Authority {
@@ -272,14 +271,16 @@ impl Authority {
             validity,
         )?;
         for name in names {
-            params.subject_alt_names.push(match name.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(
-                    name.clone()
-                        .try_into()
-                        .map_err(|e| PkiError::Generate(format!("DNS name {name:?}: {e}")))?,
-                ),
-            });
+            params
+                .subject_alt_names
+                .push(match name.parse::<std::net::IpAddr>() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName(
+                        name.clone()
+                            .try_into()
+                            .map_err(|e| PkiError::Generate(format!("DNS name {name:?}: {e}")))?,
+                    ),
+                });
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

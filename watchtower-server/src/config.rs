@@ -20,7 +20,7 @@ pub struct ServerConfig {
 pub struct ServerSection {
     /// The gRPC listener (ingest and query), mutual TLS only.
     pub listen: SocketAddr,
-    /// Where RocksDB keeps the events.
+    /// Where `RocksDB` keeps the events.
     pub data_dir: PathBuf,
 }
 

@@ -95,14 +95,12 @@ pub fn matches(filter: &EventFilter, event: &Event) -> bool {
     if filter.outcome() != Outcome::Unspecified && outcome(event) != Some(filter.outcome()) {
         return false;
     }
-    if let Some(session) = filter.session {
-        if !sessions(event).contains(&session) {
-            return false;
-        }
-    }
-    if !filter.remote_address.is_empty()
-        && !remotes(event).contains(&filter.remote_address.as_str())
+    if let Some(session) = filter.session
+        && !sessions(event).contains(&session)
     {
+        return false;
+    }
+    if !filter.remote_address.is_empty() && !remotes(event).contains(&filter.remote_address.as_str()) {
         return false;
     }
     true
@@ -195,7 +193,9 @@ mod tests {
         assert!(f(&|x| x.to_unix_ns = 101));
         assert!(f(&|x| x.user = "alice".into()));
         assert!(!f(&|x| x.user = "bob".into()));
-        assert!(f(&|x| x.kinds = vec![EventKind::Exec as i32, EventKind::LoginAttempt as i32]));
+        assert!(f(
+            &|x| x.kinds = vec![EventKind::Exec as i32, EventKind::LoginAttempt as i32]
+        ));
         assert!(!f(&|x| x.kinds = vec![EventKind::Exec as i32]));
         assert!(f(&|x| x.set_outcome(Outcome::Failure)));
         assert!(!f(&|x| x.set_outcome(Outcome::Success)));

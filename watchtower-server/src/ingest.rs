@@ -1,6 +1,6 @@
 //! The ingest service: one bidirectional stream per agent. A batch is checked
 //! whole (every event must name the host in the agent's certificate), written in
-//! one synced RocksDB write, and only then acknowledged.
+//! one synced `RocksDB` write, and only then acknowledged.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -39,6 +39,10 @@ fn classify(status: &Status) -> Option<&'static str> {
 }
 
 impl IngestService {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one match over the agent's message kinds, each step in order"
+    )]
     async fn serve_agent(
         &self,
         host: &str,
@@ -106,7 +110,11 @@ impl IngestService {
                 Some(agent_message::Msg::Batch(batch)) => {
                     if batch.events.len() > self.max_batch_events {
                         self.counters.reject("batch_too_large");
-                        tracing::warn!(host, events = batch.events.len(), "rejected a batch over the limit");
+                        tracing::warn!(
+                            host,
+                            events = batch.events.len(),
+                            "rejected a batch over the limit"
+                        );
                         return Err(Status::invalid_argument(format!(
                             "a batch holds at most {} events, this one {}",
                             self.max_batch_events,
@@ -122,10 +130,8 @@ impl IngestService {
                     let owned_host = host.to_owned();
                     let cutoff = self.counters.retention_cutoff.load(Relaxed);
                     let events = batch.events;
-                    let appended = spawn_store(move || {
-                        store.append(&owned_host, events, now_unix_ns(), cutoff)
-                    })
-                    .await?;
+                    let appended =
+                        spawn_store(move || store.append(&owned_host, events, now_unix_ns(), cutoff)).await?;
                     self.counters.batches.fetch_add(1, Relaxed);
                     self.counters
                         .events_stored
@@ -169,17 +175,14 @@ impl IngestService {
     }
 
     fn refuse(&self, host: &str, invalid: &InvalidEvent) -> Status {
-        match invalid {
-            InvalidEvent::HostMismatch { .. } => {
-                self.counters.reject("host_mismatch");
-                tracing::error!(host, error = %invalid, "refused a batch claiming another host; nothing of it stored");
-                Status::permission_denied(invalid.to_string())
-            }
-            _ => {
-                self.counters.reject("invalid_event");
-                tracing::warn!(host, error = %invalid, "refused a batch with an invalid event; nothing of it stored");
-                Status::invalid_argument(invalid.to_string())
-            }
+        if let InvalidEvent::HostMismatch { .. } = invalid {
+            self.counters.reject("host_mismatch");
+            tracing::error!(host, error = %invalid, "refused a batch claiming another host; nothing of it stored");
+            Status::permission_denied(invalid.to_string())
+        } else {
+            self.counters.reject("invalid_event");
+            tracing::warn!(host, error = %invalid, "refused a batch with an invalid event; nothing of it stored");
+            Status::invalid_argument(invalid.to_string())
         }
     }
 }

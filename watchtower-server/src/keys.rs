@@ -1,4 +1,4 @@
-//! How events and their indexes are laid out as RocksDB keys.
+//! How events and their indexes are laid out as `RocksDB` keys.
 //!
 //! Host ids, user names and addresses are NUL-free (host ids are checked by
 //! watchtower-pki, the others come from C strings), so `text 0x00` is a prefix
@@ -52,6 +52,7 @@ impl PrimaryKey {
     }
 
     /// Parse a stored primary key back into (host, time).
+    #[must_use]
     pub fn parse(bytes: &[u8]) -> Option<(&str, u64)> {
         let nul = bytes.iter().position(|b| *b == 0)?;
         if bytes.len() != nul + 1 + PRIMARY_TAIL {
@@ -151,6 +152,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[expect(clippy::many_single_char_names, reason = "five keys in order, a to e")]
     fn primary_keys_sort_by_host_then_time_then_seq() {
         let a = PrimaryKey::new("web-1", 5, 9, "b1");
         let b = PrimaryKey::new("web-1", 6, 1, "b1");

@@ -1,5 +1,5 @@
 //! Watchtower's central store: agents stream events over gRPC with mutual TLS,
-//! the server keeps them in RocksDB indexed by host, time, user, session and
+//! the server keeps them in `RocksDB` indexed by host, time, user, session and
 //! remote address, and answers queries and live tails.
 
 pub mod config;
@@ -46,9 +46,8 @@ pub async fn serve(
         key: config.tls.key.clone(),
         crls: config.tls.crls.clone(),
     })?;
-    std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
-        anyhow::anyhow!("cannot create {}: {e}", config.server.data_dir.display())
-    })?;
+    std::fs::create_dir_all(&config.server.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", config.server.data_dir.display()))?;
     let store = Arc::new(EventStore::open(&config.server.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the event store in {}: {e}",
@@ -123,7 +122,12 @@ fn spawn_retention(
                 Ok(Ok(removed)) => {
                     counters.retention_removed.fetch_add(removed, Relaxed);
                     if removed > 0 {
-                        tracing::warn!(removed, cutoff_unix_ns = cutoff, days, "retention removed events older than the cut-off");
+                        tracing::warn!(
+                            removed,
+                            cutoff_unix_ns = cutoff,
+                            days,
+                            "retention removed events older than the cut-off"
+                        );
                     }
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),

@@ -9,12 +9,12 @@ use clap::{Parser, Subcommand};
 use watchtower_server::config::ServerConfig;
 
 /// Watchtower's central store: receives agents' events over gRPC with mutual TLS,
-/// keeps them durably in RocksDB (acknowledging only what is written), indexes
+/// keeps them durably in `RocksDB` (acknowledging only what is written), indexes
 /// them by host, time, user, session and remote address, and answers queries and
 /// live tails.
 ///
 /// Every listener demands a client certificate from the configured CA: agents
-/// (spiffe://watchtower/agent/HOST) may only ingest, and only as their own host;
+/// (<spiffe://watchtower/agent/HOST>) may only ingest, and only as their own host;
 /// readers and admins may only query. Make certificates with `cargo xtask certs`.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -25,7 +25,7 @@ struct Cli {
     /// Address for the gRPC listener (default 127.0.0.1:7443).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Directory of the RocksDB event store (default data/server).
+    /// Directory of the `RocksDB` event store (default data/server).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// CA certificate whose client certificates are accepted (default certs/ca.pem).
@@ -98,8 +98,7 @@ fn config_of(cli: &Cli) -> anyhow::Result<ServerConfig> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -9,9 +9,8 @@ use tonic::{Request, Response, Status};
 use watchtower_pki::Role;
 use watchtower_proto::query_server::Query;
 use watchtower_proto::{
-    GetSessionRequest, GetSessionResponse, ListHostsRequest, ListHostsResponse,
-    QueryEventsRequest, QueryEventsResponse, StatsRequest, StatsResponse, StoredEvent,
-    SubscribeRequest,
+    GetSessionRequest, GetSessionResponse, ListHostsRequest, ListHostsResponse, QueryEventsRequest,
+    QueryEventsResponse, StatsRequest, StatsResponse, StoredEvent, SubscribeRequest,
 };
 
 use crate::counters::ServerCounters;
@@ -32,9 +31,7 @@ pub struct QueryService {
 
 fn status_of(e: StoreError) -> Status {
     match e {
-        StoreError::BadPageToken | StoreError::SessionWithoutHost => {
-            Status::invalid_argument(e.to_string())
-        }
+        StoreError::BadPageToken | StoreError::SessionWithoutHost => Status::invalid_argument(e.to_string()),
         e => {
             tracing::error!(error = %e, "query failed");
             Status::internal(e.to_string())
@@ -91,7 +88,9 @@ impl Query for QueryService {
         let store = self.store.clone();
         let found = blocking(move || store.session(&host_id, session)).await?;
         let Some((summary, events, truncated)) = found else {
-            return Err(Status::not_found(format!("no session {session:016x} on that host")));
+            return Err(Status::not_found(format!(
+                "no session {session:016x} on that host"
+            )));
         };
         Ok(Response::new(GetSessionResponse {
             summary: Some(summary),
@@ -152,24 +151,16 @@ impl Query for QueryService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn stats(
-        &self,
-        request: Request<StatsRequest>,
-    ) -> Result<Response<StatsResponse>, Status> {
+    async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
         self.reader(&request)?;
         let store = self.store.clone();
-        let (hosts, oldest) =
-            blocking(move || Ok((store.hosts()?, store.oldest_event()?))).await?;
+        let (hosts, oldest) = blocking(move || Ok((store.hosts()?, store.oldest_event()?))).await?;
         let c = &self.counters;
         Ok(Response::new(StatsResponse {
             events_stored: hosts.iter().map(|h| h.events_stored).sum(),
             duplicates_dropped: hosts.iter().map(|h| h.duplicates).sum(),
             batches: c.batches.load(Relaxed),
-            rejected: c
-                .rejected()
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
+            rejected: c.rejected().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             hosts: hosts.len() as u64,
             connected_agents: c.connected_hosts(),
             subscribers: c.subscribers.load(Relaxed),

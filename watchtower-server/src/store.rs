@@ -1,9 +1,9 @@
-//! The event store: RocksDB with one column family for events (by host, time and
+//! The event store: `RocksDB` with one column family for events (by host, time and
 //! seq), one per index, and summaries of sessions and hosts. See [`crate::keys`]
 //! for the layout.
 //!
 //! Append-only: the only deletion is [`EventStore::prune_before`], retention by
-//! age, which is explicit, logged and counted. RocksDB's TTL is not used (it
+//! age, which is explicit, logged and counted. `RocksDB`'s TTL is not used (it
 //! would delete silently during compaction).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -12,12 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
-    WriteBatch, WriteOptions,
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions,
 };
-use watchtower_proto::{
-    Event, EventFilter, HostInfo, SessionSummary, StoredEvent, event::Body,
-};
+use watchtower_proto::{Event, EventFilter, HostInfo, SessionSummary, StoredEvent, event::Body};
 
 use crate::facets;
 use crate::keys::{self, PrimaryKey};
@@ -133,8 +131,10 @@ impl EventStore {
     ) -> Result<Appended, StoreError> {
         let lock = self.host_lock(host);
         let _guard = lock.lock().expect("host write lock");
-        let mut appended = Appended::default();
-        appended.last_seq = events.iter().map(|e| e.seq).max().unwrap_or(0);
+        let mut appended = Appended {
+            last_seq: events.iter().map(|e| e.seq).max().unwrap_or(0),
+            ..Appended::default()
+        };
 
         let seen_keys: Vec<Vec<u8>> = events
             .iter()
@@ -203,13 +203,13 @@ impl EventStore {
         session: u64,
         cache: &mut BTreeMap<u64, Option<SessionSummary>>,
     ) -> Result<(), StoreError> {
-        if !cache.contains_key(&session) {
+        if let std::collections::btree_map::Entry::Vacant(e) = cache.entry(session) {
             let stored = self
                 .db
                 .get_cf(self.cf(SESSIONS), keys::session_key(host, session))?
                 .map(|bytes| decode::<SessionSummary>(&bytes, SESSIONS))
                 .transpose()?;
-            cache.insert(session, stored);
+            e.insert(stored);
         }
         Ok(())
     }
@@ -225,7 +225,7 @@ impl EventStore {
                 self.session_summary(host, start.session, cache)?;
                 let entry = cache.entry(start.session).or_default();
                 let summary = entry.get_or_insert_with(SessionSummary::default);
-                summary.host_id = host.to_owned();
+                host.clone_into(&mut summary.host_id);
                 summary.boot_id.clone_from(&event.boot_id);
                 summary.session = start.session;
                 summary.parent_session = start.parent_session;
@@ -236,10 +236,10 @@ impl EventStore {
                 summary.start_unix_ns = event.time_unix_ns;
                 if let Some(parent) = start.parent_session {
                     self.session_summary(host, parent, cache)?;
-                    if let Some(Some(parent)) = cache.get_mut(&parent) {
-                        if !parent.child_sessions.contains(&start.session) {
-                            parent.child_sessions.push(start.session);
-                        }
+                    if let Some(Some(parent)) = cache.get_mut(&parent)
+                        && !parent.child_sessions.contains(&start.session)
+                    {
+                        parent.child_sessions.push(start.session);
                     }
                 }
             }
@@ -265,20 +265,20 @@ impl EventStore {
             Some(Body::Exec(exec)) => {
                 if let Some(session) = exec.session.filter(|s| *s != 0) {
                     self.session_summary(host, session, cache)?;
-                    if let Some(Some(summary)) = cache.get_mut(&session) {
-                        if summary.end_unix_ns == 0 {
-                            summary.execs += 1;
-                        }
+                    if let Some(Some(summary)) = cache.get_mut(&session)
+                        && summary.end_unix_ns == 0
+                    {
+                        summary.execs += 1;
                     }
                 }
             }
             Some(Body::Connect(connect)) => {
                 if let Some(session) = connect.session.filter(|s| *s != 0) {
                     self.session_summary(host, session, cache)?;
-                    if let Some(Some(summary)) = cache.get_mut(&session) {
-                        if summary.end_unix_ns == 0 {
-                            summary.connects += 1;
-                        }
+                    if let Some(Some(summary)) = cache.get_mut(&session)
+                        && summary.end_unix_ns == 0
+                    {
+                        summary.connects += 1;
                     }
                 }
             }
@@ -305,11 +305,7 @@ impl EventStore {
     }
 
     /// Apply `edit` to a host's stored record (created if missing).
-    pub fn update_host(
-        &self,
-        host: &str,
-        edit: impl FnOnce(&mut HostInfo),
-    ) -> Result<HostInfo, StoreError> {
+    pub fn update_host(&self, host: &str, edit: impl FnOnce(&mut HostInfo)) -> Result<HostInfo, StoreError> {
         let lock = self.host_lock(host);
         let _guard = lock.lock().expect("host write lock");
         let mut info = self.host(host)?.unwrap_or_else(|| HostInfo {
@@ -356,7 +352,11 @@ impl EventStore {
                 keys::session_prefix(&filter.host_id, session),
             )
         } else if !filter.remote_address.is_empty() {
-            (Plan::Remote, BY_REMOTE, keys::remote_prefix(&filter.remote_address))
+            (
+                Plan::Remote,
+                BY_REMOTE,
+                keys::remote_prefix(&filter.remote_address),
+            )
         } else if !filter.user.is_empty() {
             (Plan::User, BY_USER, keys::user_prefix(&filter.user))
         } else if !filter.host_id.is_empty() {
@@ -367,9 +367,7 @@ impl EventStore {
         let (lo, hi) = keys::index_range(&prefix, from, to);
         let start = match page_token.split_first() {
             None => lo,
-            Some((p, last)) if *p == plan as u8 && last.starts_with(&prefix) => {
-                keys::successor(last)
-            }
+            Some((p, last)) if *p == plan as u8 && last.starts_with(&prefix) => keys::successor(last),
             Some(_) => return Err(StoreError::BadPageToken),
         };
         let mut read = ReadOptions::default();
@@ -526,10 +524,7 @@ impl EventStore {
                                 keys::index_key(&prefix, event.time_unix_ns, &pk),
                             );
                         }
-                        batch.delete_cf(
-                            self.cf(SEEN),
-                            keys::seen_key(&host, &event.boot_id, event.seq),
-                        );
+                        batch.delete_cf(self.cf(SEEN), keys::seen_key(&host, &event.boot_id, event.seq));
                     }
                     batch.delete_cf(self.cf(EVENTS), &key);
                     n += 1;
@@ -551,11 +546,7 @@ impl EventStore {
 
     /// The time of the oldest stored event.
     pub fn oldest_event(&self) -> Result<Option<u64>, StoreError> {
-        match self
-            .db
-            .iterator_cf(self.cf(BY_TIME), IteratorMode::Start)
-            .next()
-        {
+        match self.db.iterator_cf(self.cf(BY_TIME), IteratorMode::Start).next() {
             Some(item) => {
                 let (key, _) = item?;
                 Ok(key
@@ -575,8 +566,7 @@ impl EventStore {
     pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        self.db
-            .put_cf_opt(self.cf(META), name.as_bytes(), value, &sync)?;
+        self.db.put_cf_opt(self.cf(META), name.as_bytes(), value, &sync)?;
         Ok(())
     }
 }
@@ -599,11 +589,9 @@ fn index_entries(event: &Event) -> Vec<(&'static str, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::{
-        Connect, EventKind, Exec, LoginAttempt, Outcome, SessionEnd, SessionStart,
-    };
+    use watchtower_proto::{Connect, EventKind, Exec, LoginAttempt, Outcome, SessionEnd, SessionStart};
 
-    /// A real RocksDB in a fresh directory, removed afterwards.
+    /// A real `RocksDB` in a fresh directory, removed afterwards.
     struct Scratch(std::path::PathBuf);
     impl Scratch {
         fn new(name: &str) -> Scratch {
@@ -753,7 +741,10 @@ mod tests {
         let second = store.append("web-1", again, 6, 0).unwrap();
         assert_eq!((second.stored.len(), second.duplicates), (4, 3));
         assert_eq!(second.last_seq, 10);
-        assert_eq!(query(&store, |f| f.host_id = "web-1".into()), (1..=10).collect::<Vec<_>>());
+        assert_eq!(
+            query(&store, |f| f.host_id = "web-1".into()),
+            (1..=10).collect::<Vec<_>>()
+        );
         let info = store.host("web-1").unwrap().unwrap();
         assert_eq!((info.events_stored, info.duplicates, info.last_seq), (10, 3, 10));
         assert_eq!(info.first_seen_unix_ns, 5);
@@ -765,7 +756,14 @@ mod tests {
         // The same seq from another boot is another event.
         let mut other_boot = all[0].clone();
         other_boot.boot_id = "boot-b".into();
-        assert_eq!(store.append("web-1", vec![other_boot], 8, 0).unwrap().stored.len(), 1);
+        assert_eq!(
+            store
+                .append("web-1", vec![other_boot], 8, 0)
+                .unwrap()
+                .stored
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -825,8 +823,10 @@ mod tests {
             }),
             vec![9, 10]
         );
-        let mut filter = EventFilter::default();
-        filter.session = Some(0xa);
+        let filter = EventFilter {
+            session: Some(0xa),
+            ..EventFilter::default()
+        };
         assert!(matches!(
             store.query(&filter, 10, &[]),
             Err(StoreError::SessionWithoutHost)
@@ -860,11 +860,15 @@ mod tests {
             assert_eq!(paged, all);
         }
         // A token from one plan does not resume another.
-        let mut by_host = EventFilter::default();
-        by_host.host_id = "web-1".into();
+        let by_host = EventFilter {
+            host_id: "web-1".into(),
+            ..EventFilter::default()
+        };
         let (_, token) = store.query(&by_host, 2, &[]).unwrap();
-        let mut by_user = EventFilter::default();
-        by_user.user = "alice".into();
+        let by_user = EventFilter {
+            user: "alice".into(),
+            ..EventFilter::default()
+        };
         assert!(matches!(
             store.query(&by_user, 2, &token),
             Err(StoreError::BadPageToken)
@@ -904,11 +908,17 @@ mod tests {
         assert_eq!(store.prune_before(1_005).unwrap(), 5);
         assert_eq!(query(&store, |_| {}), vec![6, 7, 8, 9, 10]);
         assert_eq!(query(&store, |f| f.user = "alice".into()), vec![9, 10]);
-        assert_eq!(query(&store, |f| f.remote_address = "10.0.0.9".into()), Vec::<u64>::new());
+        assert_eq!(
+            query(&store, |f| f.remote_address = "10.0.0.9".into()),
+            Vec::<u64>::new()
+        );
         assert_eq!(store.oldest_event().unwrap(), Some(1_005));
         // Resent events older than the cut-off are acknowledged, not stored again.
         let appended = store.append("web-1", history(), 2, 1_005).unwrap();
-        assert_eq!((appended.stored.len(), appended.expired, appended.duplicates), (0, 5, 5));
+        assert_eq!(
+            (appended.stored.len(), appended.expired, appended.duplicates),
+            (0, 5, 5)
+        );
         assert_eq!(query(&store, |_| {}).len(), 5);
     }
 }

@@ -151,7 +151,9 @@ pub fn authorize<T>(request: &tonic::Request<T>, allowed: &[Role]) -> Result<Ide
         .first()
         .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
     let identity = watchtower_pki::identity_of(leaf.as_ref()).map_err(|e| {
-        Status::unauthenticated(format!("the client certificate names no watchtower identity: {e}"))
+        Status::unauthenticated(format!(
+            "the client certificate names no watchtower identity: {e}"
+        ))
     })?;
     if !allowed.contains(&identity.role) {
         return Err(Status::permission_denied(format!(

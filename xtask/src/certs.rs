@@ -31,7 +31,11 @@ pub fn default_host_id() -> String {
             }
         })
         .collect();
-    let id = id.trim_start_matches(['.', '_', '-']).chars().take(63).collect::<String>();
+    let id = id
+        .trim_start_matches(['.', '_', '-'])
+        .chars()
+        .take(63)
+        .collect::<String>();
     if id.is_empty() { "localhost".into() } else { id }
 }
 

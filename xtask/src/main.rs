@@ -28,7 +28,7 @@ enum Task {
     /// one per reader/admin client. What exists is kept unless --force.
     ///
     /// Layout: OUT/ca.pem, ca.key, server.pem, server.key, agents/<host>.pem/.key,
-    /// clients/<name>.pem/.key. Identities are URI SANs spiffe://watchtower/<role>/<name>.
+    /// clients/<name>.pem/.key. Identities are URI SANs <spiffe://watchtower>/<role>/<name>.
     Certs {
         /// Output directory (default: certs/ in the workspace).
         #[arg(long)]
@@ -44,7 +44,7 @@ enum Task {
         #[arg(long = "admin")]
         admins: Vec<String>,
         /// A DNS name or IP address on the server certificate (repeatable; default:
-        /// localhost, 127.0.0.1, ::1).
+        /// localhost, 127.0.0.1, `::1`).
         #[arg(long = "server-name")]
         server_names: Vec<String>,
         /// Validity of issued certificates, in days.

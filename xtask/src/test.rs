@@ -2,7 +2,7 @@
 //! included, one at a time.
 //!
 //! One package selection (the default members) for the build and the tests, so
-//! cargo resolves features once and the C++ of RocksDB is compiled once.
+//! cargo resolves features once and the C++ of `RocksDB` is compiled once.
 
 use crate::{cargo, run, target_dir};
 
@@ -12,8 +12,14 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
     let mut tests = cargo();
     tests
         .args(["test", "--", "--test-threads=1"])
-        .env("WATCHTOWER_AGENT_BIN", target_dir().join("debug/watchtower-agent"))
-        .env("WATCHTOWER_SERVER_BIN", target_dir().join("debug/watchtower-server"));
+        .env(
+            "WATCHTOWER_AGENT_BIN",
+            target_dir().join("debug/watchtower-agent"),
+        )
+        .env(
+            "WATCHTOWER_SERVER_BIN",
+            target_dir().join("debug/watchtower-server"),
+        );
     if let Some(filter) = filter {
         tests.arg(filter);
     }
