@@ -31,6 +31,9 @@ pub fn now_unix_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// How long open connections may finish when the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Events a live tail may fall behind before it is cut off.
 const LIVE_BUFFER: usize = 16_384;
 
@@ -77,14 +80,31 @@ pub async fn serve(
         live,
     };
     let max = config.ingest.max_message_bytes;
-    let result = tonic::transport::Server::builder()
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .add_service(IngestServer::new(ingest).max_decoding_message_size(max))
         .add_service(QueryServer::new(query).max_decoding_message_size(max))
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls, counters), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls, counters), async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        });
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = shutdown => {
+            // Every acknowledged batch is already synced: idle clients (a reader
+            // holding its connection) get a short grace, not a veto.
+            let _ = stopping_tx.send(true);
+            if let Ok(result) = tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                result
+            } else {
+                tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: closing them");
+                Ok(())
+            }
+        }
+    };
     retention.abort();
     result?;
     tracing::info!("watchtower-server stopped");
