@@ -159,13 +159,9 @@ fn run_server_and_agent(args: &[String]) -> anyhow::Result<()> {
         days: 365,
         force: false,
     })?;
-    run(cargo().args([
-        "build",
-        "--package",
-        "watchtower-agent",
-        "--package",
-        "watchtower-server",
-    ]))?;
+    // The same selection as `cargo xtask test`, so both share one build (RocksDB's
+    // C++ is compiled once).
+    run(cargo().args(["build", "--all-targets"]))?;
     let mut server = Command::new(target_dir().join("debug/watchtower-server"))
         .current_dir(root())
         .env("RUST_LOG", "info,watchtower_server=debug")
