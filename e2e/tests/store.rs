@@ -641,3 +641,61 @@ fn malformed_and_oversized_messages_are_refused_counted_and_survived() {
     assert_eq!(stats.events_stored, 100);
     server.stop();
 }
+
+#[test]
+fn subscribers_see_exactly_the_matching_events_as_they_are_stored() {
+    if !privileged() {
+        return;
+    }
+    let pki = Pki::new();
+    let server = Server::start(&pki, "127.0.0.1", &[]);
+    let rt = watchtower_e2e::central::runtime();
+    let address = server.address();
+    let channel = rt
+        .block_on(watchtower_e2e::central::channel(
+            &address,
+            pki.client_tls(Some("reader")),
+        ))
+        .expect("reader connects");
+    let mut client = watchtower_proto::query_client::QueryClient::new(channel);
+    let mut live = rt
+        .block_on(client.subscribe(watchtower_proto::SubscribeRequest {
+            filter: Some(EventFilter {
+                host_id: HOST.into(),
+                kinds: vec![EventKind::Exec as i32],
+                ..EventFilter::default()
+            }),
+        }))
+        .expect("Subscribe")
+        .into_inner();
+    // Another host's events, then ours in two batches.
+    let other = rt.block_on(raw::exchange(
+        &address,
+        pki.client_tls(Some(OTHER_HOST)),
+        vec![batch(OTHER_HOST, 1, 1..4)],
+    ));
+    assert_eq!(other.unwrap().len(), 1);
+    let ours = rt.block_on(raw::exchange(
+        &address,
+        pki.client_tls(Some(HOST)),
+        vec![batch(HOST, 1, 1..4), batch(HOST, 2, 4..6)],
+    ));
+    assert_eq!(ours.unwrap().len(), 2);
+    let received = rt.block_on(async {
+        let mut seen = Vec::new();
+        while let Ok(Ok(Some(stored))) = tokio::time::timeout(Duration::from_secs(2), live.message()).await {
+            seen.push(stored.event.unwrap());
+        }
+        seen
+    });
+    let seqs: Vec<_> = received.iter().map(|e| (e.host_id.as_str(), e.seq)).collect();
+    assert_eq!(
+        seqs,
+        (1..6).map(|s| (HOST, s)).collect::<Vec<_>>(),
+        "exactly ours, in order"
+    );
+    let mut reader = Reader::connect(&pki, &server);
+    assert_eq!(reader.stats().subscribers, 1);
+    drop(live);
+    server.stop();
+}
