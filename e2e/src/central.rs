@@ -2,7 +2,7 @@
 //! binary on its own `RocksDB` directory, and a gRPC reader with its certificate.
 
 use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use watchtower_proto::{
     QueryEventsRequest, StatsRequest, StatsResponse,
 };
 
-use crate::{PATIENCE, TempDir, kill, wait_with_deadline};
+use crate::{PATIENCE, TempDir, free_port, kill, wait_with_deadline};
 
 /// The host id the harness's agent runs as (its certificate names it).
 pub const HOST: &str = "e2e-host";
@@ -139,16 +139,6 @@ impl Default for Pki {
     }
 }
 
-/// A free TCP port on `ip` (bound, then released).
-#[must_use]
-pub fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[must_use]
 pub fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WATCHTOWER_SERVER_BIN") {
@@ -263,13 +253,6 @@ impl Server {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart after kill9");
         self.spawn();
-    }
-
-    /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Stop with SIGTERM; the server must exit cleanly.

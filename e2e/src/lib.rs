@@ -123,12 +123,10 @@ pub fn ensure_users() {
     std::fs::set_permissions("/etc/sudoers.d/watchtower-e2e", perms).unwrap();
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A free TCP port on `ip` (bound, then released).
+#[must_use]
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
 }
 
 fn kill(child: &mut Child, signal: i32) {
@@ -174,7 +172,7 @@ impl Sshd {
             &["-q", "-t", "ed25519", "-N", "", "-f", &format!("{d}/alice_key")],
         );
         std::fs::copy(format!("{d}/alice_key.pub"), format!("{d}/{ALICE}.keys")).unwrap();
-        let port = free_port();
+        let port = free_port("127.0.0.1");
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nUsePAM yes\n\
              PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\

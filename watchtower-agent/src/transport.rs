@@ -19,7 +19,7 @@ use watchtower_proto::{
     AgentMessage, EventBatch, Heartbeat, Hello, SpoolHealth, agent_message, server_message,
 };
 
-use crate::event::{Event, EventBody};
+use crate::event::Event;
 use crate::spool::Spool;
 
 /// Batches sent and not yet acknowledged, at most.
@@ -99,13 +99,14 @@ pub async fn write_spool(
                 Err(_) => break,
             }
         }
-        let health = shared.health();
+        // Health records carry the spool's state (read once per group, only when needed).
+        let mut health = None;
         let records: Vec<Vec<u8>> = group
             .iter()
             .map(|event| {
                 let mut wire = crate::wire::to_wire(event);
                 if let Some(watchtower_proto::event::Body::AgentHealth(h)) = &mut wire.body {
-                    h.spool = Some(health.clone());
+                    h.spool = Some(health.get_or_insert_with(|| shared.health()).clone());
                 }
                 wire.encode_to_vec()
             })
@@ -134,12 +135,6 @@ pub async fn write_spool(
                 stdout.write_all(&line).await?;
             }
             stdout.flush().await?;
-        }
-        if group
-            .iter()
-            .any(|e| matches!(&e.body, EventBody::AgentHealth(h) if h.reason == "shutdown"))
-        {
-            tracing::debug!("shutdown record spooled");
         }
     }
     Ok(())
@@ -217,9 +212,6 @@ pub async fn ship(
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
-        }
-        if drain_until.is_none() && *stop.borrow() {
-            drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
         }
     }
     let left = pending(&shared);

@@ -7,9 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Default)]
 pub struct ServerCounters {
-    pub events_stored: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub expired: AtomicU64,
     pub batches: AtomicU64,
     pub tls_failures: AtomicU64,
     pub subscribers: AtomicU64,

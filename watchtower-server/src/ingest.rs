@@ -88,9 +88,10 @@ impl IngestService {
                         store.update_host(&host, |info| {
                             info.boot_id = hello.boot_id;
                             info.agent_version = hello.agent_version;
-                            info.last_heartbeat_unix_ns = now_unix_ns();
+                            let now = now_unix_ns();
+                            info.last_heartbeat_unix_ns = now;
                             if info.first_seen_unix_ns == 0 {
-                                info.first_seen_unix_ns = now_unix_ns();
+                                info.first_seen_unix_ns = now;
                             }
                         })
                     })
@@ -132,16 +133,8 @@ impl IngestService {
                     let events = batch.events;
                     let appended =
                         spawn_store(move || store.append(&owned_host, events, now_unix_ns(), cutoff)).await?;
+                    // Stored and duplicate counts live in the host records (Stats sums them).
                     self.counters.batches.fetch_add(1, Relaxed);
-                    self.counters
-                        .events_stored
-                        .fetch_add(appended.stored.len() as u64, Relaxed);
-                    self.counters
-                        .duplicates
-                        .fetch_add(u64::from(appended.duplicates), Relaxed);
-                    self.counters
-                        .expired
-                        .fetch_add(u64::from(appended.expired), Relaxed);
                     tracing::debug!(
                         host,
                         stored = appended.stored.len(),

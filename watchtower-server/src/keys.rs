@@ -67,12 +67,7 @@ impl PrimaryKey {
 /// The primary-key range of one host's events in `[from, to)`.
 #[must_use]
 pub fn host_range(host: &str, from: u64, to: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut lo = Vec::new();
-    text0(&mut lo, host);
-    let mut hi = lo.clone();
-    lo.extend_from_slice(&from.to_be_bytes());
-    hi.extend_from_slice(&to.to_be_bytes());
-    (lo, hi)
+    index_range(&text_prefix(host), from, to)
 }
 
 /// An index entry: `prefix time primary-key`, where the prefix names the value
@@ -92,17 +87,12 @@ pub fn primary_of_index(entry: &[u8], prefix_len: usize) -> Option<&[u8]> {
     entry.get(prefix_len + 8..)
 }
 
-/// Index prefixes.
+/// The prefix of a text value (a user, a remote address, a host): `text 0`.
 #[must_use]
-pub fn user_prefix(user: &str) -> Vec<u8> {
-    let mut p = Vec::with_capacity(user.len() + 1);
-    text0(&mut p, user);
+pub fn text_prefix(text: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(text.len() + 1);
+    text0(&mut p, text);
     p
-}
-
-#[must_use]
-pub fn remote_prefix(address: &str) -> Vec<u8> {
-    user_prefix(address)
 }
 
 #[must_use]
@@ -191,13 +181,13 @@ mod tests {
     #[test]
     fn index_entries_carry_their_primary_key_and_sort_by_time() {
         let pk = PrimaryKey::new("web-1", 7, 3, "b");
-        let prefix = user_prefix("alice");
+        let prefix = text_prefix("alice");
         let entry = index_key(&prefix, 7, &pk);
         assert_eq!(primary_of_index(&entry, prefix.len()), Some(pk.0.as_slice()));
         let (lo, hi) = index_range(&prefix, 7, 8);
         assert!(lo <= entry && entry < hi);
         // A user whose name extends another's never falls in its range.
-        let other = index_key(&user_prefix("alice2"), 7, &pk);
+        let other = index_key(&text_prefix("alice2"), 7, &pk);
         let (lo, hi) = index_range(&prefix, 0, u64::MAX);
         assert!(!(lo <= other && other < hi));
         let later = index_key(&prefix, 8, &PrimaryKey::new("a", 0, 0, "b"));

@@ -295,15 +295,6 @@ impl EventStore {
             .transpose()
     }
 
-    /// Update a host's record (heartbeats: not synced, the next batch syncs it).
-    pub fn put_host(&self, info: &HostInfo) -> Result<(), StoreError> {
-        let lock = self.host_lock(&info.host_id);
-        let _guard = lock.lock().expect("host write lock");
-        self.db
-            .put_cf(self.cf(HOSTS), info.host_id.as_bytes(), info.encode_to_vec())?;
-        Ok(())
-    }
-
     /// Apply `edit` to a host's stored record (created if missing).
     pub fn update_host(&self, host: &str, edit: impl FnOnce(&mut HostInfo)) -> Result<HostInfo, StoreError> {
         let lock = self.host_lock(host);
@@ -352,15 +343,11 @@ impl EventStore {
                 keys::session_prefix(&filter.host_id, session),
             )
         } else if !filter.remote_address.is_empty() {
-            (
-                Plan::Remote,
-                BY_REMOTE,
-                keys::remote_prefix(&filter.remote_address),
-            )
+            (Plan::Remote, BY_REMOTE, keys::text_prefix(&filter.remote_address))
         } else if !filter.user.is_empty() {
-            (Plan::User, BY_USER, keys::user_prefix(&filter.user))
+            (Plan::User, BY_USER, keys::text_prefix(&filter.user))
         } else if !filter.host_id.is_empty() {
-            (Plan::Host, EVENTS, keys::user_prefix(&filter.host_id))
+            (Plan::Host, EVENTS, keys::text_prefix(&filter.host_id))
         } else {
             (Plan::Time, BY_TIME, Vec::new())
         };
@@ -435,24 +422,21 @@ impl EventStore {
         let summary: SessionSummary = decode(&bytes, SESSIONS)?;
         // The tree: this session and its descendants.
         let mut tree = vec![session];
-        let mut i = 0;
-        while i < tree.len() && tree.len() < MAX_SESSION_TREE {
-            if i > 0 {
-                if let Some(bytes) = self
-                    .db
-                    .get_cf(self.cf(SESSIONS), keys::session_key(host, tree[i]))?
-                {
-                    let child: SessionSummary = decode(&bytes, SESSIONS)?;
-                    for c in child.child_sessions {
-                        if !tree.contains(&c) {
-                            tree.push(c);
-                        }
-                    }
-                }
-            } else {
-                tree.extend(summary.child_sessions.iter().copied());
+        let mut next = summary.child_sessions.clone();
+        while let Some(child) = next.pop() {
+            if tree.len() >= MAX_SESSION_TREE {
+                break;
             }
-            i += 1;
+            if tree.contains(&child) {
+                continue;
+            }
+            tree.push(child);
+            if let Some(bytes) = self
+                .db
+                .get_cf(self.cf(SESSIONS), keys::session_key(host, child))?
+            {
+                next.extend(decode::<SessionSummary>(&bytes, SESSIONS)?.child_sessions);
+            }
         }
         let mut seen = HashSet::new();
         let mut events = Vec::new();
@@ -558,11 +542,7 @@ impl EventStore {
         }
     }
 
-    /// A small record kept beside the events (retention cut-off, ...).
-    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(META), name.as_bytes())?)
-    }
-
+    /// Keep a small record beside the events (the retention cut-off, ...).
     pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
@@ -575,13 +555,13 @@ impl EventStore {
 fn index_entries(event: &Event) -> Vec<(&'static str, Vec<u8>)> {
     let mut out = vec![(BY_TIME, Vec::new())];
     for user in facets::users(event) {
-        out.push((BY_USER, keys::user_prefix(user)));
+        out.push((BY_USER, keys::text_prefix(user)));
     }
     for session in facets::sessions(event) {
         out.push((BY_SESSION, keys::session_prefix(&event.host_id, session)));
     }
     for remote in facets::remotes(event) {
-        out.push((BY_REMOTE, keys::remote_prefix(remote)));
+        out.push((BY_REMOTE, keys::text_prefix(remote)));
     }
     out
 }
