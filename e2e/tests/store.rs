@@ -665,6 +665,7 @@ fn subscribers_see_exactly_the_matching_events_as_they_are_stored() {
                 kinds: vec![EventKind::Exec as i32],
                 ..EventFilter::default()
             }),
+            alerts: false,
         }))
         .expect("Subscribe")
         .into_inner();
@@ -683,8 +684,11 @@ fn subscribers_see_exactly_the_matching_events_as_they_are_stored() {
     assert_eq!(ours.unwrap().len(), 2);
     let received = rt.block_on(async {
         let mut seen = Vec::new();
-        while let Ok(Ok(Some(stored))) = tokio::time::timeout(Duration::from_secs(2), live.message()).await {
-            seen.push(stored.event.unwrap());
+        while let Ok(Ok(Some(item))) = tokio::time::timeout(Duration::from_secs(2), live.message()).await {
+            match item.item {
+                Some(watchtower_proto::live_item::Item::Stored(stored)) => seen.push(stored.event.unwrap()),
+                other => panic!("only stored events were asked for, got {other:?}"),
+            }
         }
         seen
     });

@@ -313,7 +313,7 @@ impl Authority {
 
 /// Write `contents` to `path` (parents created; written to a temporary and
 /// renamed); private keys are mode 0600.
-pub fn write_file(path: &Path, contents: &str, private: bool) -> std::io::Result<()> {
+pub fn write_file(path: &Path, contents: impl AsRef<[u8]>, private: bool) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(parent) = path.parent() {
@@ -326,7 +326,7 @@ pub fn write_file(path: &Path, contents: &str, private: bool) -> std::io::Result
         .truncate(true)
         .mode(if private { 0o600 } else { 0o644 })
         .open(&tmp)?;
-    file.write_all(contents.as_bytes())?;
+    file.write_all(contents.as_ref())?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
 }

@@ -13,6 +13,91 @@ pub struct ServerConfig {
     pub tls: TlsSection,
     pub ingest: IngestSection,
     pub retention: RetentionSection,
+    pub log: LogSection,
+    pub exporter: ExporterSection,
+    pub alerts: AlertSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// The Ed25519 key (PKCS#8) that signs checkpoints; created on first start, its
+    /// public half written beside it as `.pub`. Default: `<data_dir>/checkpoint-signing.key`.
+    pub signing_key: Option<PathBuf>,
+    /// How often a checkpoint is signed when the log has grown.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            checkpoint_interval_secs: 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExporterSection {
+    /// The HTTP listener for /metrics and /healthz; off when unset. A non-loopback
+    /// address needs `token_file`.
+    pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token scrapers must send
+    /// (`Authorization: Bearer <token>`).
+    pub token_file: Option<PathBuf>,
+    /// A host whose agent has not been heard from for this long is stale.
+    pub stale_after_secs: u64,
+}
+
+impl Default for ExporterSection {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9470))),
+            token_file: None,
+            stale_after_secs: 120,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSection {
+    /// Where alerts are POSTed as JSON (Slack-compatible: a `text` field, plus the
+    /// alert itself under `alert`); http:// or https://. Unset: alerts are kept and
+    /// shown in tails only.
+    pub webhook_url: Option<String>,
+    /// Failed logins from one address within the window that raise an alert (0: off).
+    pub failed_logins_threshold: u32,
+    pub failed_logins_window_secs: u64,
+    /// A successful login as root.
+    pub root_login: bool,
+    /// A successful login from an address the user never logged in from before
+    /// (users seen for the first time do not raise it).
+    pub new_address: bool,
+    /// Journald cross-check verdicts kernel_only and journal_only.
+    pub verdicts: bool,
+    /// An agent not heard from for this long (0: off).
+    pub stale_agent_secs: u64,
+    /// Attempts per alert before the webhook delivery is given up (each counted).
+    pub webhook_attempts: u32,
+    pub webhook_timeout_secs: u64,
+}
+
+impl Default for AlertSection {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            failed_logins_threshold: 5,
+            failed_logins_window_secs: 300,
+            root_login: true,
+            new_address: true,
+            verdicts: true,
+            stale_agent_secs: 300,
+            webhook_attempts: 5,
+            webhook_timeout_secs: 5,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +198,37 @@ impl ServerConfig {
             self.retention.check_interval_secs >= 1,
             "retention.check_interval_secs must be at least 1"
         );
+        anyhow::ensure!(
+            self.log.checkpoint_interval_secs >= 1,
+            "log.checkpoint_interval_secs must be at least 1"
+        );
+        if let Some(listen) = self.exporter.listen {
+            anyhow::ensure!(
+                listen.ip().is_loopback() || self.exporter.token_file.is_some(),
+                "exporter.listen {listen} is not a loopback address: set exporter.token_file so \
+                 scrapers must present a bearer token (or keep the exporter on 127.0.0.1)"
+            );
+        }
+        if let Some(url) = &self.alerts.webhook_url {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "alerts.webhook_url must be an http:// or https:// URL, not {url:?}"
+            );
+        }
+        anyhow::ensure!(
+            self.alerts.webhook_attempts >= 1,
+            "alerts.webhook_attempts must be at least 1"
+        );
         Ok(())
+    }
+
+    /// The checkpoint signing key's path.
+    #[must_use]
+    pub fn signing_key(&self) -> PathBuf {
+        self.log
+            .signing_key
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("checkpoint-signing.key"))
     }
 }
 
@@ -138,5 +253,21 @@ mod tests {
             toml::from_str("[retention]\ndays = 30\n[ingest]\nmax_batch_events = 0").unwrap();
         assert_eq!(config.retention.days, 30);
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn an_exporter_off_loopback_needs_a_token() {
+        let open: ServerConfig = toml::from_str("[exporter]\nlisten = \"0.0.0.0:9470\"").unwrap();
+        let error = open.validate().unwrap_err().to_string();
+        assert!(error.contains("token_file"), "{error}");
+        let guarded: ServerConfig =
+            toml::from_str("[exporter]\nlisten = \"0.0.0.0:9470\"\ntoken_file = \"/etc/wt/token\"").unwrap();
+        guarded.validate().unwrap();
+        let hook: ServerConfig = toml::from_str("[alerts]\nwebhook_url = \"ftp://x\"").unwrap();
+        assert!(hook.validate().is_err());
+        assert_eq!(
+            ServerConfig::default().signing_key(),
+            PathBuf::from("data/server/checkpoint-signing.key")
+        );
     }
 }

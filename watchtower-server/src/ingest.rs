@@ -10,10 +10,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 use watchtower_pki::Role;
 use watchtower_proto::ingest_server::Ingest;
-use watchtower_proto::{Ack, AgentMessage, ServerMessage, StoredEvent, agent_message, server_message};
+use watchtower_proto::{Ack, AgentMessage, LiveItem, ServerMessage, agent_message, live_item, server_message};
 
 use crate::counters::ServerCounters;
 use crate::facets::{self, InvalidEvent};
+use crate::metrics::Metrics;
 use crate::now_unix_ns;
 use crate::store::EventStore;
 use crate::tls::authorize;
@@ -22,7 +23,8 @@ use crate::tls::authorize;
 pub struct IngestService {
     pub store: Arc<EventStore>,
     pub counters: Arc<ServerCounters>,
-    pub live: broadcast::Sender<Arc<StoredEvent>>,
+    pub metrics: Arc<Metrics>,
+    pub live: broadcast::Sender<Arc<LiveItem>>,
     pub max_batch_events: usize,
 }
 
@@ -111,6 +113,7 @@ impl IngestService {
                 Some(agent_message::Msg::Batch(batch)) => {
                     if batch.events.len() > self.max_batch_events {
                         self.counters.reject("batch_too_large");
+                        self.metrics.refused(batch.events.len());
                         tracing::warn!(
                             host,
                             events = batch.events.len(),
@@ -124,6 +127,7 @@ impl IngestService {
                     }
                     for event in &batch.events {
                         if let Err(invalid) = facets::check(event, host) {
+                            self.metrics.refused(batch.events.len());
                             return Err(self.refuse(host, &invalid));
                         }
                     }
@@ -148,10 +152,15 @@ impl IngestService {
                         stored: appended.stored.len() as u32,
                         duplicates: appended.duplicates + appended.expired,
                         last_seq: appended.last_seq,
+                        first_leaf: if appended.stored.is_empty() { 0 } else { appended.first_leaf },
+                        log_size: if appended.stored.is_empty() { 0 } else { appended.log_size },
                     };
+                    self.metrics.stored(&appended.stored, appended.duplicates + appended.expired);
                     for stored in appended.stored {
                         // No subscriber is not an error.
-                        let _ = self.live.send(Arc::new(stored));
+                        let _ = self.live.send(Arc::new(LiveItem {
+                            item: Some(live_item::Item::Stored(stored)),
+                        }));
                     }
                     if tx
                         .send(Ok(ServerMessage {

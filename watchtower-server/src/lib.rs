@@ -2,14 +2,21 @@
 //! the server keeps them in `RocksDB` indexed by host, time, user, session and
 //! remote address, and answers queries and live tails.
 
+pub mod alerts;
+pub mod checkpoint;
 pub mod config;
 pub mod counters;
+pub mod exporter;
 pub mod facets;
 pub mod ingest;
 pub mod keys;
+pub mod merkle;
+pub mod metrics;
 pub mod query;
 pub mod store;
+pub mod tamper;
 pub mod tls;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,8 +26,10 @@ use tokio::sync::broadcast;
 use watchtower_proto::ingest_server::IngestServer;
 use watchtower_proto::query_server::QueryServer;
 
+use crate::checkpoint::CheckpointSigner;
 use crate::config::ServerConfig;
 use crate::counters::ServerCounters;
+use crate::metrics::Metrics;
 use crate::store::EventStore;
 
 /// Nanoseconds since the Unix epoch.
@@ -57,10 +66,71 @@ pub async fn serve(
             config.server.data_dir.display()
         )
     })?);
+    let signer = Arc::new(CheckpointSigner::load_or_create(&config.signing_key())?);
+    tracing::info!(
+        public_key = %watchtower_proto::hex(signer.public_key()),
+        file = %checkpoint::public_key_path(&config.signing_key()).display(),
+        "tamper-evidence log: checkpoints are signed with this Ed25519 key (pin it to verify offline)"
+    );
     let counters = Arc::new(ServerCounters::default());
+    let open_sessions = store.open_sessions()?;
+    let metrics = Arc::new(Metrics::new(open_sessions));
     let (live, _) = broadcast::channel(LIVE_BUFFER);
 
-    let retention = spawn_retention(store.clone(), counters.clone(), &config);
+    let (alerts, webhook_queue) =
+        alerts::AlertEngine::new(config.alerts.clone(), store.clone(), metrics.clone(), live.clone())?;
+    let rules = alerts.spawn(counters.clone());
+    let delivery = match (&config.alerts.webhook_url, webhook_queue) {
+        (Some(url), Some(queue)) => {
+            let hook = webhook::Webhook::new(url, Duration::from_secs(config.alerts.webhook_timeout_secs))?;
+            tracing::info!(url, "alerts are sent to the webhook");
+            Some(webhook::spawn(hook, queue, config.alerts.webhook_attempts, metrics.clone()))
+        }
+        _ => None,
+    };
+    let retention = spawn_retention(store.clone(), counters.clone(), signer.clone(), &config);
+    let checkpoints = spawn_checkpoints(store.clone(), signer.clone(), &config);
+
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let exporter = match config.exporter.listen {
+        Some(listen) => {
+            let token = match &config.exporter.token_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read the exporter token {}: {e}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            anyhow::ensure!(
+                token.as_ref().is_none_or(|t| t.len() >= 16),
+                "the exporter token must be at least 16 characters"
+            );
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("exporter: cannot listen on {listen}: {e}"))?;
+            tracing::info!(address = %listener.local_addr()?, token = token.is_some(), "exporter listening (/metrics, /healthz)");
+            let state = Arc::new(exporter::Exporter {
+                metrics: metrics.clone(),
+                counters: counters.clone(),
+                store: store.clone(),
+                token,
+                stale_after_secs: config.exporter.stale_after_secs,
+            });
+            let mut stopping = stopping.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = exporter::serve(listener, state, async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                })
+                .await
+                {
+                    tracing::error!(error = %e, "the exporter stopped");
+                }
+            }))
+        }
+        None => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -71,16 +141,18 @@ pub async fn serve(
     let ingest = ingest::IngestService {
         store: store.clone(),
         counters: counters.clone(),
+        metrics: metrics.clone(),
         live: live.clone(),
         max_batch_events: config.ingest.max_batch_events,
     };
     let query = query::QueryService {
         store: store.clone(),
         counters: counters.clone(),
+        signer: signer.clone(),
         live,
     };
     let max = config.ingest.max_message_bytes;
-    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let mut stopping = stopping.clone();
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -106,15 +178,71 @@ pub async fn serve(
         }
     };
     retention.abort();
+    checkpoints.abort();
+    rules.abort();
+    if let Some(delivery) = delivery {
+        delivery.abort();
+    }
+    if let Some(exporter) = exporter {
+        let _ = exporter.await;
+    }
     result?;
+    let store_at_stop = store.clone();
+    match tokio::task::spawn_blocking(move || store_at_stop.checkpoint(&signer, "shutdown", 0)).await {
+        Ok(Ok(signed)) => tracing::info!(
+            size = signed.checkpoint.as_ref().map_or(0, |c| c.size),
+            "signed the log at shutdown"
+        ),
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot sign the log at shutdown"),
+        Err(e) => tracing::error!(error = %e, "shutdown checkpoint task failed"),
+    }
     tracing::info!("watchtower-server stopped");
     Ok(())
 }
 
-/// Retention by age: explicit, logged, recorded in the store.
+/// Sign the log at intervals when it has grown since the last checkpoint.
+fn spawn_checkpoints(
+    store: Arc<EventStore>,
+    signer: Arc<CheckpointSigner>,
+    config: &ServerConfig,
+) -> tokio::task::JoinHandle<()> {
+    let every = Duration::from_secs(config.log.checkpoint_interval_secs);
+    tokio::spawn(async move {
+        loop {
+            let store = store.clone();
+            let signer = signer.clone();
+            let signed = tokio::task::spawn_blocking(move || {
+                let last = store
+                    .latest_checkpoint()?
+                    .and_then(|c| c.checkpoint)
+                    .map(|c| (c.size, c.root));
+                let (size, root) = store.log_head();
+                if last.is_some_and(|(s, r)| s == size && r == root) {
+                    return Ok(None);
+                }
+                store.checkpoint(&signer, "periodic", 0).map(Some)
+            })
+            .await;
+            match signed {
+                Ok(Ok(Some(signed))) => tracing::debug!(
+                    size = signed.checkpoint.as_ref().map_or(0, |c| c.size),
+                    "signed a checkpoint of the log"
+                ),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot sign a checkpoint"),
+                Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// Retention by age: explicit, logged, announced by a signed checkpoint, recorded
+/// in the store.
 fn spawn_retention(
     store: Arc<EventStore>,
     counters: Arc<ServerCounters>,
+    signer: Arc<CheckpointSigner>,
     config: &ServerConfig,
 ) -> tokio::task::JoinHandle<()> {
     let days = u64::from(config.retention.days);
@@ -128,7 +256,13 @@ fn spawn_retention(
             let cutoff = now_unix_ns().saturating_sub(days * 86_400 * 1_000_000_000);
             counters.retention_cutoff.store(cutoff, Relaxed);
             let store = store.clone();
+            let signer = signer.clone();
             match tokio::task::spawn_blocking(move || {
+                // The cut is signed before anything is removed: no removal is silent,
+                // and verify knows which missing records retention took.
+                if store.oldest_event()?.is_some_and(|oldest| oldest < cutoff) {
+                    store.checkpoint(&signer, "retention", cutoff)?;
+                }
                 let removed = store.prune_before(cutoff)?;
                 let record = format!(
                     "cutoff_unix_ns={cutoff} removed={removed} at_unix_ns={}",

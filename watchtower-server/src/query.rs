@@ -9,10 +9,12 @@ use tonic::{Request, Response, Status};
 use watchtower_pki::Role;
 use watchtower_proto::query_server::Query;
 use watchtower_proto::{
-    GetSessionRequest, GetSessionResponse, ListHostsRequest, ListHostsResponse, QueryEventsRequest,
-    QueryEventsResponse, StatsRequest, StatsResponse, StoredEvent, SubscribeRequest,
+    GetCheckpointRequest, GetSessionRequest, GetSessionResponse, ListAlertsRequest, ListAlertsResponse,
+    ListHostsRequest, ListHostsResponse, LiveItem, QueryEventsRequest, QueryEventsResponse, SignedCheckpoint,
+    StatsRequest, StatsResponse, SubscribeRequest, VerifyReport, VerifyRequest, live_item,
 };
 
+use crate::checkpoint::CheckpointSigner;
 use crate::counters::ServerCounters;
 use crate::facets;
 use crate::store::{EventStore, StoreError};
@@ -26,8 +28,12 @@ const DEFAULT_PAGE: u32 = 100;
 pub struct QueryService {
     pub store: Arc<EventStore>,
     pub counters: Arc<ServerCounters>,
-    pub live: broadcast::Sender<Arc<StoredEvent>>,
+    pub signer: Arc<CheckpointSigner>,
+    pub live: broadcast::Sender<Arc<LiveItem>>,
 }
+
+/// Alerts a ListAlerts call returns at most.
+const MAX_ALERTS: u32 = 10_000;
 
 fn status_of(e: StoreError) -> Status {
     match e {
@@ -112,14 +118,16 @@ impl Query for QueryService {
         Ok(Response::new(ListHostsResponse { hosts }))
     }
 
-    type SubscribeStream = ReceiverStream<Result<StoredEvent, Status>>;
+    type SubscribeStream = ReceiverStream<Result<LiveItem, Status>>;
 
     async fn subscribe(
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         self.reader(&request)?;
-        let filter = request.into_inner().filter.unwrap_or_default();
+        let request = request.into_inner();
+        let filter = request.filter.unwrap_or_default();
+        let alerts = request.alerts;
         let mut live = self.live.subscribe();
         let (tx, rx) = mpsc::channel(256);
         let counters = self.counters.clone();
@@ -129,9 +137,15 @@ impl Query for QueryService {
                 tokio::select! {
                     () = tx.closed() => break,
                     received = live.recv() => match received {
-                        Ok(stored) => {
-                            let wanted = stored.event.as_ref().is_some_and(|e| facets::matches(&filter, e));
-                            if wanted && tx.send(Ok((*stored).clone())).await.is_err() {
+                        Ok(item) => {
+                            let wanted = match &item.item {
+                                Some(live_item::Item::Stored(stored)) => {
+                                    stored.event.as_ref().is_some_and(|e| facets::matches(&filter, e))
+                                }
+                                Some(live_item::Item::Alert(_)) => alerts,
+                                None => false,
+                            };
+                            if wanted && tx.send(Ok((*item).clone())).await.is_err() {
                                 break;
                             }
                         }
@@ -149,6 +163,55 @@ impl Query for QueryService {
             counters.subscribers.fetch_sub(1, Relaxed);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<ListAlertsRequest>,
+    ) -> Result<Response<ListAlertsResponse>, Status> {
+        self.reader(&request)?;
+        let ListAlertsRequest {
+            from_unix_ns,
+            to_unix_ns,
+            limit,
+        } = request.into_inner();
+        let to = if to_unix_ns == 0 { u64::MAX } else { to_unix_ns };
+        let limit = match limit {
+            0 => 1000,
+            n => n.min(MAX_ALERTS),
+        } as usize;
+        let store = self.store.clone();
+        let alerts = blocking(move || store.alerts(from_unix_ns, to, limit)).await?;
+        Ok(Response::new(ListAlertsResponse { alerts }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<GetCheckpointRequest>,
+    ) -> Result<Response<SignedCheckpoint>, Status> {
+        self.reader(&request)?;
+        let store = self.store.clone();
+        match blocking(move || store.latest_checkpoint()).await? {
+            Some(signed) => Ok(Response::new(signed)),
+            None => Err(Status::not_found("the log has not been signed yet")),
+        }
+    }
+
+    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyReport>, Status> {
+        self.reader(&request)?;
+        let host = request.into_inner().host_id;
+        let store = self.store.clone();
+        let key = self.signer.public_key().to_vec();
+        let report = blocking(move || {
+            store.verify((!host.is_empty()).then_some(host.as_str()), &key)
+        })
+        .await?;
+        if report.findings.is_empty() {
+            tracing::info!(leaves = report.leaves_checked, "verify: the log and the records agree");
+        } else {
+            tracing::error!(findings = report.findings.len(), "verify: TAMPERING DETECTED");
+        }
+        Ok(Response::new(report))
     }
 
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {

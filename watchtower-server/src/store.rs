@@ -19,8 +19,9 @@ use watchtower_proto::{Event, EventFilter, HostInfo, SessionSummary, StoredEvent
 
 use crate::facets;
 use crate::keys::{self, PrimaryKey};
+use crate::merkle::{self, Frontier, Hash};
 
-const EVENTS: &str = "events";
+pub(crate) const EVENTS: &str = "events";
 const BY_TIME: &str = "by_time";
 const BY_USER: &str = "by_user";
 const BY_SESSION: &str = "by_session";
@@ -29,9 +30,31 @@ const SEEN: &str = "seen";
 const SESSIONS: &str = "sessions";
 const HOSTS: &str = "hosts";
 const META: &str = "meta";
-const FAMILIES: [&str; 9] = [
-    EVENTS, BY_TIME, BY_USER, BY_SESSION, BY_REMOTE, SEEN, SESSIONS, HOSTS, META,
+/// The tamper-evidence log: leaf index → [`LogLeaf`].
+pub(crate) const LOG_LEAVES: &str = "log_leaves";
+/// Signed checkpoints: time · size → `SignedCheckpoint`.
+pub(crate) const CHECKPOINTS: &str = "checkpoints";
+/// Alerts raised: id → `Alert`.
+pub(crate) const ALERTS: &str = "alerts";
+/// Addresses each user logged in from: user 0 address → first time.
+pub(crate) const KNOWN_REMOTES: &str = "known_remotes";
+const FAMILIES: [&str; 13] = [
+    EVENTS,
+    BY_TIME,
+    BY_USER,
+    BY_SESSION,
+    BY_REMOTE,
+    SEEN,
+    SESSIONS,
+    HOSTS,
+    META,
+    LOG_LEAVES,
+    CHECKPOINTS,
+    ALERTS,
+    KNOWN_REMOTES,
 ];
+/// The meta record holding the log's [`Frontier`], written with every append.
+const LOG_FRONTIER: &[u8] = b"log_frontier";
 
 /// Index entries looked at per query page before returning what was found (with a
 /// token to go on), so a selective filter never holds a request for long.
@@ -51,6 +74,8 @@ pub enum StoreError {
     BadPageToken,
     #[error("a session filter needs a host (sessions are numbered per host)")]
     SessionWithoutHost,
+    #[error("{0}; the database may be damaged")]
+    Frontier(#[from] crate::merkle::DamagedFrontier),
 }
 
 /// What one append did.
@@ -63,6 +88,55 @@ pub struct Appended {
     /// Events older than the retention cut-off: acknowledged, not stored.
     pub expired: u32,
     pub last_seq: u64,
+    /// The log leaf of the first event stored, and the log's size after the batch.
+    pub first_leaf: u64,
+    pub log_size: u64,
+}
+
+/// A leaf of the tamper-evidence log as stored: its hash and what it names
+/// (`hash(32) time(8) host 0 boot 0 seq(8)`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogLeaf {
+    pub hash: Hash,
+    pub time_unix_ns: u64,
+    pub host: String,
+    pub boot_id: String,
+    pub seq: u64,
+}
+
+impl LogLeaf {
+    fn encode(hash: &Hash, time_unix_ns: u64, seen_key: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40 + seen_key.len());
+        out.extend_from_slice(hash);
+        out.extend_from_slice(&time_unix_ns.to_be_bytes());
+        out.extend_from_slice(seen_key);
+        out
+    }
+
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<LogLeaf> {
+        let (hash, rest) = bytes.split_first_chunk::<32>()?;
+        let (time, rest) = rest.split_first_chunk::<8>()?;
+        let (rest, seq) = rest.split_last_chunk::<8>()?;
+        let mut texts = rest.split(|b| *b == 0);
+        let host = std::str::from_utf8(texts.next()?).ok()?.to_owned();
+        let boot_id = std::str::from_utf8(texts.next()?).ok()?.to_owned();
+        if texts.next() != Some(&[][..]) || texts.next().is_some() {
+            return None;
+        }
+        Some(LogLeaf {
+            hash: *hash,
+            time_unix_ns: u64::from_be_bytes(*time),
+            host,
+            boot_id,
+            seq: u64::from_be_bytes(*seq),
+        })
+    }
+
+    #[must_use]
+    pub fn primary_key(&self) -> PrimaryKey {
+        PrimaryKey::new(&self.host, self.time_unix_ns, self.seq, &self.boot_id)
+    }
 }
 
 /// The index a query scans.
@@ -76,7 +150,10 @@ enum Plan {
 }
 
 pub struct EventStore {
-    db: DB,
+    pub(crate) db: DB,
+    /// The log's right edge; appends take it after their host lock, so leaves are
+    /// numbered in commit order.
+    log: Mutex<Frontier>,
     /// One writer per host at a time, so the dedup check and the write are atomic;
     /// hosts write concurrently and share WAL syncs.
     host_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -100,13 +177,25 @@ impl EventStore {
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = DB::open_cf_descriptors(&options, dir, families)?;
+        let meta = db.cf_handle(META).expect("created at open");
+        let frontier = match db.get_cf(meta, LOG_FRONTIER)? {
+            Some(bytes) => Frontier::decode(&bytes)?,
+            None => Frontier::default(),
+        };
         Ok(EventStore {
             db,
+            log: Mutex::new(frontier),
             host_locks: Mutex::new(HashMap::new()),
         })
     }
 
-    fn cf(&self, name: &str) -> &ColumnFamily {
+    /// The log's size and tree head now.
+    pub fn log_head(&self) -> (u64, Hash) {
+        let log = self.log.lock().expect("log lock");
+        (log.size(), log.root())
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         self.db
             .cf_handle(name)
             .expect("every column family is created at open")
@@ -146,6 +235,7 @@ impl EventStore {
             .multi_get_cf(seen_keys.iter().map(|k| (seen_cf, k.as_slice())));
 
         let mut batch = WriteBatch::default();
+        let mut leaves: Vec<(Hash, Vec<u8>)> = Vec::new();
         let mut in_batch: HashSet<&[u8]> = HashSet::new();
         let mut sessions: BTreeMap<u64, Option<SessionSummary>> = BTreeMap::new();
         let mut info = self.host(host)?.unwrap_or_else(|| HostInfo {
@@ -172,11 +262,20 @@ impl EventStore {
             info.last_event_unix_ns = info.last_event_unix_ns.max(time);
             info.last_seq = info.last_seq.max(event.seq);
             info.boot_id.clone_from(&event.boot_id);
+            if let Some(Body::AgentHealth(health)) = &event.body {
+                info.kernel_lost.clone_from(&health.lost);
+                if health.spool.is_some() {
+                    info.spool.clone_from(&health.spool);
+                }
+            }
             let stored = StoredEvent {
                 event: Some(event),
                 received_unix_ns,
             };
-            batch.put_cf(self.cf(EVENTS), &pk.0, stored.encode_to_vec());
+            let record = stored.encode_to_vec();
+            let leaf = merkle::leaf_hash(&pk.0, &record);
+            leaves.push((leaf, LogLeaf::encode(&leaf, time, seen_key)));
+            batch.put_cf(self.cf(EVENTS), &pk.0, record);
             appended.stored.push(stored);
         }
         info.events_stored += appended.stored.len() as u64;
@@ -193,7 +292,20 @@ impl EventStore {
         batch.put_cf(self.cf(HOSTS), host.as_bytes(), info.encode_to_vec());
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
+        // The log: leaves numbered in commit order, the new frontier in the same write.
+        let mut log = self.log.lock().expect("log lock");
+        let mut frontier = log.clone();
+        appended.first_leaf = frontier.size();
+        if !leaves.is_empty() {
+            for (hash, value) in leaves {
+                batch.put_cf(self.cf(LOG_LEAVES), frontier.size().to_be_bytes(), value);
+                frontier.push(hash);
+            }
+            batch.put_cf(self.cf(META), LOG_FRONTIER, frontier.encode());
+        }
         self.db.write_opt(batch, &sync)?;
+        appended.log_size = frontier.size();
+        *log = frontier;
         Ok(appended)
     }
 
@@ -526,6 +638,16 @@ impl EventStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Sessions started and not ended (for the active-sessions gauge at start).
+    pub fn open_sessions(&self) -> Result<u64, StoreError> {
+        let mut open = 0;
+        for item in self.db.iterator_cf(self.cf(SESSIONS), IteratorMode::Start) {
+            let (_, value) = item?;
+            open += u64::from(decode::<SessionSummary>(&value, SESSIONS)?.end_unix_ns == 0);
+        }
+        Ok(open)
     }
 
     /// The time of the oldest stored event.
