@@ -116,6 +116,24 @@ impl Pki {
         ]
     }
 
+    /// watchtowerctl's connection flags for `server` with the `client` certificate.
+    #[must_use]
+    pub fn ctl_args(&self, server: &Server, client: &str) -> Vec<String> {
+        let file = |name: String| self.dir.0.join(name).display().to_string();
+        vec![
+            "--server".into(),
+            server.address(),
+            "--server-name".into(),
+            "localhost".into(),
+            "--ca".into(),
+            file("ca.pem".into()),
+            "--cert".into(),
+            file(format!("{client}.pem")),
+            "--key".into(),
+            file(format!("{client}.key")),
+        ]
+    }
+
     /// A client TLS config presenting the certificate `name`.pem/.key (None: no
     /// certificate at all).
     #[must_use]
@@ -139,6 +157,15 @@ impl Default for Pki {
     }
 }
 
+/// The watchtowerctl binary the tests run.
+#[must_use]
+pub fn ctl_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WATCHTOWERCTL_BIN") {
+        return PathBuf::from(path);
+    }
+    crate::agent_binary().with_file_name("watchtowerctl")
+}
+
 #[must_use]
 pub fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WATCHTOWER_SERVER_BIN") {
@@ -151,6 +178,8 @@ pub fn server_binary() -> PathBuf {
 pub struct Server {
     child: Option<Child>,
     pub listen: SocketAddr,
+    /// The exporter's HTTP address (always on loopback, a free port).
+    pub exporter: SocketAddr,
     pub data: Arc<TempDir>,
     extra: Vec<String>,
     pki_dir: PathBuf,
@@ -162,9 +191,11 @@ impl Server {
     #[must_use]
     pub fn start(pki: &Pki, ip: &str, extra: &[&str]) -> Server {
         let listen: SocketAddr = format!("{ip}:{}", free_port(ip)).parse().unwrap();
+        let exporter: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().unwrap();
         let mut server = Server {
             child: None,
             listen,
+            exporter,
             data: Arc::new(TempDir::new("server-data")),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             pki_dir: pki.dir.0.clone(),
@@ -192,6 +223,8 @@ impl Server {
             .arg(self.pki_dir.join("server.pem"))
             .arg("--key")
             .arg(self.pki_dir.join("server.key"))
+            .arg("--exporter-listen")
+            .arg(self.exporter.to_string())
             .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -249,6 +282,22 @@ impl Server {
         }
     }
 
+    /// Stop with SIGTERM (it must exit cleanly), keeping port and data for
+    /// [`Server::restart`].
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child, libc::SIGTERM);
+            let status = wait_with_deadline(&mut child, PATIENCE).expect("server stops");
+            assert!(status.success(), "server exited with {status}:\n{}", self.log());
+        }
+    }
+
+    /// The exporter's URL for `path` (`/metrics`, `/healthz`).
+    #[must_use]
+    pub fn exporter_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.exporter)
+    }
+
     /// Start again on the same port and data (after [`Server::kill9`]).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart after kill9");
@@ -257,11 +306,7 @@ impl Server {
 
     /// Stop with SIGTERM; the server must exit cleanly.
     pub fn stop(mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill(&mut child, libc::SIGTERM);
-            let status = wait_with_deadline(&mut child, PATIENCE).expect("server stops");
-            assert!(status.success(), "server exited with {status}:\n{}", self.log());
-        }
+        self.terminate();
     }
 }
 

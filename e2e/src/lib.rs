@@ -129,7 +129,7 @@ pub fn free_port(ip: &str) -> u16 {
     TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
 }
 
-fn kill(child: &mut Child, signal: i32) {
+pub fn kill(child: &mut Child, signal: i32) {
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(child.id() as i32, signal) };
 }

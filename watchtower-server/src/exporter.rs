@@ -25,6 +25,7 @@ pub struct Exporter {
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Compare without leaking where the first difference is.
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -90,7 +91,16 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
                 .map_or(0, |c| c.time_unix_ns),
         },
     );
-    ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+    // Prometheus asks for OpenMetrics; promtool and curl get the classic format.
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, CLASSIC)], crate::metrics::classic_text(&text)).into_response()
+    }
 }
 
 async fn healthz(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Response {

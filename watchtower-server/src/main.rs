@@ -16,6 +16,11 @@ use watchtower_server::config::ServerConfig;
 /// Every listener demands a client certificate from the configured CA: agents
 /// (<spiffe://watchtower/agent/HOST>) may only ingest, and only as their own host;
 /// readers and admins may only query. Make certificates with `cargo xtask certs`.
+///
+/// Every stored event is a leaf of a Merkle log whose heads the server signs with
+/// its Ed25519 key (`<data_dir>/checkpoint-signing.key`, public half in `.pub`);
+/// `watchtowerctl verify` names any record changed or removed behind its back.
+/// Prometheus scrapes the exporter; alert rules (`[alerts]`) post to a webhook.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
@@ -49,6 +54,25 @@ struct Cli {
     /// Largest message accepted, in bytes (default 4 MiB).
     #[arg(long)]
     max_message_bytes: Option<usize>,
+    /// HTTP address of the exporter (/metrics, /healthz; default 127.0.0.1:9470).
+    /// Off loopback it needs --exporter-token-file.
+    #[arg(long, conflicts_with = "no_exporter")]
+    exporter_listen: Option<SocketAddr>,
+    /// Do not serve /metrics and /healthz.
+    #[arg(long)]
+    no_exporter: bool,
+    /// File with the bearer token Prometheus must send to the exporter.
+    #[arg(long)]
+    exporter_token_file: Option<PathBuf>,
+    /// POST alerts as JSON (Slack-compatible) to this http(s) URL.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Failed logins from one address within the window that raise an alert (default 5).
+    #[arg(long)]
+    failed_logins_threshold: Option<u32>,
+    /// How often the tamper-evidence log is signed when it grew (default 60 s).
+    #[arg(long)]
+    checkpoint_interval_secs: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -90,6 +114,24 @@ fn config_of(cli: &Cli) -> anyhow::Result<ServerConfig> {
     }
     if let Some(max) = cli.max_message_bytes {
         config.ingest.max_message_bytes = max;
+    }
+    if let Some(listen) = cli.exporter_listen {
+        config.exporter.listen = Some(listen);
+    }
+    if cli.no_exporter {
+        config.exporter.listen = None;
+    }
+    if let Some(path) = &cli.exporter_token_file {
+        config.exporter.token_file = Some(path.clone());
+    }
+    if let Some(url) = &cli.webhook_url {
+        config.alerts.webhook_url = Some(url.clone());
+    }
+    if let Some(n) = cli.failed_logins_threshold {
+        config.alerts.failed_logins_threshold = n;
+    }
+    if let Some(secs) = cli.checkpoint_interval_secs {
+        config.log.checkpoint_interval_secs = secs;
     }
     config.validate()?;
     Ok(config)

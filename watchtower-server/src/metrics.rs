@@ -377,10 +377,55 @@ impl Metrics {
     }
 }
 
+/// The same metrics in the classic Prometheus text format (0.0.4), for scrapers
+/// and tools that do not ask for OpenMetrics (promtool, curl): a counter's family
+/// is named with its `_total` suffix, and `# UNIT` / `# EOF` are left out.
+#[must_use]
+pub fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            help = Some(line);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let family = if kind == "counter" { format!("{name}_total") } else { name.to_owned() };
+            if let Some(help) = help.take() {
+                let text = help
+                    .strip_prefix("# HELP ")
+                    .and_then(|h| h.split_once(' '))
+                    .map_or("", |(_, text)| text);
+                out.push_str(&format!("# HELP {family} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {family} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use watchtower_proto::{Event, LoginAttempt, SessionStart, SpoolHealth};
+
+    #[test]
+    fn the_classic_format_names_counter_families_with_total() {
+        let om = "# HELP x_logins Logins.\n# TYPE x_logins counter\nx_logins_total{a=\"b\"} 2\n\
+                  # HELP x_lag Lag.\n# TYPE x_lag_seconds histogram\n# UNIT x_lag_seconds seconds\nx_lag_seconds_count 1\n# EOF\n";
+        assert_eq!(
+            classic_text(om),
+            "# HELP x_logins_total Logins.\n# TYPE x_logins_total counter\nx_logins_total{a=\"b\"} 2\n\
+             # HELP x_lag_seconds Lag.\n# TYPE x_lag_seconds histogram\nx_lag_seconds_count 1\n"
+        );
+    }
 
     fn stored(seq: u64, body: Body) -> StoredEvent {
         StoredEvent {

@@ -19,7 +19,8 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
         .env(
             "WATCHTOWER_SERVER_BIN",
             target_dir().join("debug/watchtower-server"),
-        );
+        )
+        .env("WATCHTOWERCTL_BIN", target_dir().join("debug/watchtowerctl"));
     if let Some(filter) = filter {
         tests.arg(filter);
     }
