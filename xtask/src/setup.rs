@@ -7,9 +7,10 @@ use anyhow::{Context as _, bail};
 use crate::run;
 
 /// Debian packages: the eBPF toolchain (LLVM 22 for bpf-linker, clang), the real
-/// peers the tests log in through, and the journal (systemd-journald and journalctl
-/// from systemd; logger from bsdutils).
-const PACKAGES: [&str; 15] = [
+/// peers the tests log in through, the journal (systemd-journald and journalctl
+/// from systemd; logger from bsdutils), Prometheus and promtool for the exporter's
+/// tests, and curl to scrape.
+const PACKAGES: [&str; 17] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -25,6 +26,8 @@ const PACKAGES: [&str; 15] = [
     "util-linux",
     "systemd",
     "bsdutils",
+    "prometheus",
+    "curl",
 ];
 
 fn installed(package: &str) -> bool {
