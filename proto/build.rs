@@ -30,7 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "watchtower.v1.EventFilter.kinds",
             "#[serde(serialize_with = \"crate::json::kinds\")]",
         );
-    let session = ["SessionStart.session", "SessionEnd.session", "SessionSummary.session"];
+    let session = [
+        "SessionStart.session",
+        "SessionEnd.session",
+        "SessionSummary.session",
+    ];
     for field in session {
         builder = builder.field_attribute(
             format!("watchtower.v1.{field}"),

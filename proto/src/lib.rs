@@ -92,17 +92,19 @@ impl v1::Verdict {
 #[must_use]
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Parse lower- or upper-case hex.
 #[must_use]
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -132,7 +134,10 @@ impl v1::Checkpoint {
 pub enum CheckpointError {
     Missing,
     /// Signed with another key than the pinned one.
-    UnexpectedKey { expected: String, found: String },
+    UnexpectedKey {
+        expected: String,
+        found: String,
+    },
     BadSignature,
 }
 

@@ -2,7 +2,7 @@
 //! failed logins from one address, a root login, a login from an address new for
 //! that user, journald cross-check verdicts that disagree with the kernel, a stale
 //! agent. An alert is kept in the store, counted, shown to live tails that asked
-//! for alerts and POSTed to the webhook.
+//! for alerts and posted to the webhook.
 //!
 //! The rules read the same broadcast of stored events that live tails read, so
 //! they never slow an acknowledgement down; if they fall behind, the events they
@@ -62,18 +62,25 @@ impl EventStore {
 
     /// The highest alert id used.
     pub fn last_alert_id(&self) -> Result<u64, StoreError> {
-        Ok(match self.db.iterator_cf(self.cf(ALERTS), IteratorMode::End).next() {
-            Some(item) => {
-                let (key, _) = item?;
-                key.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0)
-            }
-            None => 0,
-        })
+        Ok(
+            match self.db.iterator_cf(self.cf(ALERTS), IteratorMode::End).next() {
+                Some(item) => {
+                    let (key, _) = item?;
+                    key.as_ref().try_into().map_or(0, u64::from_be_bytes)
+                }
+                None => 0,
+            },
+        )
     }
 
     /// Remember that `user` logged in from `address`. Returns (whether the address
     /// is new for the user, whether the user had logged in from anywhere before).
-    pub fn remember_remote(&self, user: &str, address: &str, time_unix_ns: u64) -> Result<(bool, bool), StoreError> {
+    pub fn remember_remote(
+        &self,
+        user: &str,
+        address: &str,
+        time_unix_ns: u64,
+    ) -> Result<(bool, bool), StoreError> {
         let mut key = crate::keys::text_prefix(user);
         let prefix_len = key.len();
         key.extend_from_slice(address.as_bytes());
@@ -83,7 +90,10 @@ impl EventStore {
         }
         let known_user = match self
             .db
-            .iterator_cf(cf, IteratorMode::From(&key[..prefix_len], rocksdb::Direction::Forward))
+            .iterator_cf(
+                cf,
+                IteratorMode::From(&key[..prefix_len], rocksdb::Direction::Forward),
+            )
             .next()
         {
             Some(item) => item?.0.starts_with(&key[..prefix_len]),
@@ -223,7 +233,10 @@ impl AlertEngine {
                 if self.rules.new_address
                     && let Some(remote) = remote
                 {
-                    match self.store.remember_remote(&attempt.user, remote, event.time_unix_ns) {
+                    match self
+                        .store
+                        .remember_remote(&attempt.user, remote, event.time_unix_ns)
+                    {
                         Ok((true, true)) => {
                             let mut a = alert(
                                 "new_address",
@@ -324,7 +337,11 @@ impl AlertEngine {
             a.remote_address = Some(remote.to_owned());
             a.count = failures.len() as u64;
             a.user = (users.len() == 1).then(|| users[0].to_owned());
-            a.seqs = failures.iter().filter(|f| f.host == host).map(|f| f.seq).collect();
+            a.seqs = failures
+                .iter()
+                .filter(|f| f.host == host)
+                .map(|f| f.seq)
+                .collect();
             self.raise(a);
         }
     }

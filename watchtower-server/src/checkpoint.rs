@@ -49,7 +49,11 @@ impl CheckpointSigner {
             .map_err(|e| SignerError::Invalid(path.to_owned(), e.to_string()))?;
         let public = hex(key.public_key().as_ref());
         let pub_path = public_key_path(path);
-        if std::fs::read_to_string(&pub_path).map(|s| s.trim().to_owned()).ok() != Some(public.clone()) {
+        if std::fs::read_to_string(&pub_path)
+            .map(|s| s.trim().to_owned())
+            .ok()
+            != Some(public.clone())
+        {
             watchtower_pki::write_file(&pub_path, format!("{public}\n").as_bytes(), false)
                 .map_err(|e| SignerError::Write(pub_path.clone(), e))?;
         }
@@ -80,10 +84,15 @@ impl CheckpointSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn the_key_is_created_once_and_signs_verifiable_checkpoints() {
-        let dir = std::env::temp_dir().join(format!("wt-signer-{}-{}", std::process::id(), crate::now_unix_ns()));
+        let dir = std::env::temp_dir().join(format!(
+            "wt-signer-{}-{}",
+            std::process::id(),
+            crate::now_unix_ns()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("checkpoint-signing.key");
         let first = CheckpointSigner::load_or_create(&path).unwrap();
@@ -91,8 +100,10 @@ mod tests {
         assert_eq!(first.public_key(), again.public_key());
         let pinned = std::fs::read_to_string(public_key_path(&path)).unwrap();
         assert_eq!(pinned.trim(), hex(first.public_key()));
-        use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
 
         let signed = again.sign(Checkpoint {
             size: 3,

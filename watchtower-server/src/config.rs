@@ -63,7 +63,7 @@ impl Default for ExporterSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertSection {
-    /// Where alerts are POSTed as JSON (Slack-compatible: a `text` field, plus the
+    /// Where alerts are posted as JSON (Slack-compatible: a `text` field, plus the
     /// alert itself under `alert`); http:// or https://. Unset: alerts are kept and
     /// shown in tails only.
     pub webhook_url: Option<String>,
@@ -75,7 +75,7 @@ pub struct AlertSection {
     /// A successful login from an address the user never logged in from before
     /// (users seen for the first time do not raise it).
     pub new_address: bool,
-    /// Journald cross-check verdicts kernel_only and journal_only.
+    /// Journald cross-check verdicts `kernel_only` and `journal_only`.
     pub verdicts: bool,
     /// An agent not heard from for this long (0: off).
     pub stale_agent_secs: u64,

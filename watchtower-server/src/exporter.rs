@@ -74,7 +74,11 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "/metrics cannot read the store");
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("the store cannot be read: {e}\n")).into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the store cannot be read: {e}\n"),
+            )
+                .into_response();
         }
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
@@ -86,9 +90,7 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
             stale_after_ns: exporter.stale_after_secs.saturating_mul(1_000_000_000),
             now_unix_ns: now_unix_ns(),
             log_size,
-            last_checkpoint_unix_ns: last
-                .and_then(|c| c.checkpoint)
-                .map_or(0, |c| c.time_unix_ns),
+            last_checkpoint_unix_ns: last.and_then(|c| c.checkpoint).map_or(0, |c| c.time_unix_ns),
         },
     );
     // Prometheus asks for OpenMetrics; promtool and curl get the classic format.
@@ -99,7 +101,11 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
     if openmetrics {
         ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
     } else {
-        ([(header::CONTENT_TYPE, CLASSIC)], crate::metrics::classic_text(&text)).into_response()
+        (
+            [(header::CONTENT_TYPE, CLASSIC)],
+            crate::metrics::classic_text(&text),
+        )
+            .into_response()
     }
 }
 
@@ -121,7 +127,10 @@ async fn healthz(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, "application/json")],
-            format!("{}\n", serde_json::json!({"status": "unavailable", "error": e.to_string()})),
+            format!(
+                "{}\n",
+                serde_json::json!({"status": "unavailable", "error": e.to_string()})
+            ),
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),

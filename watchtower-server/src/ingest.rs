@@ -10,7 +10,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 use watchtower_pki::Role;
 use watchtower_proto::ingest_server::Ingest;
-use watchtower_proto::{Ack, AgentMessage, LiveItem, ServerMessage, agent_message, live_item, server_message};
+use watchtower_proto::{
+    Ack, AgentMessage, LiveItem, ServerMessage, agent_message, live_item, server_message,
+};
 
 use crate::counters::ServerCounters;
 use crate::facets::{self, InvalidEvent};
@@ -152,10 +154,19 @@ impl IngestService {
                         stored: appended.stored.len() as u32,
                         duplicates: appended.duplicates + appended.expired,
                         last_seq: appended.last_seq,
-                        first_leaf: if appended.stored.is_empty() { 0 } else { appended.first_leaf },
-                        log_size: if appended.stored.is_empty() { 0 } else { appended.log_size },
+                        first_leaf: if appended.stored.is_empty() {
+                            0
+                        } else {
+                            appended.first_leaf
+                        },
+                        log_size: if appended.stored.is_empty() {
+                            0
+                        } else {
+                            appended.log_size
+                        },
                     };
-                    self.metrics.stored(&appended.stored, appended.duplicates + appended.expired);
+                    self.metrics
+                        .stored(&appended.stored, appended.duplicates + appended.expired);
                     for stored in appended.stored {
                         // No subscriber is not an error.
                         let _ = self.live.send(Arc::new(LiveItem {

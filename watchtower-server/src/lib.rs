@@ -47,6 +47,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const LIVE_BUFFER: usize = 16_384;
 
 /// Run the server until `shutdown` resolves.
+#[expect(
+    clippy::too_many_lines,
+    reason = "start-up and shutdown of every part, in order"
+)]
 pub async fn serve(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
@@ -77,14 +81,23 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new(open_sessions));
     let (live, _) = broadcast::channel(LIVE_BUFFER);
 
-    let (alerts, webhook_queue) =
-        alerts::AlertEngine::new(config.alerts.clone(), store.clone(), metrics.clone(), live.clone())?;
+    let (alerts, webhook_queue) = alerts::AlertEngine::new(
+        config.alerts.clone(),
+        store.clone(),
+        metrics.clone(),
+        live.clone(),
+    )?;
     let rules = alerts.spawn(counters.clone());
     let delivery = match (&config.alerts.webhook_url, webhook_queue) {
         (Some(url), Some(queue)) => {
             let hook = webhook::Webhook::new(url, Duration::from_secs(config.alerts.webhook_timeout_secs))?;
             tracing::info!(url, "alerts are sent to the webhook");
-            Some(webhook::spawn(hook, queue, config.alerts.webhook_attempts, metrics.clone()))
+            Some(webhook::spawn(
+                hook,
+                queue,
+                config.alerts.webhook_attempts,
+                metrics.clone(),
+            ))
         }
         _ => None,
     };
@@ -97,7 +110,9 @@ pub async fn serve(
             let token = match &config.exporter.token_file {
                 Some(path) => Some(
                     std::fs::read_to_string(path)
-                        .map_err(|e| anyhow::anyhow!("cannot read the exporter token {}: {e}", path.display()))?
+                        .map_err(|e| {
+                            anyhow::anyhow!("cannot read the exporter token {}: {e}", path.display())
+                        })?
                         .trim()
                         .to_owned(),
                 ),

@@ -14,11 +14,7 @@ use ring::digest::{Context, SHA256, digest};
 pub type Hash = [u8; 32];
 
 fn finish(context: Context) -> Hash {
-    context
-        .finish()
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 is 32 bytes")
+    context.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
 /// The leaf hash of a stored record under its primary key. Primary keys are

@@ -1,10 +1,11 @@
-//! What /metrics shows, in the OpenMetrics text format (prometheus-client).
+//! What /metrics shows, in the `OpenMetrics` text format (prometheus-client).
 //!
 //! Cardinality is kept bounded on purpose: no metric is labelled by user, address
 //! or session, and `host` appears only on a few per-host health gauges (last
 //! heartbeat, spool, kernel losses, stale). Fleet-wide counters carry the service,
 //! outcome, kind, cause or reason only.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -117,7 +118,9 @@ impl Metrics {
             rejected: Family::default(),
             tls_failures: Counter::default(),
             retention_removed: Counter::default(),
-            lag: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0]),
+            lag: Histogram::new([
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+            ]),
             active_sessions: Gauge::default(),
             lost: Family::default(),
             refused_events: AtomicU64::new(0),
@@ -149,7 +152,11 @@ impl Metrics {
             "Events received again (resent after a cut) and not stored twice",
             m.duplicates.clone(),
         );
-        registry.register("ingest_batches", "Batches stored and acknowledged", m.batches.clone());
+        registry.register(
+            "ingest_batches",
+            "Batches stored and acknowledged",
+            m.batches.clone(),
+        );
         registry.register(
             "ingest_rejected",
             "Streams, messages and batches refused, by reason",
@@ -189,7 +196,11 @@ impl Metrics {
             "Hosts whose agent is not connected and has not been heard from within the stale limit",
             m.stale_hosts.clone(),
         );
-        registry.register("connected_agents", "Agents connected now", m.connected_agents.clone());
+        registry.register(
+            "connected_agents",
+            "Agents connected now",
+            m.connected_agents.clone(),
+        );
         registry.register("live_subscribers", "Live tails open now", m.subscribers.clone());
         registry.register_with_unit(
             "host_last_heartbeat_timestamp",
@@ -197,7 +208,11 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             m.host_last_heartbeat.clone(),
         );
-        registry.register("host_stale", "1 when the host's agent is stale", m.host_stale.clone());
+        registry.register(
+            "host_stale",
+            "1 when the host's agent is stale",
+            m.host_stale.clone(),
+        );
         registry.register(
             "host_spool_pending_events",
             "Events in the host's spool waiting for the server's acknowledgement",
@@ -274,10 +289,8 @@ impl Metrics {
                 Some(Body::SessionStart(_)) => {
                     self.active_sessions.inc();
                 }
-                Some(Body::SessionEnd(_)) => {
-                    if self.active_sessions.get() > 0 {
-                        self.active_sessions.dec();
-                    }
+                Some(Body::SessionEnd(_)) if self.active_sessions.get() > 0 => {
+                    self.active_sessions.dec();
                 }
                 _ => {}
             }
@@ -291,7 +304,9 @@ impl Metrics {
 
     pub fn alert(&self, rule: &str) {
         self.alerts
-            .get_or_create(&RuleLabels { rule: rule.to_owned() })
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
             .inc();
     }
 
@@ -309,8 +324,12 @@ impl Metrics {
 
     /// Bring the scrape-time values up to date and encode everything.
     pub fn render(&self, counters: &ServerCounters, snapshot: &Snapshot<'_>) -> String {
-        self.batches.inner().store(counters.batches.load(Relaxed), Relaxed);
-        self.tls_failures.inner().store(counters.tls_failures.load(Relaxed), Relaxed);
+        self.batches
+            .inner()
+            .store(counters.batches.load(Relaxed), Relaxed);
+        self.tls_failures
+            .inner()
+            .store(counters.tls_failures.load(Relaxed), Relaxed);
         self.retention_removed
             .inner()
             .store(counters.retention_removed.load(Relaxed), Relaxed);
@@ -348,7 +367,9 @@ impl Metrics {
                 .set(host.last_heartbeat_unix_ns as f64 / 1e9);
             self.host_stale.get_or_create(&labels).set(i64::from(is_stale));
             if let Some(s) = &host.spool {
-                self.host_spool_pending.get_or_create(&labels).set(s.pending as i64);
+                self.host_spool_pending
+                    .get_or_create(&labels)
+                    .set(s.pending as i64);
                 self.host_spool_bytes.get_or_create(&labels).set(s.bytes as i64);
                 spool += s.dropped.values().sum::<u64>();
             }
@@ -364,8 +385,12 @@ impl Metrics {
         }
         self.hosts.set(snapshot.hosts.len() as i64);
         self.stale_hosts.set(stale);
-        self.lost.get_or_create(&CauseLabels { cause: "kernel" }).set(kernel as i64);
-        self.lost.get_or_create(&CauseLabels { cause: "spool" }).set(spool as i64);
+        self.lost
+            .get_or_create(&CauseLabels { cause: "kernel" })
+            .set(kernel as i64);
+        self.lost
+            .get_or_create(&CauseLabels { cause: "spool" })
+            .set(spool as i64);
         self.lost
             .get_or_create(&CauseLabels { cause: "transport" })
             .set(self.refused_events.load(Relaxed) as i64);
@@ -378,7 +403,7 @@ impl Metrics {
 }
 
 /// The same metrics in the classic Prometheus text format (0.0.4), for scrapers
-/// and tools that do not ask for OpenMetrics (promtool, curl): a counter's family
+/// and tools that do not ask for `OpenMetrics` (promtool, curl): a counter's family
 /// is named with its `_total` suffix, and `# UNIT` / `# EOF` are left out.
 #[must_use]
 pub fn classic_text(openmetrics: &str) -> String {
@@ -394,15 +419,19 @@ pub fn classic_text(openmetrics: &str) -> String {
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
-            let family = if kind == "counter" { format!("{name}_total") } else { name.to_owned() };
+            let family = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
             if let Some(help) = help.take() {
                 let text = help
                     .strip_prefix("# HELP ")
                     .and_then(|h| h.split_once(' '))
                     .map_or("", |(_, text)| text);
-                out.push_str(&format!("# HELP {family} {text}\n"));
+                let _ = writeln!(out, "# HELP {family} {text}");
             }
-            out.push_str(&format!("# TYPE {family} {kind}\n"));
+            let _ = writeln!(out, "# TYPE {family} {kind}");
             continue;
         }
         out.push_str(line);

@@ -32,7 +32,7 @@ pub struct QueryService {
     pub live: broadcast::Sender<Arc<LiveItem>>,
 }
 
-/// Alerts a ListAlerts call returns at most.
+/// Alerts a `ListAlerts` call returns at most.
 const MAX_ALERTS: u32 = 10_000;
 
 fn status_of(e: StoreError) -> Status {
@@ -202,12 +202,13 @@ impl Query for QueryService {
         let host = request.into_inner().host_id;
         let store = self.store.clone();
         let key = self.signer.public_key().to_vec();
-        let report = blocking(move || {
-            store.verify((!host.is_empty()).then_some(host.as_str()), &key)
-        })
-        .await?;
+        let report =
+            blocking(move || store.verify((!host.is_empty()).then_some(host.as_str()), &key)).await?;
         if report.findings.is_empty() {
-            tracing::info!(leaves = report.leaves_checked, "verify: the log and the records agree");
+            tracing::info!(
+                leaves = report.leaves_checked,
+                "verify: the log and the records agree"
+            );
         } else {
             tracing::error!(findings = report.findings.len(), "verify: TAMPERING DETECTED");
         }

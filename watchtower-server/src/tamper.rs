@@ -71,16 +71,18 @@ impl EventStore {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CHECKPOINTS), IteratorMode::Start) {
             let (_, value) = item?;
-            out.push(
-                SignedCheckpoint::decode(&*value).map_err(|e| StoreError::Corrupt(e, CHECKPOINTS))?,
-            );
+            out.push(SignedCheckpoint::decode(&*value).map_err(|e| StoreError::Corrupt(e, CHECKPOINTS))?);
         }
         Ok(out)
     }
 
     /// The newest checkpoint.
     pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
-        match self.db.iterator_cf(self.cf(CHECKPOINTS), IteratorMode::End).next() {
+        match self
+            .db
+            .iterator_cf(self.cf(CHECKPOINTS), IteratorMode::End)
+            .next()
+        {
             Some(item) => {
                 let (_, value) = item?;
                 Ok(Some(
@@ -106,7 +108,10 @@ impl EventStore {
             match signed.verify(Some(public_key)) {
                 Ok(checkpoint) => {
                     cutoff = cutoff.max(checkpoint.retention_cutoff_unix_ns);
-                    expected.entry(checkpoint.size).or_default().push(checkpoint.clone());
+                    expected
+                        .entry(checkpoint.size)
+                        .or_default()
+                        .push(checkpoint.clone());
                 }
                 Err(e) => findings.push(Finding {
                     problem: "bad_signature".into(),
@@ -152,11 +157,7 @@ impl EventStore {
         check_roots(&frontier, &mut last_good, &mut findings);
         for item in self.db.iterator_cf(self.cf(LOG_LEAVES), IteratorMode::Start) {
             let (key, value) = item?;
-            let index = key
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(u64::MAX);
+            let index = key.as_ref().try_into().map_or(u64::MAX, u64::from_be_bytes);
             if log_intact && index != frontier.size() {
                 findings.push(Finding {
                     problem: "missing_leaf".into(),
@@ -282,14 +283,14 @@ impl EventStore {
 /// A one-line account of a stored record, for findings.
 fn describe(bytes: &[u8]) -> String {
     match StoredEvent::decode(bytes) {
-        Ok(StoredEvent { event: Some(event), .. }) => {
-            let facets = crate::facets::users(&event).into_iter().next().unwrap_or_default();
-            format!(
-                "{} seq {} user {:?}",
-                event.kind().name(),
-                event.seq,
-                facets
-            )
+        Ok(StoredEvent {
+            event: Some(event), ..
+        }) => {
+            let facets = crate::facets::users(&event)
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            format!("{} seq {} user {:?}", event.kind().name(), event.seq, facets)
         }
         Ok(_) => "a record without an event".into(),
         Err(e) => format!("not a record ({e})"),
@@ -336,7 +337,11 @@ mod tests {
     }
 
     fn scratch(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("wt-tamper-{name}-{}-{}", std::process::id(), crate::now_unix_ns()));
+        let dir = std::env::temp_dir().join(format!(
+            "wt-tamper-{name}-{}-{}",
+            std::process::id(),
+            crate::now_unix_ns()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
@@ -365,12 +370,18 @@ mod tests {
     fn setup(dir: &Scratch) -> (EventStore, CheckpointSigner) {
         let store = EventStore::open(&dir.0.join("db")).unwrap();
         let signer = CheckpointSigner::load_or_create(&dir.0.join("key")).unwrap();
-        let a = store.append("web-1", (1..=5).map(|s| exec("web-1", s)).collect(), 1, 0).unwrap();
+        let a = store
+            .append("web-1", (1..=5).map(|s| exec("web-1", s)).collect(), 1, 0)
+            .unwrap();
         assert_eq!((a.first_leaf, a.log_size), (0, 5));
-        let b = store.append("db-1", (1..=3).map(|s| exec("db-1", s)).collect(), 1, 0).unwrap();
+        let b = store
+            .append("db-1", (1..=3).map(|s| exec("db-1", s)).collect(), 1, 0)
+            .unwrap();
         assert_eq!((b.first_leaf, b.log_size), (5, 8));
         store.checkpoint(&signer, "periodic", 0).unwrap();
-        let c = store.append("web-1", (6..=7).map(|s| exec("web-1", s)).collect(), 1, 0).unwrap();
+        let c = store
+            .append("web-1", (6..=7).map(|s| exec("web-1", s)).collect(), 1, 0)
+            .unwrap();
         assert_eq!((c.first_leaf, c.log_size), (8, 10));
         // Resent events are not logged twice.
         let d = store.append("web-1", vec![exec("web-1", 7)], 1, 0).unwrap();
@@ -390,18 +401,29 @@ mod tests {
         let report = store.verify(None, signer.public_key()).unwrap();
         assert_eq!(problems(&report), vec![]);
         assert_eq!(
-            (report.log_size, report.leaves_checked, report.records_intact, report.checkpoints_checked),
+            (
+                report.log_size,
+                report.leaves_checked,
+                report.records_intact,
+                report.checkpoints_checked
+            ),
             (10, 10, 10, 2)
         );
         let web = store.verify(Some("web-1"), signer.public_key()).unwrap();
-        assert_eq!((web.leaves_checked, web.records_intact, web.unlogged_records), (7, 7, 0));
+        assert_eq!(
+            (web.leaves_checked, web.records_intact, web.unlogged_records),
+            (7, 7, 0)
+        );
         let head = store.log_head();
         drop(store);
         let store = EventStore::open(&dir.0.join("db")).unwrap();
         assert_eq!(store.log_head(), head);
         let e = store.append("web-1", vec![exec("web-1", 8)], 1, 0).unwrap();
         assert_eq!((e.first_leaf, e.log_size), (10, 11));
-        assert_eq!(problems(&store.verify(None, signer.public_key()).unwrap()), vec![]);
+        assert_eq!(
+            problems(&store.verify(None, signer.public_key()).unwrap()),
+            vec![]
+        );
     }
 
     #[test]
@@ -458,11 +480,25 @@ mod tests {
             event: Some(exec("web-1", 99)),
             received_unix_ns: 1,
         };
-        store.db.put_cf(cf, pk("web-1", 99), forged.encode_to_vec()).unwrap();
+        store
+            .db
+            .put_cf(cf, pk("web-1", 99), forged.encode_to_vec())
+            .unwrap();
         let report = store.verify(None, signer.public_key()).unwrap();
-        let found: Vec<_> = report.findings.iter().map(|f| (f.problem.as_str(), f.leaf)).collect();
-        assert_eq!(found, vec![("root_mismatch", 8), ("root_mismatch", 10), ("unlogged", 0)]);
-        assert!(report.findings[0].detail.contains("[0, 8)"), "{}", report.findings[0].detail);
+        let found: Vec<_> = report
+            .findings
+            .iter()
+            .map(|f| (f.problem.as_str(), f.leaf))
+            .collect();
+        assert_eq!(
+            found,
+            vec![("root_mismatch", 8), ("root_mismatch", 10), ("unlogged", 0)]
+        );
+        assert!(
+            report.findings[0].detail.contains("[0, 8)"),
+            "{}",
+            report.findings[0].detail
+        );
         assert_eq!(report.findings[2].seq, 99);
         assert_eq!(report.unlogged_records, 1);
     }
@@ -491,9 +527,16 @@ mod tests {
         let report = store.verify(None, other.public_key()).unwrap();
         let found: Vec<_> = report.findings.iter().map(|f| f.problem.as_str()).collect();
         assert_eq!(found, vec!["bad_signature", "bad_signature"]);
-        store.db.delete_cf(store.cf(LOG_LEAVES), 9u64.to_be_bytes()).unwrap();
+        store
+            .db
+            .delete_cf(store.cf(LOG_LEAVES), 9u64.to_be_bytes())
+            .unwrap();
         let report = store.verify(None, signer.public_key()).unwrap();
-        let found: Vec<_> = report.findings.iter().map(|f| (f.problem.as_str(), f.seq)).collect();
+        let found: Vec<_> = report
+            .findings
+            .iter()
+            .map(|f| (f.problem.as_str(), f.seq))
+            .collect();
         assert_eq!(found, vec![("truncated", 0), ("unlogged", 7)]);
     }
 }

@@ -1,4 +1,4 @@
-//! Alert delivery: each alert is POSTed as JSON to the configured webhook, with a
+//! Alert delivery: each alert is posted as JSON to the configured webhook, with a
 //! Slack-compatible `text` (so a Slack or Mattermost incoming webhook shows it as
 //! is) and the whole alert under `alert` for other receivers. Failed deliveries
 //! are retried with backoff, then given up; every outcome is counted and logged
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{Request, Uri, header};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use watchtower_proto::Alert;
@@ -20,7 +21,11 @@ use crate::metrics::Metrics;
 /// The JSON body sent for an alert.
 #[must_use]
 pub fn payload(alert: &Alert) -> serde_json::Value {
-    let icon = if alert.severity == "critical" { ":rotating_light:" } else { ":warning:" };
+    let icon = if alert.severity == "critical" {
+        ":rotating_light:"
+    } else {
+        ":warning:"
+    };
     serde_json::json!({
         "text": format!("{icon} [{}] {} on {}: {}", alert.severity, alert.rule, alert.host_id, alert.summary),
         "username": "watchtower",
@@ -55,7 +60,9 @@ impl Webhook {
     /// An https webhook trusts the system's CA bundle.
     pub fn new(url: &str, timeout: Duration) -> Result<Webhook, WebhookError> {
         let bad = |why: &str| WebhookError::Url(url.to_owned(), why.to_owned());
-        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
         if uri.host().is_none() {
             return Err(bad("no host"));
         }
@@ -64,7 +71,6 @@ impl Webhook {
             Some("https") => {
                 let mut roots = rustls::RootCertStore::empty();
                 let bundle = "/etc/ssl/certs/ca-certificates.crt";
-                use rustls_pki_types::pem::PemObject as _;
                 let certs = rustls_pki_types::CertificateDer::pem_file_iter(bundle)
                     .map_err(|e| bad(&format!("cannot read {bundle}: {e}")))?;
                 for cert in certs.flatten() {
@@ -128,7 +134,10 @@ impl Webhook {
         let request = Request::post(path)
             .header(header::HOST, authority)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, concat!("watchtower-server/", env!("CARGO_PKG_VERSION")))
+            .header(
+                header::USER_AGENT,
+                concat!("watchtower-server/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| WebhookError::Url(self.url.clone(), e.to_string()))?;
         let response = sender.send_request(request).await?;
@@ -201,7 +210,10 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_clearly() {
-        let error = Webhook::new("ftp://x/y", Duration::from_secs(1)).err().unwrap().to_string();
+        let error = Webhook::new("ftp://x/y", Duration::from_secs(1))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("only http:// and https://"), "{error}");
         assert!(Webhook::new("http://127.0.0.1:9/hook", Duration::from_secs(1)).is_ok());
     }

@@ -1,7 +1,7 @@
 //! `watchtowerctl`: the operators' client of watchtower-server.
 
-mod report;
 mod render;
+mod report;
 mod timearg;
 
 use std::collections::HashSet;
@@ -14,8 +14,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use watchtower_proto::query_client::QueryClient;
 use watchtower_proto::{
-    Event, EventFilter, EventKind, GetSessionRequest, ListHostsRequest, Outcome, QueryEventsRequest, StatsRequest,
-    StoredEvent, SubscribeRequest, VerifyRequest, event::Body, live_item,
+    Event, EventFilter, EventKind, GetSessionRequest, ListHostsRequest, Outcome, QueryEventsRequest,
+    StatsRequest, StoredEvent, SubscribeRequest, VerifyRequest, event::Body, live_item,
 };
 
 use crate::render::{EVENT_HEADER, event_cells, row, table, tail_line};
@@ -31,7 +31,12 @@ use crate::timearg::{format_ns, format_span, now_ns};
 #[command(version)]
 struct Cli {
     /// The server's gRPC address.
-    #[arg(long, global = true, env = "WATCHTOWER_SERVER", default_value = "https://127.0.0.1:7443")]
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHTOWER_SERVER",
+        default_value = "https://127.0.0.1:7443"
+    )]
     server: String,
     /// The name the server's certificate must carry.
     #[arg(long, global = true, default_value = "localhost")]
@@ -40,10 +45,20 @@ struct Cli {
     #[arg(long, global = true, env = "WATCHTOWER_CA", default_value = "certs/ca.pem")]
     ca: PathBuf,
     /// This client's certificate (reader or admin).
-    #[arg(long, global = true, env = "WATCHTOWER_CERT", default_value = "certs/clients/operator.pem")]
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHTOWER_CERT",
+        default_value = "certs/clients/operator.pem"
+    )]
     cert: PathBuf,
     /// This client's private key.
-    #[arg(long, global = true, env = "WATCHTOWER_KEY", default_value = "certs/clients/operator.key")]
+    #[arg(
+        long,
+        global = true,
+        env = "WATCHTOWER_KEY",
+        default_value = "certs/clients/operator.key"
+    )]
     key: PathBuf,
     /// Machine output: one JSON object per line (or one object).
     #[arg(long, global = true)]
@@ -60,8 +75,8 @@ struct Filters {
     /// Only this user (the login user, or the session's user for execs and connects).
     #[arg(long)]
     user: Option<String>,
-    /// Only these kinds (repeatable): login_attempt, session_start, session_end,
-    /// exec, connect, login_verdict, agent_health.
+    /// Only these kinds (repeatable): `login_attempt`, `session_start`, `session_end`,
+    /// `exec`, `connect`, `login_verdict`, `agent_health`.
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// Only failed login attempts and verdicts.
@@ -205,18 +220,27 @@ fn filter_of(filters: &Filters, (from, to): (u64, u64)) -> anyhow::Result<EventF
         to_unix_ns: to,
         user: filters.user.clone().unwrap_or_default(),
         kinds,
-        outcome: if filters.failed { Outcome::Failure as i32 } else { 0 },
+        outcome: if filters.failed {
+            Outcome::Failure as i32
+        } else {
+            0
+        },
         session,
         remote_address: filters.remote.clone().unwrap_or_default(),
     })
 }
 
 fn range(period: &Period) -> anyhow::Result<(u64, u64)> {
-    timearg::range(period.since.as_deref(), period.from.as_deref(), period.to.as_deref())
-        .map_err(anyhow::Error::msg)
+    timearg::range(
+        period.since.as_deref(),
+        period.from.as_deref(),
+        period.to.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// A server error as one line.
+#[expect(clippy::needless_pass_by_value, reason = "used as `map_err(status)`")]
 fn status(e: tonic::Status) -> anyhow::Error {
     let code = match e.code() {
         tonic::Code::PermissionDenied => "permission denied",
@@ -254,7 +278,11 @@ impl Client {
     }
 
     /// Every matching event, page by page, to `each` (which returns false to stop).
-    async fn events(&mut self, filter: &EventFilter, mut each: impl FnMut(StoredEvent) -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    async fn events(
+        &mut self,
+        filter: &EventFilter,
+        mut each: impl FnMut(StoredEvent) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
         let mut token = Vec::new();
         loop {
             let page = self
@@ -301,7 +329,7 @@ fn json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    match run(cli).await {
+    match run(&cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("watchtowerctl: {e:#}");
@@ -311,11 +339,15 @@ async fn main() {
 }
 
 #[expect(clippy::too_many_lines, reason = "one arm per command")]
-async fn run(cli: Cli) -> anyhow::Result<i32> {
+async fn run(cli: &Cli) -> anyhow::Result<i32> {
     let _ = rustls_provider();
-    let mut client = Client::connect(&cli).await?;
+    let mut client = Client::connect(cli).await?;
     match &cli.command {
-        Command::Events { filters, period, limit } => {
+        Command::Events {
+            filters,
+            period,
+            limit,
+        } => {
             let filter = filter_of(filters, range(period)?)?;
             let mut rows = Vec::new();
             let mut n = 0usize;
@@ -340,7 +372,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             show: Some(SessionCommand::Show { host, session }),
             ..
         } => {
-            let id = u64::from_str_radix(session, 16).with_context(|| format!("session {session:?} is not hex"))?;
+            let id = u64::from_str_radix(session, 16)
+                .with_context(|| format!("session {session:?} is not hex"))?;
             let tree = client
                 .query
                 .get_session(GetSessionRequest {
@@ -374,7 +407,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     format_span(s.end_unix_ns.saturating_sub(s.start_unix_ns))
                 )
             };
-            println!("started {}, {end}; {} execs, {} connects", format_ns(s.start_unix_ns), s.execs, s.connects);
+            println!(
+                "started {}, {end}; {} execs, {} connects",
+                format_ns(s.start_unix_ns),
+                s.execs,
+                s.connects
+            );
             // Depth of each session in the tree.
             let mut depth = std::collections::HashMap::from([(s.session, 0usize)]);
             for stored in &tree.events {
@@ -406,13 +444,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("(truncated: the session has more events)");
             }
         }
-        Command::Sessions { filters, period, limit, .. } => {
+        Command::Sessions {
+            filters,
+            period,
+            limit,
+            ..
+        } => {
             let mut filter = filter_of(filters, range(period)?)?;
             filter.kinds = vec![EventKind::SessionStart as i32];
             let starts = client.collect(&filter).await?;
             let mut rows = Vec::new();
             for start in starts.iter().take(*limit) {
-                let Some(Body::SessionStart(s)) = &start.body else { continue };
+                let Some(Body::SessionStart(s)) = &start.body else {
+                    continue;
+                };
                 let summary = client
                     .query
                     .get_session(GetSessionRequest {
@@ -451,19 +496,29 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!(
                     "{}",
                     table(
-                        &["HOST", "SESSION", "USER", "SERVICE", "FROM", "TTY", "START", "DURATION", "EXECS", "CONNECTS", "END"],
+                        &[
+                            "HOST", "SESSION", "USER", "SERVICE", "FROM", "TTY", "START", "DURATION",
+                            "EXECS", "CONNECTS", "END"
+                        ],
                         rows
                     )
                 );
             }
         }
         Command::Hosts { stale_after } => {
-            let hosts = client.query.list_hosts(ListHostsRequest {}).await.map_err(status)?.into_inner().hosts;
+            let hosts = client
+                .query
+                .list_hosts(ListHostsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .hosts;
             let now = now_ns();
             let mut rows = Vec::new();
             for h in hosts {
                 let silent = now.saturating_sub(h.last_heartbeat_unix_ns);
-                let stale = !h.connected && (h.last_heartbeat_unix_ns == 0 || silent > stale_after * 1_000_000_000);
+                let stale =
+                    !h.connected && (h.last_heartbeat_unix_ns == 0 || silent > stale_after * 1_000_000_000);
                 if cli.json {
                     let mut v = serde_json::to_value(&h)?;
                     v["stale"] = stale.into();
@@ -477,7 +532,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     h.host_id.clone(),
                     h.agent_version.clone(),
                     if h.connected { "yes" } else { "no" }.into(),
-                    if h.last_heartbeat_unix_ns == 0 { "never".into() } else { format!("{} ago", format_span(silent)) },
+                    if h.last_heartbeat_unix_ns == 0 {
+                        "never".into()
+                    } else {
+                        format!("{} ago", format_span(silent))
+                    },
                     if stale { "STALE" } else { "ok" }.into(),
                     h.events_stored.to_string(),
                     h.duplicates.to_string(),
@@ -490,13 +549,28 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!(
                     "{}",
                     table(
-                        &["HOST", "AGENT", "CONNECTED", "LAST HEARTBEAT", "STATE", "EVENTS", "DUPLICATES", "LAST SEQ", "SPOOL", "LOST"],
+                        &[
+                            "HOST",
+                            "AGENT",
+                            "CONNECTED",
+                            "LAST HEARTBEAT",
+                            "STATE",
+                            "EVENTS",
+                            "DUPLICATES",
+                            "LAST SEQ",
+                            "SPOOL",
+                            "LOST"
+                        ],
                         rows
                     )
                 );
             }
         }
-        Command::Tail { filters, no_alerts, count } => {
+        Command::Tail {
+            filters,
+            no_alerts,
+            count,
+        } => {
             let filter = filter_of(filters, (0, 0))?;
             let mut live = client
                 .query
@@ -537,7 +611,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Stats => {
-            let stats = client.query.stats(StatsRequest {}).await.map_err(status)?.into_inner();
+            let stats = client
+                .query
+                .stats(StatsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
             if cli.json {
                 json_line(&stats)?;
             } else {
@@ -550,7 +629,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", table(&["COUNTER", "VALUE"], rows));
             }
         }
-        Command::Report { period, host, lookback } => {
+        Command::Report {
+            period,
+            host,
+            lookback,
+        } => {
             let mut period = period.clone();
             if period.since.is_none() && period.from.is_none() {
                 period.since = Some("7d".into());
@@ -596,10 +679,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 print_report(&review);
             }
         }
-        Command::Export { format, output, filters, period } => {
+        Command::Export {
+            format,
+            output,
+            filters,
+            period,
+        } => {
             let filter = filter_of(filters, range(period)?)?;
             let sink: Box<dyn std::io::Write> = match output {
-                Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+                Some(path) => Box::new(
+                    std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                ),
                 None => Box::new(std::io::stdout().lock()),
             };
             let mut sink = std::io::BufWriter::new(sink);
@@ -634,7 +724,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let pinned = public_key
                 .as_ref()
                 .map(|path| {
-                    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
                     let clean: String = text.split_whitespace().collect();
                     watchtower_proto::unhex(&clean)
                         .filter(|k| k.len() == 32)
@@ -650,7 +741,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .map_err(status)?
                 .into_inner();
             let signature = match &report.latest {
-                Some(latest) => latest.verify(pinned.as_deref()).map(|_| ()).map_err(|e| e.to_string()),
+                Some(latest) => latest
+                    .verify(pinned.as_deref())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
                 None => Err("the log has no signed checkpoint yet".to_owned()),
             };
             let ok = report.findings.is_empty() && signature.is_ok();
@@ -671,14 +765,22 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 report.checkpoints_checked
             );
             if let Some(c) = report.latest.as_ref().and_then(|l| l.checkpoint.as_ref()) {
-                let key = report.latest.as_ref().map(|l| watchtower_proto::hex(&l.public_key)).unwrap_or_default();
+                let key = report
+                    .latest
+                    .as_ref()
+                    .map(|l| watchtower_proto::hex(&l.public_key))
+                    .unwrap_or_default();
                 match &signature {
                     Ok(()) => println!(
                         "latest checkpoint: size {} signed {} ({}) by key {key}{}: signature OK",
                         c.size,
                         format_ns(c.time_unix_ns),
                         c.reason,
-                        if pinned.is_some() { " (pinned)" } else { " (not pinned: pass --public-key)" }
+                        if pinned.is_some() {
+                            " (pinned)"
+                        } else {
+                            " (not pinned: pass --public-key)"
+                        }
                     ),
                     Err(e) => println!("latest checkpoint: size {}: {e}", c.size),
                 }
@@ -700,7 +802,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             if ok {
                 println!("verified: {} records intact", report.records_intact);
             } else {
-                println!("TAMPERING DETECTED: {} findings", report.findings.len() + usize::from(signature.is_err()));
+                println!(
+                    "TAMPERING DETECTED: {} findings",
+                    report.findings.len() + usize::from(signature.is_err())
+                );
                 return Ok(1);
             }
         }
@@ -733,9 +838,11 @@ fn print_report(r: &report::Report) {
         "{}\n",
         table(
             &["USER", "FAILURES", "SOURCES"],
-            r.failed_by_user
-                .iter()
-                .map(|u| vec![u.user.clone(), u.failures.to_string(), u.sources.join(",")])
+            r.failed_by_user.iter().map(|u| vec![
+                u.user.clone(),
+                u.failures.to_string(),
+                u.sources.join(",")
+            ])
         )
     );
     println!("Root logins");
@@ -758,9 +865,12 @@ fn print_report(r: &report::Report) {
         "{}\n",
         table(
             &["USER", "ADDRESS", "FIRST", "HOST"],
-            r.new_sources
-                .iter()
-                .map(|n| vec![n.user.clone(), n.address.clone(), n.first.clone(), n.host.clone()])
+            r.new_sources.iter().map(|n| vec![
+                n.user.clone(),
+                n.address.clone(),
+                n.first.clone(),
+                n.host.clone()
+            ])
         )
     );
     println!("Kernel/journal disagreements");

@@ -24,7 +24,9 @@ pub struct Row {
 }
 
 fn session(s: Option<u64>) -> String {
-    s.filter(|s| *s != 0).map(|s| format!("{s:016x}")).unwrap_or_default()
+    s.filter(|s| *s != 0)
+        .map(|s| format!("{s:016x}"))
+        .unwrap_or_default()
 }
 
 fn outcome(o: i32) -> String {
@@ -37,6 +39,7 @@ fn opt(s: Option<&String>) -> String {
 
 /// The row of an event.
 #[must_use]
+#[expect(clippy::too_many_lines, reason = "one arm per event kind")]
 pub fn row(stored: &StoredEvent) -> Row {
     let Some(event) = &stored.event else {
         return Row::default();
@@ -69,7 +72,9 @@ pub fn row(stored: &StoredEvent) -> Row {
                 "tty={} {}{}",
                 a.tty.as_deref().unwrap_or("-"),
                 a.pam_code_name,
-                a.failed_step.as_deref().map_or_else(String::new, |s| format!(" at {s}"))
+                a.failed_step
+                    .as_deref()
+                    .map_or_else(String::new, |s| format!(" at {s}"))
             );
         }
         Some(Body::SessionStart(s)) => {
@@ -80,7 +85,8 @@ pub fn row(stored: &StoredEvent) -> Row {
             row.detail = format!(
                 "tty={}{}",
                 s.tty.as_deref().unwrap_or("-"),
-                s.parent_session.map_or_else(String::new, |p| format!(" parent={p:016x}"))
+                s.parent_session
+                    .map_or_else(String::new, |p| format!(" parent={p:016x}"))
             );
         }
         Some(Body::SessionEnd(s)) => {
@@ -99,12 +105,18 @@ pub fn row(stored: &StoredEvent) -> Row {
         Some(Body::Exec(e)) => {
             row.user = opt(e.session_user.as_ref());
             row.session = session(e.session);
-            let args = if e.argv.is_empty() { e.filename.clone() } else { e.argv.join(" ") };
+            let args = if e.argv.is_empty() {
+                e.filename.clone()
+            } else {
+                e.argv.join(" ")
+            };
             row.detail = format!(
                 "{}{}{}",
                 args,
                 if e.argv_truncated { " …" } else { "" },
-                e.error.as_deref().map_or_else(String::new, |err| format!(" ({err})"))
+                e.error
+                    .as_deref()
+                    .map_or_else(String::new, |err| format!(" ({err})"))
             );
             if e.filename != e.argv.first().map_or("", String::as_str) {
                 row.detail = format!("{} [{}]", row.detail, e.filename);
@@ -119,7 +131,9 @@ pub fn row(stored: &StoredEvent) -> Row {
                 c.family,
                 c.address,
                 c.port.map_or_else(String::new, |p| format!(":{p}")),
-                c.error.as_deref().map_or_else(String::new, |err| format!(" ({err})"))
+                c.error
+                    .as_deref()
+                    .map_or_else(String::new, |err| format!(" ({err})"))
             );
         }
         Some(Body::LoginVerdict(v)) => {
@@ -186,7 +200,7 @@ pub fn event_cells(r: &Row) -> Vec<String> {
         r.session.clone(),
         r.remote.clone(),
         r.outcome.clone(),
-        clip(&format!("{} {}", r.service, r.detail).trim().to_owned(), 90),
+        clip(format!("{} {}", r.service, r.detail).trim(), 90),
     ]
 }
 
@@ -231,7 +245,12 @@ mod tests {
             ..LoginAttempt::default()
         })));
         assert_eq!(
-            (r.kind.as_str(), r.user.as_str(), r.remote.as_str(), r.outcome.as_str()),
+            (
+                r.kind.as_str(),
+                r.user.as_str(),
+                r.remote.as_str(),
+                r.outcome.as_str()
+            ),
             ("login_attempt", "alice", "10.0.0.9", "failure")
         );
         assert_eq!(r.detail, "tty=ssh PAM_AUTH_ERR at authenticate");

@@ -31,7 +31,7 @@ pub struct RootLogin {
     pub host: String,
     pub service: String,
     pub from: String,
-    /// login_attempt (authenticated as root) or session_start (a root session opened).
+    /// `login_attempt` (authenticated as root) or `session_start` (a root session opened).
     pub evidence: String,
     pub seq: u64,
 }
@@ -77,6 +77,7 @@ pub struct Report {
 /// Build the review from the period's events (oldest first) and the (user,
 /// address) pairs of successful logins before the period.
 #[must_use]
+#[expect(clippy::too_many_lines, reason = "one match over the kinds the review reads")]
 pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u64, to: u64) -> Report {
     let mut report = Report {
         from: format_ns(from),
@@ -94,7 +95,9 @@ pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u
                 let remote = a.remote_host.clone().filter(|r| !r.is_empty());
                 let source = remote.clone().unwrap_or_else(|| format!("local ({})", a.service));
                 if a.outcome == Outcome::Failure as i32 {
-                    let entry = by_source.entry(source.clone()).or_insert((0, BTreeSet::new(), t, t));
+                    let entry = by_source
+                        .entry(source.clone())
+                        .or_insert((0, BTreeSet::new(), t, t));
                     entry.0 += 1;
                     entry.1.insert(a.user.clone());
                     entry.2 = entry.2.min(t);
@@ -264,21 +267,40 @@ mod tests {
         ];
         let known: HashSet<_> = [("alice".to_owned(), "10.0.0.7".to_owned())].into();
         let r = build(&events, &known, 0, 0);
-        let sources: Vec<_> = r.failed_by_source.iter().map(|s| (s.address.as_str(), s.failures, s.users.len())).collect();
+        let sources: Vec<_> = r
+            .failed_by_source
+            .iter()
+            .map(|s| (s.address.as_str(), s.failures, s.users.len()))
+            .collect();
         assert_eq!(sources, vec![("10.0.0.9", 3, 2), ("10.0.0.7", 1, 1)]);
-        let users: Vec<_> = r.failed_by_user.iter().map(|u| (u.user.as_str(), u.failures)).collect();
+        let users: Vec<_> = r
+            .failed_by_user
+            .iter()
+            .map(|u| (u.user.as_str(), u.failures))
+            .collect();
         assert_eq!(users, vec![("alice", 3), ("bob", 1)]);
-        let root: Vec<_> = r.root_logins.iter().map(|l| (l.seq, l.evidence.as_str())).collect();
+        let root: Vec<_> = r
+            .root_logins
+            .iter()
+            .map(|l| (l.seq, l.evidence.as_str()))
+            .collect();
         assert_eq!(root, vec![(8, "login_attempt"), (9, "session_start")]);
-        let new: Vec<_> = r.new_sources.iter().map(|n| (n.user.as_str(), n.address.as_str())).collect();
+        let new: Vec<_> = r
+            .new_sources
+            .iter()
+            .map(|n| (n.user.as_str(), n.address.as_str()))
+            .collect();
         assert_eq!(new, vec![("alice", "10.0.0.8")]);
         assert_eq!(r.verdicts.len(), 1);
         assert_eq!(r.verdicts[0].verdict, "kernel_only");
-        assert_eq!(r.agent_problems, vec![AgentProblem {
-            host: "web-1".into(),
-            kernel_lost: 4,
-            spool_dropped: 0,
-            last_report: format_ns(12_000_000_000),
-        }]);
+        assert_eq!(
+            r.agent_problems,
+            vec![AgentProblem {
+                host: "web-1".into(),
+                kernel_lost: 4,
+                spool_dropped: 0,
+                last_report: format_ns(12_000_000_000),
+            }]
+        );
     }
 }

@@ -57,8 +57,11 @@ pub fn format_ns(ns: u64) -> String {
     if ns == 0 {
         return "-".into();
     }
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns - ns % 1_000_000)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns - ns % 1_000_000))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     t.format(&format).unwrap_or_else(|_| ns.to_string())
 }
 
@@ -88,7 +91,10 @@ mod tests {
         assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000_000_000));
         assert!(parse_time("yesterday").is_err());
         assert!(range(Some("1h"), Some("0"), None).is_err());
-        assert_eq!(range(None, Some("10"), Some("20")), Ok((10_000_000_000, 20_000_000_000)));
+        assert_eq!(
+            range(None, Some("10"), Some("20")),
+            Ok((10_000_000_000, 20_000_000_000))
+        );
         assert_eq!(format_ns(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123Z");
         assert_eq!(format_span(3_725 * 1_000_000_000), "1h 02m");
         assert_eq!(format_span(45 * 1_000_000_000), "45s");

@@ -78,8 +78,8 @@ pub fn certs(request: &CertsRequest) -> anyhow::Result<()> {
         .with_context(|| format!("loading the CA in {}", out.display()))?
     } else {
         let ca = Authority::generate("Watchtower CA", Validity::days(request.days.max(3650)))?;
-        watchtower_pki::write_file(&ca_pem, &ca.cert_pem(), false)?;
-        watchtower_pki::write_file(&ca_key, &ca.key_pem(), true)?;
+        watchtower_pki::write_file(&ca_pem, ca.cert_pem(), false)?;
+        watchtower_pki::write_file(&ca_key, ca.key_pem(), true)?;
         println!("issued  {} (keep ca.key offline in production)", ca_pem.display());
         ca
     };
