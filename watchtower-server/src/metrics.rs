@@ -446,6 +446,60 @@ mod tests {
     use watchtower_proto::{Event, LoginAttempt, SessionStart, SpoolHealth};
 
     #[test]
+    fn every_metric_the_grafana_dashboard_reads_is_exported() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../grafana/watchtower-dashboard.json")).unwrap();
+        // A fleet with one of everything (families without series are not listed).
+        let metrics = Metrics::new(0);
+        metrics.stored(&[stored(1, failed(Some("10.0.0.9")))], 0);
+        metrics.alert("failed_logins");
+        metrics.webhook("delivered");
+        let counters = ServerCounters::default();
+        counters.reject("malformed");
+        let hosts = [HostInfo {
+            host_id: "web-1".into(),
+            spool: Some(SpoolHealth::default()),
+            kernel_lost: [("exec".to_owned(), 1)].into(),
+            ..HostInfo::default()
+        }];
+        let text = classic_text(&metrics.render(
+            &counters,
+            &Snapshot {
+                hosts: &hosts,
+                stale_after_ns: 1,
+                now_unix_ns: 1,
+                log_size: 0,
+                last_checkpoint_unix_ns: 0,
+            },
+        ));
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for (at, _) in expr.match_indices("watchtower_") {
+                    let name: String = expr[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let family = name.strip_suffix("_bucket").unwrap_or(&name);
+                    assert!(
+                        families.contains(&family),
+                        "{} reads {name}, which is not exported",
+                        panel["title"]
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 20, "{checked}");
+    }
+
+    #[test]
     fn the_classic_format_names_counter_families_with_total() {
         let om = "# HELP x_logins Logins.\n# TYPE x_logins counter\nx_logins_total{a=\"b\"} 2\n\
                   # HELP x_lag Lag.\n# TYPE x_lag_seconds histogram\n# UNIT x_lag_seconds seconds\nx_lag_seconds_count 1\n# EOF\n";
