@@ -438,3 +438,140 @@ impl AlertEngine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use watchtower_proto::{Event, LoginAttempt, LoginVerdict};
+
+    struct Scratch(std::path::PathBuf);
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn engine(rules: AlertSection) -> (Scratch, Arc<AlertEngine>, broadcast::Receiver<Arc<LiveItem>>) {
+        let dir = std::env::temp_dir().join(format!("wt-alerts-{}-{}", std::process::id(), now_unix_ns()));
+        let store = Arc::new(EventStore::open(&dir).unwrap());
+        let (live, rx) = broadcast::channel(64);
+        let (engine, _) = AlertEngine::new(rules, store, Arc::new(Metrics::new(0)), live).unwrap();
+        (Scratch(dir), engine, rx)
+    }
+
+    fn login(seq: u64, user: &str, remote: &str, outcome: Outcome) -> StoredEvent {
+        StoredEvent {
+            event: Some(Event {
+                host_id: "web-1".into(),
+                boot_id: "b".into(),
+                seq,
+                time_unix_ns: seq * 1_000_000_000,
+                body: Some(Body::LoginAttempt(LoginAttempt {
+                    service: "sshd".into(),
+                    user: user.into(),
+                    remote_host: Some(remote.into()),
+                    outcome: outcome as i32,
+                    ..LoginAttempt::default()
+                })),
+            }),
+            received_unix_ns: 0,
+        }
+    }
+
+    fn raised(rx: &mut broadcast::Receiver<Arc<LiveItem>>) -> Vec<(String, Vec<u64>)> {
+        let mut out = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            if let Some(live_item::Item::Alert(a)) = &item.item {
+                out.push((a.rule.clone(), a.seqs.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn failed_logins_fire_once_per_threshold_within_the_window() {
+        let (_dir, engine, mut rx) = engine(AlertSection {
+            failed_logins_threshold: 3,
+            failed_logins_window_secs: 10,
+            ..AlertSection::default()
+        });
+        // Two failures, then one outside the window: the first two age out.
+        engine.observe(&login(1, "alice", "10.0.0.9", Outcome::Failure));
+        engine.observe(&login(2, "bob", "10.0.0.9", Outcome::Failure));
+        engine.observe(&login(20, "alice", "10.0.0.9", Outcome::Failure));
+        // Another address does not count.
+        engine.observe(&login(21, "alice", "10.0.0.8", Outcome::Failure));
+        assert_eq!(raised(&mut rx), vec![]);
+        engine.observe(&login(22, "alice", "10.0.0.9", Outcome::Failure));
+        engine.observe(&login(23, "alice", "10.0.0.9", Outcome::Failure));
+        engine.observe(&login(24, "alice", "10.0.0.9", Outcome::Failure));
+        assert_eq!(raised(&mut rx), vec![("failed_logins".into(), vec![20, 22, 23])]);
+        let kept = engine.store.alerts(0, u64::MAX, 10).unwrap();
+        assert_eq!((kept.len(), kept[0].id, kept[0].count), (1, 1, 3));
+    }
+
+    #[test]
+    fn root_new_addresses_and_disagreeing_verdicts_alert() {
+        let (_dir, engine, mut rx) = engine(AlertSection::default());
+        engine.observe(&login(1, "alice", "10.0.0.7", Outcome::Success));
+        engine.observe(&login(2, "alice", "10.0.0.7", Outcome::Success));
+        engine.observe(&login(3, "alice", "10.0.0.8", Outcome::Success));
+        engine.observe(&login(4, "root", "10.0.0.8", Outcome::Success));
+        engine.observe(&login(5, "root", "10.0.0.9", Outcome::Failure));
+        let verdict = |seq, verdict: Verdict| StoredEvent {
+            event: Some(Event {
+                host_id: "web-1".into(),
+                seq,
+                body: Some(Body::LoginVerdict(LoginVerdict {
+                    verdict: verdict as i32,
+                    program: "sshd".into(),
+                    user: "alice".into(),
+                    ..LoginVerdict::default()
+                })),
+                ..Event::default()
+            }),
+            received_unix_ns: 0,
+        };
+        engine.observe(&verdict(6, Verdict::Confirmed));
+        engine.observe(&verdict(7, Verdict::KernelOnly));
+        engine.observe(&verdict(8, Verdict::JournalOnly));
+        assert_eq!(
+            raised(&mut rx),
+            vec![
+                // alice's first address is not new (she was unknown); her second is.
+                ("new_address".into(), vec![3]),
+                // root is a new user: no new_address, but a root login.
+                ("root_login".into(), vec![4]),
+                ("kernel_only".into(), vec![7]),
+                ("journal_only".into(), vec![8]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_silent_disconnected_agent_is_stale_once() {
+        let (_dir, engine, mut rx) = engine(AlertSection {
+            stale_agent_secs: 60,
+            ..AlertSection::default()
+        });
+        engine
+            .store
+            .update_host("web-1", |h| {
+                h.last_heartbeat_unix_ns = now_unix_ns() - 120_000_000_000
+            })
+            .unwrap();
+        engine
+            .store
+            .update_host("db-1", |h| h.last_heartbeat_unix_ns = now_unix_ns())
+            .unwrap();
+        let counters = ServerCounters::default();
+        engine.check_stale(&counters);
+        engine.check_stale(&counters);
+        let stale: Vec<_> = raised(&mut rx).into_iter().map(|(rule, _)| rule).collect();
+        assert_eq!(stale, vec!["stale_agent"]);
+        // Connected again: no alert, and it may go stale again later.
+        counters.connect("web-1");
+        engine.check_stale(&counters);
+        assert!(!engine.state.lock().unwrap().stale.contains("web-1"));
+    }
+}
