@@ -562,7 +562,9 @@ mod tests {
             .unwrap();
         engine
             .store
-            .update_host("db-1", |h| h.last_heartbeat_unix_ns = now_unix_ns())
+            .update_host("db-1", |h| {
+                h.last_heartbeat_unix_ns = now_unix_ns();
+            })
             .unwrap();
         let counters = ServerCounters::default();
         engine.check_stale(&counters);
