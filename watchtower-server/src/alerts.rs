@@ -557,7 +557,7 @@ mod tests {
         engine
             .store
             .update_host("web-1", |h| {
-                h.last_heartbeat_unix_ns = now_unix_ns() - 120_000_000_000
+                h.last_heartbeat_unix_ns = now_unix_ns() - 120_000_000_000;
             })
             .unwrap();
         engine
