@@ -635,4 +635,12 @@ fn five_failed_logins_alert_the_webhook_and_the_tail() {
         ),
         Some(1.0)
     );
+    // And it is kept: watchtowerctl alerts lists exactly it.
+    let (code, out, _) = ctl(&pki, &server, &["alerts", "--json"]);
+    assert_eq!(code, 0);
+    let kept: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(kept.len(), 1, "{out}");
+    assert_eq!(kept[0]["rule"], "failed_logins");
+    assert_eq!(kept[0]["id"], 1);
+    assert_eq!(kept[0]["seqs"], alert["seqs"]);
 }

@@ -14,8 +14,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use watchtower_proto::query_client::QueryClient;
 use watchtower_proto::{
-    Event, EventFilter, EventKind, GetSessionRequest, ListHostsRequest, Outcome, QueryEventsRequest,
-    StatsRequest, StoredEvent, SubscribeRequest, VerifyRequest, event::Body, live_item,
+    Event, EventFilter, EventKind, GetSessionRequest, ListAlertsRequest, ListHostsRequest, Outcome,
+    QueryEventsRequest, StatsRequest, StoredEvent, SubscribeRequest, VerifyRequest, event::Body, live_item,
 };
 
 use crate::render::{EVENT_HEADER, event_cells, row, table, tail_line};
@@ -146,6 +146,15 @@ enum Command {
     },
     /// The server's counters.
     Stats,
+    /// Alerts the server's rules raised (failed logins, root logins, new addresses,
+    /// kernel/journal disagreements, stale agents), oldest first.
+    Alerts {
+        #[command(flatten)]
+        period: Period,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
     /// The access review of a period (ISO 27001 A.12.4): failed logins by source
     /// and by user, root logins, new source addresses per user, kernel/journal
     /// disagreements, agents that lost events.
@@ -627,6 +636,40 @@ async fn run(cli: &Cli) -> anyhow::Result<i32> {
                     .flatten()
                     .map(|(k, v)| vec![k.clone(), v.to_string()]);
                 println!("{}", table(&["COUNTER", "VALUE"], rows));
+            }
+        }
+        Command::Alerts { period, limit } => {
+            let (from, to) = range(period)?;
+            let alerts = client
+                .query
+                .list_alerts(ListAlertsRequest {
+                    from_unix_ns: from,
+                    to_unix_ns: to,
+                    limit: *limit,
+                })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .alerts;
+            if cli.json {
+                for alert in &alerts {
+                    json_line(alert)?;
+                }
+            } else {
+                let rows = alerts.iter().map(|a| {
+                    vec![
+                        a.id.to_string(),
+                        format_ns(a.time_unix_ns),
+                        a.severity.clone(),
+                        a.rule.clone(),
+                        a.host_id.clone(),
+                        a.summary.clone(),
+                    ]
+                });
+                println!(
+                    "{}",
+                    table(&["ID", "TIME", "SEVERITY", "RULE", "HOST", "SUMMARY"], rows)
+                );
             }
         }
         Command::Report {
