@@ -444,19 +444,14 @@ mod tests {
     use super::*;
     use watchtower_proto::{Event, LoginAttempt, LoginVerdict};
 
-    struct Scratch(std::path::PathBuf);
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::Scratch;
 
     fn engine(rules: AlertSection) -> (Scratch, Arc<AlertEngine>, broadcast::Receiver<Arc<LiveItem>>) {
-        let dir = std::env::temp_dir().join(format!("wt-alerts-{}-{}", std::process::id(), now_unix_ns()));
-        let store = Arc::new(EventStore::open(&dir).unwrap());
+        let dir = Scratch::new("alerts");
+        let store = Arc::new(EventStore::open(&dir.0).unwrap());
         let (live, rx) = broadcast::channel(64);
         let (engine, _) = AlertEngine::new(rules, store, Arc::new(Metrics::new(0)), live).unwrap();
-        (Scratch(dir), engine, rx)
+        (dir, engine, rx)
     }
 
     fn login(seq: u64, user: &str, remote: &str, outcome: Outcome) -> StoredEvent {

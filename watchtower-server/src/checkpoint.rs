@@ -88,12 +88,8 @@ mod tests {
 
     #[test]
     fn the_key_is_created_once_and_signs_verifiable_checkpoints() {
-        let dir = std::env::temp_dir().join(format!(
-            "wt-signer-{}-{}",
-            std::process::id(),
-            crate::now_unix_ns()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::Scratch::new("signer");
+        let dir = scratch.0.clone();
         let path = dir.join("checkpoint-signing.key");
         let first = CheckpointSigner::load_or_create(&path).unwrap();
         let again = CheckpointSigner::load_or_create(&path).unwrap();
@@ -121,6 +117,5 @@ mod tests {
             CheckpointSigner::load_or_create(&path),
             Err(SignerError::Invalid(..))
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -32,6 +32,26 @@ use crate::counters::ServerCounters;
 use crate::metrics::Metrics;
 use crate::store::EventStore;
 
+/// A fresh directory for a unit test's real `RocksDB`, removed afterwards.
+#[cfg(test)]
+pub(crate) struct Scratch(pub std::path::PathBuf);
+
+#[cfg(test)]
+impl Scratch {
+    pub(crate) fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("wt-{name}-{}-{}", std::process::id(), now_unix_ns()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+#[cfg(test)]
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Nanoseconds since the Unix epoch.
 #[must_use]
 pub fn now_unix_ns() -> u64 {

@@ -693,24 +693,7 @@ mod tests {
     use super::*;
     use watchtower_proto::{Connect, EventKind, Exec, LoginAttempt, Outcome, SessionEnd, SessionStart};
 
-    /// A real `RocksDB` in a fresh directory, removed afterwards.
-    struct Scratch(std::path::PathBuf);
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!(
-                "wt-store-{name}-{}-{}",
-                std::process::id(),
-                crate::now_unix_ns()
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-    }
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::Scratch;
 
     fn event(seq: u64, time: u64, body: Body) -> Event {
         Event {

@@ -329,21 +329,10 @@ mod tests {
     use super::*;
     use watchtower_proto::{Event, Exec, event::Body};
 
-    struct Scratch(std::path::PathBuf);
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::Scratch;
 
     fn scratch(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "wt-tamper-{name}-{}-{}",
-            std::process::id(),
-            crate::now_unix_ns()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        Scratch::new(&format!("tamper-{name}"))
     }
 
     fn exec(host: &str, seq: u64) -> Event {
