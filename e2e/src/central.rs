@@ -183,6 +183,7 @@ pub struct Server {
     pub data: Arc<TempDir>,
     extra: Vec<String>,
     pki_dir: PathBuf,
+    binary: PathBuf,
     log: Arc<Mutex<String>>,
 }
 
@@ -190,6 +191,12 @@ impl Server {
     /// Start a server on `ip` (a free port) with a fresh data directory.
     #[must_use]
     pub fn start(pki: &Pki, ip: &str, extra: &[&str]) -> Server {
+        Server::start_binary(&server_binary(), pki, ip, extra)
+    }
+
+    /// [`Server::start`] with another build of the server (e.g. the installed one).
+    #[must_use]
+    pub fn start_binary(binary: &std::path::Path, pki: &Pki, ip: &str, extra: &[&str]) -> Server {
         let listen: SocketAddr = format!("{ip}:{}", free_port(ip)).parse().unwrap();
         let exporter: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().unwrap();
         let mut server = Server {
@@ -199,6 +206,7 @@ impl Server {
             data: Arc::new(TempDir::new("server-data")),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             pki_dir: pki.dir.0.clone(),
+            binary: binary.to_owned(),
             log: Arc::new(Mutex::new(String::new())),
         };
         server.spawn();
@@ -206,7 +214,7 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let binary = server_binary();
+        let binary = self.binary.clone();
         assert!(
             binary.exists(),
             "{} missing: build it with `cargo xtask test`",
@@ -260,6 +268,12 @@ impl Server {
             assert!(start.elapsed() < PATIENCE, "server port never answered");
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// The server process's id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// `https://ip:port`

@@ -485,29 +485,39 @@ impl Agent {
     /// `state` (shared to restart an agent on the same state).
     #[must_use]
     pub fn start_with(wrapper: &[&str], state: Arc<TempDir>, extra: &[&str]) -> Agent {
-        let binary = agent_binary();
+        let mut args: Vec<String> = ["--host-id", "e2e-host", "--state-dir"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        args.push(state.0.display().to_string());
+        args.extend(extra.iter().map(ToString::to_string));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Agent::start_binary(&agent_binary(), wrapper, state, &args)
+    }
+
+    /// `binary` (e.g. the installed agent) under `wrapper` with `--stdout`, one
+    /// health record a second, and `args` (nothing else: host id and state come
+    /// from `args` or the agent's configuration).
+    #[must_use]
+    pub fn start_binary(binary: &Path, wrapper: &[&str], state: Arc<TempDir>, args: &[&str]) -> Agent {
         assert!(
             binary.exists(),
             "{} missing: build it with `cargo xtask test`",
             binary.display()
         );
         let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
+            Some((program, wrapper_args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(&binary);
+                c.args(wrapper_args).arg(binary);
                 c
             }
-            None => Command::new(&binary),
+            None => Command::new(binary),
         };
         let mut child = command
             .arg("--stdout")
-            .arg("--host-id")
-            .arg("e2e-host")
-            .arg("--state-dir")
-            .arg(&state.0)
             .arg("--health-interval-secs")
             .arg("1")
-            .args(extra)
+            .args(args)
             .env("WATCHTOWER_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

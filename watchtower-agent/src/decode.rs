@@ -107,6 +107,23 @@ pub enum KernelRecord {
     },
 }
 
+impl KernelRecord {
+    /// The record's kind, as the kernel counters name it.
+    #[must_use]
+    pub fn kind_name(&self) -> &'static str {
+        let kind = match self {
+            KernelRecord::PamStart { .. } => RecordKind::PamStart,
+            KernelRecord::PamItem { .. } => RecordKind::PamItem,
+            KernelRecord::PamCall { .. } => RecordKind::PamCall,
+            KernelRecord::Exec { .. } => RecordKind::Exec,
+            KernelRecord::Connect { .. } => RecordKind::Connect,
+            KernelRecord::Fork { .. } => RecordKind::Fork,
+            KernelRecord::Exit { .. } => RecordKind::Exit,
+        };
+        kind.name()
+    }
+}
+
 /// Where a `connect` went.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {

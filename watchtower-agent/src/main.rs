@@ -32,6 +32,12 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, Scope};
 use crate::pipeline::{HealthContext, Input, JournalWitness, ReaderStats, Stamper};
 
+/// The version: the git description `cargo xtask dist` stamps in, else the crate's.
+pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// Watchtower host agent.
 ///
 /// Attaches eBPF probes to libpam (pam_start, pam_set_item and the result of every
@@ -51,7 +57,7 @@ use crate::pipeline::{HealthContext, Input, JournalWitness, ReaderStats, Stamper
 /// journal). Without the capabilities it runs on the journal alone (degraded)
 /// unless --require-kernel; without a readable journal it runs on the kernel alone.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version = VERSION, about, long_about)]
 #[expect(
     clippy::doc_markdown,
     reason = "this doc comment is the --help text, read in a terminal"
@@ -111,6 +117,11 @@ struct Cli {
     /// Most bytes the spool may hold; beyond it events are dropped and counted.
     #[arg(long)]
     spool_max_bytes: Option<u64>,
+    /// Benchmark arm: attach the probes and only read and count the kernel's records
+    /// (no sessions, no journal, no output) until stopped, then print the counts
+    /// as one JSON line. Measures what the probes alone cost (`cargo xtask bench`).
+    #[arg(long, conflicts_with_all = ["stdout", "server"])]
+    count_only: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -237,6 +248,13 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Replay { file }) => return replay(&file),
         None => {}
     }
+    if cli.count_only {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(count_only(&config));
+    }
     if !cli.stdout && config.server.address.is_none() {
         bail!(
             "no output selected: pass --server https://HOST:PORT to ship events, or --stdout to print them as JSON lines"
@@ -277,6 +295,44 @@ fn replay(file: &std::path::Path) -> anyhow::Result<()> {
     if rejected > 0 {
         tracing::warn!(rejected, "records rejected by the decoder");
     }
+    Ok(())
+}
+
+/// `--count-only`: the probes attached, their records read, decoded and counted.
+async fn count_only(config: &Config) -> anyhow::Result<()> {
+    let kernel = start_kernel(config)?;
+    let (tx, mut rx) = mpsc::channel::<Input>(1024);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stats = Arc::new(ReaderStats::default());
+    let reader = tokio::spawn(pipeline::read_ring(kernel.ring, tx, stats.clone(), stop_rx, None));
+    let counter = tokio::spawn(async move {
+        let mut by_kind: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
+        while let Some(input) = rx.recv().await {
+            if let Input::Records(records) = input {
+                for record in records {
+                    *by_kind.entry(record.kind_name()).or_default() += 1;
+                }
+            }
+        }
+        by_kind
+    });
+    tracing::info!("counting only: probes attached, records are counted and dropped");
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+    }
+    drop(kernel.ebpf);
+    let _ = stop_tx.send(true);
+    reader.await??;
+    let by_kind = counter.await?;
+    let summary = serde_json::json!({
+        "records": by_kind,
+        "decode_errors": stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
+        "lost": kernel.counters.lost(),
+        "out_of_scope": kernel.counters.out_of_scope(),
+    });
+    println!("{summary}");
     Ok(())
 }
 

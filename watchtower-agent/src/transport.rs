@@ -250,7 +250,7 @@ async fn session(
         msg: Some(agent_message::Msg::Hello(Hello {
             host_id: host_id.clone(),
             boot_id: boot_id.clone(),
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            agent_version: crate::VERSION.to_owned(),
         })),
     };
     if tx.send(hello).await.is_err() {

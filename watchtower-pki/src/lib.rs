@@ -13,6 +13,11 @@ use rcgen::{
 };
 
 const PREFIX: &str = "spiffe://watchtower/";
+/// A label bound into an agent's certificate: one URI SAN `urn:watchtower:label:KEY=VALUE`.
+const LABEL_PREFIX: &str = "urn:watchtower:label:";
+
+/// A host's labels (region, group, ...), bound into its certificate by the CA.
+pub type Labels = std::collections::BTreeMap<String, String>;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PkiError {
@@ -28,6 +33,8 @@ pub enum PkiError {
     Certificate(String),
     #[error("certificate generation failed: {0}")]
     Generate(String),
+    #[error("invalid label {0:?}: KEY=VALUE, the key [a-z0-9_-] (1-32), the value [A-Za-z0-9._-] (1-63)")]
+    BadLabel(String),
 }
 
 impl From<rcgen::Error> for PkiError {
@@ -156,6 +163,81 @@ pub fn identity_of(cert_der: &[u8]) -> Result<Identity, PkiError> {
         }
     }
     found.ok_or(PkiError::NoIdentity)
+}
+
+/// Parse `KEY=VALUE` into a label, checking both halves.
+pub fn parse_label(text: &str) -> Result<(String, String), PkiError> {
+    let bad = || PkiError::BadLabel(text.to_owned());
+    let (key, value) = text.split_once('=').ok_or_else(bad)?;
+    let key_ok = (1..=32).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    let value_ok = (1..=63).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !key_ok || !value_ok {
+        return Err(bad());
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// What the server needs to know of a verified client certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertFacts {
+    pub identity: Identity,
+    /// Labels the CA bound into the certificate (agents' region, group, ...).
+    pub labels: Labels,
+    /// The serial number, lower-case hex without separators.
+    pub serial: String,
+    /// Seconds since the epoch after which the certificate is no longer valid.
+    pub not_after_unix_s: i64,
+}
+
+/// The identity, labels, serial and expiry of a certificate (DER).
+pub fn cert_facts(cert_der: &[u8]) -> Result<CertFacts, PkiError> {
+    let identity = identity_of(cert_der)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| PkiError::Certificate(e.to_string()))?;
+    let mut labels = Labels::new();
+    if let Some(san) = cert
+        .subject_alternative_name()
+        .map_err(|e| PkiError::Certificate(e.to_string()))?
+    {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::URI(uri) = name
+                && let Some(label) = uri.strip_prefix(LABEL_PREFIX)
+            {
+                let (key, value) = parse_label(label)?;
+                labels.insert(key, value);
+            }
+        }
+    }
+    Ok(CertFacts {
+        identity,
+        labels,
+        serial: serial_hex(cert.raw_serial()),
+        not_after_unix_s: cert.validity().not_after.timestamp(),
+    })
+}
+
+/// The facts of the first certificate in a PEM text.
+pub fn cert_facts_pem(pem: &str) -> Result<CertFacts, PkiError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| PkiError::Certificate(format!("PEM: {e}")))?;
+    cert_facts(der.as_ref())
+}
+
+/// A serial number as lower-case hex, leading zero bytes dropped.
+#[must_use]
+pub fn serial_hex(raw: &[u8]) -> String {
+    let trimmed: &[u8] = match raw.iter().position(|&b| b != 0) {
+        Some(start) => &raw[start..],
+        None => &[0],
+    };
+    trimmed.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// When a certificate is valid.
@@ -289,7 +371,27 @@ impl Authority {
 
     /// A client's certificate naming `identity` (URI SAN), CN = its name.
     pub fn issue_client(&self, identity: &Identity, validity: Validity) -> Result<Issued, PkiError> {
+        self.issue_labelled(identity, &Labels::new(), validity)
+    }
+
+    /// A client's certificate naming `identity` with `labels` bound into it (one
+    /// `urn:watchtower:label:KEY=VALUE` URI SAN each): the agent cannot change them.
+    pub fn issue_labelled(
+        &self,
+        identity: &Identity,
+        labels: &Labels,
+        validity: Validity,
+    ) -> Result<Issued, PkiError> {
         let mut params = base_params(&identity.name, validity)?;
+        for (key, value) in labels {
+            let text = format!("{key}={value}");
+            parse_label(&text)?;
+            params.subject_alt_names.push(SanType::URI(
+                format!("{LABEL_PREFIX}{text}")
+                    .try_into()
+                    .map_err(|e| PkiError::Generate(format!("URI: {e}")))?,
+            ));
+        }
         params.subject_alt_names.push(SanType::URI(
             identity
                 .uri()
@@ -340,6 +442,33 @@ mod tests {
             .unwrap()
             .1
             .contents
+    }
+
+    #[test]
+    fn labels_are_bound_into_agent_certificates() {
+        let ca = Authority::generate("test CA", Validity::days(1)).unwrap();
+        let labels: Labels = [("group", "web"), ("region", "eu-west-1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let issued = ca
+            .issue_labelled(&Identity::agent("web-1").unwrap(), &labels, Validity::days(30))
+            .unwrap();
+        let facts = cert_facts_pem(&issued.cert_pem).unwrap();
+        assert_eq!(facts.identity, Identity::agent("web-1").unwrap());
+        assert_eq!(facts.labels, labels);
+        assert_eq!(facts.serial.len(), 32, "16 random bytes, top bit clear");
+        let days = (facts.not_after_unix_s - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
+        assert!((29..=30).contains(&days), "{days}");
+        // An unlabelled certificate has none; bad labels are refused.
+        let plain = ca
+            .issue_client(&Identity::reader("ops").unwrap(), Validity::days(1))
+            .unwrap();
+        assert!(cert_facts_pem(&plain.cert_pem).unwrap().labels.is_empty());
+        for bad in ["region", "=x", "Region=x", "region=", "region=a b", "region=a,b"] {
+            assert_eq!(parse_label(bad), Err(PkiError::BadLabel(bad.to_owned())), "{bad}");
+        }
+        assert_eq!(serial_hex(&[0, 0, 0x0a, 0xff]), "0aff");
     }
 
     #[test]

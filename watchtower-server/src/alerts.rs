@@ -470,6 +470,7 @@ mod tests {
                 })),
             }),
             received_unix_ns: 0,
+            ..StoredEvent::default()
         }
     }
 
@@ -526,6 +527,7 @@ mod tests {
                 ..Event::default()
             }),
             received_unix_ns: 0,
+            ..StoredEvent::default()
         };
         engine.observe(&verdict(6, Verdict::Confirmed));
         engine.observe(&verdict(7, Verdict::KernelOnly));

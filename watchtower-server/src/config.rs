@@ -125,8 +125,11 @@ pub struct TlsSection {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// Certificate revocation lists (PEM) of that CA.
+    /// Certificate revocation lists (PEM) of that CA (read at start).
     pub crls: Vec<PathBuf>,
+    /// The deny list of revoked certificate serials (`watchtowerctl revoke` writes
+    /// it), re-read every second: a revoked agent is refused at once, no restart.
+    pub revoked: Option<PathBuf>,
 }
 
 impl Default for TlsSection {
@@ -136,6 +139,7 @@ impl Default for TlsSection {
             cert: PathBuf::from("certs/server.pem"),
             key: PathBuf::from("certs/server.key"),
             crls: Vec::new(),
+            revoked: None,
         }
     }
 }

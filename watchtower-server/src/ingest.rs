@@ -28,6 +28,32 @@ pub struct IngestService {
     pub metrics: Arc<Metrics>,
     pub live: broadcast::Sender<Arc<LiveItem>>,
     pub max_batch_events: usize,
+    pub revocations: Arc<crate::tls::Revocations>,
+}
+
+/// What the agent's certificate says beyond its host: bound by the CA.
+#[derive(Clone, Debug, Default)]
+struct Certified {
+    labels: std::collections::HashMap<String, String>,
+    serial: String,
+    not_after_unix_s: i64,
+}
+
+impl Certified {
+    fn of<T>(request: &Request<T>) -> Certified {
+        request
+            .peer_certs()
+            .and_then(|certs| {
+                certs
+                    .first()
+                    .and_then(|c| watchtower_pki::cert_facts(c.as_ref()).ok())
+            })
+            .map_or_else(Certified::default, |facts| Certified {
+                labels: facts.labels.into_iter().collect(),
+                serial: facts.serial,
+                not_after_unix_s: facts.not_after_unix_s,
+            })
+    }
 }
 
 /// What a failed read of the agent's stream means.
@@ -50,6 +76,7 @@ impl IngestService {
     async fn serve_agent(
         &self,
         host: &str,
+        certified: &Certified,
         inbound: &mut Streaming<AgentMessage>,
         tx: &mpsc::Sender<Result<ServerMessage, Status>>,
     ) -> Result<(), Status> {
@@ -71,6 +98,13 @@ impl IngestService {
                     return Ok(());
                 }
             };
+            // A certificate revoked while its stream is open: cut it at the next message
+            // (heartbeats come every few seconds), nothing more stored.
+            if !certified.serial.is_empty() && self.revocations.is_revoked(&certified.serial) {
+                self.counters.reject("revoked");
+                tracing::error!(host, serial = %certified.serial, "the agent's certificate was revoked: stream closed");
+                return Err(Status::permission_denied("this certificate has been revoked"));
+            }
             match message.msg {
                 None => {
                     self.counters.reject("malformed");
@@ -88,10 +122,14 @@ impl IngestService {
                     }
                     let store = self.store.clone();
                     let host = host.to_owned();
+                    let certified = certified.clone();
                     spawn_store(move || {
                         store.update_host(&host, |info| {
                             info.boot_id = hello.boot_id;
                             info.agent_version = hello.agent_version;
+                            info.labels = certified.labels;
+                            info.cert_serial = certified.serial;
+                            info.cert_not_after_unix_s = certified.not_after_unix_s;
                             let now = now_unix_ns();
                             info.last_heartbeat_unix_ns = now;
                             if info.first_seen_unix_ns == 0 {
@@ -137,8 +175,11 @@ impl IngestService {
                     let owned_host = host.to_owned();
                     let cutoff = self.counters.retention_cutoff.load(Relaxed);
                     let events = batch.events;
-                    let appended =
-                        spawn_store(move || store.append(&owned_host, events, now_unix_ns(), cutoff)).await?;
+                    let labels = certified.labels.clone();
+                    let appended = spawn_store(move || {
+                        store.append_labelled(&owned_host, &labels, events, now_unix_ns(), cutoff)
+                    })
+                    .await?;
                     // Stored and duplicate counts live in the host records (Stats sums them).
                     self.counters.batches.fetch_add(1, Relaxed);
                     tracing::debug!(
@@ -228,13 +269,14 @@ impl Ingest for IngestService {
             tracing::warn!(error = %status.message(), peer = ?request.remote_addr(), "refused an ingest stream");
         })?;
         let host = identity.name;
+        let certified = Certified::of(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
         tokio::spawn(async move {
             this.counters.connect(&host);
             tracing::info!(host, "agent connected");
-            if let Err(status) = this.serve_agent(&host, &mut inbound, &tx).await {
+            if let Err(status) = this.serve_agent(&host, &certified, &mut inbound, &tx).await {
                 let _ = tx.send(Err(status)).await;
             }
             this.counters.disconnect(&host);

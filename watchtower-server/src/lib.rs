@@ -97,6 +97,8 @@ pub async fn serve(
         "tamper-evidence log: checkpoints are signed with this Ed25519 key (pin it to verify offline)"
     );
     let counters = Arc::new(ServerCounters::default());
+    let revocations = tls::Revocations::load(config.tls.revoked.clone());
+    let revocation_watch = revocations.watch();
     let open_sessions = store.open_sessions()?;
     let metrics = Arc::new(Metrics::new(open_sessions));
     let (live, _) = broadcast::channel(LIVE_BUFFER);
@@ -179,6 +181,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         live: live.clone(),
         max_batch_events: config.ingest.max_batch_events,
+        revocations: revocations.clone(),
     };
     let query = query::QueryService {
         store: store.clone(),
@@ -194,7 +197,7 @@ pub async fn serve(
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .add_service(IngestServer::new(ingest).max_decoding_message_size(max))
         .add_service(QueryServer::new(query).max_decoding_message_size(max))
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls, counters), async move {
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls, counters, revocations), async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         });
     tokio::pin!(server);
@@ -214,6 +217,7 @@ pub async fn serve(
     };
     retention.abort();
     checkpoints.abort();
+    revocation_watch.abort();
     rules.abort();
     if let Some(delivery) = delivery {
         delivery.abort();

@@ -8,6 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use watchtower_server::config::ServerConfig;
 
+/// The version: the git description `cargo xtask dist` stamps in, else the crate's.
+pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// Watchtower's central store: receives agents' events over gRPC with mutual TLS,
 /// keeps them durably in `RocksDB` (acknowledging only what is written), indexes
 /// them by host, time, user, session and remote address, and answers queries and
@@ -22,7 +28,7 @@ use watchtower_server::config::ServerConfig;
 /// `watchtowerctl verify` names any record changed or removed behind its back.
 /// Prometheus scrapes the exporter; alert rules (`[alerts]`) post to a webhook.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version = VERSION)]
 struct Cli {
     /// TOML config file (all fields optional; see `print-config`).
     #[arg(long, short, env = "WATCHTOWER_SERVER_CONFIG")]
@@ -45,6 +51,10 @@ struct Cli {
     /// A certificate revocation list (PEM) of the CA; repeatable.
     #[arg(long = "crl")]
     crls: Vec<PathBuf>,
+    /// The deny list of revoked certificate serials (written by `watchtowerctl
+    /// revoke`), re-read whenever it changes: no restart needed.
+    #[arg(long)]
+    revoked_file: Option<PathBuf>,
     /// Remove events older than this many days (0: keep forever; default 400).
     #[arg(long)]
     retention_days: Option<u32>,
@@ -102,6 +112,9 @@ fn config_of(cli: &Cli) -> anyhow::Result<ServerConfig> {
     }
     if let Some(key) = &cli.key {
         config.tls.key.clone_from(key);
+    }
+    if let Some(path) = &cli.revoked_file {
+        config.tls.revoked = Some(path.clone());
     }
     if !cli.crls.is_empty() {
         config.tls.crls.clone_from(&cli.crls);

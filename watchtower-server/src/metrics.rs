@@ -520,6 +520,7 @@ mod tests {
                 body: Some(body),
             }),
             received_unix_ns: 1_500_000_000,
+            ..StoredEvent::default()
         }
     }
 

@@ -218,6 +218,19 @@ impl EventStore {
         received_unix_ns: u64,
         not_before_ns: u64,
     ) -> Result<Appended, StoreError> {
+        self.append_labelled(host, &HashMap::new(), events, received_unix_ns, not_before_ns)
+    }
+
+    /// [`EventStore::append`], each stored record carrying the host's `labels`
+    /// (from its certificate).
+    pub fn append_labelled(
+        &self,
+        host: &str,
+        labels: &HashMap<String, String>,
+        events: Vec<Event>,
+        received_unix_ns: u64,
+        not_before_ns: u64,
+    ) -> Result<Appended, StoreError> {
         let lock = self.host_lock(host);
         let _guard = lock.lock().expect("host write lock");
         let mut appended = Appended {
@@ -271,6 +284,7 @@ impl EventStore {
             let stored = StoredEvent {
                 event: Some(event),
                 received_unix_ns,
+                labels: labels.clone(),
             };
             let record = stored.encode_to_vec();
             let leaf = merkle::leaf_hash(&pk.0, &record);
@@ -638,6 +652,25 @@ impl EventStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Count the events matching `filter` by reading and decoding every stored
+    /// record, no index used: the baseline the indexed [`EventStore::query`] is
+    /// measured against, and an independent check of what it returns.
+    pub fn full_scan_count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let mut matched = 0u64;
+        for item in self.db.iterator_cf(self.cf(EVENTS), IteratorMode::Start) {
+            let (_, value) = item?;
+            let stored: StoredEvent = decode(&value, EVENTS)?;
+            if stored
+                .event
+                .as_ref()
+                .is_some_and(|event| facets::matches(filter, event))
+            {
+                matched += 1;
+            }
+        }
+        Ok(matched)
     }
 
     /// Sessions started and not ended (for the active-sessions gauge at start).

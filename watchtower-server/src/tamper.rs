@@ -457,6 +457,7 @@ mod tests {
                 ..exec("web-1", 4)
             }),
             received_unix_ns: 1,
+            ..StoredEvent::default()
         }
         .encode_to_vec();
         let leaves = store.cf(LOG_LEAVES);
@@ -468,6 +469,7 @@ mod tests {
         let forged = StoredEvent {
             event: Some(exec("web-1", 99)),
             received_unix_ns: 1,
+            ..StoredEvent::default()
         };
         store
             .db

@@ -97,6 +97,111 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     Ok(Arc::new(config))
 }
 
+/// The deny list of revoked certificates: one serial number (hex, `:` allowed)
+/// per line, `#` starts a comment (`watchtowerctl revoke` writes the host and the
+/// date there). Re-read whenever the file changes, without a restart; a missing
+/// file is an empty list, an unreadable one keeps the last list and is logged.
+pub struct Revocations {
+    path: Option<PathBuf>,
+    state: std::sync::RwLock<RevokedState>,
+}
+
+#[derive(Default)]
+struct RevokedState {
+    serials: std::collections::HashSet<String>,
+    /// (modification time, length) of the file last read.
+    seen: Option<(std::time::SystemTime, u64)>,
+}
+
+/// Serial numbers in a deny list's text.
+fn parse_revoked(text: &str) -> std::collections::HashSet<String> {
+    text.lines()
+        .filter_map(|line| {
+            let serial = line.split('#').next()?.split_whitespace().next()?;
+            let hex: String = serial
+                .chars()
+                .filter(|c| *c != ':')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            let trimmed = hex.trim_start_matches('0');
+            (!hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| {
+                if trimmed.is_empty() {
+                    "0".to_owned()
+                } else {
+                    trimmed.to_owned()
+                }
+            })
+        })
+        .collect()
+}
+
+impl Revocations {
+    /// The list in `path` (none: nothing is revoked).
+    #[must_use]
+    pub fn load(path: Option<PathBuf>) -> Arc<Revocations> {
+        let revocations = Arc::new(Revocations {
+            path,
+            state: std::sync::RwLock::new(RevokedState::default()),
+        });
+        revocations.reload();
+        revocations
+    }
+
+    /// Whether the certificate with this serial (as [`watchtower_pki::serial_hex`]) is revoked.
+    #[must_use]
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        let serial = serial.trim_start_matches('0');
+        self.state.read().expect("revocations").serials.contains(serial)
+    }
+
+    /// Re-read the file if it changed; returns the number of revoked serials when it did.
+    pub fn reload(&self) -> Option<usize> {
+        let path = self.path.as_ref()?;
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len()));
+        if self.state.read().expect("revocations").seen == stamp && stamp.is_some() {
+            return None;
+        }
+        let serials = match std::fs::read_to_string(path) {
+            Ok(text) => parse_revoked(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::collections::HashSet::new(),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the revocation list; keeping the last one");
+                return None;
+            }
+        };
+        let mut state = self.state.write().expect("revocations");
+        let changed = state.seen != stamp || state.serials != serials;
+        state.seen = stamp;
+        if !changed {
+            return None;
+        }
+        let n = serials.len();
+        state.serials = serials;
+        tracing::info!(path = %path.display(), revoked = n, "revocation list loaded");
+        Some(n)
+    }
+
+    /// Re-read the list every second while the server runs.
+    pub fn watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let revocations = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                revocations.reload();
+            }
+        })
+    }
+}
+
+/// The facts of the client certificate a TLS connection presented.
+fn peer_facts(stream: &TlsStream<TcpStream>) -> Option<watchtower_pki::CertFacts> {
+    let leaf = stream.get_ref().1.peer_certificates()?.first()?;
+    watchtower_pki::cert_facts(leaf.as_ref()).ok()
+}
+
 /// Accept TCP connections and finish their TLS handshakes off the accept loop;
 /// connections that fail the handshake (no certificate, another CA, expired,
 /// revoked) are logged and counted, and never reach a service.
@@ -104,6 +209,7 @@ pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     counters: Arc<ServerCounters>,
+    revocations: Arc<Revocations>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
@@ -121,9 +227,17 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let counters = counters.clone();
+            let revocations = revocations.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
+                        if let Some(facts) = peer_facts(&stream)
+                            && revocations.is_revoked(&facts.serial)
+                        {
+                            counters.reject("revoked");
+                            tracing::error!(%peer, identity = %facts.identity, serial = %facts.serial, "refused a revoked certificate");
+                            return;
+                        }
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => {
@@ -143,7 +257,20 @@ pub fn incoming(
 
 /// The identity in the verified client certificate of a request, if its role is
 /// one of `allowed`.
+///
+/// A process that embeds the services on a listener of its own (the benchmark's
+/// plaintext arm) may instead establish the identity itself by inserting an
+/// [`Identity`] into the request's extensions; extensions are set only by
+/// server-side code, never by a peer, and the server binary inserts none.
 pub fn authorize<T>(request: &tonic::Request<T>, allowed: &[Role]) -> Result<Identity, Status> {
+    if let Some(identity) = request.extensions().get::<Identity>() {
+        if !allowed.contains(&identity.role) {
+            return Err(Status::permission_denied(format!(
+                "{identity} may not call this service"
+            )));
+        }
+        return Ok(identity.clone());
+    }
     let certs = request
         .peer_certs()
         .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
@@ -161,4 +288,36 @@ pub fn authorize<T>(request: &tonic::Request<T>, allowed: &[Role]) -> Result<Ide
         )));
     }
     Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_list_lines_name_serials() {
+        let text = "# revoked by watchtowerctl\n\
+                    4F:A0:01  web-1 2026-11-23 # lost laptop\n\
+                    00c0ffee\n\
+                    not-hex host\n\
+                    \n";
+        let serials = parse_revoked(text);
+        assert_eq!(serials.len(), 2, "{serials:?}");
+        assert!(serials.contains("4fa001") && serials.contains("c0ffee"));
+    }
+
+    #[test]
+    fn the_list_is_reloaded_when_the_file_changes() {
+        let dir = crate::Scratch::new("revoked");
+        let path = dir.0.join("revoked");
+        let list = Revocations::load(Some(path.clone()));
+        assert!(!list.is_revoked("abc1"), "a missing file revokes nothing");
+        std::fs::write(&path, "abc1 web-1\n").unwrap();
+        assert_eq!(list.reload(), Some(1));
+        assert!(list.is_revoked("abc1") && list.is_revoked("0abc1") && !list.is_revoked("abc2"));
+        assert_eq!(list.reload(), None, "unchanged");
+        std::fs::write(&path, "abc1 web-1\nabc2 web-2\n").unwrap();
+        assert_eq!(list.reload(), Some(2));
+        assert!(list.is_revoked("abc2"));
+    }
 }

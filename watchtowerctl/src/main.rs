@@ -1,5 +1,6 @@
 //! `watchtowerctl`: the operators' client of watchtower-server.
 
+mod enrol;
 mod render;
 mod report;
 mod timearg;
@@ -21,6 +22,12 @@ use watchtower_proto::{
 use crate::render::{EVENT_HEADER, event_cells, row, table, tail_line};
 use crate::timearg::{format_ns, format_span, now_ns};
 
+/// The version: the git description `cargo xtask dist` stamps in, else the crate's.
+pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// Query Watchtower's central store: who logged in to which host, when, from
 /// where, and what they did; live tails with alerts; the periodic access review;
 /// exports; and the tamper-evidence check.
@@ -28,7 +35,7 @@ use crate::timearg::{format_ns, format_span, now_ns};
 /// Connects over mutual TLS with a reader (or admin) certificate, by default the
 /// one `cargo xtask certs` made (certs/clients/operator.pem).
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version = VERSION)]
 struct Cli {
     /// The server's gRPC address.
     #[arg(
@@ -180,6 +187,45 @@ enum Command {
         #[command(flatten)]
         period: Period,
     },
+    /// The certificate authority (offline; run where the CA key is kept).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Enrol a host: issue its agent certificate (host id in the SAN, labels bound
+    /// into the certificate so the agent cannot change them) and write the bundle
+    /// to copy to the host's /etc/watchtower: ca.pem, agent.pem, agent.key,
+    /// agent.toml (which points at --server / --server-name). Offline.
+    Enroll {
+        /// The host id (the agent's --host-id; [a-z0-9._-]).
+        host: String,
+        /// A label KEY=VALUE (repeatable), e.g. region=eu-west, group=web.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// The CA directory (see `ca init`).
+        #[arg(long, default_value = DEFAULT_CA_DIR)]
+        ca_dir: PathBuf,
+        /// Validity of the certificate, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where to write the bundle (default: ./HOST-bundle).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Revoke a host: add every certificate issued to it (or one --serial) to the
+    /// deny list the server re-reads within a second; its connections are refused
+    /// from then on, counted and logged. Offline.
+    Revoke {
+        host: String,
+        /// Only this certificate (hex serial, as `hosts` shows it).
+        #[arg(long)]
+        serial: Option<String>,
+        #[arg(long, default_value = DEFAULT_CA_DIR)]
+        ca_dir: PathBuf,
+        /// The deny list the server reads ([tls] revoked; default CA_DIR/revoked).
+        #[arg(long)]
+        revoked_file: Option<PathBuf>,
+    },
     /// Check the stored events against the tamper-evidence log and its signed
     /// checkpoints; exits 1 and names every record changed or removed.
     Verify {
@@ -191,6 +237,30 @@ enum Command {
         public_key: Option<PathBuf>,
     },
 }
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Make a new CA in --dir: ca.pem, ca.key (keep it offline or root-only),
+    /// the server's certificate for its names, and a reader certificate for the
+    /// operator (clients/NAME.pem). Never replaces an existing CA.
+    Init {
+        /// The CA directory.
+        #[arg(long, default_value = DEFAULT_CA_DIR)]
+        dir: PathBuf,
+        /// A DNS name or IP address agents use to reach the server (repeatable).
+        #[arg(long = "server-name", required = true)]
+        server_names: Vec<String>,
+        /// The operator's reader certificate name.
+        #[arg(long, default_value = "operator")]
+        operator: String,
+        /// Validity of the server and operator certificates, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+/// Where `ca init`, `enroll` and `revoke` keep the CA by default.
+const DEFAULT_CA_DIR: &str = "/etc/watchtower/ca";
 
 #[derive(Subcommand, Debug)]
 enum SessionCommand {
@@ -347,8 +417,93 @@ async fn main() {
     }
 }
 
+/// The commands that work on local files only (no server).
+fn run_offline(cli: &Cli) -> anyhow::Result<Option<i32>> {
+    match &cli.command {
+        Command::Ca {
+            command:
+                CaCommand::Init {
+                    dir,
+                    server_names,
+                    operator,
+                    days,
+                },
+        } => {
+            for path in enrol::init(dir, server_names, operator, *days)? {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "keep {} secret (root only or offline); point the server's [tls] at ca.pem, server.pem, server.key",
+                dir.join("ca.key").display()
+            );
+        }
+        Command::Enroll {
+            host,
+            labels,
+            ca_dir,
+            days,
+            out,
+        } => {
+            let labels = labels
+                .iter()
+                .map(|l| watchtower_pki::parse_label(l))
+                .collect::<Result<watchtower_pki::Labels, _>>()?;
+            let out = out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{host}-bundle")));
+            let enrolled = enrol::enroll(ca_dir, host, &labels, &cli.server, &cli.server_name, *days, &out)?;
+            let labels_text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if cli.json {
+                json_line(&serde_json::json!({
+                    "host": host,
+                    "serial": enrolled.serial,
+                    "not_after_unix_s": enrolled.not_after_unix_s,
+                    "labels": labels,
+                    "bundle": enrolled.bundle,
+                }))?;
+            } else {
+                println!(
+                    "enrolled {host}: certificate {} valid until {}, labels [{}]
+                     bundle: {} (ca.pem, agent.pem, agent.key, agent.toml): copy it to {}:{}/                      (agent.key mode 0640, group watchtower-agent), then start watchtower-agent",
+                    enrolled.serial,
+                    format_ns(enrolled.not_after_unix_s.max(0) as u64 * 1_000_000_000),
+                    labels_text.join(", "),
+                    enrolled.bundle.display(),
+                    host,
+                    enrol::INSTALLED_DIR
+                );
+            }
+        }
+        Command::Revoke {
+            host,
+            serial,
+            ca_dir,
+            revoked_file,
+        } => {
+            let file = revoked_file.clone().unwrap_or_else(|| ca_dir.join("revoked"));
+            let today = format_ns(now_ns());
+            let today = today.split(['T', ' ']).next().unwrap_or(&today);
+            let added = enrol::revoke(ca_dir, host, serial.as_deref(), &file, today)?;
+            if added.is_empty() {
+                println!("{host}: already revoked in {}", file.display());
+            } else {
+                println!(
+                    "revoked {host}: {} (in {}; the server refuses it within a second)",
+                    added.join(", "),
+                    file.display()
+                );
+            }
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some(0))
+}
+
 #[expect(clippy::too_many_lines, reason = "one arm per command")]
 async fn run(cli: &Cli) -> anyhow::Result<i32> {
+    if let Some(code) = run_offline(cli)? {
+        return Ok(code);
+    }
     let _ = rustls_provider();
     let mut client = Client::connect(cli).await?;
     match &cli.command {
@@ -552,6 +707,14 @@ async fn run(cli: &Cli) -> anyhow::Result<i32> {
                     h.last_seq.to_string(),
                     format!("{} / {} B", spool.pending, spool.bytes),
                     format!("{dropped} spool, {kernel} kernel"),
+                    h.labels
+                        .iter()
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    cert_expiry(h.cert_not_after_unix_s, now),
                 ]);
             }
             if !cli.json {
@@ -568,7 +731,9 @@ async fn run(cli: &Cli) -> anyhow::Result<i32> {
                             "DUPLICATES",
                             "LAST SEQ",
                             "SPOOL",
-                            "LOST"
+                            "LOST",
+                            "LABELS",
+                            "CERT EXPIRES"
                         ],
                         rows
                     )
@@ -763,6 +928,9 @@ async fn run(cli: &Cli) -> anyhow::Result<i32> {
             }
             eprintln!("exported {n} events");
         }
+        Command::Ca { .. } | Command::Enroll { .. } | Command::Revoke { .. } => {
+            unreachable!("run_offline handles the commands that need no server")
+        }
         Command::Verify { host, public_key } => {
             let pinned = public_key
                 .as_ref()
@@ -944,4 +1112,19 @@ fn print_report(r: &report::Report) {
             ])
         )
     );
+}
+
+/// A certificate's expiry for the hosts table: the date and how long is left.
+fn cert_expiry(not_after_unix_s: i64, now_ns: u64) -> String {
+    if not_after_unix_s <= 0 {
+        return "-".into();
+    }
+    let at = not_after_unix_s as u64 * 1_000_000_000;
+    let date = format_ns(at);
+    let date = date.split(['T', ' ']).next().unwrap_or(&date).to_owned();
+    if at <= now_ns {
+        format!("{date} (EXPIRED)")
+    } else {
+        format!("{date} (in {})", format_span(at - now_ns))
+    }
 }

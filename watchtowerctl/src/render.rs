@@ -229,6 +229,7 @@ mod tests {
                 body: Some(body),
             }),
             received_unix_ns: 1,
+            ..StoredEvent::default()
         }
     }
 

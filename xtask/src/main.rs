@@ -1,6 +1,7 @@
-//! Developer tasks: `cargo xtask setup | certs | test | run | fuzz`.
+//! Developer tasks: `cargo xtask setup | certs | test | run | fuzz | bench`.
 
 mod certs;
+mod dist;
 mod fuzz;
 mod setup;
 mod test;
@@ -72,6 +73,26 @@ enum Task {
         #[arg(long)]
         target: Option<String>,
     },
+    /// Build release binaries and run the benchmarks (root; about 30 minutes): agent
+    /// overhead on exec and connect storms against no agent, probes counting only,
+    /// the full pipeline and auditd; completeness at rising parallelism; ingest over
+    /// mTLS against raw RocksDB and plaintext gRPC; query time on 100k/1M/10M-event
+    /// stores against a full scan. Writes BENCHMARKS.md (median ratios of
+    /// alternating rounds). Arguments go to `watchtower-bench run` (e.g. --rounds,
+    /// --only ingest).
+    Bench {
+        /// Arguments for `watchtower-bench run` (see `watchtower-bench run --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build what operators install into dist/: release binaries (the agent with its
+    /// eBPF object), SHA256SUMS, VERSION (from git), example configs, systemd units,
+    /// and Debian packages watchtower-server, watchtower-agent, watchtowerctl.
+    Dist {
+        /// Build twice (recompiling the programs) and fail unless the checksums match.
+        #[arg(long)]
+        check_reproducible: bool,
+    },
     /// Set up, make certificates if missing, build, and run the server (127.0.0.1:7443,
     /// data in data/server) with this host's agent shipping to it; the agent prints
     /// the events as JSON lines, the server logs each batch it stored (root).
@@ -139,11 +160,37 @@ fn main() -> anyhow::Result<()> {
             force,
         }),
         Task::Run { args } => run_server_and_agent(&args),
+        Task::Bench { args } => bench(&args),
+        Task::Dist { check_reproducible } => {
+            if check_reproducible {
+                dist::check_reproducible()
+            } else {
+                dist::dist().map(|_| ())
+            }
+        }
     }
 }
 
 fn or_default(given: Vec<String>, default: Vec<String>) -> Vec<String> {
     if given.is_empty() { default } else { given }
+}
+
+/// `cargo xtask bench`: release binaries, then `watchtower-bench run`.
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
+    // The same release build as `dist` (one RocksDB compile per profile).
+    dist::build(&dist::stamp()?)?;
+    let release = target_dir().join("release");
+    let work = Path::new("/var/tmp/watchtower-bench");
+    std::fs::create_dir_all(work)?;
+    run(Command::new(release.join("watchtower-bench"))
+        .current_dir(root())
+        .arg("run")
+        .args(args)
+        .env("WATCHTOWER_AGENT_BIN", release.join("watchtower-agent"))
+        .env("WATCHTOWER_SERVER_BIN", release.join("watchtower-server"))
+        // Scratch stores on a real disk (not a tmpfs): a synced write costs what it costs.
+        .env("TMPDIR", work))
 }
 
 /// `cargo xtask run`: the server and a local agent shipping to it.

@@ -9,8 +9,9 @@ use crate::run;
 /// Debian packages: the eBPF toolchain (LLVM 22 for bpf-linker, clang), the real
 /// peers the tests log in through, the journal (systemd-journald and journalctl
 /// from systemd; logger from bsdutils), Prometheus and promtool for the exporter's
-/// tests, and curl to scrape.
-const PACKAGES: [&str; 17] = [
+/// tests, curl to scrape, and auditd (the benchmarks' comparison; installed, not
+/// started).
+const PACKAGES: [&str; 18] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -28,6 +29,7 @@ const PACKAGES: [&str; 17] = [
     "bsdutils",
     "prometheus",
     "curl",
+    "auditd",
 ];
 
 fn installed(package: &str) -> bool {

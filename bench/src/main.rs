@@ -1,0 +1,159 @@
+//! `watchtower-bench`: the benchmarks behind `cargo xtask bench`, and the storm
+//! workload they run inside an ssh login.
+
+mod ingest;
+mod query;
+mod report;
+mod rig;
+mod stats;
+mod storms;
+mod synth;
+mod workload;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::rig::Storm;
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Watchtower's benchmarks: agent overhead and completeness on exec and connect \
+storms, ingest throughput, query time. Every comparison alternates its arms in rounds and \
+reports median ratios; `run` writes BENCHMARKS.md. Needs root (probes, sshd, auditd)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    Overhead,
+    Completeness,
+    Ingest,
+    Query,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// The storm itself (run inside an ssh login by `run`): prints one JSON line with
+    /// how many operations it made and how long they took.
+    Workload {
+        #[arg(value_enum)]
+        kind: Kind,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+    },
+    /// Run the benchmarks and write the report.
+    Run {
+        /// The report to write.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Where stores and scratch data go (a real disk: fsync must cost what it costs).
+        #[arg(long, default_value = "/var/tmp/watchtower-bench")]
+        work_dir: PathBuf,
+        /// Rounds per comparison (at least 10 for the report).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Only these parts (repeatable; default all).
+        #[arg(long, value_enum)]
+        only: Vec<Part>,
+        /// Operations per storm run.
+        #[arg(long, default_value_t = 2000)]
+        storm_count: u64,
+        /// Store sizes of the query benchmark (the first is the baseline).
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000,10000000")]
+        query_sizes: Vec<u64>,
+        /// Events per host per ingest run (4 hosts, batches of 512 as the agent sends).
+        #[arg(long, default_value_t = 50_000)]
+        ingest_events_per_host: usize,
+        /// The command line named in the report.
+        #[arg(long, default_value = "cargo xtask bench")]
+        command_line: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Kind {
+    Exec,
+    Connect,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Workload {
+            kind,
+            count,
+            parallel,
+        } => {
+            let result = match kind {
+                Kind::Exec => workload::exec_storm(count, parallel),
+                Kind::Connect => workload::connect_storm(count, parallel),
+            };
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Task::Run {
+            out,
+            work_dir,
+            rounds,
+            only,
+            storm_count,
+            query_sizes,
+            ingest_events_per_host,
+            command_line,
+        } => {
+            let wants = |part: Part| only.is_empty() || only.contains(&part);
+            std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+            let mut results = report::Results::default();
+            if wants(Part::Overhead) || wants(Part::Completeness) {
+                let mut rig = rig::Rig::start()?;
+                for storm in [Storm::Exec, Storm::Connect] {
+                    let count = if storm == Storm::Connect {
+                        storm_count * 2
+                    } else {
+                        storm_count
+                    };
+                    if wants(Part::Overhead) {
+                        results
+                            .overhead
+                            .push(storms::overhead(&mut rig, storm, count, rounds)?);
+                    }
+                    if wants(Part::Completeness) {
+                        results.completeness.push(storms::completeness(
+                            &mut rig,
+                            storm,
+                            count * 2,
+                            &[1, 2, 4, 8, 16, 32, 64],
+                        )?);
+                    }
+                }
+            }
+            if wants(Part::Ingest) {
+                results.ingest = Some(ingest::run(
+                    &ingest::Settings {
+                        hosts: 4,
+                        events_per_host: ingest_events_per_host,
+                        batch: 512,
+                        window: 4,
+                        rounds,
+                    },
+                    &work_dir,
+                )?);
+            }
+            if wants(Part::Query) {
+                let scan = query_sizes.get(1).or(query_sizes.first()).copied().unwrap_or(0);
+                results.query = Some(query::run(&query_sizes, scan, rounds, &work_dir)?);
+            }
+            let date = report::shell_date();
+            std::fs::write(&out, report::render(&results, &date, &command_line))
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! BENCHMARKS.md: the machine, a summary table (what, arms, median ratio, spread),
+//! and the absolute numbers behind each ratio.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use crate::ingest::IngestResult;
+use crate::query::QueryResult;
+use crate::stats::{Ratios, median};
+use crate::storms::{Completeness, Overhead};
+
+#[derive(Default)]
+pub struct Results {
+    pub overhead: Vec<Overhead>,
+    pub completeness: Vec<Completeness>,
+    pub ingest: Option<IngestResult>,
+    pub query: Option<QueryResult>,
+}
+
+fn shell(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// CPU model, cores, memory, kernel, distribution and the commit measured.
+#[must_use]
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        })
+        .unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, {mem_gib:.0} GiB RAM, kernel {}, {os}; commit {}",
+        shell("uname", &["-r"]),
+        shell("git", &["describe", "--always", "--dirty"]),
+    )
+}
+
+fn ratio_row(out: &mut String, what: &str, arms: &str, ratios: &Ratios, target: &str) {
+    let _ = writeln!(
+        out,
+        "| {what} | {arms} | {:.3} | {:.3}–{:.3} | {} | {target} |",
+        ratios.median(),
+        ratios.min(),
+        ratios.max(),
+        ratios.0.len()
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+#[expect(clippy::too_many_lines, reason = "one section per benchmark, in order")]
+#[must_use]
+pub fn render(results: &Results, date: &str, command: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `{command}` on {date} (release build). Machine: {}.\n",
+        machine()
+    );
+    let _ = writeln!(
+        out,
+        "Every comparison alternates its arms in rounds (the order rotates and reverses \
+         from round to round, so no arm always runs first or last) and reports the median \
+         of the per-round ratios with their spread (lowest–highest round). Absolute numbers \
+         follow the summary; they vary between machines, the ratios much less.\n"
+    );
+    let _ = writeln!(out, "## Summary\n");
+    let _ = writeln!(
+        out,
+        "| What | Arms (arm / baseline) | Median ratio | Spread | Rounds | Target |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for o in &results.overhead {
+        for (arm, ratios) in &o.vs_no_agent {
+            let target = match *arm {
+                "full pipeline to server" => {
+                    let auditd = o
+                        .vs_no_agent
+                        .iter()
+                        .find(|(a, _)| *a == "auditd rule")
+                        .map_or(0.0, |(_, r)| r.median());
+                    format!(
+                        "≥ 0.95 and above auditd: {}",
+                        verdict(ratios.median() >= 0.95 && ratios.median() > auditd)
+                    )
+                }
+                _ => "—".to_owned(),
+            };
+            ratio_row(
+                &mut out,
+                &format!("{} storm rate ({} ops/run, 1 thread)", o.storm, o.count),
+                &format!("{arm} / no agent"),
+                ratios,
+                &target,
+            );
+        }
+    }
+    for c in &results.completeness {
+        let _ = writeln!(
+            out,
+            "| {} storm completeness | highest loss-free rate, full pipeline / best rate with no agent | {:.3} | — | {} steps | zero loss to the machine's ceiling: {} |",
+            c.storm,
+            c.loss_free_fraction,
+            c.steps.len(),
+            verdict(c.first_loss_at.is_none())
+        );
+    }
+    if let Some(i) = &results.ingest {
+        let best = i
+            .rates
+            .iter()
+            .find(|(n, _)| n.starts_with("watchtower-server binary"))
+            .map_or(0.0, |(_, r)| median(r));
+        ratio_row(
+            &mut out,
+            "ingest events/s, durable acks",
+            "server binary over mTLS / raw RocksDB WriteBatch",
+            &i.binary_vs_raw,
+            &format!(
+                "≥ 0.5 and ≥ 100,000/s ({best:.0}/s): {}",
+                verdict(i.binary_vs_raw.median() >= 0.5 && best >= 100_000.0)
+            ),
+        );
+        ratio_row(
+            &mut out,
+            "ingest events/s",
+            "in-process mTLS / in-process plaintext gRPC",
+            &i.mtls_vs_plaintext,
+            "— (the cost of TLS)",
+        );
+        ratio_row(
+            &mut out,
+            "ingest events/s",
+            "in-process mTLS / raw RocksDB WriteBatch",
+            &i.mtls_vs_raw,
+            "—",
+        );
+        ratio_row(
+            &mut out,
+            "ingest events/s",
+            "EventStore::append / raw RocksDB WriteBatch",
+            &i.store_vs_raw,
+            "— (indexes, dedup, Merkle log)",
+        );
+    }
+    if let Some(q) = &results.query {
+        for (i, size) in q.sizes.iter().enumerate().skip(1) {
+            let ratio = &q.vs_smallest[i];
+            ratio_row(
+                &mut out,
+                "one host, one hour query (1,000 events)",
+                &format!("store of {size} / store of {}", q.sizes[0]),
+                ratio,
+                &format!("flat (≤ 1.5): {}", verdict(ratio.median() <= 1.5)),
+            );
+        }
+        ratio_row(
+            &mut out,
+            "one host, one hour query",
+            &format!("indexed / full scan, store of {}", q.full_scan_size),
+            &q.vs_full_scan,
+            "—",
+        );
+    }
+
+    for o in &results.overhead {
+        let _ = writeln!(out, "\n## {} storm: overhead\n", o.storm);
+        let _ = writeln!(
+            out,
+            "{} {}s of a loop inside a real ssh login of wt_alice (so the agent's session scope \
+             covers them) per run. Full pipeline: the agent with the journal, shipping to a \
+             watchtower-server on the same machine (its CPU competes with the workload here; on a \
+             fleet it runs elsewhere). auditd: `auditctl -a always,exit -F arch=b64 -S {}`.\n",
+            o.count,
+            o.storm,
+            if o.storm == "exec" {
+                "execve -S execveat"
+            } else {
+                "connect"
+            }
+        );
+        let _ = writeln!(out, "| Arm | Median rate (/s) | Watcher CPU s per 1,000 ops |");
+        let _ = writeln!(out, "|---|---|---|");
+        let arms: Vec<&str> = o
+            .rounds
+            .first()
+            .map(|r| r.iter().map(|a| a.arm).collect())
+            .unwrap_or_default();
+        for arm in arms {
+            let rates: Vec<f64> = o
+                .rounds
+                .iter()
+                .flatten()
+                .filter(|r| r.arm == arm)
+                .map(|r| r.rate)
+                .collect();
+            let cpu = o
+                .cpu_per_1000
+                .iter()
+                .find(|(a, _)| *a == arm)
+                .map_or("—".to_owned(), |(_, c)| format!("{c:.4}"));
+            let _ = writeln!(out, "| {arm} | {:.0} | {cpu} |", median(&rates));
+        }
+        let _ = writeln!(
+            out,
+            "\nServer CPU (full pipeline): {:.4} s per 1,000 ops. Full pipeline, all rounds: \
+             {} {}s made, {} stored with their session, {} lost by the agent's counters.",
+            o.server_cpu_per_1000, o.made, o.storm, o.stored, o.lost
+        );
+    }
+    for c in &results.completeness {
+        let _ = writeln!(
+            out,
+            "\n## {} storm: completeness at rising parallelism\n",
+            c.storm
+        );
+        let _ = writeln!(
+            out,
+            "| Threads | Rate, no agent (/s) | Rate, full pipeline (/s) | Stored / made | Lost (agent counters) |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for s in &c.steps {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.0} | {} / {} | {} |",
+                s.parallel, s.no_agent_rate, s.full_rate, s.stored, s.made, s.lost
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{}",
+            match c.first_loss_at {
+                Some(p) => format!("Loss first appeared at {p} threads."),
+                None =>
+                    "No loss at any step: every operation made was stored, and the agent counted no loss."
+                        .to_owned(),
+            }
+        );
+    }
+    if let Some(i) = &results.ingest {
+        let _ = writeln!(out, "\n## Ingest\n");
+        let _ = writeln!(out, "| Arm | Median events/s | Spread |");
+        let _ = writeln!(out, "|---|---|---|");
+        for (arm, rates) in &i.rates {
+            let (lo, hi) = rates
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            let _ = writeln!(out, "| {arm} | {:.0} | {lo:.0}–{hi:.0} |", median(rates));
+        }
+    }
+    if let Some(q) = &results.query {
+        let _ = writeln!(out, "\n## Query\n");
+        let _ = writeln!(
+            out,
+            "| Store (events) | Median ms per query | Build s (0: reused) |"
+        );
+        let _ = writeln!(out, "|---|---|---|");
+        for (i, size) in q.sizes.iter().enumerate() {
+            let per: Vec<f64> = q.query_secs.iter().map(|r| r[i]).collect();
+            let _ = writeln!(
+                out,
+                "| {size} | {:.3} | {:.0} |",
+                median(&per) * 1000.0,
+                q.build_secs[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nFull scan of the store of {} events (every record read and decoded): median {:.0} ms.",
+            q.full_scan_size,
+            median(&q.full_scan_secs) * 1000.0
+        );
+    }
+    out
+}
+
+/// Today's date (UTC) for the report.
+#[must_use]
+pub fn shell_date() -> String {
+    shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+}
