@@ -53,8 +53,8 @@ pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
 /// command), kernel_only (the log was suppressed: alert), journal_only (a login
 /// the probes did not see, or a forged line: alert), or unchecked.
 ///
-/// Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN (and read access to the
-/// journal). Without the capabilities it runs on the journal alone (degraded)
+/// Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN + CAP_DAC_READ_SEARCH (and
+/// read access to the journal). Without the capabilities it runs on the journal alone (degraded)
 /// unless --require-kernel; without a readable journal it runs on the kernel alone.
 #[derive(Debug, Parser)]
 #[command(version = VERSION, about, long_about)]

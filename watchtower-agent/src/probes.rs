@@ -41,7 +41,7 @@ const PAM_STEPS: [&str; 6] = [
 ];
 
 /// Capabilities the agent needs, with why.
-pub const REQUIRED_CAPABILITIES: [(u32, &str, &str); 3] = [
+pub const REQUIRED_CAPABILITIES: [(u32, &str, &str); 4] = [
     (39, "CAP_BPF", "load eBPF programs and create maps"),
     (
         38,
@@ -52,6 +52,11 @@ pub const REQUIRED_CAPABILITIES: [(u32, &str, &str); 3] = [
         21,
         "CAP_SYS_ADMIN",
         "attach uprobes (required since the CVE-2025-38466 fix) and mount tracefs",
+    ),
+    (
+        2,
+        "CAP_DAC_READ_SEARCH",
+        "read tracefs (root-only /sys/kernel/tracing): tracepoint formats and ids",
     ),
 ];
 
@@ -95,9 +100,11 @@ pub fn preflight() -> anyhow::Result<Preflight> {
             .filter(|(_, name, _)| missing.contains(name))
             .map(|(_, name, why)| format!("{name} ({why})"))
             .collect();
+        let all: Vec<&str> = REQUIRED_CAPABILITIES.iter().map(|(_, name, _)| *name).collect();
         bail!(
-            "missing capabilities: {}. Run the agent as root, or grant exactly: {}",
+            "missing capabilities: {}. The probes need {} (run as root, or grant exactly these): {}",
             missing.join(", "),
+            all.join(" "),
             why.join("; ")
         );
     }
