@@ -413,7 +413,7 @@ fn run_arm(
             let server = Server::start(
                 pki,
                 "127.0.0.1",
-                &["--no-exporter", "--max-message-bytes", "16777216"],
+                &["--max-message-bytes", "16777216"],
             );
             let address = server.listen.to_string();
             let (stored, secs) = runtime.block_on(async {

@@ -246,7 +246,7 @@ impl Rig {
         let journald = Journald::start();
         let sshd = Sshd::start();
         let pki = Pki::new();
-        let server = Server::start(&pki, "127.0.0.1", &["--no-exporter"]);
+        let server = Server::start(&pki, "127.0.0.1", &[]);
         let reader = Reader::connect(&pki, &server);
         let dir = TempDir::new("bench-workload");
         let workload = dir.0.join("watchtower-bench");
