@@ -410,11 +410,7 @@ fn run_arm(
             anyhow::Ok((stored, secs))
         })?,
         Arm::ServerBinary => {
-            let server = Server::start(
-                pki,
-                "127.0.0.1",
-                &["--max-message-bytes", "16777216"],
-            );
+            let server = Server::start(pki, "127.0.0.1", &["--max-message-bytes", "16777216"]);
             let address = server.listen.to_string();
             let (stored, secs) = runtime.block_on(async {
                 let start = Instant::now();

@@ -108,6 +108,15 @@ fn main() -> anyhow::Result<()> {
             command_line,
         } => {
             let wants = |part: Part| only.is_empty() || only.contains(&part);
+            // The report is rewritten after each part, so a long run that is stopped
+            // keeps what it measured.
+            let write = |results: &report::Results| -> anyhow::Result<()> {
+                std::fs::write(
+                    &out,
+                    report::render(results, &report::shell_date(), &command_line),
+                )
+                .with_context(|| format!("writing {}", out.display()))
+            };
             std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
             let mut results = report::Results::default();
             if wants(Part::Overhead) || wants(Part::Completeness) {
@@ -144,14 +153,13 @@ fn main() -> anyhow::Result<()> {
                     },
                     &work_dir,
                 )?);
+                write(&results)?;
             }
             if wants(Part::Query) {
                 let scan = query_sizes.get(1).or(query_sizes.first()).copied().unwrap_or(0);
                 results.query = Some(query::run(&query_sizes, scan, rounds, &work_dir)?);
             }
-            let date = report::shell_date();
-            std::fs::write(&out, report::render(&results, &date, &command_line))
-                .with_context(|| format!("writing {}", out.display()))?;
+            write(&results)?;
             eprintln!("wrote {}", out.display());
             Ok(())
         }

@@ -83,49 +83,65 @@ fn reset_on_close(stream: &TcpStream) {
     }
 }
 
-/// `count` loopback connects from `parallel` threads to a listener of our own that
-/// accepts each one; a connect counts as made when the listener accepted it.
+/// `count` loopback connects from `parallel` threads to a listener of our own; a
+/// connect counts as made when connect(2) succeeded (what the agent records). The
+/// listener accepts and drops what reaches its queue until every client is done (a
+/// connection whose final ACK the full accept queue dropped never reaches accept).
 #[must_use]
 pub fn connect_storm(count: u64, parallel: usize) -> StormResult {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    listener.set_nonblocking(true).expect("nonblocking listener");
     let address = listener.local_addr().expect("listener address");
     let failed = AtomicU64::new(0);
+    let made = AtomicU64::new(0);
+    let clients_done = std::sync::atomic::AtomicBool::new(false);
     let start = Instant::now();
-    let made = std::thread::scope(|scope| {
-        let acceptor = scope.spawn(|| {
-            let mut accepted = 0u64;
+    let secs = std::thread::scope(|scope| {
+        scope.spawn(|| {
             let mut byte = [0u8; 1];
-            while accepted + failed.load(Ordering::Relaxed) < count {
-                if let Ok((mut stream, _)) = listener.accept() {
-                    accepted += 1;
-                    // The client's reset (or nothing) ends it; do not wait for data.
-                    let _ = stream.set_nonblocking(true);
-                    let _ = stream.read(&mut byte);
+            loop {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(true);
+                        let _ = stream.read(&mut byte);
+                    }
+                    Err(_) if clients_done.load(Ordering::Acquire) => return,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_micros(50)),
                 }
             }
-            accepted
         });
-        for share in shares(count, parallel) {
-            let failed = &failed;
-            scope.spawn(move || {
-                for _ in 0..share {
-                    match TcpStream::connect(address) {
-                        Ok(stream) => reset_on_close(&stream),
-                        Err(_) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
+        let clients: Vec<_> = shares(count, parallel)
+            .into_iter()
+            .map(|share| {
+                let (failed, made) = (&failed, &made);
+                scope.spawn(move || {
+                    for _ in 0..share {
+                        match TcpStream::connect(address) {
+                            Ok(stream) => {
+                                made.fetch_add(1, Ordering::Relaxed);
+                                reset_on_close(&stream);
+                            }
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
-                }
-            });
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().expect("client");
         }
-        acceptor.join().expect("acceptor")
+        let secs = start.elapsed().as_secs_f64();
+        clients_done.store(true, Ordering::Release);
+        secs
     });
     StormResult {
         kind: "connect".into(),
-        made,
+        made: made.into_inner(),
         failed: failed.into_inner(),
         parallel,
-        secs: start.elapsed().as_secs_f64(),
+        secs,
         port: address.port(),
     }
 }

@@ -233,7 +233,10 @@ fn installed_agent_with_only_its_capabilities_reports_a_login() {
             "--require-kernel",
             "--no-journal",
         ]);
-        let out = command.env("RUST_BACKTRACE", "0").output().expect("run the agent");
+        let out = command
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run the agent");
         let stderr = String::from_utf8_lossy(&out.stderr);
         println!(
             "without {missing}: {}",
@@ -395,7 +398,9 @@ fn enrolled_host_in_its_netns_ships_labelled_logins_until_revoked() {
             ],
         );
         stored = json_lines(&out);
-        stored.iter().any(|s| s["event"]["body"]["login_attempt"]["user"] == ALICE)
+        stored
+            .iter()
+            .any(|s| s["event"]["body"]["login_attempt"]["user"] == ALICE)
     });
     let login = stored
         .iter()
