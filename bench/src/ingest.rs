@@ -121,38 +121,20 @@ fn total(work: &[(String, Vec<Vec<Event>>)]) -> u64 {
         .sum()
 }
 
-/// One synced write per batch, the same encoded records, a key per event.
-fn raw_rocksdb(dir: &Path, work: Vec<(String, Vec<Vec<Event>>)>) -> anyhow::Result<u64> {
-    let mut options = rocksdb::Options::default();
-    options.create_if_missing(true);
-    let db = rocksdb::DB::open(&options, dir)?;
-    let mut sync = rocksdb::WriteOptions::default();
-    sync.set_sync(true);
+/// One writer thread per host, each storing its batches with `store`; the events stored.
+fn per_host_writers<F>(work: Vec<(String, Vec<Vec<Event>>)>, store: F) -> anyhow::Result<u64>
+where
+    F: Fn(&str, Vec<Event>) -> anyhow::Result<u64> + Sync,
+{
     let stored = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let handles: Vec<_> = work
             .into_iter()
             .map(|(host, batches)| {
-                let (db, sync, stored) = (&db, &sync, &stored);
+                let (store, stored) = (&store, &stored);
                 scope.spawn(move || -> anyhow::Result<()> {
                     for batch in batches {
-                        let mut write = rocksdb::WriteBatch::default();
-                        let received = watchtower_server::now_unix_ns();
-                        for event in batch {
-                            let mut key = host.as_bytes().to_vec();
-                            key.push(0);
-                            key.extend_from_slice(&event.time_unix_ns.to_be_bytes());
-                            key.extend_from_slice(&event.seq.to_be_bytes());
-                            let record = StoredEvent {
-                                event: Some(event),
-                                received_unix_ns: received,
-                                ..StoredEvent::default()
-                            };
-                            write.put(key, record.encode_to_vec());
-                        }
-                        let n = write.len() as u64;
-                        db.write_opt(write, sync)?;
-                        stored.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        stored.fetch_add(store(&host, batch)?, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok(())
                 })
@@ -166,29 +148,40 @@ fn raw_rocksdb(dir: &Path, work: Vec<(String, Vec<Vec<Event>>)>) -> anyhow::Resu
     Ok(stored.into_inner())
 }
 
+/// One synced write per batch, the same encoded records, a key per event.
+fn raw_rocksdb(dir: &Path, work: Vec<(String, Vec<Vec<Event>>)>) -> anyhow::Result<u64> {
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    let db = rocksdb::DB::open(&options, dir)?;
+    let mut sync = rocksdb::WriteOptions::default();
+    sync.set_sync(true);
+    per_host_writers(work, |host, batch| {
+        let mut write = rocksdb::WriteBatch::default();
+        let received = watchtower_server::now_unix_ns();
+        for event in batch {
+            let mut key = host.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(&event.time_unix_ns.to_be_bytes());
+            key.extend_from_slice(&event.seq.to_be_bytes());
+            let record = StoredEvent {
+                event: Some(event),
+                received_unix_ns: received,
+                ..StoredEvent::default()
+            };
+            write.put(key, record.encode_to_vec());
+        }
+        let n = write.len() as u64;
+        db.write_opt(write, &sync)?;
+        Ok(n)
+    })
+}
+
 fn event_store(dir: &Path, work: Vec<(String, Vec<Vec<Event>>)>) -> anyhow::Result<u64> {
     let store = EventStore::open(dir)?;
-    let stored = std::sync::atomic::AtomicU64::new(0);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let handles: Vec<_> = work
-            .into_iter()
-            .map(|(host, batches)| {
-                let (store, stored) = (&store, &stored);
-                scope.spawn(move || -> anyhow::Result<()> {
-                    for batch in batches {
-                        let appended = store.append(&host, batch, watchtower_server::now_unix_ns(), 0)?;
-                        stored.fetch_add(appended.stored.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.join().expect("writer thread")?;
-        }
-        Ok(())
-    })?;
-    Ok(stored.into_inner())
+    per_host_writers(work, |host, batch| {
+        let appended = store.append(host, batch, watchtower_server::now_unix_ns(), 0)?;
+        Ok(appended.stored.len() as u64)
+    })
 }
 
 /// The ingest service on a loopback listener of this process: mutual TLS with the

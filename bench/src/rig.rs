@@ -74,6 +74,21 @@ pub struct ArmRun {
     pub lost: u64,
 }
 
+impl ArmRun {
+    /// A run that watched nothing of its own (seen/lost unknown, no server).
+    fn of(arm: Arm, result: &StormResult, watcher_cpu_s: f64) -> ArmRun {
+        ArmRun {
+            arm: arm.name(),
+            rate: result.rate(),
+            made: result.made,
+            watcher_cpu_s,
+            server_cpu_s: 0.0,
+            seen: None,
+            lost: 0,
+        }
+    }
+}
+
 /// CPU seconds (user + system) a process has used.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -390,15 +405,7 @@ impl Rig {
         match arm {
             Arm::NoAgent => {
                 let result = self.storm(storm, count, parallel)?;
-                Ok(ArmRun {
-                    arm: arm.name(),
-                    rate: result.rate(),
-                    made: result.made,
-                    watcher_cpu_s: 0.0,
-                    server_cpu_s: 0.0,
-                    seen: None,
-                    lost: 0,
-                })
+                Ok(ArmRun::of(arm, &result, 0.0))
             }
             Arm::Auditd => {
                 let auditd = Auditd::start(storm)?;
@@ -406,15 +413,7 @@ impl Rig {
                 let result = self.storm(storm, count, parallel)?;
                 let used = auditd.cpu_seconds() - cpu;
                 drop(auditd);
-                Ok(ArmRun {
-                    arm: arm.name(),
-                    rate: result.rate(),
-                    made: result.made,
-                    watcher_cpu_s: used,
-                    server_cpu_s: 0.0,
-                    seen: None,
-                    lost: 0,
-                })
+                Ok(ArmRun::of(arm, &result, used))
             }
             Arm::CountOnly => {
                 let agent = self.agent(arm)?;
@@ -428,13 +427,9 @@ impl Rig {
                     .as_object()
                     .map_or(0, |m| m.values().filter_map(serde_json::Value::as_u64).sum());
                 Ok(ArmRun {
-                    arm: arm.name(),
-                    rate: result.rate(),
-                    made: result.made,
-                    watcher_cpu_s: used,
-                    server_cpu_s: 0.0,
                     seen: summary["records"][storm.name()].as_u64(),
                     lost,
+                    ..ArmRun::of(arm, &result, used)
                 })
             }
             Arm::Full => {
