@@ -240,6 +240,36 @@ pub fn serial_hex(raw: &[u8]) -> String {
     trimmed.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A serial number as an operator writes it (hex, `:` allowed, any case) in the
+/// form of [`serial_hex`]; `None` when it is not hex.
+#[must_use]
+pub fn normalize_serial(text: &str) -> Option<String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let trimmed = hex.trim_start_matches('0');
+    Some(if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+/// The serials of a deny list (`watchtowerctl revoke` writes it, the server reads
+/// it): the first word of each line, `#` starts a comment, normalized; lines whose
+/// first word is not hex are skipped.
+#[must_use]
+pub fn revoked_serials(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| normalize_serial(line.split('#').next()?.split_whitespace().next()?))
+        .collect()
+}
+
 /// When a certificate is valid.
 #[derive(Clone, Copy, Debug)]
 pub struct Validity {

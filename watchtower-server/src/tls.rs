@@ -115,24 +115,7 @@ struct RevokedState {
 
 /// Serial numbers in a deny list's text.
 fn parse_revoked(text: &str) -> std::collections::HashSet<String> {
-    text.lines()
-        .filter_map(|line| {
-            let serial = line.split('#').next()?.split_whitespace().next()?;
-            let hex: String = serial
-                .chars()
-                .filter(|c| *c != ':')
-                .collect::<String>()
-                .to_ascii_lowercase();
-            let trimmed = hex.trim_start_matches('0');
-            (!hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| {
-                if trimmed.is_empty() {
-                    "0".to_owned()
-                } else {
-                    trimmed.to_owned()
-                }
-            })
-        })
-        .collect()
+    watchtower_pki::revoked_serials(text).into_iter().collect()
 }
 
 impl Revocations {
@@ -150,8 +133,8 @@ impl Revocations {
     /// Whether the certificate with this serial (as [`watchtower_pki::serial_hex`]) is revoked.
     #[must_use]
     pub fn is_revoked(&self, serial: &str) -> bool {
-        let serial = serial.trim_start_matches('0');
-        self.state.read().expect("revocations").serials.contains(serial)
+        watchtower_pki::normalize_serial(serial)
+            .is_some_and(|serial| self.state.read().expect("revocations").serials.contains(&serial))
     }
 
     /// Re-read the file if it changed; returns the number of revoked serials when it did.

@@ -107,13 +107,6 @@ pub fn enroll(
     })
 }
 
-/// The serials already in a deny list.
-fn listed(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.split('#').next()?.split_whitespace().next().map(str::to_owned))
-        .collect()
-}
-
 /// Add every certificate issued to `host` (or just `serial`) to the deny list at
 /// `revoked` (written to a temporary file and renamed, so the server never reads
 /// half a list). Returns the serials newly revoked.
@@ -127,7 +120,10 @@ pub fn revoke(
     let mut serials = Vec::new();
     let issued = dir.join("issued");
     if let Some(serial) = serial {
-        serials.push(serial.to_ascii_lowercase().replace(':', ""));
+        serials.push(
+            watchtower_pki::normalize_serial(serial)
+                .with_context(|| format!("{serial:?} is not a hex serial number"))?,
+        );
     } else {
         let prefix = format!("{host}-");
         for entry in std::fs::read_dir(&issued).with_context(|| format!("reading {}", issued.display()))? {
@@ -151,7 +147,7 @@ pub fn revoke(
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", revoked.display())),
     };
-    let already = listed(&text);
+    let already = watchtower_pki::revoked_serials(&text);
     serials.retain(|s| !already.contains(s));
     serials.sort();
     for serial in &serials {
@@ -231,7 +227,7 @@ mod tests {
             "once"
         );
         let text = std::fs::read_to_string(&revoked).unwrap();
-        assert_eq!(listed(&text), both, "db-1 untouched");
+        assert_eq!(watchtower_pki::revoked_serials(&text), both, "db-1 untouched");
         assert!(revoke(&ca_dir, "nobody", None, &revoked, "2026-11-23").is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
