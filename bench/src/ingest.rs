@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use prost::Message as _;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 use watchtower_e2e::TempDir;
 use watchtower_e2e::central::{Pki, Server};
 use watchtower_pki::{Authority, Role, Validity};
@@ -259,14 +259,9 @@ async fn connect(address: &str, link: &Link<'_>, host: &str) -> anyhow::Result<C
                 .await?
         }
         Link::Tls(pki) => {
-            let tls = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(pki.read("ca.pem")))
-                .identity(Identity::from_pem(
-                    pki.read(&format!("{host}.pem")),
-                    pki.read(&format!("{host}.key")),
-                ))
-                .domain_name("localhost");
-            watchtower_e2e::central::channel(&format!("https://{address}"), tls).await?
+            watchtower_e2e::central::channel(&format!("https://{address}"), pki.client_tls(Some(host)))
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?
         }
     })
 }
@@ -422,7 +417,7 @@ fn run_arm(
 }
 
 pub fn run(settings: &Settings, work_dir: &Path) -> anyhow::Result<IngestResult> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    watchtower_pki::install_crypto_provider();
     let hosts: Vec<String> = (0..settings.hosts).map(|i| format!("bench-{i:02}")).collect();
     let pki = bench_pki(&hosts)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
+use watchtower_pki::ClientTls;
 use watchtower_pki::{Authority, Validity};
 use watchtower_proto::query_client::QueryClient;
 use watchtower_proto::{
@@ -134,19 +135,18 @@ impl Pki {
         ]
     }
 
-    /// A client TLS config presenting the certificate `name`.pem/.key (None: no
+    /// The mutual-TLS client presenting the certificate `name`.pem/.key (None: no
     /// certificate at all).
     #[must_use]
-    pub fn client_tls(&self, name: Option<&str>) -> ClientTlsConfig {
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(self.read("ca.pem")))
-            .domain_name("localhost");
+    pub fn client_tls(&self, name: Option<&str>) -> ClientTls {
         match name {
-            Some(name) => tls.identity(Identity::from_pem(
+            Some(name) => ClientTls::from_pem(
+                self.read("ca.pem"),
                 self.read(&format!("{name}.pem")),
                 self.read(&format!("{name}.key")),
-            )),
-            None => tls,
+                "localhost",
+            ),
+            None => ClientTls::without_identity(self.read("ca.pem"), "localhost"),
         }
     }
 }
@@ -339,7 +339,7 @@ pub struct Reader {
 /// A runtime for blocking calls from tests.
 #[must_use]
 pub fn runtime() -> tokio::runtime::Runtime {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    watchtower_pki::install_crypto_provider();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -347,12 +347,11 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Connect to `address` with TLS `tls`.
-pub async fn channel(address: &str, tls: ClientTlsConfig) -> Result<Channel, tonic::transport::Error> {
-    Endpoint::from_shared(address.to_owned())?
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
+pub async fn channel(
+    address: &str,
+    tls: ClientTls,
+) -> Result<Channel, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(tls.endpoint(address, Duration::from_secs(5))?.connect().await?)
 }
 
 impl Reader {

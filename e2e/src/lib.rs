@@ -461,7 +461,7 @@ pub fn agent_binary() -> PathBuf {
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
         PathBuf::from,
     );
-    target.join("debug/watchtower-agent")
+    target.join("release/watchtower-agent")
 }
 
 /// The real agent, its JSON-lines output collected as it arrives.

@@ -410,7 +410,7 @@ mod raw {
     use bytes::{Buf as _, BufMut as _};
     use prost::Message as _;
     use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-    use tonic::transport::ClientTlsConfig;
+    use watchtower_pki::ClientTls;
     use watchtower_proto::ServerMessage;
 
     /// Sends bytes as they are (a malformed or oversized message), decodes answers.
@@ -456,7 +456,7 @@ mod raw {
     /// the answers until the stream ends, or the status that ended it.
     pub async fn exchange(
         address: &str,
-        tls: ClientTlsConfig,
+        tls: ClientTls,
         messages: Vec<Vec<u8>>,
     ) -> Result<Vec<ServerMessage>, tonic::Status> {
         let channel = watchtower_e2e::central::channel(address, tls)

@@ -5,43 +5,53 @@
 
 #![allow(clippy::pedantic)]
 
-pub mod v1 {
-    tonic::include_proto!("watchtower.v1");
+/// The generated messages, clients and servers (`cargo xtask proto` writes
+/// `src/generated/watchtower.v1.rs`; `cargo xtask test` checks it is current).
+pub mod pb {
+    include!("generated/watchtower.v1.rs");
 }
 
-pub use v1::*;
+pub use pb::*;
 
-impl v1::Event {
+/// This build's version: what `cargo xtask dist` (and `test`) stamp in through
+/// `WATCHTOWER_VERSION`, else the crate version. Every binary's `--version`, the
+/// agent's Hello and the webhook's user agent.
+pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+impl pb::Event {
     /// The kind of the event's body (`Unspecified` when it has none).
     #[must_use]
-    pub fn kind(&self) -> v1::EventKind {
-        use v1::event::Body;
+    pub fn kind(&self) -> pb::EventKind {
+        use pb::event::Body;
         match &self.body {
-            None => v1::EventKind::Unspecified,
-            Some(Body::LoginAttempt(_)) => v1::EventKind::LoginAttempt,
-            Some(Body::SessionStart(_)) => v1::EventKind::SessionStart,
-            Some(Body::SessionEnd(_)) => v1::EventKind::SessionEnd,
-            Some(Body::Exec(_)) => v1::EventKind::Exec,
-            Some(Body::Connect(_)) => v1::EventKind::Connect,
-            Some(Body::LoginVerdict(_)) => v1::EventKind::LoginVerdict,
-            Some(Body::AgentHealth(_)) => v1::EventKind::AgentHealth,
+            None => pb::EventKind::Unspecified,
+            Some(Body::LoginAttempt(_)) => pb::EventKind::LoginAttempt,
+            Some(Body::SessionStart(_)) => pb::EventKind::SessionStart,
+            Some(Body::SessionEnd(_)) => pb::EventKind::SessionEnd,
+            Some(Body::Exec(_)) => pb::EventKind::Exec,
+            Some(Body::Connect(_)) => pb::EventKind::Connect,
+            Some(Body::LoginVerdict(_)) => pb::EventKind::LoginVerdict,
+            Some(Body::AgentHealth(_)) => pb::EventKind::AgentHealth,
         }
     }
 }
 
-impl v1::EventKind {
+impl pb::EventKind {
     /// The snake_case name used in configs and on the command line.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
-            v1::EventKind::Unspecified => "unspecified",
-            v1::EventKind::LoginAttempt => "login_attempt",
-            v1::EventKind::SessionStart => "session_start",
-            v1::EventKind::SessionEnd => "session_end",
-            v1::EventKind::Exec => "exec",
-            v1::EventKind::Connect => "connect",
-            v1::EventKind::LoginVerdict => "login_verdict",
-            v1::EventKind::AgentHealth => "agent_health",
+            pb::EventKind::Unspecified => "unspecified",
+            pb::EventKind::LoginAttempt => "login_attempt",
+            pb::EventKind::SessionStart => "session_start",
+            pb::EventKind::SessionEnd => "session_end",
+            pb::EventKind::Exec => "exec",
+            pb::EventKind::Connect => "connect",
+            pb::EventKind::LoginVerdict => "login_verdict",
+            pb::EventKind::AgentHealth => "agent_health",
         }
     }
 
@@ -49,41 +59,41 @@ impl v1::EventKind {
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {
         [
-            v1::EventKind::LoginAttempt,
-            v1::EventKind::SessionStart,
-            v1::EventKind::SessionEnd,
-            v1::EventKind::Exec,
-            v1::EventKind::Connect,
-            v1::EventKind::LoginVerdict,
-            v1::EventKind::AgentHealth,
+            pb::EventKind::LoginAttempt,
+            pb::EventKind::SessionStart,
+            pb::EventKind::SessionEnd,
+            pb::EventKind::Exec,
+            pb::EventKind::Connect,
+            pb::EventKind::LoginVerdict,
+            pb::EventKind::AgentHealth,
         ]
         .into_iter()
         .find(|k| k.name() == name)
     }
 }
 
-impl v1::Outcome {
+impl pb::Outcome {
     /// The snake_case name (`success`, `failure`, `unspecified`).
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
-            v1::Outcome::Unspecified => "unspecified",
-            v1::Outcome::Success => "success",
-            v1::Outcome::Failure => "failure",
+            pb::Outcome::Unspecified => "unspecified",
+            pb::Outcome::Success => "success",
+            pb::Outcome::Failure => "failure",
         }
     }
 }
 
-impl v1::Verdict {
+impl pb::Verdict {
     /// The snake_case name (`confirmed`, `kernel_only`, ...).
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
-            v1::Verdict::Unspecified => "unspecified",
-            v1::Verdict::Confirmed => "confirmed",
-            v1::Verdict::KernelOnly => "kernel_only",
-            v1::Verdict::JournalOnly => "journal_only",
-            v1::Verdict::Unchecked => "unchecked",
+            pb::Verdict::Unspecified => "unspecified",
+            pb::Verdict::Confirmed => "confirmed",
+            pb::Verdict::KernelOnly => "kernel_only",
+            pb::Verdict::JournalOnly => "journal_only",
+            pb::Verdict::Unchecked => "unchecked",
         }
     }
 }
@@ -113,7 +123,7 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-impl v1::Checkpoint {
+impl pb::Checkpoint {
     /// The exact text the server signs (and a verifier checks): one field per line.
     #[must_use]
     pub fn note(&self) -> String {
@@ -156,10 +166,10 @@ impl std::fmt::Display for CheckpointError {
 
 impl std::error::Error for CheckpointError {}
 
-impl v1::SignedCheckpoint {
+impl pb::SignedCheckpoint {
     /// Check the Ed25519 signature over the checkpoint's note, with `pinned` (the key
     /// an auditor kept) when given, else with the key the checkpoint carries.
-    pub fn verify(&self, pinned: Option<&[u8]>) -> Result<&v1::Checkpoint, CheckpointError> {
+    pub fn verify(&self, pinned: Option<&[u8]>) -> Result<&pb::Checkpoint, CheckpointError> {
         let checkpoint = self.checkpoint.as_ref().ok_or(CheckpointError::Missing)?;
         let key = match pinned {
             Some(pinned) if pinned != self.public_key.as_slice() => {

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::assemble::read_proc_u32;
+use crate::host_lookup::read_proc_u32;
 
 /// High bit of a session key marks an adopted session: keys of sessions opened under
 /// the probes are boot-time nanoseconds, far below 2^63.

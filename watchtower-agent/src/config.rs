@@ -1,8 +1,9 @@
 //! Agent configuration: a TOML file with defaults for every field, overridden by
 //! command-line flags, validated before anything is loaded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 /// Which exec/connect activity is shipped.
@@ -168,9 +169,97 @@ pub struct Config {
     pub spool: SpoolSection,
 }
 
+/// The command-line flags that override the configuration file; `None`/`false`:
+/// keep the file's value.
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub scope: Option<Scope>,
+    pub host_id: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub ring_buffer_bytes: Option<u32>,
+    pub health_interval_secs: Option<u64>,
+    pub no_journal: bool,
+    pub journal_window_secs: Option<u64>,
+    pub require_kernel: bool,
+    pub server: Option<String>,
+    pub server_name: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub spool_max_bytes: Option<u64>,
+}
+
 impl Config {
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The effective configuration: the file (or the defaults), the flags over it,
+    /// validated.
+    pub fn load(path: Option<&Path>, flags: &Flags) -> anyhow::Result<Config> {
+        let config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                Config::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        let config = config.with_flags(flags);
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        Ok(config)
+    }
+
+    /// This configuration with the command-line flags laid over it.
+    #[must_use]
+    pub fn with_flags(mut self, flags: &Flags) -> Config {
+        if let Some(scope) = flags.scope {
+            self.capture.scope = scope;
+        }
+        if let Some(host) = &flags.host_id {
+            self.agent.host_id = Some(host.clone());
+        }
+        if let Some(dir) = &flags.state_dir {
+            self.agent.state_dir.clone_from(dir);
+        }
+        if let Some(bytes) = flags.ring_buffer_bytes {
+            self.capture.ring_buffer_bytes = bytes;
+        }
+        if let Some(secs) = flags.health_interval_secs {
+            self.health.interval_secs = secs;
+        }
+        if flags.no_journal {
+            self.journal.enabled = false;
+            self.journal.required = false;
+        }
+        if let Some(secs) = flags.journal_window_secs {
+            self.journal.window_secs = secs;
+        }
+        if flags.require_kernel {
+            self.capture.required = true;
+        }
+        if let Some(server) = &flags.server {
+            self.server.address = Some(server.clone());
+        }
+        if let Some(name) = &flags.server_name {
+            self.server.server_name.clone_from(name);
+        }
+        if let Some(ca) = &flags.ca {
+            self.server.ca.clone_from(ca);
+        }
+        if let Some(cert) = &flags.cert {
+            self.server.cert = Some(cert.clone());
+        }
+        if let Some(key) = &flags.key {
+            self.server.key = Some(key.clone());
+        }
+        if let Some(bytes) = flags.spool_max_bytes {
+            self.spool.max_bytes = bytes;
+            self.spool.segment_bytes = self.spool.segment_bytes.min(bytes);
+        }
+        self
     }
 
     /// Reject settings that cannot work, with the reason.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use watchtower_journal::{JournalLogin, Program};
 
 /// A session key as users see it: 16 hex digits, unique within one boot of one host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -178,7 +179,7 @@ pub struct AgentHealth {
     /// The journal witness: its state, counters and why it is off.
     pub journal: Option<JournalHealth>,
     /// Cross-check verdicts so far, and logins still waiting for the other witness.
-    pub verdicts: Option<crate::reconcile::VerdictCounters>,
+    pub verdicts: Option<VerdictCounters>,
     /// `sessions` (logins plus what they do) or `all`.
     pub scope: &'static str,
     pub probes: Vec<String>,
@@ -196,6 +197,26 @@ pub struct AgentHealth {
     pub open_sessions: u64,
     /// On start: the last sequence number an earlier run could have used.
     pub resumed_after_seq: Option<u64>,
+    /// The spool's state, when events are shipped to a server. Carried on the wire
+    /// only (not in the JSON lines).
+    #[serde(skip)]
+    pub spool: Option<SpoolHealth>,
+}
+
+/// The on-disk spool's state in health records and heartbeats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpoolHealth {
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Events not yet acknowledged by the server.
+    pub pending: u64,
+    /// Events dropped, by reason (`spool_full`, `write_error`, ...).
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub corrupt_records: u64,
+    /// The highest index the server has stored.
+    pub acked: u64,
+    /// Times the link to the server was lost and made again.
+    pub reconnects: u64,
 }
 
 /// The journal reader's state in health records.
@@ -219,6 +240,77 @@ pub struct JournalHealth {
     pub restarts: u64,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Confirmed,
+    KernelOnly,
+    JournalOnly,
+    Unchecked,
+}
+
+/// What the kernel witness said, as carried in a verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KernelWitness {
+    /// The program the PAM service stands for (looked up once, not shipped).
+    #[serde(skip)]
+    pub program: Program,
+    /// The `seq` of the kernel's `login_attempt` event.
+    pub seq: u64,
+    pub time_unix_ns: u64,
+    pub service: String,
+    pub user: String,
+    pub outcome: Outcome,
+    pub remote_host: Option<String>,
+    pub pid: u32,
+    pub ppid: u32,
+    pub from_session: Option<SessionId>,
+}
+
+/// A cross-check verdict about one login (reached by [`crate::reconcile`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoginVerdict {
+    pub verdict: Verdict,
+    /// Why, in a word: `both_witnesses`, `no_journal_record`,
+    /// `journald_not_accepting`, `no_kernel_record`, `writer_not_the_program`,
+    /// `kernel_witness_off`, `before_kernel_watch`, `agent_stopping`,
+    /// `no_pam_authentication`.
+    pub reason: &'static str,
+    pub program: Program,
+    pub user: String,
+    pub outcome: Outcome,
+    /// Failed tries the verdict stands for (sudo's `3 incorrect password attempts`).
+    pub attempts: u32,
+    /// When the login happened (the kernel's time when it saw it, else the journal's).
+    pub login_time_unix_ns: u64,
+    /// What only the log knows, lifted for convenience.
+    pub auth_method: Option<String>,
+    pub key_fingerprint: Option<String>,
+    pub remote_address: Option<String>,
+    pub remote_port: Option<u16>,
+    /// sudo's `COMMAND=`.
+    pub command: Option<String>,
+    /// The witnesses name different users (beyond sudo/su's own two users).
+    pub user_mismatch: bool,
+    pub kernel: Option<KernelWitness>,
+    pub journal: Option<JournalLogin>,
+}
+
+/// Verdict counts for health records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerdictCounters {
+    pub confirmed: u64,
+    pub kernel_only: u64,
+    pub journal_only: u64,
+    pub unchecked: u64,
+    /// Kernel logins waiting for their journal line now.
+    pub pending_kernel: u64,
+    /// Journal logins waiting for their kernel record now.
+    pub pending_journal: u64,
+    /// Pending logins dropped because too many were waiting (each still got a verdict).
+    pub overflow: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventBody {
@@ -227,7 +319,7 @@ pub enum EventBody {
     SessionEnd(SessionEnd),
     Exec(Exec),
     Connect(Connect),
-    LoginVerdict(Box<crate::reconcile::LoginVerdict>),
+    LoginVerdict(Box<LoginVerdict>),
     AgentHealth(AgentHealth),
 }
 

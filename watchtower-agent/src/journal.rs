@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use watchtower_journal::{LoginStories, Program, parse_entry};
 
 use crate::event::JournalHealth;
-use crate::pipeline::Input;
+use crate::stages::assembler::Input;
 
 /// journald's native socket: when nothing listens on it, nothing is logged.
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";

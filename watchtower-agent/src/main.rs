@@ -1,25 +1,52 @@
 //! watchtower-agent: watches logins on this host at the kernel boundary.
 //!
 //! main only parses the command line and wires the stages together; each stage
-//! lives in its own module.
+//! is a task in [`stages`], connected to the next by a bounded channel:
+//!
+//! - the kernel side: [`probes`] loads the eBPF programs (with [`btf`], [`tracefs`],
+//!   [`libpam`], and [`adopt`] for the sessions already running); [`witness`]
+//!   starts them, and the journal check;
+//! - [`stages::reader`] reads the ring buffer and [`decode`] turns each kernel
+//!   record into a typed [`decode::KernelRecord`] (`--record-raw` also writes them
+//!   to a [`raw_file`]);
+//! - [`stages::assembler`] turns those records into events ([`event`]) with the
+//!   rules in [`assemble`]: PAM transactions and login outcomes in `assemble/pam.rs`,
+//!   sessions in `assemble/session.rs`; what only the live system knows (/proc,
+//!   the user database) comes from [`host_lookup`];
+//! - [`journal`] follows the journal, the second witness;
+//! - [`stages::reconciler`] stamps every event ([`stamp`]: host, boot, [`seq`]),
+//!   cross-checks logins with the journal ([`reconcile`]) and emits the health
+//!   records ([`health`]);
+//! - the output: [`stages::stdout`] (JSON lines), or [`stages::spool_writer`] into
+//!   the on-disk [`spool`] and [`stages::sender`] to the server over gRPC (the
+//!   protobuf form of events in [`wire`]).
+//!
+//! Besides running: [`config`] (the file and the flags over it), [`replay`] (the
+//! `replay` subcommand) and [`count_only`] (`--count-only`).
 
 mod adopt;
 mod assemble;
 mod btf;
 mod clock;
 mod config;
+mod count_only;
 mod decode;
 mod event;
+mod health;
+mod host_lookup;
 mod journal;
 mod libpam;
-mod pipeline;
 mod probes;
+mod raw_file;
 mod reconcile;
+mod replay;
 mod seq;
 mod spool;
+mod stages;
+mod stamp;
 mod tracefs;
-mod transport;
 mod wire;
+mod witness;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,14 +56,14 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, Scope};
-use crate::pipeline::{HealthContext, Input, JournalWitness, ReaderStats, Stamper};
+use crate::config::{Config, Flags, Scope};
+use crate::health::{HealthContext, HealthSources, JournalState, KernelStats};
+use crate::stages::assembler::Input;
+use crate::stages::reader::ReaderStats;
+use crate::stages::{assembler, reader, reconciler, sender, spool_writer, stdout, ticker};
+use crate::stamp::Stamper;
 
-/// The version: the git description `cargo xtask dist` stamps in, else the crate's.
-pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
-    Some(version) => version,
-    None => env!("CARGO_PKG_VERSION"),
-};
+use watchtower_proto::VERSION;
 
 /// Watchtower host agent.
 ///
@@ -61,6 +88,10 @@ pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
 #[expect(
     clippy::doc_markdown,
     reason = "this doc comment is the --help text, read in a terminal"
+)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line switches: each bool is one flag"
 )]
 struct Cli {
     /// TOML configuration file ([agent], [capture], [health] sections).
@@ -141,78 +172,24 @@ enum Command {
     },
 }
 
-fn effective_config(cli: &Cli) -> anyhow::Result<Config> {
-    let mut config = match &cli.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config {}", path.display()))?;
-            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
-        }
-        None => Config::default(),
-    };
-    if let Some(scope) = cli.scope {
-        config.capture.scope = scope;
+/// The flags that override the configuration file.
+fn flags(cli: &Cli) -> Flags {
+    Flags {
+        scope: cli.scope,
+        host_id: cli.host_id.clone(),
+        state_dir: cli.state_dir.clone(),
+        ring_buffer_bytes: cli.ring_buffer_bytes,
+        health_interval_secs: cli.health_interval_secs,
+        no_journal: cli.no_journal,
+        journal_window_secs: cli.journal_window_secs,
+        require_kernel: cli.require_kernel,
+        server: cli.server.clone(),
+        server_name: cli.server_name.clone(),
+        ca: cli.ca.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+        spool_max_bytes: cli.spool_max_bytes,
     }
-    if let Some(host) = &cli.host_id {
-        config.agent.host_id = Some(host.clone());
-    }
-    if let Some(dir) = &cli.state_dir {
-        config.agent.state_dir.clone_from(dir);
-    }
-    if let Some(bytes) = cli.ring_buffer_bytes {
-        config.capture.ring_buffer_bytes = bytes;
-    }
-    if let Some(secs) = cli.health_interval_secs {
-        config.health.interval_secs = secs;
-    }
-    if cli.no_journal {
-        config.journal.enabled = false;
-        config.journal.required = false;
-    }
-    if let Some(secs) = cli.journal_window_secs {
-        config.journal.window_secs = secs;
-    }
-    if cli.require_kernel {
-        config.capture.required = true;
-    }
-    if let Some(server) = &cli.server {
-        config.server.address = Some(server.clone());
-    }
-    if let Some(name) = &cli.server_name {
-        config.server.server_name.clone_from(name);
-    }
-    if let Some(ca) = &cli.ca {
-        config.server.ca.clone_from(ca);
-    }
-    if let Some(cert) = &cli.cert {
-        config.server.cert = Some(cert.clone());
-    }
-    if let Some(key) = &cli.key {
-        config.server.key = Some(key.clone());
-    }
-    if let Some(bytes) = cli.spool_max_bytes {
-        config.spool.max_bytes = bytes;
-        config.spool.segment_bytes = config.spool.segment_bytes.min(bytes);
-    }
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    Ok(config)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-fn boot_id() -> anyhow::Result<String> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .context("reading /proc/sys/kernel/random/boot_id")?
-        .trim()
-        .to_string())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -224,7 +201,7 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let config = effective_config(&cli)?;
+    let config = Config::load(cli.config.as_deref(), &flags(&cli))?;
     match cli.command {
         Some(Command::PrintConfig) => {
             print!("{}", toml::to_string_pretty(&config)?);
@@ -245,7 +222,7 @@ fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        Some(Command::Replay { file }) => return replay(&file),
+        Some(Command::Replay { file }) => return replay::run(&file),
         None => {}
     }
     if cli.count_only {
@@ -253,138 +230,19 @@ fn main() -> anyhow::Result<()> {
             .worker_threads(2)
             .enable_all()
             .build()?
-            .block_on(count_only(&config));
+            .block_on(count_only::run(&config));
     }
     if !cli.stdout && config.server.address.is_none() {
         bail!(
             "no output selected: pass --server https://HOST:PORT to ship events, or --stdout to print them as JSON lines"
         );
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    watchtower_pki::install_crypto_provider();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
         .block_on(run(config, cli.record_raw, cli.stdout))
-}
-
-fn replay(file: &std::path::Path) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let (records, torn) = pipeline::split_raw(&data);
-    let mut assembler = assemble::Assembler::new(assemble::NoProcessInfo);
-    let mut out = Vec::new();
-    let mut rejected = 0u64;
-    for record in records {
-        match decode::decode(record) {
-            Ok(record) => assembler.push(record, &mut out),
-            Err(error) => {
-                rejected += 1;
-                tracing::warn!(%error, "record rejected");
-            }
-        }
-    }
-    let mut stdout = std::io::stdout().lock();
-    for (_, body) in out {
-        serde_json::to_writer(&mut stdout, &body)?;
-        stdout.write_all(b"\n")?;
-    }
-    if let Some(at) = torn {
-        tracing::warn!(offset = at, "the file ends in a torn record");
-    }
-    if rejected > 0 {
-        tracing::warn!(rejected, "records rejected by the decoder");
-    }
-    Ok(())
-}
-
-/// `--count-only`: the probes attached, their records read, decoded and counted.
-async fn count_only(config: &Config) -> anyhow::Result<()> {
-    let kernel = start_kernel(config)?;
-    let (tx, mut rx) = mpsc::channel::<Input>(1024);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stats = Arc::new(ReaderStats::default());
-    let reader = tokio::spawn(pipeline::read_ring(kernel.ring, tx, stats.clone(), stop_rx, None));
-    let counter = tokio::spawn(async move {
-        let mut by_kind: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
-        while let Some(input) = rx.recv().await {
-            if let Input::Records(records) = input {
-                for record in records {
-                    *by_kind.entry(record.kind_name()).or_default() += 1;
-                }
-            }
-        }
-        by_kind
-    });
-    tracing::info!("counting only: probes attached, records are counted and dropped");
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = sigterm.recv() => {}
-    }
-    drop(kernel.ebpf);
-    let _ = stop_tx.send(true);
-    reader.await??;
-    let by_kind = counter.await?;
-    let summary = serde_json::json!({
-        "records": by_kind,
-        "decode_errors": stats.decode_errors.load(std::sync::atomic::Ordering::Relaxed),
-        "lost": kernel.counters.lost(),
-        "out_of_scope": kernel.counters.out_of_scope(),
-    });
-    println!("{summary}");
-    Ok(())
-}
-
-/// The kernel witness, started: its probes (kept alive until shutdown) and the
-/// ring buffer to read.
-struct KernelStarted {
-    ebpf: aya::Ebpf,
-    ring: aya::maps::RingBuf<aya::maps::MapData>,
-    counters: probes::KernelCounters,
-    attached: Vec<String>,
-    adopted: Vec<adopt::AdoptedSession>,
-}
-
-fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
-    let found = probes::preflight()?;
-    if found.mounted_tracefs {
-        tracing::info!(path = %found.tracefs.display(), "mounted tracefs");
-    }
-    if let Some(note) = &found.btf_note {
-        tracing::warn!("{note}");
-    }
-    let probes = probes::load(
-        &found,
-        config.capture.scope == Scope::All,
-        config.capture.ring_buffer_bytes,
-    )?;
-    tracing::info!(
-        probes = probes.attached.len(),
-        libpam = %found.libpam.display(),
-        scope = config.capture.scope.name(),
-        "probes attached"
-    );
-    let probes::Probes {
-        ebpf,
-        ring,
-        counters,
-        attached,
-        adopted,
-    } = probes;
-    if !adopted.is_empty() {
-        tracing::info!(
-            sessions = adopted.len(),
-            "adopted login sessions that began before the agent"
-        );
-    }
-    Ok(KernelStarted {
-        ebpf,
-        ring,
-        counters,
-        attached,
-        adopted,
-    })
 }
 
 #[expect(
@@ -393,62 +251,47 @@ fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
 )]
 async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyhow::Result<()> {
     // The two witnesses: each may be missing, not both.
-    let kernel = match start_kernel(&config) {
-        Ok(kernel) => Ok(kernel),
-        Err(error) if config.capture.required => return Err(error),
-        Err(error) => {
-            tracing::error!("kernel witness unavailable, degraded to journal-only: {error:#}");
-            Err(format!("{error:#}"))
-        }
-    };
-    let kernel_since_ns = clock::boot_to_unix_ns(clock::boottime_ns());
-    let journal_probe = if config.journal.enabled {
-        journal::probe(&config.journal.journalctl)
-    } else {
-        Err("disabled by configuration".to_string())
-    };
-    match (&kernel, &journal_probe) {
-        (Err(k), Err(j)) => bail!("neither witness can run. kernel: {k}. journal: {j}"),
-        (_, Err(j)) if config.journal.required => bail!("the journal cannot be read: {j}"),
-        (Ok(_), Err(j)) => tracing::warn!("journal witness unavailable, kernel-only (no cross-check): {j}"),
-        _ => {}
-    }
-    let mode = match (&kernel, &journal_probe) {
-        (Ok(_), Ok(())) => "kernel+journal",
-        (Ok(_), Err(_)) => "kernel",
-        _ => "journal",
-    };
-    tracing::info!(mode, "witnesses running");
+    let witness::Witnesses {
+        kernel,
+        kernel_since_ns,
+        journal: journal_probe,
+        mode,
+    } = witness::start(&config)?;
     let seq = seq::SeqAllocator::open(&config.agent.state_dir)
         .with_context(|| format!("opening state in {}", config.agent.state_dir.display()))?;
+    let resumed_after = seq.resumed_after();
     let stamper = Stamper {
-        host_id: config.agent.host_id.clone().unwrap_or_else(hostname),
-        boot_id: boot_id()?,
+        host_id: config.agent.host_id.clone().unwrap_or_else(host_lookup::hostname),
+        boot_id: host_lookup::boot_id()?,
         seq,
     };
     let delivery = match &config.server.address {
-        Some(address) => Some(open_delivery(&config, address, &stamper.host_id)?),
+        Some(address) => {
+            let link = sender::ServerLink::from_config(&config, address, &stamper.host_id)?;
+            Some((spool_writer::open(&config)?, link))
+        }
         None => None,
     };
 
     let (records_tx, records_rx) = mpsc::channel::<Input>(1024);
+    let (assembled_tx, assembled_rx) = mpsc::channel(1024);
     let (events_tx, events_rx) = mpsc::channel(4096);
     let (stop_kernel_tx, stop_kernel_rx) = watch::channel(false);
     let (stop_journal_tx, stop_journal_rx) = watch::channel(false);
     records_tx.send(Input::Health("start")).await?;
 
-    let (kernel_witness, kernel_unavailable, probes_attached, ebpf, reader) = match kernel {
+    let (kernel_stats, kernel_unavailable, probes_attached, ebpf, reader) = match kernel {
         Ok(k) => {
             records_tx.send(Input::Adopt(k.adopted)).await?;
             let raw = match &record_raw {
                 Some(path) => Some(
-                    pipeline::RawRecorder::create(path)
+                    raw_file::RawRecorder::create(path)
                         .with_context(|| format!("creating {}", path.display()))?,
                 ),
                 None => None,
             };
             let reader_stats = Arc::new(ReaderStats::default());
-            let reader = tokio::spawn(pipeline::read_ring(
+            let reader = tokio::spawn(reader::read_ring(
                 k.ring,
                 records_tx.clone(),
                 reader_stats.clone(),
@@ -456,7 +299,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
                 raw,
             ));
             (
-                Some(pipeline::KernelWitness {
+                Some(KernelStats {
                     counters: k.counters,
                     reader: reader_stats,
                 }),
@@ -468,7 +311,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
         }
         Err(why) => (None, Some(why), Vec::new(), None, None),
     };
-    let (journal_witness, follower) = match journal_probe {
+    let (journal_state, reconciler, follower) = match journal_probe {
         Ok(()) => {
             let stats = Arc::new(journal::JournalStats::default());
             let since_unix_s = kernel_since_ns / 1_000_000_000;
@@ -484,56 +327,45 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
             ));
             let reconciler = reconcile::Reconciler::new(
                 config.journal.window_secs * 1_000_000_000,
-                kernel_witness.is_some().then_some(kernel_since_ns),
+                kernel_stats.is_some().then_some(kernel_since_ns),
             );
-            (JournalWitness::Following { stats, reconciler }, Some(follower))
+            (JournalState::Following(stats), Some(reconciler), Some(follower))
         }
-        Err(why) => (JournalWitness::Unavailable(why), None),
+        Err(why) => (JournalState::Unavailable(why), None, None),
     };
-    let (stamper_host, stamper_boot) = (stamper.host_id.clone(), stamper.boot_id.clone());
-    let assembler = tokio::spawn(pipeline::assemble(
-        records_rx,
-        events_tx,
-        stamper,
-        kernel_witness,
-        journal_witness,
-        HealthContext {
+    let identity = (stamper.host_id.clone(), stamper.boot_id.clone());
+    let health = HealthSources {
+        context: HealthContext {
             scope: config.capture.scope.name(),
             probes: probes_attached,
             mode,
             kernel_unavailable,
         },
+        kernel: kernel_stats,
+        journal: journal_state,
+        spool: delivery.as_ref().map(|(shared, _)| shared.clone()),
+        resumed_after,
+    };
+    let assembler = tokio::spawn(assembler::run(records_rx, assembled_tx));
+    let reconciler = tokio::spawn(reconciler::run(
+        assembled_rx,
+        events_tx,
+        stamper,
+        reconciler,
+        health,
     ));
     let (stop_ship_tx, stop_ship_rx) = watch::channel(false);
     let (output, shipper) = match delivery {
         Some((shared, link)) => (
-            tokio::spawn(transport::write_spool(events_rx, shared.clone(), stdout)),
-            Some(tokio::spawn(transport::ship(
-                link,
-                (stamper_host.clone(), stamper_boot.clone()),
-                shared,
-                stop_ship_rx,
-            ))),
+            tokio::spawn(spool_writer::run(events_rx, shared.clone(), stdout)),
+            Some(tokio::spawn(sender::run(link, identity, shared, stop_ship_rx))),
         ),
-        None => (tokio::spawn(pipeline::write_stdout(events_rx)), None),
+        None => (tokio::spawn(stdout::run(events_rx)), None),
     };
-
-    let health_tx = records_tx.clone();
-    let interval = Duration::from_secs(config.health.interval_secs);
-    let ticker = tokio::spawn(async move {
-        let mut health = tokio::time::interval(interval);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        health.tick().await;
-        loop {
-            let input = tokio::select! {
-                _ = health.tick() => Input::Health("periodic"),
-                _ = tick.tick() => Input::Tick,
-            };
-            if health_tx.send(input).await.is_err() {
-                return;
-            }
-        }
-    });
+    let ticker = tokio::spawn(ticker::run(
+        records_tx.clone(),
+        Duration::from_secs(config.health.interval_secs),
+    ));
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -555,6 +387,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
     records_tx.send(Input::Health("shutdown")).await?;
     drop(records_tx);
     assembler.await??;
+    reconciler.await??;
     output.await??;
     // Everything is in the spool now; give the sender a short grace to deliver it.
     let _ = stop_ship_tx.send(true);
@@ -562,61 +395,4 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
         shipper.await??;
     }
     Ok(())
-}
-
-/// Open the spool and check the TLS files before anything runs.
-fn open_delivery(
-    config: &Config,
-    address: &str,
-    host_id: &str,
-) -> anyhow::Result<(Arc<transport::SharedSpool>, transport::ServerLink)> {
-    let cert = config
-        .server
-        .cert
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("certs/agents/{host_id}.pem")));
-    let key = config
-        .server
-        .key
-        .clone()
-        .unwrap_or_else(|| cert.with_extension("key"));
-    for path in [&config.server.ca, &cert, &key] {
-        std::fs::metadata(path).with_context(|| {
-            format!(
-                "TLS file {} (make certificates with `cargo xtask certs --host {host_id}`)",
-                path.display()
-            )
-        })?;
-    }
-    let dir = config.agent.state_dir.join("spool");
-    let (spool, report) = spool::Spool::open(spool::SpoolConfig {
-        dir: dir.clone(),
-        max_bytes: config.spool.max_bytes,
-        segment_bytes: config.spool.segment_bytes,
-    })
-    .with_context(|| format!("opening the spool in {}", dir.display()))?;
-    if report.corrupt_records > 0 {
-        tracing::error!(
-            corrupt = report.corrupt_records,
-            truncated_bytes = report.truncated_bytes,
-            "the spool had a torn or corrupt tail (a crash mid-write): cut and counted"
-        );
-    }
-    if report.pending > 0 {
-        tracing::info!(
-            pending = report.pending,
-            "events from an earlier run wait in the spool: sending them first"
-        );
-    }
-    Ok((
-        transport::SharedSpool::new(spool),
-        transport::ServerLink {
-            address: address.to_owned(),
-            server_name: config.server.server_name.clone(),
-            ca: config.server.ca.clone(),
-            cert,
-            key,
-            heartbeat: Duration::from_secs(config.server.heartbeat_secs),
-        },
-    ))
 }

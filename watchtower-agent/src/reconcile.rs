@@ -19,81 +19,9 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
 use watchtower_journal::{JournalLogin, Outcome as JournalOutcome, Program};
 
-use crate::event::{LoginAttempt, Outcome, SessionId};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Confirmed,
-    KernelOnly,
-    JournalOnly,
-    Unchecked,
-}
-
-/// What the kernel witness said, as carried in a verdict.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct KernelWitness {
-    /// The program the PAM service stands for (looked up once, not shipped).
-    #[serde(skip)]
-    pub program: Program,
-    /// The `seq` of the kernel's `login_attempt` event.
-    pub seq: u64,
-    pub time_unix_ns: u64,
-    pub service: String,
-    pub user: String,
-    pub outcome: Outcome,
-    pub remote_host: Option<String>,
-    pub pid: u32,
-    pub ppid: u32,
-    pub from_session: Option<SessionId>,
-}
-
-/// A cross-check verdict about one login.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LoginVerdict {
-    pub verdict: Verdict,
-    /// Why, in a word: `both_witnesses`, `no_journal_record`,
-    /// `journald_not_accepting`, `no_kernel_record`, `writer_not_the_program`,
-    /// `kernel_witness_off`, `before_kernel_watch`, `agent_stopping`,
-    /// `no_pam_authentication`.
-    pub reason: &'static str,
-    pub program: Program,
-    pub user: String,
-    pub outcome: Outcome,
-    /// Failed tries the verdict stands for (sudo's `3 incorrect password attempts`).
-    pub attempts: u32,
-    /// When the login happened (the kernel's time when it saw it, else the journal's).
-    pub login_time_unix_ns: u64,
-    /// What only the log knows, lifted for convenience.
-    pub auth_method: Option<String>,
-    pub key_fingerprint: Option<String>,
-    pub remote_address: Option<String>,
-    pub remote_port: Option<u16>,
-    /// sudo's `COMMAND=`.
-    pub command: Option<String>,
-    /// The witnesses name different users (beyond sudo/su's own two users).
-    pub user_mismatch: bool,
-    pub kernel: Option<KernelWitness>,
-    pub journal: Option<JournalLogin>,
-}
-
-/// Verdict counts for health records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct VerdictCounters {
-    pub confirmed: u64,
-    pub kernel_only: u64,
-    pub journal_only: u64,
-    pub unchecked: u64,
-    /// Kernel logins waiting for their journal line now.
-    pub pending_kernel: u64,
-    /// Journal logins waiting for their kernel record now.
-    pub pending_journal: u64,
-    /// Pending logins dropped because too many were waiting (each still got a verdict).
-    pub overflow: u64,
-}
+use crate::event::{KernelWitness, LoginAttempt, LoginVerdict, Outcome, Verdict, VerdictCounters};
 
 /// Logins waiting for the other witness, per side.
 const MAX_PENDING: usize = 16_384;

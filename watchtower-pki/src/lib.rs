@@ -4,6 +4,11 @@
 //! An identity is one URI SAN, `spiffe://watchtower/<role>/<name>`: the server
 //! takes a host's identity from its certificate, never from what it sends.
 
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "client")]
+pub use client::{ClientTls, ClientTlsError, install_crypto_provider};
+
 use std::io::Read as _;
 use std::path::Path;
 
@@ -237,7 +242,13 @@ pub fn serial_hex(raw: &[u8]) -> String {
         Some(start) => &raw[start..],
         None => &[0],
     };
-    trimmed.iter().map(|b| format!("{b:02x}")).collect()
+    trimmed
+        .iter()
+        .fold(String::with_capacity(trimmed.len() * 2), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// A serial number as an operator writes it (hex, `:` allowed, any case) in the

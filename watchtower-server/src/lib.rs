@@ -1,22 +1,45 @@
 //! Watchtower's central store: agents stream events over gRPC with mutual TLS,
 //! the server keeps them in `RocksDB` indexed by host, time, user, session and
 //! remote address, and answers queries and live tails.
+//!
+//! # Layout
+//!
+//! - [`grpc`]: the edge. [`grpc::ingest`] takes each agent's stream,
+//!   [`grpc::query`] answers readers; [`grpc::status`] is the one place a failure
+//!   becomes a `tonic::Status` (and a refusal is counted and logged).
+//! - [`store`]: the only code that touches `RocksDB`.
+//!   **[`store::append`] turns an ingested batch into `RocksDB` writes**;
+//!   [`store::keys`] holds every key and value encoding with a table of all 13
+//!   column families; [`store::query`] reads events back, [`store::hosts`] keeps
+//!   host records, [`store::log`] the tamper-evidence leaves and checkpoints,
+//!   [`store::alerts`] the alerts, [`store::retention`] removes by age.
+//! - [`tamper`]: the Merkle log's hashing ([`tamper::merkle`]), signed
+//!   checkpoints ([`tamper::checkpoint`]) and the check of records against them
+//!   ([`tamper::verify`]).
+//! - [`alerts`]: the alert rules over the stored events, and their
+//!   [`alerts::webhook`] delivery.
+//! - [`metrics`]: what `/metrics` shows, and the HTTP [`metrics::exporter`].
+//! - [`facets`]: what an event is about (users, sessions, addresses), filters
+//!   and the checks an event passes before it is stored.
+//! - [`tls`]: mutual TLS, identities and revocation; [`config`]: the server's
+//!   configuration; [`counters`]: what the server stored, dropped and refused.
+//!
+//! Dependencies run one way: `grpc` → `store`, `tamper`, `facets`; `alerts` and
+//! `metrics` → `store`; `tamper::verify` and `tamper::checkpoint` → `store`; the
+//! store uses only `facets` and the pure hashing of `tamper::merkle`.
 
 pub mod alerts;
-pub mod checkpoint;
 pub mod config;
 pub mod counters;
-pub mod exporter;
 pub mod facets;
-pub mod ingest;
-pub mod keys;
-pub mod merkle;
+pub mod grpc;
 pub mod metrics;
-pub mod query;
 pub mod store;
 pub mod tamper;
 pub mod tls;
-pub mod webhook;
+
+/// The ingest service at its former path (the benchmark embeds it).
+pub use grpc::ingest;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,11 +49,11 @@ use tokio::sync::broadcast;
 use watchtower_proto::ingest_server::IngestServer;
 use watchtower_proto::query_server::QueryServer;
 
-use crate::checkpoint::CheckpointSigner;
 use crate::config::ServerConfig;
 use crate::counters::ServerCounters;
 use crate::metrics::Metrics;
 use crate::store::EventStore;
+use crate::tamper::CheckpointSigner;
 
 /// A fresh directory for a unit test's real `RocksDB`, removed afterwards.
 #[cfg(test)]
@@ -93,7 +116,7 @@ pub async fn serve(
     let signer = Arc::new(CheckpointSigner::load_or_create(&config.signing_key())?);
     tracing::info!(
         public_key = %watchtower_proto::hex(signer.public_key()),
-        file = %checkpoint::public_key_path(&config.signing_key()).display(),
+        file = %tamper::checkpoint::public_key_path(&config.signing_key()).display(),
         "tamper-evidence log: checkpoints are signed with this Ed25519 key (pin it to verify offline)"
     );
     let counters = Arc::new(ServerCounters::default());
@@ -112,9 +135,10 @@ pub async fn serve(
     let rules = alerts.spawn(counters.clone());
     let delivery = match (&config.alerts.webhook_url, webhook_queue) {
         (Some(url), Some(queue)) => {
-            let hook = webhook::Webhook::new(url, Duration::from_secs(config.alerts.webhook_timeout_secs))?;
+            let hook =
+                alerts::webhook::Webhook::new(url, Duration::from_secs(config.alerts.webhook_timeout_secs))?;
             tracing::info!(url, "alerts are sent to the webhook");
-            Some(webhook::spawn(
+            Some(alerts::webhook::spawn(
                 hook,
                 queue,
                 config.alerts.webhook_attempts,
@@ -148,7 +172,7 @@ pub async fn serve(
                 .await
                 .map_err(|e| anyhow::anyhow!("exporter: cannot listen on {listen}: {e}"))?;
             tracing::info!(address = %listener.local_addr()?, token = token.is_some(), "exporter listening (/metrics, /healthz)");
-            let state = Arc::new(exporter::Exporter {
+            let state = Arc::new(metrics::exporter::Exporter {
                 metrics: metrics.clone(),
                 counters: counters.clone(),
                 store: store.clone(),
@@ -157,7 +181,7 @@ pub async fn serve(
             });
             let mut stopping = stopping.clone();
             Some(tokio::spawn(async move {
-                if let Err(e) = exporter::serve(listener, state, async move {
+                if let Err(e) = metrics::exporter::serve(listener, state, async move {
                     let _ = stopping.wait_for(|stop| *stop).await;
                 })
                 .await
@@ -175,7 +199,7 @@ pub async fn serve(
     let address = listener.local_addr()?;
     tracing::info!(%address, data_dir = %config.server.data_dir.display(), "watchtower-server listening (mutual TLS)");
 
-    let ingest = ingest::IngestService {
+    let ingest = grpc::ingest::IngestService {
         store: store.clone(),
         counters: counters.clone(),
         metrics: metrics.clone(),
@@ -183,7 +207,7 @@ pub async fn serve(
         max_batch_events: config.ingest.max_batch_events,
         revocations: revocations.clone(),
     };
-    let query = query::QueryService {
+    let query = grpc::query::QueryService {
         store: store.clone(),
         counters: counters.clone(),
         signer: signer.clone(),
@@ -227,7 +251,7 @@ pub async fn serve(
     }
     result?;
     let store_at_stop = store.clone();
-    match tokio::task::spawn_blocking(move || store_at_stop.checkpoint(&signer, "shutdown", 0)).await {
+    match tokio::task::spawn_blocking(move || signer.checkpoint(&store_at_stop, "shutdown", 0)).await {
         Ok(Ok(signed)) => tracing::info!(
             size = signed.checkpoint.as_ref().map_or(0, |c| c.size),
             "signed the log at shutdown"
@@ -259,7 +283,7 @@ fn spawn_checkpoints(
                 if last.is_some_and(|(s, r)| s == size && r == root) {
                     return Ok(None);
                 }
-                store.checkpoint(&signer, "periodic", 0).map(Some)
+                signer.checkpoint(&store, "periodic", 0).map(Some)
             })
             .await;
             match signed {
@@ -300,14 +324,14 @@ fn spawn_retention(
                 // The cut is signed before anything is removed: no removal is silent,
                 // and verify knows which missing records retention took.
                 if store.oldest_event()?.is_some_and(|oldest| oldest < cutoff) {
-                    store.checkpoint(&signer, "retention", cutoff)?;
+                    signer.checkpoint(&store, "retention", cutoff)?;
                 }
                 let removed = store.prune_before(cutoff)?;
                 let record = format!(
                     "cutoff_unix_ns={cutoff} removed={removed} at_unix_ns={}",
                     now_unix_ns()
                 );
-                store.put_meta("retention", record.as_bytes())?;
+                store.put_meta(store::keys::RETENTION, record.as_bytes())?;
                 Ok::<_, store::StoreError>(removed)
             })
             .await

@@ -8,11 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use watchtower_server::config::ServerConfig;
 
-/// The version: the git description `cargo xtask dist` stamps in, else the crate's.
-pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
-    Some(version) => version,
-    None => env!("CARGO_PKG_VERSION"),
-};
+use watchtower_proto::VERSION;
 
 /// Watchtower's central store: receives agents' events over gRPC with mutual TLS,
 /// keeps them durably in `RocksDB` (acknowledging only what is written), indexes

@@ -105,15 +105,24 @@ pub fn stamp() -> anyhow::Result<Stamp> {
     })
 }
 
-/// The release build with the version stamped in (shared with `bench`).
+/// The one build: every target of the default members in the release profile,
+/// with the version stamped in. `test`, `run`, `bench` and `dist` all use it, so
+/// the C++ of `RocksDB` and every program are compiled once per change.
 ///
 /// SOURCE_DATE_EPOCH is deliberately not passed to cargo: librocksdb-sys reruns
 /// its build script (13+ minutes of C++) whenever it changes, i.e. on every commit.
 pub fn build(stamp: &Stamp) -> anyhow::Result<()> {
-    run(cargo()
-        .args(["build", "--release", "--bins"])
-        .env("WATCHTOWER_VERSION", &stamp.version)
-        .env_remove("SOURCE_DATE_EPOCH"))
+    run(stamped(
+        cargo().args(["build", "--release", "--all-targets"]),
+        stamp,
+    ))
+}
+
+/// A cargo command with the version stamped in: every build of the workspace goes
+/// through this, so the tests, clippy and the packages share one set of outputs.
+pub fn stamped<'a>(cmd: &'a mut Command, stamp: &Stamp) -> &'a mut Command {
+    cmd.env("WATCHTOWER_VERSION", &stamp.version)
+        .env_remove("SOURCE_DATE_EPOCH")
 }
 
 fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
@@ -262,6 +271,12 @@ pub fn check_reproducible() -> anyhow::Result<()> {
 pub fn dist() -> anyhow::Result<PathBuf> {
     let stamp = stamp()?;
     build(&stamp)?;
+    package(&stamp)
+}
+
+/// Lay out dist/ from the release binaries already built with `stamp` (by
+/// [`build`], or by `cargo xtask test`'s one build of every target).
+pub fn package(stamp: &Stamp) -> anyhow::Result<PathBuf> {
     let release = target_dir().join("release");
     let out = root().join("dist");
     let _ = std::fs::remove_dir_all(&out);
@@ -293,7 +308,7 @@ pub fn dist() -> anyhow::Result<PathBuf> {
     )?;
     let mut debs = Vec::new();
     for package in &PACKAGES {
-        debs.push(build_deb(package, &stamp, &release, &out)?);
+        debs.push(build_deb(package, stamp, &release, &out)?);
     }
     // Checksums of everything an operator installs, relative to dist/.
     let mut files: Vec<String> = ["watchtower-agent", "watchtower-server", "watchtowerctl"]

@@ -1,8 +1,9 @@
-//! Developer tasks: `cargo xtask setup | certs | test | run | fuzz | bench`.
+//! Developer tasks: `cargo xtask setup | certs | test | run | fuzz | bench | dist | proto`.
 
 mod certs;
 mod dist;
 mod fuzz;
+mod proto;
 mod setup;
 mod test;
 
@@ -55,8 +56,11 @@ enum Task {
         #[arg(long)]
         force: bool,
     },
-    /// Build, then run every test: unit tests of all crates, then the privileged
-    /// end-to-end tests (real sshd, su, sudo and eBPF probes; root), one at a time.
+    /// Check, build, package, then run every test: `cargo fmt --check`, the
+    /// generated protobuf code is current, one release build of every target,
+    /// `cargo clippy -- -D warnings`, the Debian packages, the unit tests of all
+    /// crates and the privileged end-to-end tests (real sshd, su, sudo and eBPF
+    /// probes; root), one at a time. Prints the time of each phase.
     Test {
         /// Only run end-to-end tests whose name contains this.
         #[arg(long)]
@@ -92,6 +96,13 @@ enum Task {
         /// Build twice (recompiling the programs) and fail unless the checksums match.
         #[arg(long)]
         check_reproducible: bool,
+    },
+    /// Regenerate the checked-in `watchtower.v1` code (proto/src/generated/) from
+    /// proto/watchtower.proto, with protox (no protoc needed).
+    Proto {
+        /// Only check that the checked-in code is current.
+        #[arg(long)]
+        check: bool,
     },
     /// Set up, make certificates if missing, build, and run the server (127.0.0.1:7443,
     /// data in data/server) with this host's agent shipping to it; the agent prints
@@ -160,6 +171,13 @@ fn main() -> anyhow::Result<()> {
             force,
         }),
         Task::Run { args } => run_server_and_agent(&args),
+        Task::Proto { check } => {
+            if check {
+                proto::check()
+            } else {
+                proto::regenerate()
+            }
+        }
         Task::Bench { args } => bench(&args),
         Task::Dist { check_reproducible } => {
             if check_reproducible {
@@ -178,7 +196,7 @@ fn or_default(given: Vec<String>, default: Vec<String>) -> Vec<String> {
 /// `cargo xtask bench`: release binaries, then `watchtower-bench run`.
 fn bench(args: &[String]) -> anyhow::Result<()> {
     setup::setup()?;
-    // The same release build as `dist` (one RocksDB compile per profile).
+    // The same build as `test` and `dist` (one RocksDB compile).
     dist::build(&dist::stamp()?)?;
     let release = target_dir().join("release");
     let work = Path::new("/var/tmp/watchtower-bench");
@@ -206,10 +224,9 @@ fn run_server_and_agent(args: &[String]) -> anyhow::Result<()> {
         days: 365,
         force: false,
     })?;
-    // The same selection as `cargo xtask test`, so both share one build (RocksDB's
-    // C++ is compiled once).
-    run(cargo().args(["build", "--all-targets"]))?;
-    let mut server = Command::new(target_dir().join("debug/watchtower-server"))
+    // The same build as `cargo xtask test` (RocksDB's C++ is compiled once).
+    dist::build(&dist::stamp()?)?;
+    let mut server = Command::new(target_dir().join("release/watchtower-server"))
         .current_dir(root())
         .env("RUST_LOG", "info,watchtower_server=debug")
         .spawn()
@@ -218,7 +235,7 @@ fn run_server_and_agent(args: &[String]) -> anyhow::Result<()> {
     if let Some(status) = server.try_wait()? {
         bail!("watchtower-server exited at start ({status})");
     }
-    let mut agent = Command::new(target_dir().join("debug/watchtower-agent"));
+    let mut agent = Command::new(target_dir().join("release/watchtower-agent"));
     agent.current_dir(root()).args([
         "--server",
         "https://127.0.0.1:7443",

@@ -6,19 +6,19 @@ use anyhow::{Context as _, bail};
 
 use crate::run;
 
-/// Debian packages: the eBPF toolchain (LLVM 22 for bpf-linker, clang), the real
+/// Debian packages: the eBPF toolchain (LLVM 22 for bpf-linker, clang; libclang
+/// also for RocksDB's bindgen), the real
 /// peers the tests log in through, the journal (systemd-journald and journalctl
 /// from systemd; logger from bsdutils), Prometheus and promtool for the exporter's
 /// tests, curl to scrape, and auditd (the benchmarks' comparison; installed, not
 /// started).
-const PACKAGES: [&str; 18] = [
+const PACKAGES: [&str; 17] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
     "libclang-dev",
     "clang",
-    "protobuf-compiler",
     "openssh-server",
     "openssh-client",
     "sshpass",

@@ -1,0 +1,29 @@
+//! The agent's stages, each a task, connected by bounded channels:
+//!
+//! ```text
+//! reader ──┐ (Input)            (Assembled)              (Event)
+//! journal ─┼──────────▶ assembler ──────────▶ reconciler ─────────▶ stdout
+//! ticker ──┘                                                  └──▶ spool_writer ··▶ sender
+//! ```
+//!
+//! - [`reader`]: the kernel's ring buffer, decoded ([`crate::decode`]);
+//! - [`crate::journal`]: the journal's logins;
+//! - [`ticker`]: the clock (health records, the reconciliation window);
+//! - [`assembler`]: kernel records into events ([`crate::assemble`]);
+//! - [`reconciler`]: stamps every event ([`crate::stamp`]), cross-checks logins
+//!   with the journal ([`crate::reconcile`]) and builds the health records
+//!   ([`crate::health`]);
+//! - [`stdout`]: JSON lines; or [`spool_writer`]: the on-disk spool
+//!   ([`crate::spool`]), which [`sender`] delivers to the server over gRPC.
+//!
+//! A slow output back-pressures the stages before it and the reader; the ring
+//! buffer then fills and the kernel counts what it cannot take: loss is never
+//! silent.
+
+pub mod assembler;
+pub mod reader;
+pub mod reconciler;
+pub mod sender;
+pub mod spool_writer;
+pub mod stdout;
+pub mod ticker;

@@ -1,0 +1,223 @@
+//! The query service, for reader and admin certificates.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use watchtower_pki::Role;
+use watchtower_proto::query_server::Query;
+use watchtower_proto::{
+    GetCheckpointRequest, GetSessionRequest, GetSessionResponse, ListAlertsRequest, ListAlertsResponse,
+    ListHostsRequest, ListHostsResponse, LiveItem, QueryEventsRequest, QueryEventsResponse, SignedCheckpoint,
+    StatsRequest, StatsResponse, SubscribeRequest, VerifyReport, VerifyRequest, live_item,
+};
+
+use super::blocking;
+use super::status::{Refusal, fell_behind, refuse};
+use crate::counters::ServerCounters;
+use crate::facets;
+use crate::store::EventStore;
+use crate::tamper::{self, CheckpointSigner};
+use crate::tls::authorize;
+
+const READERS: &[Role] = &[Role::Reader, Role::Admin];
+pub const MAX_PAGE: u32 = 1000;
+const DEFAULT_PAGE: u32 = 100;
+
+#[derive(Clone)]
+pub struct QueryService {
+    pub store: Arc<EventStore>,
+    pub counters: Arc<ServerCounters>,
+    pub signer: Arc<CheckpointSigner>,
+    pub live: broadcast::Sender<Arc<LiveItem>>,
+}
+
+/// Alerts a `ListAlerts` call returns at most.
+const MAX_ALERTS: u32 = 10_000;
+
+impl QueryService {
+    fn reader<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        authorize(request, READERS).map(|_| ()).map_err(|status| {
+            refuse(
+                &self.counters,
+                Refusal::NotAReader {
+                    peer: request.remote_addr(),
+                    denied: status.into(),
+                },
+            )
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn query_events(
+        &self,
+        request: Request<QueryEventsRequest>,
+    ) -> Result<Response<QueryEventsResponse>, Status> {
+        self.reader(&request)?;
+        let request = request.into_inner();
+        let page = match request.page_size {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        } as usize;
+        let filter = request.filter.unwrap_or_default();
+        let store = self.store.clone();
+        let (events, next_page_token) =
+            blocking(move || store.query(&filter, page, &request.page_token)).await?;
+        Ok(Response::new(QueryEventsResponse {
+            events,
+            next_page_token,
+        }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<GetSessionRequest>,
+    ) -> Result<Response<GetSessionResponse>, Status> {
+        self.reader(&request)?;
+        let GetSessionRequest { host_id, session } = request.into_inner();
+        let store = self.store.clone();
+        let found = blocking(move || store.session(&host_id, session)).await?;
+        let Some((summary, events, truncated)) = found else {
+            return Err(Status::not_found(format!(
+                "no session {session:016x} on that host"
+            )));
+        };
+        Ok(Response::new(GetSessionResponse {
+            summary: Some(summary),
+            events,
+            truncated,
+        }))
+    }
+
+    async fn list_hosts(
+        &self,
+        request: Request<ListHostsRequest>,
+    ) -> Result<Response<ListHostsResponse>, Status> {
+        self.reader(&request)?;
+        let store = self.store.clone();
+        let mut hosts = blocking(move || store.hosts()).await?;
+        for host in &mut hosts {
+            host.connected = self.counters.is_connected(&host.host_id);
+        }
+        Ok(Response::new(ListHostsResponse { hosts }))
+    }
+
+    type SubscribeStream = ReceiverStream<Result<LiveItem, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.reader(&request)?;
+        let request = request.into_inner();
+        let filter = request.filter.unwrap_or_default();
+        let alerts = request.alerts;
+        let mut live = self.live.subscribe();
+        let (tx, rx) = mpsc::channel(256);
+        let counters = self.counters.clone();
+        counters.subscribers.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => break,
+                    received = live.recv() => match received {
+                        Ok(item) => {
+                            let wanted = match &item.item {
+                                Some(live_item::Item::Stored(stored)) => {
+                                    stored.event.as_ref().is_some_and(|e| facets::matches(&filter, e))
+                                }
+                                Some(live_item::Item::Alert(_)) => alerts,
+                                None => false,
+                            };
+                            if wanted && tx.send(Ok((*item).clone())).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            let _ = tx.send(Err(fell_behind(missed))).await;
+                            break;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+            counters.subscribers.fetch_sub(1, Relaxed);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<ListAlertsRequest>,
+    ) -> Result<Response<ListAlertsResponse>, Status> {
+        self.reader(&request)?;
+        let ListAlertsRequest {
+            from_unix_ns,
+            to_unix_ns,
+            limit,
+        } = request.into_inner();
+        let to = if to_unix_ns == 0 { u64::MAX } else { to_unix_ns };
+        let limit = match limit {
+            0 => 1000,
+            n => n.min(MAX_ALERTS),
+        } as usize;
+        let store = self.store.clone();
+        let alerts = blocking(move || store.alerts(from_unix_ns, to, limit)).await?;
+        Ok(Response::new(ListAlertsResponse { alerts }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<GetCheckpointRequest>,
+    ) -> Result<Response<SignedCheckpoint>, Status> {
+        self.reader(&request)?;
+        let store = self.store.clone();
+        match blocking(move || store.latest_checkpoint()).await? {
+            Some(signed) => Ok(Response::new(signed)),
+            None => Err(Status::not_found("the log has not been signed yet")),
+        }
+    }
+
+    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyReport>, Status> {
+        self.reader(&request)?;
+        let host = request.into_inner().host_id;
+        let store = self.store.clone();
+        let key = self.signer.public_key().to_vec();
+        let report =
+            blocking(move || tamper::verify(&store, (!host.is_empty()).then_some(host.as_str()), &key))
+                .await?;
+        if report.findings.is_empty() {
+            tracing::info!(
+                leaves = report.leaves_checked,
+                "verify: the log and the records agree"
+            );
+        } else {
+            tracing::error!(findings = report.findings.len(), "verify: TAMPERING DETECTED");
+        }
+        Ok(Response::new(report))
+    }
+
+    async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+        self.reader(&request)?;
+        let store = self.store.clone();
+        let (hosts, oldest) = blocking(move || Ok((store.hosts()?, store.oldest_event()?))).await?;
+        let c = &self.counters;
+        Ok(Response::new(StatsResponse {
+            events_stored: hosts.iter().map(|h| h.events_stored).sum(),
+            duplicates_dropped: hosts.iter().map(|h| h.duplicates).sum(),
+            batches: c.batches.load(Relaxed),
+            rejected: c.rejected().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            hosts: hosts.len() as u64,
+            connected_agents: c.connected_hosts(),
+            subscribers: c.subscribers.load(Relaxed),
+            tls_handshake_failures: c.tls_failures.load(Relaxed),
+            retention_removed: c.retention_removed.load(Relaxed),
+            retention_cutoff_unix_ns: c.retention_cutoff.load(Relaxed),
+            oldest_event_unix_ns: oldest.unwrap_or(0),
+        }))
+    }
+}

@@ -1,0 +1,285 @@
+//! The one place where a failure at the gRPC edge becomes a [`Status`].
+//!
+//! - A [`Refusal`] (the peer's identity, or what it sent) is counted under its
+//!   reason in [`ServerCounters`], logged once and answered by [`refuse`].
+//! - A [`StoreError`] becomes a status by `From` (so `?` works), logged once,
+//!   with a code a client can act on: `UNAVAILABLE` when `RocksDB` is busy or its
+//!   I/O failed (an agent keeps the batch and retries), `DATA_LOSS` for a damaged
+//!   record (retrying cannot help), `INVALID_ARGUMENT` for a bad request,
+//!   `INTERNAL` for the server's own mistakes.
+//!
+//! | refusal                 | reason counted    | code                 |
+//! |-------------------------|-------------------|----------------------|
+//! | not an agent            | `not_an_agent`    | `UNAUTHENTICATED` (no identity) or `PERMISSION_DENIED` (another role) |
+//! | not a reader            | `not_a_reader`    | the same             |
+//! | certificate revoked     | `revoked`         | `PERMISSION_DENIED`  |
+//! | Hello for another host  | `host_mismatch`   | `PERMISSION_DENIED`  |
+//! | event for another host  | `host_mismatch`   | `PERMISSION_DENIED`  |
+//! | invalid event           | `invalid_event`   | `INVALID_ARGUMENT`   |
+//! | empty or undecodable message | `malformed`  | `INVALID_ARGUMENT`   |
+//! | message over the size limit  | `oversized`  | `RESOURCE_EXHAUSTED` |
+//! | batch over the event limit   | `batch_too_large` | `RESOURCE_EXHAUSTED` |
+
+use std::net::SocketAddr;
+
+use rocksdb::ErrorKind;
+use tonic::{Code, Status};
+
+use crate::counters::ServerCounters;
+use crate::facets::InvalidEvent;
+use crate::store::StoreError;
+
+/// Why [`crate::tls::authorize`] turned a caller away: no identity
+/// (`UNAUTHENTICATED`) or another role (`PERMISSION_DENIED`), and what it said.
+#[derive(Debug)]
+pub struct Denied {
+    pub code: Code,
+    pub message: String,
+}
+
+impl From<Status> for Denied {
+    fn from(status: Status) -> Denied {
+        Denied {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+/// Why the server refused a call or a stream.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The ingest caller is not an agent: `authorize`'s answer.
+    NotAnAgent {
+        peer: Option<SocketAddr>,
+        denied: Denied,
+    },
+    /// The query caller is not a reader or an admin: `authorize`'s answer.
+    NotAReader {
+        peer: Option<SocketAddr>,
+        denied: Denied,
+    },
+    /// The agent's certificate was revoked while its stream was open.
+    Revoked { host: String, serial: String },
+    /// The agent's Hello names another host than its certificate.
+    HelloForAnotherHost { host: String, claimed: String },
+    /// An event of a batch cannot be stored (nothing of the batch is).
+    InvalidEvent { host: String, invalid: InvalidEvent },
+    /// A batch holds more events than allowed.
+    BatchTooLarge { host: String, events: usize, max: usize },
+    /// An agent message without content.
+    EmptyMessage { host: String },
+    /// A message that is not protobuf.
+    Malformed { host: String, error: String },
+    /// A message over the decoding limit.
+    Oversized { host: String, error: String },
+}
+
+impl Refusal {
+    /// The reason it is counted under.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NotAnAgent { .. } => "not_an_agent",
+            Refusal::NotAReader { .. } => "not_a_reader",
+            Refusal::Revoked { .. } => "revoked",
+            Refusal::HelloForAnotherHost { .. }
+            | Refusal::InvalidEvent {
+                invalid: InvalidEvent::HostMismatch { .. },
+                ..
+            } => "host_mismatch",
+            Refusal::InvalidEvent { .. } => "invalid_event",
+            Refusal::BatchTooLarge { .. } => "batch_too_large",
+            Refusal::EmptyMessage { .. } | Refusal::Malformed { .. } => "malformed",
+            Refusal::Oversized { .. } => "oversized",
+        }
+    }
+
+    fn log(&self) {
+        match self {
+            Refusal::NotAnAgent { peer, denied } => {
+                tracing::warn!(error = %denied.message, ?peer, "refused an ingest stream");
+            }
+            Refusal::NotAReader { peer, denied } => {
+                tracing::warn!(error = %denied.message, ?peer, "refused a query");
+            }
+            Refusal::Revoked { host, serial } => {
+                tracing::error!(host, %serial, "the agent's certificate was revoked: stream closed");
+            }
+            Refusal::HelloForAnotherHost { host, claimed } => {
+                tracing::error!(
+                    host,
+                    claimed,
+                    "agent certificate names one host, its Hello another: refused"
+                );
+            }
+            Refusal::InvalidEvent { host, invalid } => {
+                if let InvalidEvent::HostMismatch { .. } = invalid {
+                    tracing::error!(host, error = %invalid, "refused a batch claiming another host; nothing of it stored");
+                } else {
+                    tracing::warn!(host, error = %invalid, "refused a batch with an invalid event; nothing of it stored");
+                }
+            }
+            Refusal::BatchTooLarge { host, events, .. } => {
+                tracing::warn!(host, events, "rejected a batch over the limit");
+            }
+            Refusal::EmptyMessage { host } => tracing::warn!(host, "rejected an empty agent message"),
+            Refusal::Malformed { host, error } | Refusal::Oversized { host, error } => {
+                tracing::warn!(
+                    host,
+                    reason = self.reason(),
+                    error,
+                    "rejected a message from the agent"
+                );
+            }
+        }
+    }
+
+    fn into_status(self) -> Status {
+        match self {
+            Refusal::NotAnAgent { denied, .. } | Refusal::NotAReader { denied, .. } => {
+                Status::new(denied.code, denied.message)
+            }
+            Refusal::Revoked { .. } => Status::permission_denied("this certificate has been revoked"),
+            Refusal::HelloForAnotherHost { host, claimed } => {
+                Status::permission_denied(format!("this certificate is for host {host:?}, not {claimed:?}"))
+            }
+            Refusal::InvalidEvent { invalid, .. } => {
+                if let InvalidEvent::HostMismatch { .. } = invalid {
+                    Status::permission_denied(invalid.to_string())
+                } else {
+                    Status::invalid_argument(invalid.to_string())
+                }
+            }
+            Refusal::BatchTooLarge { events, max, .. } => {
+                Status::resource_exhausted(format!("a batch holds at most {max} events, this one {events}"))
+            }
+            Refusal::EmptyMessage { .. } => Status::invalid_argument("empty agent message"),
+            Refusal::Malformed { error, .. } => {
+                Status::invalid_argument(format!("malformed message: {error}"))
+            }
+            Refusal::Oversized { error, .. } => Status::resource_exhausted(error),
+        }
+    }
+}
+
+/// Count a refusal, log it, and answer it: the only place refusals are counted.
+#[must_use]
+pub fn refuse(counters: &ServerCounters, refusal: Refusal) -> Status {
+    counters.reject(refusal.reason());
+    refusal.log();
+    refusal.into_status()
+}
+
+/// The code a store failure is answered with.
+#[must_use]
+pub fn store_code(error: &StoreError) -> Code {
+    match error {
+        StoreError::BadPageToken | StoreError::SessionWithoutHost => Code::InvalidArgument,
+        StoreError::Corrupt(..) | StoreError::Frontier(_) => Code::DataLoss,
+        StoreError::Db(e) => db_code(&e.kind()),
+    }
+}
+
+/// The code a `RocksDB` failure of `kind` is answered with.
+fn db_code(kind: &ErrorKind) -> Code {
+    match kind {
+        ErrorKind::Corruption => Code::DataLoss,
+        ErrorKind::IOError
+        | ErrorKind::Busy
+        | ErrorKind::TryAgain
+        | ErrorKind::TimedOut
+        | ErrorKind::Aborted
+        | ErrorKind::Incomplete
+        | ErrorKind::ShutdownInProgress
+        | ErrorKind::Expired
+        | ErrorKind::Unknown => Code::Unavailable,
+        ErrorKind::NotFound
+        | ErrorKind::NotSupported
+        | ErrorKind::InvalidArgument
+        | ErrorKind::MergeInProgress
+        | ErrorKind::CompactionTooLarge
+        | ErrorKind::ColumnFamilyDropped => Code::Internal,
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Status {
+        let code = store_code(&error);
+        if code == Code::InvalidArgument {
+            tracing::debug!(error = %error, "refused a request the store cannot answer");
+        } else {
+            tracing::error!(error = %error, ?code, "a store call failed");
+        }
+        Status::new(code, error.to_string())
+    }
+}
+
+/// A blocking store task that panicked or was cancelled.
+#[must_use]
+pub fn task_failed(error: &tokio::task::JoinError) -> Status {
+    tracing::error!(error = %error, "a store task failed");
+    Status::internal(format!("store task failed: {error}"))
+}
+
+/// A live tail that fell `missed` items behind and is cut off.
+#[must_use]
+pub fn fell_behind(missed: u64) -> Status {
+    Status::resource_exhausted(format!(
+        "this subscriber fell {missed} events behind and was cut off; \
+         subscribe again and query the gap with QueryEvents"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_its_code() {
+        assert_eq!(store_code(&StoreError::BadPageToken), Code::InvalidArgument);
+        assert_eq!(store_code(&StoreError::SessionWithoutHost), Code::InvalidArgument);
+        let corrupt = StoreError::Corrupt(
+            <watchtower_proto::StoredEvent as prost::Message>::decode(&[0xff][..]).unwrap_err(),
+            "events",
+        );
+        assert_eq!(store_code(&corrupt), Code::DataLoss);
+        assert_eq!(db_code(&ErrorKind::IOError), Code::Unavailable);
+        assert_eq!(db_code(&ErrorKind::Busy), Code::Unavailable);
+        assert_eq!(db_code(&ErrorKind::Corruption), Code::DataLoss);
+        assert_eq!(db_code(&ErrorKind::InvalidArgument), Code::Internal);
+        let counters = ServerCounters::default();
+        let status = refuse(
+            &counters,
+            Refusal::BatchTooLarge {
+                host: "web-1".into(),
+                events: 11,
+                max: 10,
+            },
+        );
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let status = refuse(
+            &counters,
+            Refusal::InvalidEvent {
+                host: "web-1".into(),
+                invalid: InvalidEvent::HostMismatch {
+                    seq: 1,
+                    claimed: "db-1".into(),
+                    certified: "web-1".into(),
+                },
+            },
+        );
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let status = refuse(&counters, Refusal::EmptyMessage { host: "web-1".into() });
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let counted = counters.rejected();
+        assert_eq!(
+            (
+                counted["batch_too_large"],
+                counted["host_mismatch"],
+                counted["malformed"]
+            ),
+            (1, 1, 1)
+        );
+    }
+}

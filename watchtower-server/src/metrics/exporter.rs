@@ -1,0 +1,160 @@
+//! The exporter: plain HTTP on its own port (loopback by default) with `/metrics`
+//! for Prometheus and `/healthz` for load balancers and service managers. Off
+//! loopback a bearer token is required (the config refuses to start otherwise).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::{Metrics, Snapshot};
+use crate::counters::ServerCounters;
+use crate::now_unix_ns;
+use crate::store::EventStore;
+
+pub struct Exporter {
+    pub metrics: Arc<Metrics>,
+    pub counters: Arc<ServerCounters>,
+    pub store: Arc<EventStore>,
+    /// The bearer token scrapers must send, when set.
+    pub token: Option<String>,
+    pub stale_after_secs: u64,
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Compare without leaking where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Exporter {
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let ok = same(sent.trim().as_bytes(), token.as_bytes());
+        if !ok {
+            self.metrics.unauthorized();
+        }
+        ok
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "a bearer token is required\n",
+    )
+        .into_response()
+}
+
+async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Response {
+    if !exporter.authorized(&headers) {
+        return unauthorized();
+    }
+    let store = exporter.store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let hosts = store.hosts()?;
+        let last = store.latest_checkpoint()?;
+        Ok::<_, crate::store::StoreError>((hosts, last))
+    })
+    .await;
+    let (hosts, last) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "/metrics cannot read the store");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the store cannot be read: {e}\n"),
+            )
+                .into_response();
+        }
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    let (log_size, _) = exporter.store.log_head();
+    let text = exporter.metrics.render(
+        &exporter.counters,
+        &Snapshot {
+            hosts: &hosts,
+            stale_after_ns: exporter.stale_after_secs.saturating_mul(1_000_000_000),
+            now_unix_ns: now_unix_ns(),
+            log_size,
+            last_checkpoint_unix_ns: last.and_then(|c| c.checkpoint).map_or(0, |c| c.time_unix_ns),
+        },
+    );
+    // Prometheus asks for OpenMetrics; promtool and curl get the classic format.
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, CLASSIC)], super::classic_text(&text)).into_response()
+    }
+}
+
+async fn healthz(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Response {
+    if !exporter.authorized(&headers) {
+        return unauthorized();
+    }
+    let store = exporter.store.clone();
+    match tokio::task::spawn_blocking(move || store.oldest_event()).await {
+        Ok(Ok(_)) => {
+            let (log_size, _) = exporter.store.log_head();
+            let body = serde_json::json!({
+                "status": "ok",
+                "log_leaves": log_size,
+                "connected_agents": exporter.counters.connected_hosts(),
+            });
+            ([(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
+        }
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!(
+                "{}\n",
+                serde_json::json!({"status": "unavailable", "error": e.to_string()})
+            ),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    exporter: Arc<Exporter>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(exporter);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(same(b"s3cret", b"s3cret"));
+        assert!(!same(b"s3cret", b"s3creT"));
+        assert!(!same(b"s3cret", b"s3cre"));
+        assert!(!same(b"", b"x"));
+    }
+}

@@ -1,0 +1,255 @@
+//! Where an ingested batch becomes `RocksDB` writes: [`EventStore::append`] turns
+//! the events of one batch into a single synced write holding each new event's
+//! record, its index entries and dedup key, the session and host summaries it
+//! changes, its leaf in the tamper-evidence log and the log's new frontier.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use prost::Message as _;
+use rocksdb::WriteBatch;
+use watchtower_proto::{Event, HostInfo, SessionSummary, StoredEvent, event::Body};
+
+use super::keys::{self, LogLeaf, PrimaryKey};
+use super::{
+    BY_REMOTE, BY_SESSION, BY_TIME, BY_USER, EVENTS, EventStore, HOSTS, LOG_LEAVES, META, SEEN, SESSIONS,
+    StoreError, decode, synced,
+};
+use crate::facets;
+use crate::tamper::merkle::{self, Hash};
+
+/// What one append did.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Events newly stored, in the batch's order.
+    pub stored: Vec<StoredEvent>,
+    /// Events already stored before (or twice in the batch).
+    pub duplicates: u32,
+    /// Events older than the retention cut-off: acknowledged, not stored.
+    pub expired: u32,
+    pub last_seq: u64,
+    /// The log leaf of the first event stored, and the log's size after the batch.
+    pub first_leaf: u64,
+    pub log_size: u64,
+}
+
+impl EventStore {
+    /// Store a batch of events from the certified `host` (each already checked with
+    /// [`facets::check`]) durably: one synced write for the whole batch. Events
+    /// stored before (same host, boot and seq) are counted, not stored again;
+    /// events older than `not_before_ns` (the retention cut-off) are counted and
+    /// dropped.
+    pub fn append(
+        &self,
+        host: &str,
+        events: Vec<Event>,
+        received_unix_ns: u64,
+        not_before_ns: u64,
+    ) -> Result<Appended, StoreError> {
+        self.append_labelled(host, &HashMap::new(), events, received_unix_ns, not_before_ns)
+    }
+
+    /// [`EventStore::append`], each stored record carrying the host's `labels`
+    /// (from its certificate).
+    pub fn append_labelled(
+        &self,
+        host: &str,
+        labels: &HashMap<String, String>,
+        events: Vec<Event>,
+        received_unix_ns: u64,
+        not_before_ns: u64,
+    ) -> Result<Appended, StoreError> {
+        let lock = self.host_lock(host);
+        let _guard = lock.lock().expect("host write lock");
+        let mut appended = Appended {
+            last_seq: events.iter().map(|e| e.seq).max().unwrap_or(0),
+            ..Appended::default()
+        };
+
+        let seen_keys: Vec<Vec<u8>> = events
+            .iter()
+            .map(|e| keys::seen_key(host, &e.boot_id, e.seq))
+            .collect();
+        let seen_cf = self.cf(SEEN);
+        let already = self
+            .db
+            .multi_get_cf(seen_keys.iter().map(|k| (seen_cf, k.as_slice())));
+
+        let mut batch = WriteBatch::default();
+        let mut leaves: Vec<(Hash, Vec<u8>)> = Vec::new();
+        let mut in_batch: HashSet<&[u8]> = HashSet::new();
+        let mut sessions: BTreeMap<u64, Option<SessionSummary>> = BTreeMap::new();
+        let mut info = self.host(host)?.unwrap_or_else(|| HostInfo {
+            host_id: host.to_owned(),
+            first_seen_unix_ns: received_unix_ns,
+            ..HostInfo::default()
+        });
+        for ((event, seen_key), was) in events.into_iter().zip(&seen_keys).zip(already) {
+            if was?.is_some() || !in_batch.insert(seen_key.as_slice()) {
+                appended.duplicates += 1;
+                continue;
+            }
+            if event.time_unix_ns < not_before_ns {
+                appended.expired += 1;
+                continue;
+            }
+            let pk = PrimaryKey::new(host, event.time_unix_ns, event.seq, &event.boot_id);
+            let time = event.time_unix_ns;
+            for (family, prefix) in index_entries(&event) {
+                batch.put_cf(self.cf(family), keys::index_key(&prefix, time, &pk), b"");
+            }
+            batch.put_cf(seen_cf, seen_key, &pk.0);
+            self.summarise_session(host, &event, &mut sessions)?;
+            info.last_event_unix_ns = info.last_event_unix_ns.max(time);
+            info.last_seq = info.last_seq.max(event.seq);
+            info.boot_id.clone_from(&event.boot_id);
+            if let Some(Body::AgentHealth(health)) = &event.body {
+                info.kernel_lost.clone_from(&health.lost);
+                if health.spool.is_some() {
+                    info.spool.clone_from(&health.spool);
+                }
+            }
+            let stored = StoredEvent {
+                event: Some(event),
+                received_unix_ns,
+                labels: labels.clone(),
+            };
+            let record = stored.encode_to_vec();
+            let leaf = merkle::leaf_hash(&pk.0, &record);
+            leaves.push((leaf, LogLeaf::encode(&leaf, time, seen_key)));
+            batch.put_cf(self.cf(EVENTS), &pk.0, record);
+            appended.stored.push(stored);
+        }
+        info.events_stored += appended.stored.len() as u64;
+        info.duplicates += u64::from(appended.duplicates);
+        for (session, summary) in sessions {
+            if let Some(summary) = summary {
+                batch.put_cf(
+                    self.cf(SESSIONS),
+                    keys::session_key(host, session),
+                    summary.encode_to_vec(),
+                );
+            }
+        }
+        batch.put_cf(self.cf(HOSTS), keys::host_key(host), info.encode_to_vec());
+        // The log: leaves numbered in commit order, the new frontier in the same write.
+        let mut log = self.log.lock().expect("log lock");
+        let mut frontier = log.clone();
+        appended.first_leaf = frontier.size();
+        if !leaves.is_empty() {
+            for (hash, value) in leaves {
+                batch.put_cf(self.cf(LOG_LEAVES), keys::log_leaf_key(frontier.size()), value);
+                frontier.push(hash);
+            }
+            batch.put_cf(self.cf(META), keys::LOG_FRONTIER, frontier.encode());
+        }
+        self.db.write_opt(batch, &synced())?;
+        appended.log_size = frontier.size();
+        *log = frontier;
+        Ok(appended)
+    }
+
+    fn session_summary(
+        &self,
+        host: &str,
+        session: u64,
+        cache: &mut BTreeMap<u64, Option<SessionSummary>>,
+    ) -> Result<(), StoreError> {
+        if let std::collections::btree_map::Entry::Vacant(e) = cache.entry(session) {
+            let stored = self
+                .db
+                .get_cf(self.cf(SESSIONS), keys::session_key(host, session))?
+                .map(|bytes| decode::<SessionSummary>(&bytes, SESSIONS))
+                .transpose()?;
+            e.insert(stored);
+        }
+        Ok(())
+    }
+
+    fn summarise_session(
+        &self,
+        host: &str,
+        event: &Event,
+        cache: &mut BTreeMap<u64, Option<SessionSummary>>,
+    ) -> Result<(), StoreError> {
+        match &event.body {
+            Some(Body::SessionStart(start)) => {
+                self.session_summary(host, start.session, cache)?;
+                let entry = cache.entry(start.session).or_default();
+                let summary = entry.get_or_insert_with(SessionSummary::default);
+                host.clone_into(&mut summary.host_id);
+                summary.boot_id.clone_from(&event.boot_id);
+                summary.session = start.session;
+                summary.parent_session = start.parent_session;
+                summary.service.clone_from(&start.service);
+                summary.user.clone_from(&start.user);
+                summary.remote_host.clone_from(&start.remote_host);
+                summary.tty.clone_from(&start.tty);
+                summary.start_unix_ns = event.time_unix_ns;
+                if let Some(parent) = start.parent_session {
+                    self.session_summary(host, parent, cache)?;
+                    if let Some(Some(parent)) = cache.get_mut(&parent)
+                        && !parent.child_sessions.contains(&start.session)
+                    {
+                        parent.child_sessions.push(start.session);
+                    }
+                }
+            }
+            Some(Body::SessionEnd(end)) => {
+                self.session_summary(host, end.session, cache)?;
+                let entry = cache.entry(end.session).or_default();
+                let summary = entry.get_or_insert_with(|| SessionSummary {
+                    host_id: host.to_owned(),
+                    boot_id: event.boot_id.clone(),
+                    session: end.session,
+                    parent_session: end.parent_session,
+                    service: end.service.clone(),
+                    user: end.user.clone(),
+                    remote_host: end.remote_host.clone(),
+                    start_unix_ns: event.time_unix_ns.saturating_sub(end.duration_ns),
+                    ..SessionSummary::default()
+                });
+                summary.end_unix_ns = event.time_unix_ns;
+                summary.end_reason = Some(end.reason.clone());
+                summary.execs = end.execs;
+                summary.connects = end.connects;
+            }
+            Some(Body::Exec(exec)) => {
+                if let Some(session) = exec.session.filter(|s| *s != 0) {
+                    self.session_summary(host, session, cache)?;
+                    if let Some(Some(summary)) = cache.get_mut(&session)
+                        && summary.end_unix_ns == 0
+                    {
+                        summary.execs += 1;
+                    }
+                }
+            }
+            Some(Body::Connect(connect)) => {
+                if let Some(session) = connect.session.filter(|s| *s != 0) {
+                    self.session_summary(host, session, cache)?;
+                    if let Some(Some(summary)) = cache.get_mut(&session)
+                        && summary.end_unix_ns == 0
+                    {
+                        summary.connects += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The index entries (family, prefix) of an event; the time index has no prefix.
+pub(super) fn index_entries(event: &Event) -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = vec![(BY_TIME, Vec::new())];
+    for user in facets::users(event) {
+        out.push((BY_USER, keys::text_prefix(user)));
+    }
+    for session in facets::sessions(event) {
+        out.push((BY_SESSION, keys::session_prefix(&event.host_id, session)));
+    }
+    for remote in facets::remotes(event) {
+        out.push((BY_REMOTE, keys::text_prefix(remote)));
+    }
+    out
+}

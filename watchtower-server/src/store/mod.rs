@@ -1,0 +1,169 @@
+//! The event store, the only code that touches `RocksDB`: one column family for
+//! events (by host, time and seq), one per index, summaries of sessions and hosts,
+//! the tamper-evidence log and its checkpoints, and the alerts. Every key and
+//! value encoding, with a table of all 13 column families, is in [`keys`].
+//!
+//! - [`append`]: an ingested batch becomes one synced `RocksDB` write (events,
+//!   index entries, dedup keys, session and host summaries, log leaves);
+//! - [`query`]: pages of events by the most selective index, session views;
+//! - [`hosts`]: host records and the open-session count;
+//! - [`log`]: the log's leaves, frontier and signed checkpoints, as stored;
+//! - [`alerts`]: alerts raised and the addresses users logged in from;
+//! - [`retention`]: removal by age, the only deletion.
+//!
+//! Append-only: the only deletion is [`EventStore::prune_before`], retention by
+//! age, which is explicit, logged and counted. `RocksDB`'s TTL is not used (it
+//! would delete silently during compaction).
+
+pub mod alerts;
+pub mod append;
+pub mod hosts;
+pub mod keys;
+pub mod log;
+pub mod query;
+pub mod retention;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
+
+pub use append::Appended;
+pub use query::MAX_SESSION_EVENTS;
+
+use crate::tamper::merkle::Frontier;
+
+pub(crate) const EVENTS: &str = "events";
+pub(crate) const BY_TIME: &str = "by_time";
+pub(crate) const BY_USER: &str = "by_user";
+pub(crate) const BY_SESSION: &str = "by_session";
+pub(crate) const BY_REMOTE: &str = "by_remote";
+pub(crate) const SEEN: &str = "seen";
+pub(crate) const SESSIONS: &str = "sessions";
+pub(crate) const HOSTS: &str = "hosts";
+pub(crate) const META: &str = "meta";
+/// The tamper-evidence log: leaf index → [`keys::LogLeaf`].
+pub(crate) const LOG_LEAVES: &str = "log_leaves";
+/// Signed checkpoints: time · size → `SignedCheckpoint`.
+pub(crate) const CHECKPOINTS: &str = "checkpoints";
+/// Alerts raised: id → `Alert`.
+pub(crate) const ALERTS: &str = "alerts";
+/// Addresses each user logged in from: user 0 address → first time.
+pub(crate) const KNOWN_REMOTES: &str = "known_remotes";
+/// Every column family, created at open; [`keys`] lays out each.
+const FAMILIES: [&str; 13] = [
+    EVENTS,
+    BY_TIME,
+    BY_USER,
+    BY_SESSION,
+    BY_REMOTE,
+    SEEN,
+    SESSIONS,
+    HOSTS,
+    META,
+    LOG_LEAVES,
+    CHECKPOINTS,
+    ALERTS,
+    KNOWN_REMOTES,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("stored record under {family} is not valid ({0}); the database may be damaged", family = .1)]
+    Corrupt(prost::DecodeError, &'static str),
+    #[error("the page token does not belong to this query")]
+    BadPageToken,
+    #[error("a session filter needs a host (sessions are numbered per host)")]
+    SessionWithoutHost,
+    #[error("{0}; the database may be damaged")]
+    Frontier(#[from] crate::tamper::merkle::DamagedFrontier),
+}
+
+pub struct EventStore {
+    db: DB,
+    /// The log's right edge; appends take it after their host lock, so leaves are
+    /// numbered in commit order.
+    log: Mutex<Frontier>,
+    /// One writer per host at a time, so the dedup check and the write are atomic;
+    /// hosts write concurrently and share WAL syncs.
+    host_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// A stored protobuf record, or [`StoreError::Corrupt`] naming its family.
+fn decode<M: prost::Message + Default>(bytes: &[u8], family: &'static str) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt(e, family))
+}
+
+/// Options for a write that must be on disk before it is acknowledged.
+fn synced() -> WriteOptions {
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    sync
+}
+
+impl EventStore {
+    /// Open (or create) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<EventStore, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options.set_keep_log_file_num(10);
+        let families = FAMILIES.iter().map(|name| {
+            let mut cf = Options::default();
+            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let db = DB::open_cf_descriptors(&options, dir, families)?;
+        let meta = db.cf_handle(META).expect("created at open");
+        let frontier = match db.get_cf(meta, keys::LOG_FRONTIER)? {
+            Some(bytes) => Frontier::decode(&bytes)?,
+            None => Frontier::default(),
+        };
+        Ok(EventStore {
+            db,
+            log: Mutex::new(frontier),
+            host_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created at open")
+    }
+
+    fn host_lock(&self, host: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.host_locks.lock().expect("host lock table");
+        locks.entry(host.to_owned()).or_default().clone()
+    }
+
+    /// Keep a small record beside the events (the retention cut-off, ...).
+    pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .put_cf_opt(self.cf(META), name.as_bytes(), value, &synced())?;
+        Ok(())
+    }
+}
+
+/// Raw access for tests that play the attacker: they edit records behind the
+/// store's back, as someone with the database files could.
+#[cfg(test)]
+impl EventStore {
+    pub(crate) fn raw_get(&self, family: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.db.get_cf(self.cf(family), key).unwrap()
+    }
+
+    pub(crate) fn raw_put(&self, family: &str, key: &[u8], value: &[u8]) {
+        self.db.put_cf(self.cf(family), key, value).unwrap();
+    }
+
+    pub(crate) fn raw_delete(&self, family: &str, key: &[u8]) {
+        self.db.delete_cf(self.cf(family), key).unwrap();
+    }
+}

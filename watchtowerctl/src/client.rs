@@ -1,0 +1,171 @@
+//! The gRPC client of the server's query service: one mutual-TLS connection, events
+//! page by page, one method per call, and the server's errors as one line.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tonic::Streaming;
+use tonic::transport::Channel;
+use watchtower_pki::ClientTls;
+use watchtower_proto::query_client::QueryClient;
+use watchtower_proto::{
+    Alert, Event, EventFilter, GetSessionRequest, GetSessionResponse, HostInfo, ListAlertsRequest,
+    ListHostsRequest, LiveItem, QueryEventsRequest, StatsRequest, StatsResponse, StoredEvent,
+    SubscribeRequest, VerifyReport, VerifyRequest,
+};
+
+use crate::Cli;
+
+/// A server error as one line.
+#[expect(clippy::needless_pass_by_value, reason = "used as `map_err(status)`")]
+pub fn status(e: tonic::Status) -> anyhow::Error {
+    let code = match e.code() {
+        tonic::Code::PermissionDenied => "permission denied",
+        tonic::Code::Unauthenticated => "not authenticated",
+        tonic::Code::InvalidArgument => "invalid request",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::Unavailable => "server unavailable",
+        tonic::Code::ResourceExhausted => "cut off",
+        _ => "server error",
+    };
+    anyhow::anyhow!("{code}: {}", e.message())
+}
+
+/// A connection to the server's query service.
+pub struct Client {
+    query: QueryClient<Channel>,
+}
+
+impl Client {
+    /// Connect to `--server` with `--ca`, `--cert` and `--key`.
+    pub async fn connect(cli: &Cli) -> anyhow::Result<Client> {
+        let tls = ClientTls::from_files(&cli.ca, &cli.cert, &cli.key, cli.server_name.clone())?;
+        let channel = tls
+            .endpoint(&cli.server, Duration::from_secs(10))?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", cli.server))?;
+        Ok(Client {
+            query: QueryClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+        })
+    }
+
+    /// Every matching event, page by page, to `each` (which returns false to stop).
+    pub async fn events(
+        &mut self,
+        filter: &EventFilter,
+        mut each: impl FnMut(StoredEvent) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let mut token = Vec::new();
+        loop {
+            let page = self
+                .query
+                .query_events(QueryEventsRequest {
+                    filter: Some(filter.clone()),
+                    page_size: 1000,
+                    page_token: token,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            for event in page.events {
+                if !each(event)? {
+                    return Ok(());
+                }
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(());
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Every matching event.
+    pub async fn collect(&mut self, filter: &EventFilter) -> anyhow::Result<Vec<Event>> {
+        let mut out = Vec::new();
+        self.events(filter, |s| {
+            out.extend(s.event);
+            Ok(true)
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// One session: its summary and its events.
+    pub async fn session(&mut self, host_id: &str, session: u64) -> anyhow::Result<GetSessionResponse> {
+        Ok(self
+            .query
+            .get_session(GetSessionRequest {
+                host_id: host_id.to_owned(),
+                session,
+            })
+            .await
+            .map_err(status)?
+            .into_inner())
+    }
+
+    pub async fn hosts(&mut self) -> anyhow::Result<Vec<HostInfo>> {
+        Ok(self
+            .query
+            .list_hosts(ListHostsRequest {})
+            .await
+            .map_err(status)?
+            .into_inner()
+            .hosts)
+    }
+
+    /// Events as they are stored (and alerts as they are raised, if `alerts`).
+    pub async fn subscribe(
+        &mut self,
+        filter: EventFilter,
+        alerts: bool,
+    ) -> anyhow::Result<Streaming<LiveItem>> {
+        Ok(self
+            .query
+            .subscribe(SubscribeRequest {
+                filter: Some(filter),
+                alerts,
+            })
+            .await
+            .map_err(status)?
+            .into_inner())
+    }
+
+    pub async fn stats(&mut self) -> anyhow::Result<StatsResponse> {
+        Ok(self
+            .query
+            .stats(StatsRequest {})
+            .await
+            .map_err(status)?
+            .into_inner())
+    }
+
+    pub async fn alerts(
+        &mut self,
+        from_unix_ns: u64,
+        to_unix_ns: u64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Alert>> {
+        Ok(self
+            .query
+            .list_alerts(ListAlertsRequest {
+                from_unix_ns,
+                to_unix_ns,
+                limit,
+            })
+            .await
+            .map_err(status)?
+            .into_inner()
+            .alerts)
+    }
+
+    /// The server's check of the tamper-evidence log (of one host's records, or all).
+    pub async fn verify(&mut self, host_id: String) -> anyhow::Result<VerifyReport> {
+        Ok(self
+            .query
+            .verify(VerifyRequest { host_id })
+            .await
+            .map_err(status)?
+            .into_inner())
+    }
+}

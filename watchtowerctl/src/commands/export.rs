@@ -1,0 +1,136 @@
+//! `export`: matching events as CSV (the rows of [`crate::render::row`]) or JSON
+//! Lines (the stored events), to a file or standard output.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use watchtower_proto::StoredEvent;
+
+use crate::client::Client;
+use crate::commands::{Filters, Period, filter_of, range};
+use crate::render::row;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// The file to write (default: standard output).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub filters: Filters,
+    #[command(flatten)]
+    pub period: Period,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+pub async fn run(args: &Args, client: &mut Client) -> anyhow::Result<()> {
+    let filter = filter_of(&args.filters, range(&args.period)?)?;
+    let sink: Box<dyn Write> = match &args.output {
+        Some(path) => {
+            Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut writer = Exporter::new(args.format, std::io::BufWriter::new(sink));
+    let mut n = 0u64;
+    client
+        .events(&filter, |stored| {
+            writer.write(&stored)?;
+            n += 1;
+            Ok(true)
+        })
+        .await?;
+    writer.flush()?;
+    eprintln!("exported {n} events");
+    Ok(())
+}
+
+/// Events written one by one in a format.
+enum Exporter<W: Write> {
+    Csv(Box<csv::Writer<W>>),
+    Jsonl(W),
+}
+
+impl<W: Write> Exporter<W> {
+    fn new(format: Format, sink: W) -> Self {
+        match format {
+            Format::Csv => Exporter::Csv(Box::new(csv::Writer::from_writer(sink))),
+            Format::Jsonl => Exporter::Jsonl(sink),
+        }
+    }
+
+    fn write(&mut self, stored: &StoredEvent) -> anyhow::Result<()> {
+        match self {
+            Exporter::Csv(writer) => writer.serialize(row(stored))?,
+            Exporter::Jsonl(sink) => {
+                serde_json::to_writer(&mut *sink, stored)?;
+                writeln!(sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        match self {
+            Exporter::Csv(writer) => writer.flush()?,
+            Exporter::Jsonl(sink) => sink.flush()?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::fixtures;
+
+    fn export(format: Format) -> String {
+        let mut out = Vec::new();
+        let mut writer = Exporter::new(format, &mut out);
+        for stored in [fixtures::failed_login(), fixtures::exec()] {
+            writer.write(&stored).unwrap();
+        }
+        writer.flush().unwrap();
+        drop(writer);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn two_events_as_csv() {
+        assert_eq!(
+            export(Format::Csv),
+            "\
+time,time_unix_ns,host_id,boot_id,seq,kind,user,session,remote,outcome,service,detail,received_unix_ns
+2023-11-14T22:13:20.000Z,1700000000000000000,web-1,b,9,login_attempt,alice,,10.0.0.9,failure,sshd,tty=ssh PAM_AUTH_ERR at authenticate,1700000000000000001
+2023-11-14T22:13:21.500Z,1700000001500000000,web-1,b,10,exec,alice,00000000000000ab,,,,id -un [/usr/bin/id],1700000001500000001
+"
+        );
+    }
+
+    #[test]
+    fn two_events_as_json_lines() {
+        let text = export(Format::Jsonl);
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"event":{"host_id":"web-1","boot_id":"b","seq":9,"time_unix_ns":1700000000000000000,"body":{"login_attempt":{"service":"sshd","user":"alice","user_known":null,"remote_host":"10.0.0.9","tty":"ssh","remote_user":null,"outcome":"failure","failed_step":"authenticate","pam_code":0,"pam_code_name":"PAM_AUTH_ERR","authenticate_code":null,"account_code":null,"from_session":null,"process":null}}},"received_unix_ns":1700000000000000001,"labels":{}}"#,
+                "\n",
+                r#"{"event":{"host_id":"web-1","boot_id":"b","seq":10,"time_unix_ns":1700000001500000000,"body":{"exec":{"session":"00000000000000ab","session_user":"alice","filename":"/usr/bin/id","argv":["id","-un"],"argv_truncated":false,"argv_incomplete":false,"result":0,"error":null,"process":null}}},"received_unix_ns":1700000001500000001,"labels":{}}"#,
+                "\n",
+            )
+        );
+        // One object per line, each the stored event as the server sends it.
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["event"]["host_id"], "web-1");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `tail`: follow events as they are stored (and alerts as they are raised), one
+//! line each, until Ctrl-C or `--count` lines.
+
+use std::io::Write as _;
+
+use anyhow::bail;
+use watchtower_proto::{LiveItem, live_item};
+
+use crate::client::{Client, status};
+use crate::commands::{Filters, filter_of, json_line};
+use crate::render::{row, tail_line};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Do not show alerts.
+    #[arg(long)]
+    pub no_alerts: bool,
+    /// Stop after this many lines.
+    #[arg(long)]
+    pub count: Option<usize>,
+}
+
+pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result<()> {
+    let filter = filter_of(&args.filters, (0, 0))?;
+    let mut live = client.subscribe(filter, !args.no_alerts).await?;
+    let mut shown = 0usize;
+    loop {
+        let item = tokio::select! {
+            item = live.message() => item,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(item) = item.map_err(status)? else {
+            bail!("the server closed the tail");
+        };
+        if json {
+            json_line(&item)?;
+        } else {
+            let Some(line) = line(&item) else {
+                continue;
+            };
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            out.flush()?;
+        }
+        shown += 1;
+        if args.count.is_some_and(|c| shown >= c) {
+            return Ok(());
+        }
+    }
+}
+
+/// The line of an event or an alert (none for an empty item).
+fn line(item: &LiveItem) -> Option<String> {
+    match &item.item {
+        Some(live_item::Item::Stored(stored)) => Some(tail_line(&row(stored))),
+        Some(live_item::Item::Alert(a)) => Some(format!(
+            "ALERT {} {} host={} {}",
+            a.severity, a.rule, a.host_id, a.summary
+        )),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::fixtures;
+    use watchtower_proto::Alert;
+
+    #[test]
+    fn events_and_alerts_as_tail_lines() {
+        let stored = |s| LiveItem {
+            item: Some(live_item::Item::Stored(s)),
+        };
+        assert_eq!(
+            line(&stored(fixtures::failed_login())).unwrap(),
+            "2023-11-14T22:13:20.000Z  web-1  9  login_attempt  alice  -  10.0.0.9  failure  sshd tty=ssh PAM_AUTH_ERR at authenticate"
+        );
+        assert_eq!(
+            line(&stored(fixtures::exec())).unwrap(),
+            "2023-11-14T22:13:21.500Z  web-1  10  exec  alice  00000000000000ab  -  -  id -un [/usr/bin/id]"
+        );
+        let alert = LiveItem {
+            item: Some(live_item::Item::Alert(Alert {
+                id: 1,
+                rule: "failed_logins".into(),
+                severity: "warning".into(),
+                host_id: "web-1".into(),
+                summary: "5 failed logins for alice from 10.0.0.9".into(),
+                ..Alert::default()
+            })),
+        };
+        assert_eq!(
+            line(&alert).unwrap(),
+            "ALERT warning failed_logins host=web-1 5 failed logins for alice from 10.0.0.9"
+        );
+        assert_eq!(line(&LiveItem { item: None }), None);
+    }
+}
