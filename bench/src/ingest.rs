@@ -82,8 +82,12 @@ pub struct IngestResult {
 fn bench_pki(hosts: &[String]) -> anyhow::Result<Pki> {
     let dir = TempDir::new("bench-pki");
     let write = |name: &str, text: &str| {
-        watchtower_pki::write_file(&dir.0.join(name), text, name.ends_with(".key"))
-            .with_context(|| format!("writing {name}"))
+        watchtower_pki::write_file(
+            &dir.0.join(name),
+            text,
+            std::path::Path::new(name).extension().is_some_and(|e| e == "key"),
+        )
+        .with_context(|| format!("writing {name}"))
     };
     let ca = Authority::generate("watchtower bench CA", Validity::days(2))?;
     write("ca.pem", &ca.cert_pem())?;

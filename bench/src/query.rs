@@ -62,16 +62,15 @@ fn store_of(size: u64, work_dir: &Path) -> anyhow::Result<(PathBuf, f64)> {
         let host = format!("q-{h:03}");
         let n = per_host + u64::from(h < background % HOSTS);
         let step = span / n.max(1);
-        let mut seq = if h == 0 { IN_HOUR + 1 } else { 1 };
+        let first_seq = if h == 0 { IN_HOUR + 1 } else { 1 };
         let mut batch = Vec::with_capacity(10_000);
-        for i in 0..n {
+        for (seq, i) in (first_seq..).zip(0..n) {
             // An offset so hosts do not share timestamps.
             let mut time = DAY0 + i * step + h * 7_919;
             if h == 0 && (HOUR_START..HOUR_START + HOUR).contains(&time) {
                 time += HOUR;
             }
             batch.push(crate::synth::exec(&host, "boot-q", seq, time));
-            seq += 1;
             if batch.len() == 10_000 {
                 store.append(&host, std::mem::take(&mut batch), time, 0)?;
             }
@@ -160,7 +159,7 @@ pub fn run(
             result.full_scan_secs.push(scan);
             result.vs_full_scan.push(this[s], scan);
         }
-        eprintln!("query round {round}: {:?} s per query", this);
+        eprintln!("query round {round}: {this:?} s per query");
         result.query_secs.push(this);
     }
     Ok(result)

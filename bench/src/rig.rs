@@ -1,6 +1,6 @@
 //! The privileged rig of the overhead and completeness benchmarks: a real journald,
 //! sshd, watchtower-server, and the agent or auditd started and stopped per arm.
-//! Each storm runs inside a real ssh login of wt_alice.
+//! Each storm runs inside a real ssh login of `wt_alice`.
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::PathBuf;
@@ -151,7 +151,7 @@ impl Watched {
                     self.stderr.lock().expect("stderr")
                 );
             }
-            if start.elapsed() > Duration::from_secs(60) {
+            if start.elapsed() > Duration::from_mins(1) {
                 bail!(
                     "no {needle:?} within 60 s:\n{}",
                     self.stderr.lock().expect("stderr")
@@ -242,7 +242,7 @@ impl Drop for Auditd {
     }
 }
 
-/// journald, sshd, the server, a reader, and the workload where wt_alice can run it.
+/// journald, sshd, the server, a reader, and the workload where `wt_alice` can run it.
 pub struct Rig {
     _journald: Journald,
     sshd: Sshd,
@@ -283,7 +283,7 @@ impl Rig {
         })
     }
 
-    /// The storm inside an ssh login of wt_alice.
+    /// The storm inside an ssh login of `wt_alice`.
     fn storm(&self, storm: Storm, count: u64, parallel: usize) -> anyhow::Result<StormResult> {
         let command = format!(
             "{} workload {} --count {count} --parallel {parallel}",
@@ -347,7 +347,7 @@ impl Rig {
             let settled = last.1.elapsed() > Duration::from_millis(500);
             if (now >= before + at_least && settled)
                 || last.1.elapsed() > Duration::from_secs(10)
-                || start.elapsed() > Duration::from_secs(120)
+                || start.elapsed() > Duration::from_mins(2)
             {
                 return;
             }

@@ -65,7 +65,7 @@ pub fn exec_storm(count: u64, parallel: usize) -> StormResult {
     }
 }
 
-/// Close with a reset: no TIME_WAIT left behind by thousands of connects.
+/// Close with a reset: no `TIME_WAIT` left behind by thousands of connects.
 fn reset_on_close(stream: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,

@@ -7,6 +7,7 @@
 
 /// The generated messages, clients and servers (`cargo xtask proto` writes
 /// `src/generated/watchtower.v1.rs`; `cargo xtask test` checks it is current).
+#[allow(clippy::all, clippy::pedantic, reason = "generated code")]
 pub mod pb {
     include!("generated/watchtower.v1.rs");
 }

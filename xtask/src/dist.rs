@@ -3,10 +3,11 @@
 //! configs, systemd units, and one Debian package per program (dpkg-deb, the
 //! Debian tool itself): each installs its binary, unit, config and system user.
 //!
-//! Reproducible from a commit: the version and SOURCE_DATE_EPOCH come from the
+//! Reproducible from a commit: the version and `SOURCE_DATE_EPOCH` come from the
 //! commit, every packaged file gets that mtime and root ownership, so two runs
 //! from the same commit give the same checksums.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -85,7 +86,7 @@ pub struct Stamp {
     /// --version, the agent's Hello, and the Debian version (ordered by commit count).
     pub version: String,
     pub commit: String,
-    /// The commit's time: every packaged file's mtime, and SOURCE_DATE_EPOCH.
+    /// The commit's time: every packaged file's mtime, and `SOURCE_DATE_EPOCH`.
     pub epoch: String,
 }
 
@@ -109,7 +110,7 @@ pub fn stamp() -> anyhow::Result<Stamp> {
 /// with the version stamped in. `test`, `run`, `bench` and `dist` all use it, so
 /// the C++ of `RocksDB` and every program are compiled once per change.
 ///
-/// SOURCE_DATE_EPOCH is deliberately not passed to cargo: librocksdb-sys reruns
+/// `SOURCE_DATE_EPOCH` is deliberately not passed to cargo: librocksdb-sys reruns
 /// its build script (13+ minutes of C++) whenever it changes, i.e. on every commit.
 pub fn build(stamp: &Stamp) -> anyhow::Result<()> {
     run(stamped(
@@ -173,7 +174,7 @@ fn build_deb(package: &Package, stamp: &Stamp, release: &Path, out: &Path) -> an
             &stage.join("etc/watchtower").join(config),
             0o644,
         )?;
-        conffiles.push_str(&format!("/etc/watchtower/{config}\n"));
+        writeln!(conffiles, "/etc/watchtower/{config}")?;
     }
     let doc = stage.join("usr/share/doc").join(package.name);
     write(
@@ -205,12 +206,13 @@ fn build_deb(package: &Package, stamp: &Stamp, release: &Path, out: &Path) -> an
         package.depends
     );
     if !package.recommends.is_empty() {
-        control.push_str(&format!("Recommends: {}\n", package.recommends));
+        writeln!(control, "Recommends: {}", package.recommends)?;
     }
-    control.push_str(&format!(
-        "Section: admin\nPriority: optional\nHomepage: https://example.invalid/watchtower\nDescription: {}\n",
+    writeln!(
+        control,
+        "Section: admin\nPriority: optional\nHomepage: https://example.invalid/watchtower\nDescription: {}",
         package.description
-    ));
+    )?;
     write(&debian.join("control"), &control, 0o644)?;
     // Every file and directory: the commit's time.
     run(Command::new("find")

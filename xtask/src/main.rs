@@ -80,7 +80,7 @@ enum Task {
     /// Build release binaries and run the benchmarks (root; about 30 minutes): agent
     /// overhead on exec and connect storms against no agent, probes counting only,
     /// the full pipeline and auditd; completeness at rising parallelism; ingest over
-    /// mTLS against raw RocksDB and plaintext gRPC; query time on 100k/1M/10M-event
+    /// mTLS against raw `RocksDB` and plaintext gRPC; query time on 100k/1M/10M-event
     /// stores against a full scan. Writes BENCHMARKS.md (median ratios of
     /// alternating rounds). Arguments go to `watchtower-bench run` (e.g. --rounds,
     /// --only ingest).

@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use crate::run;
 
 /// Debian packages: the eBPF toolchain (LLVM 22 for bpf-linker, clang; libclang
-/// also for RocksDB's bindgen), the real
+/// also for `RocksDB`'s bindgen), the real
 /// peers the tests log in through, the journal (systemd-journald and journalctl
 /// from systemd; logger from bsdutils), Prometheus and promtool for the exporter's
 /// tests, curl to scrape, and auditd (the benchmarks' comparison; installed, not
