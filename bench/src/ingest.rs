@@ -16,9 +16,11 @@ use tonic::transport::{Channel, Endpoint};
 use watchtower_e2e::TempDir;
 use watchtower_e2e::central::{Pki, Server};
 use watchtower_pki::{Authority, Role, Validity};
-use watchtower_proto::ingest_client::IngestClient;
-use watchtower_proto::ingest_server::IngestServer;
-use watchtower_proto::{AgentMessage, Event, EventBatch, Hello, StoredEvent, agent_message, server_message};
+use watchtower_proto::pb::ingest_client::IngestClient;
+use watchtower_proto::pb::ingest_server::IngestServer;
+use watchtower_proto::pb::{
+    AgentMessage, Event, EventBatch, Hello, StoredEvent, agent_message, server_message,
+};
 use watchtower_server::counters::ServerCounters;
 use watchtower_server::ingest::IngestService;
 use watchtower_server::metrics::Metrics;

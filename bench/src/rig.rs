@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use watchtower_e2e::central::{HOST, Pki, Reader, Server};
 use watchtower_e2e::{ALICE, ALICE_PASSWORD, Journald, Sshd, TempDir, agent_binary};
-use watchtower_proto::{EventFilter, EventKind, event};
+use watchtower_proto::pb::{EventFilter, EventKind, event};
 
 use crate::workload::StormResult;
 

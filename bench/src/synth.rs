@@ -1,7 +1,7 @@
 //! Synthetic events shaped like the agent's: execs inside a login session, with
 //! the argv, process and session fields real ones carry (about 150 bytes encoded).
 
-use watchtower_proto::{Event, Exec, Process, event};
+use watchtower_proto::pb::{Event, Exec, Process, event};
 
 /// `n` exec events of `host`, numbered from `first_seq`, `step_ns` apart from `t0`.
 #[must_use]

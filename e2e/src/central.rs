@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use watchtower_pki::ClientTls;
 use watchtower_pki::{Authority, Validity};
-use watchtower_proto::query_client::QueryClient;
-use watchtower_proto::{
+use watchtower_proto::pb::query_client::QueryClient;
+use watchtower_proto::pb::{
     Event, EventFilter, GetSessionRequest, GetSessionResponse, HostInfo, ListHostsRequest,
     QueryEventsRequest, StatsRequest, StatsResponse,
 };

@@ -13,8 +13,8 @@ use prost::Message as _;
 use serde_json::Value;
 use watchtower_e2e::central::{HOST, Pki, Reader, Server, ctl_binary};
 use watchtower_e2e::{ALICE, ALICE_PASSWORD, Agent, Sshd, TempDir, free_port, kill, of_kind, privileged};
-use watchtower_proto::event::Body;
-use watchtower_proto::{EventFilter, StoredEvent};
+use watchtower_proto::pb::event::Body;
+use watchtower_proto::pb::{EventFilter, StoredEvent};
 
 const WRONG: &str = "not-her-password";
 

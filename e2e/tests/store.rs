@@ -11,8 +11,8 @@ use serde_json::Value;
 use tonic::Code;
 use watchtower_e2e::central::{HOST, NETNS_HOST_ADDR, NetNs, OTHER_HOST, Pki, Reader, Server};
 use watchtower_e2e::{ALICE, ALICE_PASSWORD, Agent, BOB, BOB_PASSWORD, Sshd, TempDir, of_kind, privileged};
-use watchtower_proto::event::Body;
-use watchtower_proto::{Event, EventFilter, EventKind, Outcome};
+use watchtower_proto::pb::event::Body;
+use watchtower_proto::pb::{Event, EventFilter, EventKind, Outcome};
 
 fn agent_flags(pki: &Pki, server: &Server, extra: &[&str]) -> Vec<String> {
     let mut flags = pki.agent_args(&server.address());
@@ -411,7 +411,7 @@ mod raw {
     use prost::Message as _;
     use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
     use watchtower_pki::ClientTls;
-    use watchtower_proto::ServerMessage;
+    use watchtower_proto::pb::ServerMessage;
 
     /// Sends bytes as they are (a malformed or oversized message), decodes answers.
     #[derive(Default)]
@@ -505,9 +505,9 @@ fn now_ns() -> u64 {
 
 fn hello(host: &str) -> Vec<u8> {
     use prost::Message as _;
-    watchtower_proto::AgentMessage {
-        msg: Some(watchtower_proto::agent_message::Msg::Hello(
-            watchtower_proto::Hello {
+    watchtower_proto::pb::AgentMessage {
+        msg: Some(watchtower_proto::pb::agent_message::Msg::Hello(
+            watchtower_proto::pb::Hello {
                 host_id: host.into(),
                 boot_id: "b".into(),
                 agent_version: "test".into(),
@@ -525,15 +525,15 @@ fn batch(host: &str, id: u64, seqs: std::ops::Range<u64>) -> Vec<u8> {
             boot_id: "test-boot".into(),
             seq,
             time_unix_ns: now_ns() + seq,
-            body: Some(Body::Exec(watchtower_proto::Exec {
+            body: Some(Body::Exec(watchtower_proto::pb::Exec {
                 filename: "/bin/true".into(),
-                ..watchtower_proto::Exec::default()
+                ..watchtower_proto::pb::Exec::default()
             })),
         })
         .collect();
-    watchtower_proto::AgentMessage {
-        msg: Some(watchtower_proto::agent_message::Msg::Batch(
-            watchtower_proto::EventBatch { batch_id: id, events },
+    watchtower_proto::pb::AgentMessage {
+        msg: Some(watchtower_proto::pb::agent_message::Msg::Batch(
+            watchtower_proto::pb::EventBatch { batch_id: id, events },
         )),
     }
     .encode_to_vec()
@@ -597,7 +597,7 @@ fn bad_certificates_and_host_claims_are_refused_and_nothing_is_stored() {
     // The real owner of the certificate still gets through.
     let answers = attempt(Some(HOST), vec![hello(HOST), batch(HOST, 7, 1..4)]).unwrap();
     assert_eq!(answers.len(), 1);
-    let Some(watchtower_proto::server_message::Msg::Ack(ack)) = &answers[0].msg else {
+    let Some(watchtower_proto::pb::server_message::Msg::Ack(ack)) = &answers[0].msg else {
         panic!("{answers:?}")
     };
     assert_eq!(
@@ -657,9 +657,9 @@ fn subscribers_see_exactly_the_matching_events_as_they_are_stored() {
             pki.client_tls(Some("reader")),
         ))
         .expect("reader connects");
-    let mut client = watchtower_proto::query_client::QueryClient::new(channel);
+    let mut client = watchtower_proto::pb::query_client::QueryClient::new(channel);
     let mut live = rt
-        .block_on(client.subscribe(watchtower_proto::SubscribeRequest {
+        .block_on(client.subscribe(watchtower_proto::pb::SubscribeRequest {
             filter: Some(EventFilter {
                 host_id: HOST.into(),
                 kinds: vec![EventKind::Exec as i32],
@@ -686,7 +686,9 @@ fn subscribers_see_exactly_the_matching_events_as_they_are_stored() {
         let mut seen = Vec::new();
         while let Ok(Ok(Some(item))) = tokio::time::timeout(Duration::from_secs(2), live.message()).await {
             match item.item {
-                Some(watchtower_proto::live_item::Item::Stored(stored)) => seen.push(stored.event.unwrap()),
+                Some(watchtower_proto::pb::live_item::Item::Stored(stored)) => {
+                    seen.push(stored.event.unwrap());
+                }
                 other => panic!("only stored events were asked for, got {other:?}"),
             }
         }

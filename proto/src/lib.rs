@@ -1,7 +1,9 @@
 //! The `watchtower.v1` contract, generated from `proto/watchtower.proto`.
 //!
-//! Messages are plain prost structs; `ingest_*` and `query_*` modules hold the tonic
-//! clients and servers.
+//! Everything generated is under [`pb`]: messages are plain prost structs;
+//! `pb::ingest_*` and `pb::query_*` hold the tonic clients and servers. Beside it:
+//! [`VERSION`], hex helpers and the JSON forms the generated code's serde
+//! attributes name.
 
 #![allow(clippy::pedantic)]
 
@@ -11,8 +13,6 @@
 pub mod pb {
     include!("generated/watchtower.v1.rs");
 }
-
-pub use pb::*;
 
 /// This build's version: what `cargo xtask dist` (and `test`) stamp in through
 /// `WATCHTOWER_VERSION`, else the crate version. Every binary's `--version`, the
@@ -194,18 +194,18 @@ pub mod json {
     use serde::Serializer;
 
     pub fn outcome<S: Serializer>(value: &i32, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(super::Outcome::try_from(*value).map_or("unknown", super::Outcome::name))
+        s.serialize_str(crate::pb::Outcome::try_from(*value).map_or("unknown", crate::pb::Outcome::name))
     }
 
     pub fn verdict<S: Serializer>(value: &i32, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(super::Verdict::try_from(*value).map_or("unknown", super::Verdict::name))
+        s.serialize_str(crate::pb::Verdict::try_from(*value).map_or("unknown", crate::pb::Verdict::name))
     }
 
     pub fn kinds<S: Serializer>(values: &[i32], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(
             values
                 .iter()
-                .map(|v| super::EventKind::try_from(*v).map_or("unknown", super::EventKind::name)),
+                .map(|v| crate::pb::EventKind::try_from(*v).map_or("unknown", crate::pb::EventKind::name)),
         )
     }
 
@@ -232,6 +232,7 @@ pub mod json {
 
 #[cfg(test)]
 mod tests {
+    use super::pb::*;
     use super::*;
 
     #[test]

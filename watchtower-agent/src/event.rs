@@ -52,13 +52,31 @@ pub enum Outcome {
 }
 
 /// The PAM step a failed login stopped at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PamStep {
     Start,
     Authenticate,
     Account,
     OpenSession,
+}
+
+impl PamStep {
+    /// Its one name: in the JSON output and on the wire.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            PamStep::Start => "start",
+            PamStep::Authenticate => "authenticate",
+            PamStep::Account => "account",
+            PamStep::OpenSession => "open_session",
+        }
+    }
+}
+
+impl Serialize for PamStep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 /// One attempt to log in (or to switch user) through PAM.
@@ -108,13 +126,29 @@ pub struct SessionStart {
     pub process: Process,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionEndReason {
     /// `pam_close_session` was called.
     Closed,
     /// The process that opened the session exited without closing it.
     ProcessExited,
+}
+
+impl SessionEndReason {
+    /// Its one name: in the JSON output and on the wire.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            SessionEndReason::Closed => "closed",
+            SessionEndReason::ProcessExited => "process_exited",
+        }
+    }
+}
+
+impl Serialize for SessionEndReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

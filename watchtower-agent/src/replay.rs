@@ -29,9 +29,10 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
         }
     }
     let mut stdout = std::io::stdout().lock();
+    let mut line = Vec::with_capacity(1024);
     for (_, body) in out {
-        serde_json::to_writer(&mut stdout, &body)?;
-        stdout.write_all(b"\n")?;
+        crate::stages::stdout::json_line(&body, &mut line)?;
+        stdout.write_all(&line)?;
     }
     if let Some(at) = torn {
         tracing::warn!(offset = at, "the file ends in a torn record");

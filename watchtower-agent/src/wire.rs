@@ -2,17 +2,16 @@
 //!
 //! Every field is carried over, typed (no JSON strings inside). Enums of the agent that
 //! the contract keeps as text (the PAM step, the session end reason, the program, sudo's
-//! decision) are written exactly as the agent's JSON output spells them (serde's
-//! `snake_case` names). The envelope's RFC 3339 `time` is not carried: it is
+//! decision) are written with the name each enum gives itself, the same one its JSON
+//! form uses. The envelope's RFC 3339 `time` is not carried: it is
 //! `time_unix_ns` formatted.
 
-use watchtower_journal::{JournalLogin, Outcome as JournalOutcome, Program, SudoOutcome};
-use watchtower_proto as pb;
+use watchtower_journal::{JournalLogin, Outcome as JournalOutcome};
+use watchtower_proto::pb;
 
 use crate::event::{
     AgentHealth, Connect, Event, EventBody, Exec, JournalHealth, KernelWitness, LoginAttempt, LoginVerdict,
-    Outcome, PamStep, Process, SessionEnd, SessionEndReason, SessionStart, SpoolHealth, Verdict,
-    VerdictCounters,
+    Outcome, Process, SessionEnd, SessionStart, SpoolHealth, Verdict, VerdictCounters,
 };
 
 /// The wire form of an event: every field carried over, typed (no JSON strings).
@@ -56,45 +55,6 @@ fn journal_outcome(o: JournalOutcome) -> i32 {
     }
 }
 
-/// As serde writes it (`rename_all = "snake_case"`).
-fn pam_step_name(step: PamStep) -> &'static str {
-    match step {
-        PamStep::Start => "start",
-        PamStep::Authenticate => "authenticate",
-        PamStep::Account => "account",
-        PamStep::OpenSession => "open_session",
-    }
-}
-
-/// As serde writes it (`rename_all = "snake_case"`).
-fn end_reason_name(reason: SessionEndReason) -> &'static str {
-    match reason {
-        SessionEndReason::Closed => "closed",
-        SessionEndReason::ProcessExited => "process_exited",
-    }
-}
-
-/// As serde writes it (`rename_all = "snake_case"`): `logind`, not the identifier
-/// `systemd-logind` that [`Program::name`] gives.
-fn program_name(program: Program) -> &'static str {
-    match program {
-        Program::Sshd => "sshd",
-        Program::Sudo => "sudo",
-        Program::Su => "su",
-        Program::Login => "login",
-        Program::Logind => "logind",
-    }
-}
-
-/// The `decision` tag serde writes for sudo's outcome.
-fn sudo_decision_name(outcome: &SudoOutcome) -> &'static str {
-    match outcome {
-        SudoOutcome::Allowed => "allowed",
-        SudoOutcome::IncorrectPassword { .. } => "incorrect_password",
-        SudoOutcome::Denied { .. } => "denied",
-    }
-}
-
 fn verdict(v: Verdict) -> i32 {
     let v = match v {
         Verdict::Confirmed => pb::Verdict::Confirmed,
@@ -125,7 +85,7 @@ fn login_attempt(a: &LoginAttempt) -> pb::LoginAttempt {
         tty: a.tty.clone(),
         remote_user: a.remote_user.clone(),
         outcome: outcome(a.outcome),
-        failed_step: a.failed_step.map(|s| pam_step_name(s).to_owned()),
+        failed_step: a.failed_step.map(|s| s.name().to_owned()),
         pam_code: a.pam_code,
         pam_code_name: a.pam_code_name.to_owned(),
         authenticate_code: a.authenticate_code,
@@ -158,7 +118,7 @@ fn session_end(s: &SessionEnd) -> pb::SessionEnd {
         service: s.service.clone(),
         user: s.user.clone(),
         remote_host: s.remote_host.clone(),
-        reason: end_reason_name(s.reason).to_owned(),
+        reason: s.reason.name().to_owned(),
         duration_ns: s.duration_ns,
         execs: s.execs,
         connects: s.connects,
@@ -199,7 +159,7 @@ fn login_verdict(v: &LoginVerdict) -> pb::LoginVerdict {
     pb::LoginVerdict {
         verdict: verdict(v.verdict),
         reason: v.reason.to_owned(),
-        program: program_name(v.program).to_owned(),
+        program: v.program.key().to_owned(),
         user: v.user.clone(),
         outcome: outcome(v.outcome),
         attempts: v.attempts,
@@ -239,7 +199,7 @@ fn journal_witness(j: &JournalLogin) -> pb::JournalWitness {
     let key = j.key.as_ref();
     let sudo = j.sudo.as_ref();
     pb::JournalWitness {
-        program: program_name(j.program).to_owned(),
+        program: j.program.key().to_owned(),
         outcome: journal_outcome(j.outcome),
         attempts: j.attempts,
         user: j.user.clone(),
@@ -254,7 +214,7 @@ fn journal_witness(j: &JournalLogin) -> pb::JournalWitness {
         tty: j.tty.clone(),
         by_user: j.by_user.clone(),
         sudo_user: sudo.map(|s| s.user.clone()),
-        sudo_decision: sudo.map(|s| sudo_decision_name(&s.outcome).to_owned()),
+        sudo_decision: sudo.map(|s| s.outcome.decision().to_owned()),
         sudo_pwd: sudo.and_then(|s| s.pwd.clone()),
         sudo_target_user: sudo.and_then(|s| s.target_user.clone()),
         sudo_command: sudo.and_then(|s| s.command.clone()),

@@ -11,9 +11,9 @@
 
 use serde::Serialize;
 
-/// The program a journal identifier names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// The program a journal identifier names. In events (JSON and wire) it is
+/// written as [`Program::key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Program {
     Sshd,
     Sudo,
@@ -90,6 +90,24 @@ impl Program {
             Program::Logind => "systemd-logind",
         }
     }
+
+    /// The short name events carry (`logind`, not the identifier).
+    #[must_use]
+    pub const fn key(self) -> &'static str {
+        match self {
+            Program::Sshd => "sshd",
+            Program::Sudo => "sudo",
+            Program::Su => "su",
+            Program::Login => "login",
+            Program::Logind => "logind",
+        }
+    }
+}
+
+impl Serialize for Program {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.key())
+    }
 }
 
 /// A public key as sshd names it: type and fingerprint.
@@ -114,6 +132,18 @@ pub enum SudoOutcome {
     /// Refused by policy (`user NOT in sudoers`, `command not allowed`, `a password
     /// is required`, ...): the reason as sudo wrote it.
     Denied { reason: String },
+}
+
+impl SudoOutcome {
+    /// The `decision` tag its JSON form carries (a test checks they agree).
+    #[must_use]
+    pub const fn decision(&self) -> &'static str {
+        match self {
+            SudoOutcome::Allowed => "allowed",
+            SudoOutcome::IncorrectPassword { .. } => "incorrect_password",
+            SudoOutcome::Denied { .. } => "denied",
+        }
+    }
 }
 
 /// One sudo log line: `alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id`.

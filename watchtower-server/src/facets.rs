@@ -1,7 +1,7 @@
 //! What an event is about, for the indexes and for filters: its users, sessions
 //! and remote addresses, and whether it matches an [`EventFilter`].
 
-use watchtower_proto::{Event, EventFilter, EventKind, Outcome, event::Body};
+use watchtower_proto::pb::{Event, EventFilter, EventKind, Outcome, event::Body};
 
 /// The users an event concerns: who logged in, or the user of the session it
 /// happened in.
@@ -157,7 +157,7 @@ pub fn check(event: &Event, host: &str) -> Result<(), InvalidEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::{Connect, Exec, LoginAttempt};
+    use watchtower_proto::pb::{Connect, Exec, LoginAttempt};
 
     fn attempt(user: &str, remote: &str, outcome: Outcome, from: Option<u64>) -> Event {
         Event {

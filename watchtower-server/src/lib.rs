@@ -46,8 +46,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use watchtower_proto::ingest_server::IngestServer;
-use watchtower_proto::query_server::QueryServer;
+use watchtower_proto::pb::ingest_server::IngestServer;
+use watchtower_proto::pb::query_server::QueryServer;
 
 use crate::config::ServerConfig;
 use crate::counters::ServerCounters;

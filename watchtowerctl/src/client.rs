@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use watchtower_pki::ClientTls;
-use watchtower_proto::query_client::QueryClient;
-use watchtower_proto::{
+use watchtower_proto::pb::query_client::QueryClient;
+use watchtower_proto::pb::{
     Alert, Event, EventFilter, GetSessionRequest, GetSessionResponse, HostInfo, ListAlertsRequest,
     ListHostsRequest, LiveItem, QueryEventsRequest, StatsRequest, StatsResponse, StoredEvent,
     SubscribeRequest, VerifyReport, VerifyRequest,

@@ -1,7 +1,7 @@
 //! Events as rows: for tables, tails and CSV.
 
 use comfy_table::{Table, presets};
-use watchtower_proto::{Event, Outcome, StoredEvent, Verdict, event::Body};
+use watchtower_proto::pb::{Event, Outcome, StoredEvent, Verdict, event::Body};
 
 use crate::timearg::{format_ns, format_span};
 
@@ -217,7 +217,7 @@ pub fn tail_line(r: &Row) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::{Exec, LoginAttempt};
+    use watchtower_proto::pb::{Exec, LoginAttempt};
 
     fn stored(body: Body) -> StoredEvent {
         StoredEvent {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Serialize;
-use watchtower_proto::{Event, Outcome, Verdict, event::Body};
+use watchtower_proto::pb::{Event, Outcome, Verdict, event::Body};
 
 use crate::timearg::format_ns;
 
@@ -199,7 +199,7 @@ pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::{AgentHealth, LoginAttempt, LoginVerdict, SessionStart};
+    use watchtower_proto::pb::{AgentHealth, LoginAttempt, LoginVerdict, SessionStart};
 
     fn event(seq: u64, body: Body) -> Event {
         Event {

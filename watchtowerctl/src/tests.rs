@@ -408,6 +408,6 @@ fn unknown_commands_and_help() {
 fn filters_and_periods_default_to_everything() {
     assert_eq!(
         filter_of(&Filters::default(), range(&Period::default()).unwrap()).unwrap(),
-        watchtower_proto::EventFilter::default()
+        watchtower_proto::pb::EventFilter::default()
     );
 }

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use watchtower_pki::ClientTls;
-use watchtower_proto::ingest_client::IngestClient;
-use watchtower_proto::{AgentMessage, EventBatch, Heartbeat, Hello, agent_message, server_message};
+use watchtower_proto::pb::ingest_client::IngestClient;
+use watchtower_proto::pb::{AgentMessage, EventBatch, Heartbeat, Hello, agent_message, server_message};
 
 use crate::config::Config;
 use crate::stages::spool_writer::SharedSpool;
@@ -231,7 +231,7 @@ async fn session(
             };
             let mut events = Vec::with_capacity(records.len());
             for (index, bytes) in records {
-                match watchtower_proto::Event::decode(bytes.as_slice()) {
+                match watchtower_proto::pb::Event::decode(bytes.as_slice()) {
                     Ok(event) => events.push(event),
                     // A record that passed its checksum but does not decode: it can
                     // never be delivered; say so loudly and go on.

@@ -108,9 +108,7 @@ pub async fn run(
         if echo_stdout {
             let mut line = Vec::with_capacity(1024);
             for event in &group {
-                line.clear();
-                serde_json::to_writer(&mut line, event)?;
-                line.push(b'\n');
+                super::stdout::json_line(event, &mut line)?;
                 stdout.write_all(&line).await?;
             }
             stdout.flush().await?;

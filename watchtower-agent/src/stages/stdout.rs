@@ -14,14 +14,22 @@ pub async fn run(mut rx: mpsc::Receiver<Event>) -> anyhow::Result<()> {
     while let Some(event) = rx.recv().await {
         let mut next = Some(event);
         while let Some(event) = next {
-            line.clear();
-            serde_json::to_writer(&mut line, &event)?;
-            line.push(b'\n');
+            json_line(&event, &mut line)?;
             stdout.write_all(&line).await?;
             next = rx.try_recv().ok();
         }
         stdout.flush().await?;
     }
     stdout.flush().await?;
+    Ok(())
+}
+
+/// `value` as one JSON line (ending in a newline) in `line`, which is cleared first:
+/// the one JSON-lines form of the agent's output (`--stdout`, the spool writer's
+/// echo, `replay`).
+pub fn json_line(value: &impl serde::Serialize, line: &mut Vec<u8>) -> serde_json::Result<()> {
+    line.clear();
+    serde_json::to_writer(&mut *line, value)?;
+    line.push(b'\n');
     Ok(())
 }

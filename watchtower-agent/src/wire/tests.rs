@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use prost::Message as _;
 use watchtower_journal::story::Writer;
-use watchtower_journal::{PublicKey, SudoLine};
+use watchtower_journal::{Program, PublicKey, SudoLine, SudoOutcome};
 
 use super::*;
-use crate::event::SessionId;
+use crate::event::{PamStep, SessionEndReason, SessionId};
 
 const HOST: &str = "web-01.example.net";
 const BOOT: &str = "3f1c2a9e-8b4d-4e0f-9a7c-5d6e7f8a9b0c";

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
-use watchtower_proto::{Alert, LiveItem, live_item};
+use watchtower_proto::pb::{Alert, LiveItem, live_item};
 
 use crate::config::AlertSection;
 use crate::counters::ServerCounters;
@@ -153,7 +153,9 @@ impl AlertEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::{Event, LoginAttempt, LoginVerdict, Outcome, StoredEvent, Verdict, event::Body};
+    use watchtower_proto::pb::{
+        Event, LoginAttempt, LoginVerdict, Outcome, StoredEvent, Verdict, event::Body,
+    };
 
     use crate::Scratch;
 

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use watchtower_proto::{Alert, Outcome, StoredEvent, Verdict, event::Body};
+use watchtower_proto::pb::{Alert, Outcome, StoredEvent, Verdict, event::Body};
 
 use super::AlertEngine;
 use crate::counters::ServerCounters;

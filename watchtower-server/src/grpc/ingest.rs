@@ -9,8 +9,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 use watchtower_pki::Role;
-use watchtower_proto::ingest_server::Ingest;
-use watchtower_proto::{
+use watchtower_proto::pb::ingest_server::Ingest;
+use watchtower_proto::pb::{
     Ack, AgentMessage, LiveItem, ServerMessage, agent_message, live_item, server_message,
 };
 
@@ -220,7 +220,7 @@ impl IngestService {
 
     /// A batch is stored whole or not at all: within the size limit, every event
     /// valid and of the certified host.
-    fn check_batch(&self, host: &str, events: &[watchtower_proto::Event]) -> Result<(), Refusal> {
+    fn check_batch(&self, host: &str, events: &[watchtower_proto::pb::Event]) -> Result<(), Refusal> {
         if events.len() > self.max_batch_events {
             return Err(Refusal::BatchTooLarge {
                 host: host.to_owned(),

@@ -7,8 +7,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use watchtower_pki::Role;
-use watchtower_proto::query_server::Query;
-use watchtower_proto::{
+use watchtower_proto::pb::query_server::Query;
+use watchtower_proto::pb::{
     GetCheckpointRequest, GetSessionRequest, GetSessionResponse, ListAlertsRequest, ListAlertsResponse,
     ListHostsRequest, ListHostsResponse, LiveItem, QueryEventsRequest, QueryEventsResponse, SignedCheckpoint,
     StatsRequest, StatsResponse, SubscribeRequest, VerifyReport, VerifyRequest, live_item,

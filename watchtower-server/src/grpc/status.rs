@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(store_code(&StoreError::BadPageToken), Code::InvalidArgument);
         assert_eq!(store_code(&StoreError::SessionWithoutHost), Code::InvalidArgument);
         let corrupt = StoreError::Corrupt(
-            <watchtower_proto::StoredEvent as prost::Message>::decode(&[0xff][..]).unwrap_err(),
+            <watchtower_proto::pb::StoredEvent as prost::Message>::decode(&[0xff][..]).unwrap_err(),
             "events",
         );
         assert_eq!(store_code(&corrupt), Code::DataLoss);

@@ -16,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use watchtower_proto::{HostInfo, Outcome, StoredEvent, event::Body};
+use watchtower_proto::pb::{HostInfo, Outcome, StoredEvent, event::Body};
 
 use crate::counters::ServerCounters;
 
@@ -445,7 +445,7 @@ pub fn classic_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::{Event, LoginAttempt, SessionStart, SpoolHealth};
+    use watchtower_proto::pb::{Event, LoginAttempt, SessionStart, SpoolHealth};
 
     #[test]
     fn every_metric_the_grafana_dashboard_reads_is_exported() {

@@ -3,7 +3,7 @@
 
 use prost::Message as _;
 use rocksdb::{Direction, IteratorMode};
-use watchtower_proto::Alert;
+use watchtower_proto::pb::Alert;
 
 use super::{ALERTS, EventStore, KNOWN_REMOTES, StoreError, decode, keys, synced};
 

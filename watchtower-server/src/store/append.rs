@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prost::Message as _;
 use rocksdb::WriteBatch;
-use watchtower_proto::{Event, HostInfo, SessionSummary, StoredEvent, event::Body};
+use watchtower_proto::pb::{Event, HostInfo, SessionSummary, StoredEvent, event::Body};
 
 use super::keys::{self, LogLeaf, PrimaryKey};
 use super::{

@@ -2,7 +2,7 @@
 
 use prost::Message as _;
 use rocksdb::IteratorMode;
-use watchtower_proto::{HostInfo, SessionSummary};
+use watchtower_proto::pb::{HostInfo, SessionSummary};
 
 use super::{EventStore, HOSTS, SESSIONS, StoreError, decode, keys};
 

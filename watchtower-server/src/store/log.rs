@@ -3,7 +3,7 @@
 //! [`crate::tamper`]'s; this file only reads and writes.
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
-use watchtower_proto::SignedCheckpoint;
+use watchtower_proto::pb::SignedCheckpoint;
 
 use super::{CHECKPOINTS, EVENTS, EventStore, LOG_LEAVES, StoreError, decode, keys, synced};
 use crate::tamper::merkle::Hash;

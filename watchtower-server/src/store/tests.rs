@@ -1,7 +1,7 @@
 //! The store's tests against a real `RocksDB`.
 
-use watchtower_proto::event::Body;
-use watchtower_proto::{
+use watchtower_proto::pb::event::Body;
+use watchtower_proto::pb::{
     Connect, Event, EventFilter, EventKind, Exec, LoginAttempt, Outcome, SessionEnd, SessionStart,
     StoredEvent,
 };

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
-use watchtower_proto::{Checkpoint, SignedCheckpoint, hex};
+use watchtower_proto::hex;
+use watchtower_proto::pb::{Checkpoint, SignedCheckpoint};
 
 use crate::store::{EventStore, StoreError};
 

@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use prost::Message as _;
-use watchtower_proto::{Checkpoint, Finding, StoredEvent, VerifyReport, hex};
+use watchtower_proto::hex;
+use watchtower_proto::pb::{Checkpoint, Finding, StoredEvent, VerifyReport};
 
 use super::merkle::{self, Frontier};
 use crate::store::keys::LogLeaf;
@@ -256,7 +257,7 @@ impl Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::{Event, Exec, event::Body};
+    use watchtower_proto::pb::{Event, Exec, event::Body};
 
     use crate::Scratch;
     use crate::store::{EVENTS, LOG_LEAVES};

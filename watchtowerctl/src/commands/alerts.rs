@@ -1,6 +1,6 @@
 //! `alerts`: the alerts the server's rules raised in a period, oldest first.
 
-use watchtower_proto::Alert;
+use watchtower_proto::pb::Alert;
 
 use crate::client::Client;
 use crate::commands::{Period, json_line, range};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use watchtower_proto::StoredEvent;
+use watchtower_proto::pb::StoredEvent;
 
 use crate::client::Client;
 use crate::commands::{Filters, Period, filter_of, range};
@@ -70,10 +70,7 @@ impl<W: Write> Exporter<W> {
     fn write(&mut self, stored: &StoredEvent) -> anyhow::Result<()> {
         match self {
             Exporter::Csv(writer) => writer.serialize(row(stored))?,
-            Exporter::Jsonl(sink) => {
-                serde_json::to_writer(&mut *sink, stored)?;
-                writeln!(sink)?;
-            }
+            Exporter::Jsonl(sink) => super::write_json_line(sink, stored)?,
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Hand-built events for the rendering tests.
 
-use watchtower_proto::{Event, Exec, LoginAttempt, Outcome, StoredEvent, event::Body};
+use watchtower_proto::pb::{Event, Exec, LoginAttempt, Outcome, StoredEvent, event::Body};
 
 fn stored(seq: u64, time_unix_ns: u64, body: Body) -> StoredEvent {
     StoredEvent {

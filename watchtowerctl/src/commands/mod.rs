@@ -16,10 +16,10 @@ pub mod stats;
 pub mod tail;
 pub mod verify;
 
-use std::io::Write as _;
+use std::io::Write;
 
 use anyhow::{Context as _, bail};
-use watchtower_proto::{EventFilter, EventKind, Outcome};
+use watchtower_proto::pb::{EventFilter, EventKind, Outcome};
 
 use crate::timearg;
 
@@ -107,9 +107,16 @@ pub fn range(period: &Period) -> anyhow::Result<(u64, u64)> {
 /// One JSON object on a line of standard output, flushed.
 pub fn json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
+    write_json_line(&mut out, value)?;
     out.flush()?;
+    Ok(())
+}
+
+/// One JSON object on a line of `out`: the one JSON-lines form of watchtowerctl
+/// (`--json` output and `export --format jsonl`).
+pub fn write_json_line(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)?;
     Ok(())
 }
 

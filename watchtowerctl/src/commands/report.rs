@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use watchtower_proto::{EventFilter, EventKind, Outcome, event::Body};
+use watchtower_proto::pb::{EventFilter, EventKind, Outcome, event::Body};
 
 use crate::client::Client;
 use crate::commands::{Period, json_line, range};

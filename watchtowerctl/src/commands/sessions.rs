@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use watchtower_proto::{Event, EventKind, GetSessionResponse, SessionSummary, event::Body};
+use watchtower_proto::pb::{Event, EventKind, GetSessionResponse, SessionSummary, event::Body};
 
 use crate::client::Client;
 use crate::commands::{Filters, Period, filter_of, json_line, range};

@@ -1,6 +1,6 @@
 //! `stats`: the server's counters, one per row (or one JSON object).
 
-use watchtower_proto::StatsResponse;
+use watchtower_proto::pb::StatsResponse;
 
 use crate::client::Client;
 use crate::commands::json_line;

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use anyhow::bail;
-use watchtower_proto::{LiveItem, live_item};
+use watchtower_proto::pb::{LiveItem, live_item};
 
 use crate::client::{Client, status};
 use crate::commands::{Filters, filter_of, json_line};
@@ -67,7 +67,7 @@ fn line(item: &LiveItem) -> Option<String> {
 mod tests {
     use super::*;
     use crate::commands::fixtures;
-    use watchtower_proto::Alert;
+    use watchtower_proto::pb::Alert;
 
     #[test]
     fn events_and_alerts_as_tail_lines() {

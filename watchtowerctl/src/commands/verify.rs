@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use watchtower_proto::VerifyReport;
+use watchtower_proto::pb::VerifyReport;
 
 use crate::client::Client;
 use crate::commands::json_line;
@@ -122,7 +122,7 @@ fn text_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::{Checkpoint, Finding, SignedCheckpoint};
+    use watchtower_proto::pb::{Checkpoint, Finding, SignedCheckpoint};
 
     fn report() -> VerifyReport {
         VerifyReport {

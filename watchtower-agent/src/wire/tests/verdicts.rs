@@ -232,13 +232,10 @@ fn text_enums_match_the_json_output() {
         PamStep::Account,
         PamStep::OpenSession,
     ] {
-        assert_eq!(pam_step_name(step), json(serde_json::to_value(step).unwrap()));
+        assert_eq!(step.name(), json(serde_json::to_value(step).unwrap()));
     }
     for reason in [SessionEndReason::Closed, SessionEndReason::ProcessExited] {
-        assert_eq!(
-            end_reason_name(reason),
-            json(serde_json::to_value(reason).unwrap())
-        );
+        assert_eq!(reason.name(), json(serde_json::to_value(reason).unwrap()));
     }
     for program in [
         Program::Sshd,
@@ -247,10 +244,7 @@ fn text_enums_match_the_json_output() {
         Program::Login,
         Program::Logind,
     ] {
-        assert_eq!(
-            program_name(program),
-            json(serde_json::to_value(program).unwrap())
-        );
+        assert_eq!(program.key(), json(serde_json::to_value(program).unwrap()));
     }
     for outcome in [
         SudoOutcome::Allowed,
@@ -260,7 +254,7 @@ fn text_enums_match_the_json_output() {
         },
     ] {
         let tagged = serde_json::to_value(&outcome).unwrap();
-        assert_eq!(sudo_decision_name(&outcome), json(tagged["decision"].clone()));
+        assert_eq!(outcome.decision(), json(tagged["decision"].clone()));
     }
 }
 
