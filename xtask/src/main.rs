@@ -114,9 +114,13 @@ enum Task {
     },
 }
 
-/// The workspace root.
+/// The workspace root: of the checkout `cargo xtask` runs in (cargo sets
+/// `CARGO_MANIFEST_DIR` for the program it runs), so an xtask binary built in a
+/// target directory shared with another checkout never works on that one.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
