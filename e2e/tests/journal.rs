@@ -317,3 +317,53 @@ fn no_journal_means_kernel_only_mode_without_verdicts() {
     assert_eq!(of_kind(&events, "login_attempt").len(), 1);
     assert!(verdicts(&events).is_empty());
 }
+
+/// Records written behind a saved cursor: more than journalctl's follow default.
+const BEHIND: u64 = 25;
+
+/// The journal's records the agent has read, from its newest health record.
+fn records_read(events: &[Value]) -> u64 {
+    of_kind(events, "agent_health")
+        .last()
+        .and_then(|h| h["journal"]["records"].as_u64())
+        .unwrap_or(0)
+}
+
+/// More watched records behind the saved cursor than journalctl's follow mode
+/// shows by default (10): a resumed agent reads every one of them at once, not the
+/// first ten and then nothing until the journal moves again.
+#[test]
+fn a_resumed_agent_reads_every_record_behind_its_cursor() {
+    if !privileged() {
+        return;
+    }
+    let _journald = Journald::start();
+    let state = Arc::new(TempDir::new("agent-state"));
+    let flags = ["--journal-window-secs", WINDOW];
+    let first = Agent::start_with(&[], state.clone(), &flags);
+    run("logger", &["-t", "sshd", "wt-e2e: before the restart"]);
+    first.wait_for("the first record read", |e| {
+        e["kind"] == "agent_health" && e["journal"]["records"].as_u64() >= Some(1)
+    });
+    let first_events = first.stop();
+    assert_eq!(
+        records_read(&first_events),
+        1,
+        "only the one sshd line was written"
+    );
+    // While no agent runs: more records of a watched program than journalctl's 10.
+    for n in 0..BEHIND {
+        run(
+            "logger",
+            &["-t", "sshd", &format!("wt-e2e: behind the cursor {n}")],
+        );
+    }
+    let second = Agent::start_with(&[], state, &flags);
+    second.wait_for("every record behind the cursor", |e| {
+        e["kind"] == "agent_health" && e["journal"]["records"].as_u64() >= Some(BEHIND)
+    });
+    // Nothing more is written; the count stays exact (the first record is not read again).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let second_events = second.stop();
+    assert_eq!(records_read(&second_events), BEHIND);
+}

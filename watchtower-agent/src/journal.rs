@@ -154,7 +154,11 @@ impl Cursor {
 
 fn command(settings: &JournalSettings, cursor: Option<&str>) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(&settings.journalctl);
-    cmd.args(["--output=json", "--follow", "--no-pager", "--quiet"])
+    // `--no-tail`: in follow mode journalctl otherwise shows only the first 10
+    // records after a cursor and then waits until something new is written to the
+    // journal (systemd#4739): a restarted agent would miss the rest of what happened
+    // while it was down for as long as the journal stays quiet.
+    cmd.args(["--output=json", "--follow", "--no-tail", "--no-pager", "--quiet"])
         .arg(format!("--output-fields={FIELDS}"));
     match cursor {
         Some(c) => cmd.arg(format!("--after-cursor={c}")),
@@ -297,5 +301,42 @@ async fn record(
     match login {
         Some(login) => tx.send(Input::Journal(Box::new(login))).await.is_ok(),
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(cursor: Option<&str>) -> Vec<String> {
+        let settings = JournalSettings {
+            journalctl: PathBuf::from("journalctl"),
+            state_dir: PathBuf::from("/nonexistent"),
+            since_unix_s: 1_700_000_000,
+        };
+        command(&settings, cursor)
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_resume_reads_everything_after_the_cursor() {
+        let resumed = args(Some("s=1;i=2"));
+        assert!(
+            resumed.contains(&"--after-cursor=s=1;i=2".to_owned()),
+            "{resumed:?}"
+        );
+        assert!(resumed.contains(&"--no-tail".to_owned()), "{resumed:?}");
+        assert!(!resumed.iter().any(|a| a.starts_with("--since")), "{resumed:?}");
+    }
+
+    #[test]
+    fn a_first_start_begins_at_the_agent_start() {
+        let first = args(None);
+        assert!(first.contains(&"--since=@1700000000".to_owned()), "{first:?}");
+        assert!(first.contains(&"--no-tail".to_owned()), "{first:?}");
+        assert!(first.contains(&"SYSLOG_IDENTIFIER=sshd".to_owned()), "{first:?}");
     }
 }
