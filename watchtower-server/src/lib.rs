@@ -13,9 +13,10 @@
 //!   column families; [`store::query`] reads events back, [`store::hosts`] keeps
 //!   host records, [`store::log`] the tamper-evidence leaves and checkpoints,
 //!   [`store::alerts`] the alerts, [`store::retention`] removes by age.
-//! - [`tamper`]: the Merkle log's hashing ([`tamper::merkle`]), signed
-//!   checkpoints ([`tamper::checkpoint`]) and the check of records against them
-//!   ([`tamper::verify`]).
+//! - [`merkle`]: the Merkle log's pure hashing (RFC 9162 leaves, nodes, the
+//!   frontier), used by the store and by [`tamper`].
+//! - [`tamper`]: signed checkpoints ([`tamper::checkpoint`]) and the check of
+//!   records against them ([`tamper::verify`]).
 //! - [`alerts`]: the alert rules over the stored events, and their
 //!   [`alerts::webhook`] delivery.
 //! - [`metrics`]: what `/metrics` shows, and the HTTP [`metrics::exporter`].
@@ -26,13 +27,14 @@
 //!
 //! Dependencies run one way: `grpc` → `store`, `tamper`, `facets`; `alerts` and
 //! `metrics` → `store`; `tamper::verify` and `tamper::checkpoint` → `store`; the
-//! store uses only `facets` and the pure hashing of `tamper::merkle`.
+//! store uses only `facets` and the pure hashing of `merkle`.
 
 pub mod alerts;
 pub mod config;
 pub mod counters;
 pub mod facets;
 pub mod grpc;
+pub mod merkle;
 pub mod metrics;
 pub mod store;
 pub mod tamper;

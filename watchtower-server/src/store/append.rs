@@ -15,7 +15,7 @@ use super::{
     StoreError, decode, synced,
 };
 use crate::facets;
-use crate::tamper::merkle::{self, Hash};
+use crate::merkle::{self, Hash};
 
 /// What one append did.
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@
 //! | `seen`          | host 0 boot 0 seq                   | primary key                             | [`seen_key`] |
 //! | `sessions`      | host 0 session                      | `SessionSummary`                        | [`session_key`] |
 //! | `hosts`         | host                                | `HostInfo`                              | [`host_key`] |
-//! | `meta`          | record name (`log_frontier`, `retention`) | log frontier: size · peaks; retention: text | [`LOG_FRONTIER`], [`crate::tamper::merkle::Frontier::encode`] |
+//! | `meta`          | record name (`log_frontier`, `retention`) | log frontier: size · peaks; retention: text | [`LOG_FRONTIER`], [`crate::merkle::Frontier::encode`] |
 //! | `log_leaves`    | leaf index                          | hash(32) time · host 0 boot 0 seq       | [`log_leaf_key`], [`LogLeaf`] |
 //! | `checkpoints`   | time · size                         | `SignedCheckpoint`                      | [`checkpoint_key`] |
 //! | `alerts`        | alert id                            | `Alert`                                 | [`alert_key`] |
@@ -28,7 +28,7 @@
 //! bytes), so primary keys have a fixed 24-byte tail after the host. Protobuf
 //! values (`StoredEvent`, ...) are `prost` encodings of the watchtower-proto types.
 
-use crate::tamper::merkle::Hash;
+use crate::merkle::Hash;
 
 /// Bytes after `host 0` in a primary key.
 const PRIMARY_TAIL: usize = 24;

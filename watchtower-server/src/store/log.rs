@@ -6,7 +6,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions};
 use watchtower_proto::pb::SignedCheckpoint;
 
 use super::{CHECKPOINTS, EVENTS, EventStore, LOG_LEAVES, StoreError, decode, keys, synced};
-use crate::tamper::merkle::Hash;
+use crate::merkle::Hash;
 
 /// A stored `(key, value)` pair, as `RocksDB` hands it out.
 pub type RawEntry = (Box<[u8]>, Box<[u8]>);

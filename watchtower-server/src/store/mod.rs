@@ -34,7 +34,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 pub use append::Appended;
 pub use query::MAX_SESSION_EVENTS;
 
-use crate::tamper::merkle::Frontier;
+use crate::merkle::Frontier;
 
 pub(crate) const EVENTS: &str = "events";
 pub(crate) const BY_TIME: &str = "by_time";
@@ -81,7 +81,7 @@ pub enum StoreError {
     #[error("a session filter needs a host (sessions are numbered per host)")]
     SessionWithoutHost,
     #[error("{0}; the database may be damaged")]
-    Frontier(#[from] crate::tamper::merkle::DamagedFrontier),
+    Frontier(#[from] crate::merkle::DamagedFrontier),
 }
 
 pub struct EventStore {

@@ -18,7 +18,7 @@ use prost::Message as _;
 use watchtower_proto::hex;
 use watchtower_proto::pb::{Checkpoint, Finding, StoredEvent, VerifyReport};
 
-use super::merkle::{self, Frontier};
+use crate::merkle::{self, Frontier};
 use crate::store::keys::LogLeaf;
 use crate::store::{EventStore, StoreError};
 
