@@ -329,8 +329,8 @@ fn records_read(events: &[Value]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The watched records the journal holds after `cursor`, as journalctl counts them
-/// when not following (all of them).
+/// The watched records (the agent's own list of identifiers) the journal holds
+/// after `cursor`, as journalctl counts them when not following (all of them).
 fn records_after(cursor: &str) -> u64 {
     let mut args = vec![
         "--output=json".to_owned(),
@@ -338,15 +338,7 @@ fn records_after(cursor: &str) -> u64 {
         "--quiet".to_owned(),
         format!("--after-cursor={cursor}"),
     ];
-    for identifier in [
-        "sshd",
-        "sshd-session",
-        "sshd-auth",
-        "sudo",
-        "su",
-        "login",
-        "systemd-logind",
-    ] {
+    for identifier in watchtower_journal::Program::IDENTIFIERS {
         args.push(format!("SYSLOG_IDENTIFIER={identifier}"));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
