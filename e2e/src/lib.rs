@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod central;
+pub mod ssh_tty;
 
 pub const ALICE: &str = "wt_alice";
 pub const ALICE_PASSWORD: &str = "alice-Pw-7194";
@@ -156,9 +157,36 @@ pub struct Sshd {
     since: String,
 }
 
+/// How [`Sshd::start_with`] configures sshd (its [`Default`] is [`Sshd::start`]'s).
+#[derive(Clone, Debug)]
+pub struct SshdOptions {
+    /// `LogLevel`: `VERBOSE` (the default here) or `INFO` (Debian's default).
+    pub log_level: &'static str,
+    /// `KbdInteractiveAuthentication`.
+    pub keyboard_interactive: bool,
+    /// More `sshd_config` lines (`AllowUsers ...`, `DenyUsers ...`).
+    pub extra: Vec<String>,
+}
+
+impl Default for SshdOptions {
+    fn default() -> Self {
+        SshdOptions {
+            log_level: "VERBOSE",
+            keyboard_interactive: false,
+            extra: Vec::new(),
+        }
+    }
+}
+
 impl Sshd {
     #[must_use]
     pub fn start() -> Sshd {
+        Sshd::start_with(&SshdOptions::default())
+    }
+
+    /// sshd as [`Sshd::start`] runs it, with `options`.
+    #[must_use]
+    pub fn start_with(options: &SshdOptions) -> Sshd {
         ensure_users();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = TempDir::new("sshd");
@@ -173,12 +201,18 @@ impl Sshd {
         );
         std::fs::copy(format!("{d}/alice_key.pub"), format!("{d}/{ALICE}.keys")).unwrap();
         let port = free_port("127.0.0.1");
-        let config = format!(
+        let kbd = if options.keyboard_interactive { "yes" } else { "no" };
+        let level = options.log_level;
+        let mut config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nUsePAM yes\n\
-             PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-             AuthorizedKeysFile {d}/%u.keys\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel VERBOSE\n\
+             PasswordAuthentication yes\nKbdInteractiveAuthentication {kbd}\nPubkeyAuthentication yes\n\
+             AuthorizedKeysFile {d}/%u.keys\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel {level}\n\
              PermitRootLogin no\nMaxStartups 100\n"
         );
+        for line in &options.extra {
+            config.push_str(line);
+            config.push('\n');
+        }
         std::fs::write(format!("{d}/sshd_config"), config).unwrap();
         // sshd logs through /dev/log into the journal, as on a real host.
         let since = journal_now();

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
-use watchtower_e2e::{ALICE, ALICE_PASSWORD, Agent, Journald, Sshd, TempDir, of_kind, privileged, run};
+use watchtower_e2e::ssh_tty::Method;
+use watchtower_e2e::{
+    ALICE, ALICE_PASSWORD, Agent, BOB, BOB_PASSWORD, Journald, Sshd, SshdOptions, TempDir, of_kind,
+    privileged, run,
+};
 
 const WINDOW: &str = "3";
 
@@ -393,4 +397,249 @@ fn a_resumed_agent_reads_every_record_behind_its_cursor() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let second_events = second.stop();
     assert_eq!(records_read(&second_events), records_after(cursor));
+}
+
+/// sshd's kernel attempts (its PAM calls) and verdicts, once every attempt has
+/// its verdict and a window more has passed (a late `journal_only` would show).
+fn sshd_tries_and_verdicts(options: &SshdOptions, tries: impl FnOnce(&Sshd)) -> (Vec<Value>, Vec<Value>) {
+    let _journald = Journald::start();
+    let sshd = Sshd::start_with(options);
+    let agent = Agent::start(&["--journal-window-secs", WINDOW]);
+    tries(&sshd);
+    let sshd_only =
+        |e: &Value, kind: &str| e["kind"] == kind && (e["service"] == "sshd" || e["program"] == "sshd");
+    let started = Instant::now();
+    loop {
+        let events = agent.events();
+        let attempts = events.iter().filter(|e| sshd_only(e, "login_attempt")).count();
+        let verdicts = events.iter().filter(|e| sshd_only(e, "login_verdict")).count();
+        if attempts > 0 && verdicts >= attempts {
+            break;
+        }
+        assert!(
+            started.elapsed() < watchtower_e2e::PATIENCE,
+            "{attempts} sshd attempts, {verdicts} verdicts\n{}",
+            sshd.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(WINDOW.parse::<u64>().unwrap() + 1));
+    let events = agent.stop();
+    let attempts: Vec<Value> = events
+        .iter()
+        .filter(|e| sshd_only(e, "login_attempt"))
+        .cloned()
+        .collect();
+    let verdicts: Vec<Value> = events
+        .iter()
+        .filter(|e| sshd_only(e, "login_verdict"))
+        .cloned()
+        .collect();
+    let log = sshd.log();
+    // Every kernel attempt has exactly one verdict, confirmed by the journal.
+    for attempt in &attempts {
+        let of_it: Vec<_> = verdicts
+            .iter()
+            .filter(|v| v["kernel"]["seq"] == attempt["seq"])
+            .collect();
+        assert_eq!(
+            of_it.len(),
+            1,
+            "attempt {attempt:#}\nverdicts {verdicts:#?}\n{log}"
+        );
+        assert_eq!(of_it[0]["verdict"], "confirmed", "{:#}\n{log}", of_it[0]);
+        assert_eq!(of_it[0]["outcome"], attempt["outcome"]);
+    }
+    assert_eq!(verdicts.len(), attempts.len(), "{verdicts:#?}\n{log}");
+    let last = events.last().unwrap();
+    assert_eq!(last["verdicts"]["kernel_only"], 0, "{log}");
+    assert_eq!(last["verdicts"]["journal_only"], 0, "{log}");
+    (attempts, verdicts)
+}
+
+/// (outcome, method, invalid user) of each verdict, sorted.
+fn summary(verdicts: &[Value]) -> Vec<(String, String, bool)> {
+    let mut out: Vec<_> = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v["outcome"].as_str().unwrap().to_string(),
+                v["auth_method"].as_str().unwrap_or("-").to_string(),
+                v["journal"]["invalid_user"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn tuple(outcome: &str, method: &str, invalid: bool) -> (String, String, bool) {
+    (outcome.to_string(), method.to_string(), invalid)
+}
+
+/// Typos and wrong answers with keyboard-interactive and passwords, a key, and
+/// invalid users: at INFO, a wrong keyboard-interactive answer is written only as
+/// `error: PAM: Authentication failure for ...`.
+fn keyboard_interactive_and_password_tries(sshd: &Sshd) {
+    let kbd = Method::KeyboardInteractive;
+    let (code, out) = sshd.ssh_typing(ALICE, kbd, &["wrong-1", "wrong-2", ALICE_PASSWORD]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = sshd.ssh_typing(ALICE, kbd, &["wrong-1", "wrong-2", "wrong-3"]);
+    assert_ne!(code, 0);
+    let (code, out) = sshd.ssh_typing(ALICE, Method::Password, &["wrong-1", ALICE_PASSWORD]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(sshd.ssh_key_as(ALICE), 0);
+    let (code, _) = sshd.ssh_typing("wt_nosuchuser", Method::Password, &["whatever"]);
+    assert_ne!(code, 0);
+    let (code, _) = sshd.ssh_typing("wt_nosuchuser", kbd, &["whatever"]);
+    assert_ne!(code, 0);
+}
+
+fn keyboard_interactive_and_password_summary() -> Vec<(String, String, bool)> {
+    let kbd = "keyboard-interactive/pam";
+    let mut expected = vec![
+        tuple("failure", kbd, false),
+        tuple("failure", kbd, false),
+        tuple("failure", kbd, false),
+        tuple("failure", kbd, false),
+        tuple("failure", kbd, false),
+        tuple("failure", kbd, true),
+        tuple("failure", "password", false),
+        tuple("failure", "password", true),
+        tuple("success", kbd, false),
+        tuple("success", "password", false),
+        tuple("success", "publickey", false),
+    ];
+    expected.sort();
+    expected
+}
+
+/// Typos with passwords (keyboard-interactive off), a key and an invalid user.
+fn password_tries(sshd: &Sshd) {
+    let (code, out) = sshd.ssh_typing(ALICE, Method::Password, &["wrong-1", ALICE_PASSWORD]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = sshd.ssh_typing(ALICE, Method::Password, &["wrong-1", "wrong-2", "wrong-3"]);
+    assert_ne!(code, 0);
+    assert_eq!(sshd.ssh_key_as(ALICE), 0);
+    let (code, _) = sshd.ssh_typing("wt_nosuchuser", Method::Password, &["whatever"]);
+    assert_ne!(code, 0);
+}
+
+fn password_summary() -> Vec<(String, String, bool)> {
+    let mut expected = vec![
+        tuple("failure", "password", false),
+        tuple("failure", "password", false),
+        tuple("failure", "password", false),
+        tuple("failure", "password", false),
+        tuple("failure", "password", true),
+        tuple("success", "password", false),
+        tuple("success", "publickey", false),
+    ];
+    expected.sort();
+    expected
+}
+
+fn options(log_level: &'static str, keyboard_interactive: bool, extra: &[&str]) -> SshdOptions {
+    SshdOptions {
+        log_level,
+        keyboard_interactive,
+        extra: extra.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn at_info_every_keyboard_interactive_and_password_try_is_confirmed() {
+    if !privileged() {
+        return;
+    }
+    let (_, verdicts) = sshd_tries_and_verdicts(
+        &options("INFO", true, &[]),
+        keyboard_interactive_and_password_tries,
+    );
+    assert_eq!(summary(&verdicts), keyboard_interactive_and_password_summary());
+}
+
+#[test]
+fn at_verbose_every_keyboard_interactive_and_password_try_is_confirmed() {
+    if !privileged() {
+        return;
+    }
+    let (_, verdicts) = sshd_tries_and_verdicts(
+        &options("VERBOSE", true, &[]),
+        keyboard_interactive_and_password_tries,
+    );
+    assert_eq!(summary(&verdicts), keyboard_interactive_and_password_summary());
+}
+
+#[test]
+fn at_info_without_keyboard_interactive_every_password_try_is_confirmed() {
+    if !privileged() {
+        return;
+    }
+    let (_, verdicts) = sshd_tries_and_verdicts(&options("INFO", false, &[]), password_tries);
+    assert_eq!(summary(&verdicts), password_summary());
+}
+
+#[test]
+fn at_verbose_without_keyboard_interactive_every_password_try_is_confirmed() {
+    if !privileged() {
+        return;
+    }
+    let (_, verdicts) = sshd_tries_and_verdicts(&options("VERBOSE", false, &[]), password_tries);
+    assert_eq!(summary(&verdicts), password_summary());
+}
+
+/// A user `AllowUsers` or `DenyUsers` refuses, with the right password: sshd
+/// runs PAM with a false one (the kernel sees a failure) and logs an invalid
+/// user; a refused key reaches no PAM call at all.
+fn refused_bob_tries(sshd: &Sshd) {
+    let (code, _) = sshd.ssh_typing(BOB, Method::Password, &[BOB_PASSWORD]);
+    assert_ne!(code, 0);
+    let (code, _) = sshd.ssh_typing(BOB, Method::KeyboardInteractive, &[BOB_PASSWORD]);
+    assert_ne!(code, 0);
+    assert_ne!(sshd.ssh_key_as(BOB), 0);
+    let (code, out) = sshd.ssh_typing(ALICE, Method::Password, &[ALICE_PASSWORD]);
+    assert_eq!(code, 0, "{out}");
+}
+
+fn refusal_summary(verdicts: &[Value]) {
+    let kbd = "keyboard-interactive/pam";
+    let mut expected = vec![
+        tuple("failure", "password", true),
+        tuple("failure", kbd, true),
+        tuple("success", "password", false),
+    ];
+    expected.sort();
+    assert_eq!(summary(verdicts), expected);
+    for v in verdicts.iter().filter(|v| v["outcome"] == "failure") {
+        assert_eq!(v["user"], BOB);
+        assert_eq!(v["user_mismatch"], false);
+        let lines = v["journal"]["lines"].as_array().unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.as_str().is_some_and(|l| l.contains("not allowed because"))),
+            "{v:#}"
+        );
+    }
+}
+
+#[test]
+fn allow_users_refusals_at_info_are_confirmed() {
+    if !privileged() {
+        return;
+    }
+    let allow = format!("AllowUsers {ALICE}");
+    let (_, verdicts) = sshd_tries_and_verdicts(&options("INFO", true, &[&allow]), refused_bob_tries);
+    refusal_summary(&verdicts);
+}
+
+#[test]
+fn deny_users_refusals_at_verbose_are_confirmed() {
+    if !privileged() {
+        return;
+    }
+    let deny = format!("DenyUsers {BOB}");
+    let (_, verdicts) = sshd_tries_and_verdicts(&options("VERBOSE", true, &[&deny]), refused_bob_tries);
+    refusal_summary(&verdicts);
 }

@@ -308,6 +308,10 @@ fn tamper_with(data: &std::path::Path) -> (u64, u64) {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one story: verify clean, export and check offline, tamper, verify again"
+)]
 fn verify_names_a_record_changed_and_one_removed_directly_in_rocksdb() {
     if !privileged() {
         return;
@@ -323,29 +327,98 @@ fn verify_names_a_record_changed_and_one_removed_directly_in_rocksdb() {
     });
     let printed = agent.stop();
     let mut reader = Reader::connect(&pki, &server);
-    reader.wait_for_stored(
-        &EventFilter {
-            host_id: HOST.into(),
-            ..EventFilter::default()
-        },
-        printed.len(),
-    );
+    let all = EventFilter {
+        host_id: HOST.into(),
+        ..EventFilter::default()
+    };
+    reader.wait_for_stored(&all, printed.len());
+    // The agent has stopped: after its last acknowledgements nothing more arrives.
+    std::thread::sleep(Duration::from_secs(2));
+    let stored = reader.events(&all).len();
     drop(reader);
 
     // Untouched, everything verifies against a signed checkpoint.
-    let (code, out, _) = ctl(&pki, &server, &["verify", "--host", HOST]);
+    let state = TempDir::new("verify-state");
+    let state_arg = state.0.join("checkpoints.json").display().to_string();
+    let key_arg = pki.path("checkpoint-signing.pub").display().to_string();
+    let pinned = ["--public-key", key_arg.as_str(), "--state", state_arg.as_str()];
+    let (code, out, _) = ctl(
+        &pki,
+        &server,
+        &[&["verify", "--host", HOST][..], &pinned].concat(),
+    );
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains(&format!("verified: {} records intact", printed.len())),
+        out.contains(&format!("verified: {stored} records intact")),
         "{out}"
     );
-    let key_file = server.data.0.join("checkpoint-signing.pub");
-    let key_arg = key_file.display().to_string();
-    let (code, out, _) = ctl(&pki, &server, &["verify", "--public-key", &key_arg, "--json"]);
+    let (code, out, _) = ctl(&pki, &server, &[&["verify", "--json"][..], &pinned].concat());
     assert_eq!(code, 0, "{out}");
     let report: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["signature_ok"], true);
-    assert_eq!(report["records_intact"].as_u64(), Some(printed.len() as u64));
+    assert_eq!(report["records_intact"].as_u64(), Some(stored as u64));
+    // Without a pinned key there is no verdict at all.
+    let (code, _, err) = ctl(&pki, &server, &["verify"]);
+    assert_eq!(code, 2, "{err}");
+
+    // An export with proofs, checked offline by our verify and by an auditor's
+    // script that uses none of our code; then the same bundle with one record edited.
+    let bundle = state.0.join("bundle.json");
+    let bundle_arg = bundle.display().to_string();
+    let (code, _, err) = ctl(
+        &pki,
+        &server,
+        &[
+            "export",
+            "--proofs",
+            "--public-key",
+            &key_arg,
+            "--output",
+            &bundle_arg,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let auditor = |bundle: &str| {
+        let out = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/auditor/check_bundle.py"))
+            .args([bundle, key_arg.as_str()])
+            .output()
+            .expect("python3");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        eprintln!("$ check_bundle.py\n{text}");
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, text) = auditor(&bundle_arg);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("{stored} of {stored} records proven")),
+        "{text}"
+    );
+    let offline = [
+        "verify",
+        "--bundle",
+        bundle_arg.as_str(),
+        "--public-key",
+        key_arg.as_str(),
+    ];
+    let (code, out, _) = ctl(&pki, &server, &offline);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("verified: {stored} records proven")),
+        "{out}"
+    );
+    let mut edited: Value = serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    edited["records"][0]["record"]["received_unix_ns"] = 1.into();
+    std::fs::write(&bundle, edited.to_string()).unwrap();
+    let (code, text) = auditor(&bundle_arg);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("{} of {stored} records proven", stored - 1)),
+        "{text}"
+    );
+    let (code, out, _) = ctl(&pki, &server, &offline);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("record 0 (leaf 0): CHANGED"), "{out}");
 
     // The intruder stops the server, edits one record and deletes another.
     server.terminate();
@@ -354,7 +427,7 @@ fn verify_names_a_record_changed_and_one_removed_directly_in_rocksdb() {
     let (code, out, _) = ctl(
         &pki,
         &server,
-        &["verify", "--host", HOST, "--public-key", &key_arg],
+        &[&["verify", "--host", HOST][..], &pinned].concat(),
     );
     assert_eq!(code, 1, "tampering must fail verify: {out}");
     assert!(out.contains("TAMPERING DETECTED"), "{out}");
@@ -373,7 +446,7 @@ fn verify_names_a_record_changed_and_one_removed_directly_in_rocksdb() {
             && findings[1].contains(&format!("host {HOST} seq {removed} ")),
         "{out}"
     );
-    let (code, out, _) = ctl(&pki, &server, &["verify", "--json"]);
+    let (code, out, _) = ctl(&pki, &server, &[&["verify", "--json"][..], &pinned].concat());
     assert_eq!(code, 1);
     let report: Value = serde_json::from_str(out.trim()).unwrap();
     let problems: Vec<(String, u64)> = report["findings"]
@@ -391,7 +464,105 @@ fn verify_names_a_record_changed_and_one_removed_directly_in_rocksdb() {
         problems,
         vec![("changed".into(), changed), ("removed".into(), removed)]
     );
-    assert_eq!(report["records_intact"].as_u64(), Some(printed.len() as u64 - 2));
+    assert_eq!(report["records_intact"].as_u64(), Some(stored as u64 - 2));
+}
+
+/// The attacks on the log as a whole: the data directory rolled back to an older
+/// copy (the server and its database then agree with each other), and the log
+/// replaced under a fresh key. Only the auditor's kept checkpoint and pinned key
+/// can tell.
+#[test]
+fn verify_catches_a_rolled_back_data_directory_and_a_log_resigned_with_a_new_key() {
+    if !privileged() {
+        return;
+    }
+    let pki = Pki::new();
+    let mut server = Server::start(&pki, "127.0.0.1", &["--checkpoint-interval-secs", "1"]);
+    let state = TempDir::new("rollback-state");
+    let state_arg = state.0.join("checkpoints.json").display().to_string();
+    // The auditor pins the verifier key once, where the intruder cannot reach it.
+    let key_file = state.0.join("pinned.pub");
+    std::fs::copy(pki.path("checkpoint-signing.pub"), &key_file).unwrap();
+    let key_arg = key_file.display().to_string();
+    let pinned = [
+        "--public-key",
+        key_arg.as_str(),
+        "--state",
+        state_arg.as_str(),
+        "--json",
+    ];
+    let verify = |server: &Server| {
+        let (code, out, _) = ctl(&pki, server, &[&["verify"][..], &pinned].concat());
+        let report: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+        (code, report)
+    };
+    let all = EventFilter {
+        host_id: HOST.into(),
+        ..EventFilter::default()
+    };
+    // A first login, stored.
+    let sshd = Sshd::start();
+    let agent = start_agent(&pki, &server);
+    let login = |sshd: &Sshd| {
+        let (code, out) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "/usr/bin/id -un");
+        assert_eq!((code, out.trim()), (0, ALICE));
+    };
+    login(&sshd);
+    agent.wait_for("the first session end", |e| e["kind"] == "session_end");
+    let mut reader = Reader::connect(&pki, &server);
+    let first = reader.wait_for_stored(&all, 2).len();
+    drop(reader);
+    server.terminate();
+    let backup = TempDir::new("rollback-copy");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", server.data.0.display()))
+        .arg(&backup.0)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    server.restart();
+    // A second login: more acknowledged events; the auditor accepts the log.
+    login(&sshd);
+    agent.wait_for_count("session ends", 2, |e| e["kind"] == "session_end");
+    let mut reader = Reader::connect(&pki, &server);
+    reader.wait_for_stored(&all, first + 2);
+    drop(reader);
+    drop(agent.stop());
+    let (code, report) = verify(&server);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report["records_intact"].as_u64().unwrap() >= (first + 2) as u64,
+        "{report}"
+    );
+    let accepted = report["checkpoint_size"].as_u64().unwrap();
+
+    // The intruder puts the older copy back: server and database agree again.
+    server.terminate();
+    std::fs::remove_dir_all(&server.data.0).unwrap();
+    std::fs::create_dir_all(&server.data.0).unwrap();
+    let restored = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", backup.0.display()))
+        .arg(&server.data.0)
+        .status()
+        .unwrap();
+    assert!(restored.success());
+    server.restart();
+    let (code, report) = verify(&server);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["findings"][0]["problem"], "rolled_back", "{report}");
+    assert!(report["checkpoint_size"].as_u64().unwrap() < accepted, "{report}");
+
+    // Or starts over with an empty log under a fresh key.
+    server.terminate();
+    std::fs::remove_dir_all(&server.data.0).unwrap();
+    std::fs::create_dir_all(&server.data.0).unwrap();
+    std::fs::remove_file(pki.path("checkpoint-signing.key")).unwrap();
+    server.restart();
+    let (code, report) = verify(&server);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["findings"][0]["problem"], "bad_signature", "{report}");
 }
 
 /// watchtowerctl tail in the background; each stdout line with when it arrived.

@@ -625,9 +625,16 @@ fn malformed_and_oversized_messages_are_refused_counted_and_survived() {
     // Over the 4 MiB limit.
     let refused = attempt(vec![vec![0u8; 5 * 1024 * 1024]]).unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    // Valid protobuf, invalid event (seq 0): refused whole.
-    let refused = attempt(vec![batch(HOST, 1, 0..3)]).unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    // Valid protobuf, one invalid event (seq 0): that event is refused by name, the
+    // other two are stored.
+    let answers = attempt(vec![batch(HOST, 1, 0..3)]).unwrap();
+    let Some(watchtower_proto::pb::server_message::Msg::Ack(ack)) = answers.first().and_then(|a| a.msg.clone())
+    else {
+        panic!("an ack: {answers:?}");
+    };
+    assert_eq!(ack.stored, 2, "{ack:?}");
+    let refused: Vec<(u32, &str)> = ack.refused.iter().map(|r| (r.position, r.reason.as_str())).collect();
+    assert_eq!(refused, [(0, "no_seq")], "{ack:?}");
 
     // The server keeps serving.
     let answers = attempt(vec![batch(HOST, 1, 1..101)]).unwrap();

@@ -99,93 +99,29 @@ impl pb::Verdict {
     }
 }
 
-/// Lower-case hex of bytes.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+pub use watchtower_tlog::{hex, unhex};
 
-/// Parse lower- or upper-case hex.
-#[must_use]
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-impl pb::Checkpoint {
-    /// The exact text the server signs (and a verifier checks): one field per line.
+impl pb::StoredEvent {
+    /// The SHA-256 of this record's canonical JSON: what its leaf in the
+    /// tamper-evidence log commits to (see watchtower-tlog).
     #[must_use]
-    pub fn note(&self) -> String {
-        format!(
-            "watchtower checkpoint v1\n{}\n{}\n{}\n{}\n{}\n{}\n",
-            self.origin,
-            self.size,
-            hex(&self.root),
-            self.time_unix_ns,
-            self.reason,
-            self.retention_cutoff_unix_ns
-        )
+    pub fn record_sha256(&self) -> [u8; 32] {
+        let json = serde_json::to_value(self).expect("records have string map keys");
+        watchtower_tlog::entry::record_sha256(&json).expect("records hold no floats")
     }
-}
 
-/// Why a signed checkpoint is not to be trusted.
-#[derive(Debug, PartialEq, Eq)]
-pub enum CheckpointError {
-    Missing,
-    /// Signed with another key than the pinned one.
-    UnexpectedKey {
-        expected: String,
-        found: String,
-    },
-    BadSignature,
-}
-
-impl std::fmt::Display for CheckpointError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CheckpointError::Missing => write!(f, "no checkpoint"),
-            CheckpointError::UnexpectedKey { expected, found } => write!(
-                f,
-                "the checkpoint is signed by key {found}, not the pinned key {expected}"
-            ),
-            CheckpointError::BadSignature => write!(f, "the checkpoint's Ed25519 signature does not verify"),
-        }
-    }
-}
-
-impl std::error::Error for CheckpointError {}
-
-impl pb::SignedCheckpoint {
-    /// Check the Ed25519 signature over the checkpoint's note, with `pinned` (the key
-    /// an auditor kept) when given, else with the key the checkpoint carries.
-    pub fn verify(&self, pinned: Option<&[u8]>) -> Result<&pb::Checkpoint, CheckpointError> {
-        let checkpoint = self.checkpoint.as_ref().ok_or(CheckpointError::Missing)?;
-        let key = match pinned {
-            Some(pinned) if pinned != self.public_key.as_slice() => {
-                return Err(CheckpointError::UnexpectedKey {
-                    expected: hex(pinned),
-                    found: hex(&self.public_key),
-                });
-            }
-            Some(pinned) => pinned,
-            None => &self.public_key,
-        };
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
-            .verify(checkpoint.note().as_bytes(), &self.signature)
-            .map_err(|_| CheckpointError::BadSignature)?;
-        Ok(checkpoint)
+    /// The id the record's event carries (empty when it has none).
+    #[must_use]
+    pub fn record_id(&self) -> watchtower_tlog::RecordId {
+        self.event
+            .as_ref()
+            .map(|event| watchtower_tlog::RecordId {
+                host_id: event.host_id.clone(),
+                boot_id: event.boot_id.clone(),
+                seq: event.seq,
+                time_unix_ns: event.time_unix_ns,
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -193,12 +129,21 @@ impl pb::SignedCheckpoint {
 pub mod json {
     use serde::Serializer;
 
+    // An enum value this build does not know is shown as its number, so that the
+    // JSON form (which the tamper-evidence log hashes) tells every value apart.
+
     pub fn outcome<S: Serializer>(value: &i32, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(crate::pb::Outcome::try_from(*value).map_or("unknown", crate::pb::Outcome::name))
+        match crate::pb::Outcome::try_from(*value) {
+            Ok(known) => s.serialize_str(known.name()),
+            Err(_) => s.serialize_i32(*value),
+        }
     }
 
     pub fn verdict<S: Serializer>(value: &i32, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(crate::pb::Verdict::try_from(*value).map_or("unknown", crate::pb::Verdict::name))
+        match crate::pb::Verdict::try_from(*value) {
+            Ok(known) => s.serialize_str(known.name()),
+            Err(_) => s.serialize_i32(*value),
+        }
     }
 
     pub fn kinds<S: Serializer>(values: &[i32], s: S) -> Result<S::Ok, S::Error> {
@@ -227,6 +172,15 @@ pub mod json {
 
     pub fn hex<S: Serializer>(value: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::hex(value))
+    }
+
+    pub fn hex_list<S: Serializer>(values: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(values.iter().map(|v| super::hex(v)))
+    }
+
+    /// Bytes that are text (signed notes, log entries), shown as text.
+    pub fn text<S: Serializer>(value: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(value))
     }
 }
 
@@ -266,31 +220,12 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_verifies_only_unchanged_and_with_its_key() {
-        use ring::signature::KeyPair as _;
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let key = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let checkpoint = Checkpoint {
-            origin: "watchtower/test".into(),
-            size: 10,
-            root: vec![1; 32],
-            time_unix_ns: 5,
-            reason: "periodic".into(),
-            retention_cutoff_unix_ns: 0,
+    fn an_unknown_enum_value_shows_as_its_number() {
+        let attempt = LoginAttempt {
+            outcome: 7,
+            ..LoginAttempt::default()
         };
-        let mut signed = SignedCheckpoint {
-            signature: key.sign(checkpoint.note().as_bytes()).as_ref().to_vec(),
-            public_key: key.public_key().as_ref().to_vec(),
-            checkpoint: Some(checkpoint),
-        };
-        assert!(signed.verify(None).is_ok());
-        assert!(signed.verify(Some(key.public_key().as_ref())).is_ok());
-        assert!(matches!(
-            signed.verify(Some(&[0; 32])),
-            Err(CheckpointError::UnexpectedKey { .. })
-        ));
-        signed.checkpoint.as_mut().unwrap().size = 9;
-        assert_eq!(signed.verify(None), Err(CheckpointError::BadSignature));
+        let json = serde_json::to_value(&attempt).unwrap();
+        assert_eq!(json["outcome"], 7);
     }
 }

@@ -1,7 +1,9 @@
 //! The agent's health records (`agent_health` events), built in one place from
 //! every stage's counters: the kernel's (lost, out of scope), the reader's, the
-//! assembler's, the journal's, the reconciler's and the spool's. Their wire form
-//! is in [`crate::wire`].
+//! assembler's, the journal's, the reconciler's and the spool's (its drops, and
+//! the events it holds in quarantine because the server refused them: counted
+//! under `quarantined`, on the wire as `spool.quarantined`). Their wire form is
+//! in [`crate::wire`].
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

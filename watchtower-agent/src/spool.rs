@@ -16,6 +16,9 @@
 //! - `acked`: the highest index the server has stored, as decimal text. It is replaced
 //!   atomically: `acked.tmp` is written and fsynced, renamed over `acked`, and the directory
 //!   is fsynced.
+//! - `quarantine`: records that can never be delivered (the server refused them as invalid,
+//!   or they cannot be sent), moved there before the ack that covers them, so that the
+//!   records after them still go; see [`quarantine`] for its format.
 //!
 //! Indexes start at 1 and are never handed out twice. At open the next index is
 //! max(last good record + 1, `acked` + 1). An ack can never pass the last index handed out,
@@ -34,12 +37,16 @@ use std::path::{Path, PathBuf};
 
 mod files;
 mod frame;
+mod quarantine;
 
 use files::{
     ensure_dir, io_at, list_segments, read_acked, remove_if_present, segment_path, sync_dir, truncate,
     write_acked,
 };
 use frame::{Scanned, encode_frame, read_segment, scan_segment};
+use quarantine::Quarantine;
+#[allow(unused_imports, reason = "for operators' tools and tests")]
+pub use quarantine::{Quarantined, read_quarantine};
 
 /// First bytes of every segment file (the digit is the format version).
 const MAGIC: &[u8; 8] = b"WTSPOOL1";
@@ -61,6 +68,10 @@ const MAX_INDEX: u64 = u64::MAX / 2;
 const SPOOL_FULL: &str = "spool_full";
 const WRITE_ERROR: &str = "write_error";
 const TOO_LARGE: &str = "too_large";
+/// Not a loss: records held in the quarantine file (see [`Spool::quarantine`]).
+const QUARANTINED: &str = "quarantined";
+/// Records to quarantine that did not fit in the quarantine file.
+const QUARANTINE_FULL: &str = "quarantine_full";
 
 #[derive(Clone, Debug)]
 pub struct SpoolConfig {
@@ -119,6 +130,7 @@ pub struct Spool {
     bytes: u64,
     dropped: BTreeMap<&'static str, u64>,
     corrupt_records: u64,
+    quarantine: Quarantine,
 }
 
 /// One segment file as known in memory.
@@ -262,6 +274,8 @@ impl Spool {
         if dir_changed {
             sync_dir(&dir)?;
         }
+        let (quarantine, quarantine_cut) = Quarantine::open(&dir, config.max_bytes)?;
+        report.corrupt_records += quarantine_cut;
         let next_index = (last_good + 1).max(acked + 1);
         // Appends go on in the last segment only if its records run up to the next index.
         let active = match segments.back() {
@@ -283,11 +297,13 @@ impl Spool {
             acked,
             next_index,
             pending,
-            dropped: [SPOOL_FULL, WRITE_ERROR, TOO_LARGE]
+            dropped: [SPOOL_FULL, WRITE_ERROR, TOO_LARGE, QUARANTINE_FULL]
                 .into_iter()
                 .map(|k| (k, 0))
+                .chain([(QUARANTINED, quarantine.records())])
                 .collect(),
             corrupt_records: report.corrupt_records,
+            quarantine,
         };
         Ok((spool, report))
     }
@@ -418,9 +434,50 @@ impl Spool {
         self.config.max_bytes
     }
 
-    /// Records dropped, by reason: `spool_full`, `write_error`, `too_large`.
+    /// Records dropped, by reason: `spool_full`, `write_error`, `too_large`,
+    /// `quarantine_full`; and under `quarantined`, the records held in the
+    /// quarantine file (taken out of delivery, kept: [`Spool::quarantined`]).
     pub fn dropped(&self) -> &BTreeMap<&'static str, u64> {
         &self.dropped
+    }
+
+    /// Records held in the quarantine file.
+    #[allow(dead_code, reason = "the agent reports it through `dropped`; tests read it")]
+    pub fn quarantined(&self) -> u64 {
+        self.quarantine.records()
+    }
+
+    /// Whether record `index` is in the quarantine (not to be sent again; it leaves
+    /// the spool with the ack that covers it).
+    pub fn is_quarantined(&self, index: u64) -> bool {
+        self.quarantine.holds(index)
+    }
+
+    /// Take the unacknowledged records `refused` (`(index, reason)`) out of the delivery
+    /// order: each is written to the quarantine file, durably, before the ack that covers
+    /// it lets its segment go. Records the spool does not hold (acknowledged, never
+    /// written) or already quarantined are skipped; records the quarantine has no room
+    /// for are counted as `quarantine_full`. Returns how many were quarantined now.
+    pub fn quarantine(&mut self, refused: &[(u64, String)]) -> Result<u64, SpoolError> {
+        let mut records = Vec::new();
+        for (index, reason) in refused {
+            if *index <= self.acked || self.quarantine.holds(*index) {
+                continue;
+            }
+            if let Some((found, record)) = self.read_from(*index, 1, 0)?.into_iter().next()
+                && found == *index
+            {
+                records.push((*index, reason.as_str(), record));
+            }
+        }
+        let entries: Vec<(u64, &str, &[u8])> = records
+            .iter()
+            .map(|(index, reason, record)| (*index, *reason, record.as_slice()))
+            .collect();
+        let (kept, full) = self.quarantine.add(&entries)?;
+        self.count(QUARANTINE_FULL, full);
+        self.dropped.insert(QUARANTINED, self.quarantine.records());
+        Ok(kept)
     }
 
     /// Records found corrupt (cut) at open.

@@ -279,17 +279,29 @@ fn agent_health(h: &AgentHealth) -> pb::AgentHealth {
     }
 }
 
-/// The spool's state on the wire (in health records and heartbeats).
+/// The spool's entry under `dropped` that is not a loss: records held in its
+/// quarantine file, carried on the wire as `quarantined`.
+const QUARANTINED: &str = "quarantined";
+
+/// The spool's state on the wire (in health records and heartbeats). The spool
+/// counts its quarantined records beside its drops; on the wire they have their
+/// own field, so that `dropped` holds only what was lost.
 #[must_use]
 pub fn spool_health(s: &SpoolHealth) -> pb::SpoolHealth {
     pb::SpoolHealth {
         bytes: s.bytes,
         max_bytes: s.max_bytes,
         pending: s.pending,
-        dropped: s.dropped.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        dropped: s
+            .dropped
+            .iter()
+            .filter(|(k, _)| **k != QUARANTINED)
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect(),
         corrupt_records: s.corrupt_records,
         acked: s.acked,
         reconnects: s.reconnects,
+        quarantined: s.dropped.get(QUARANTINED).copied().unwrap_or_default(),
     }
 }
 

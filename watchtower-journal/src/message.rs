@@ -1,13 +1,16 @@
 //! The log lines users know, as typed records.
 //!
-//! Formats are those of OpenSSH 9.x (`auth.c`, `sshd.c`, `packet.c`), sudo 1.9
-//! (`logging.c`), util-linux su and login, Linux-PAM's `pam_unix` and
-//! systemd-logind. A line this module does not know is `None`, never an error:
-//! the journal carries many harmless lines from the same programs.
+//! Formats are those of OpenSSH 8.x and 9.x (`sshd.rs`: `auth.c`, `auth2.c`,
+//! `auth-pam.c`, `packet.c`, `sshd.c`, `monitor.c`), sudo 1.9 (`logging.c`),
+//! util-linux su and login, Linux-PAM's `pam_unix` (`pam.rs`) and systemd-logind.
+//! A line this module does not know is `None`, never an error: the journal
+//! carries many harmless lines from the same programs.
 //!
-//! User names in sshd's failure lines come from the client, so they may contain
-//! anything, including a fake `from 10.0.0.1 port 22`: the address is taken from
-//! the last well-formed ` from ADDRESS port N` in such lines.
+//! Parts of sshd's and PAM's lines come from the client (the user name, a
+//! hostbased client user, a disconnect reason), so they may contain anything,
+//! including a fake `from 10.0.0.1 port 22` or `rhost=10.0.0.1`: every field is
+//! taken only from its fixed place in the format, and a line that two readings
+//! fit is not read (see `sshd.rs` and `pam.rs`).
 
 use serde::Serialize;
 
@@ -166,7 +169,7 @@ pub struct SudoLine {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "message")]
 pub enum AuthMessage {
-    /// `Connection from A port P on LA port LP rdomain ""`.
+    /// `Connection from A port P on LA port LP [rdomain "R"]` (VERBOSE).
     SshdConnection {
         address: String,
         port: u16,
@@ -188,17 +191,100 @@ pub enum AuthMessage {
         invalid_user: bool,
         address: String,
         port: u16,
+        key: Option<PublicKey>,
     },
-    /// `Invalid user USER from A port P`.
+    /// `Postponed METHOD for [invalid user ]USER from A port P ssh2 [preauth]`
+    /// (VERBOSE, or INFO once half of `MaxAuthTries` failed): a method that asked
+    /// the client for more (a signature, keyboard-interactive answers).
+    SshdPostponed {
+        method: String,
+        user: String,
+        invalid_user: bool,
+        address: String,
+        port: u16,
+    },
+    /// `Partial METHOD for USER from A port P ssh2[: KEY]`: one of several
+    /// `AuthenticationMethods` passed.
+    SshdPartial {
+        method: String,
+        user: String,
+        address: String,
+        port: u16,
+        key: Option<PublicKey>,
+    },
+    /// `Invalid user USER from A port P` (USER may be empty).
     SshdInvalidUser {
         user: String,
         address: String,
         port: u16,
     },
-    /// `Accepted key TYPE FP found at FILE:LINE` (`LogLevel VERBOSE`).
+    /// `User USER [from HOST ]not allowed because REASON` (`AllowUsers`,
+    /// `DenyUsers`, `AllowGroups`, `DenyGroups`, a locked account, a missing
+    /// shell): sshd goes on as for an invalid user. HOST is the client's address
+    /// (or its name with `UseDNS yes`).
+    SshdUserNotAllowed {
+        user: String,
+        host: Option<String>,
+        reason: String,
+    },
+    /// `ROOT LOGIN REFUSED FROM A port P` (`PermitRootLogin`).
+    SshdRootLoginRefused { address: String, port: u16 },
+    /// `error: PAM: REASON for [illegal user ]USER from HOST`: a failed try of
+    /// keyboard-interactive through PAM (at INFO the only line some tries write).
+    SshdPamFailure {
+        reason: String,
+        user: String,
+        invalid_user: bool,
+        host: String,
+    },
+    /// `fatal: Access denied for user USER by PAM account configuration [preauth]`.
+    SshdPamAccountDenied { user: String },
+    /// `Accepted key TYPE FP found at FILE:LINE` (VERBOSE).
     SshdKeyFound { key: PublicKey },
+    /// `Accepted certificate ID "ID" (serial N) signed by ...` (VERBOSE).
+    SshdCertificateFound {
+        key_id: String,
+        serial: u64,
+        signed_by: String,
+    },
+    /// `Authentication refused[ for USER]: REASON` (a key file's owner or modes).
+    SshdAuthenticationRefused { user: Option<String>, reason: String },
+    /// `maximum authentication attempts exceeded for [invalid user ]U from A port P ssh2 [preauth]`.
+    SshdTooManyAttempts {
+        user: String,
+        invalid_user: bool,
+        address: String,
+        port: u16,
+    },
+    /// `Disconnecting [invalid user U |authenticating user U |user U ]A port P: REASON [preauth]`.
+    SshdDisconnecting {
+        user: Option<String>,
+        invalid_user: bool,
+        address: String,
+        port: u16,
+        reason: String,
+    },
+    /// `Timeout before authentication for A port P` (up to 9.7) or `... for
+    /// connection from A to LA, pid = N` (9.8 and later).
+    SshdAuthenticationTimeout { address: String, port: Option<u16> },
+    /// `Received disconnect from A port P:CODE: REASON [preauth]`.
+    SshdReceivedDisconnect {
+        address: String,
+        port: u16,
+        code: u32,
+        reason: String,
+        preauth: bool,
+    },
     /// `Connection closed by [authenticating user U |invalid user U ]A port P [preauth]`.
     SshdConnectionClosed {
+        user: Option<String>,
+        invalid_user: bool,
+        address: String,
+        port: u16,
+        preauth: bool,
+    },
+    /// `Connection reset by [authenticating user U |invalid user U ]A port P [preauth]`.
+    SshdConnectionReset {
         user: Option<String>,
         invalid_user: bool,
         address: String,
@@ -212,13 +298,6 @@ pub enum AuthMessage {
         address: String,
         port: u16,
         preauth: bool,
-    },
-    /// `maximum authentication attempts exceeded for [invalid user ]U from A port P ssh2 [preauth]`.
-    SshdTooManyAttempts {
-        user: String,
-        invalid_user: bool,
-        address: String,
-        port: u16,
     },
     /// `pam_unix(SERVICE:session): session opened for user U(uid=N) by NAME(uid=M)`.
     PamSessionOpened {
@@ -243,6 +322,24 @@ pub enum AuthMessage {
         rhost: Option<String>,
         tty: Option<String>,
         uid: Option<u32>,
+    },
+    /// `PAM N more authentication failure[s]; logname= ... rhost=A  user=U`:
+    /// `pam_unix`'s count, at `pam_end`, of the failed tries after the first on
+    /// one handle (each already counted by the kernel and by sshd's lines).
+    PamMoreFailures {
+        count: u32,
+        user: Option<String>,
+        ruser: Option<String>,
+        rhost: Option<String>,
+        tty: Option<String>,
+        uid: Option<u32>,
+    },
+    /// `pam_unix(SERVICE:account): account U has expired (REASON)`: `pam_acct_mgmt` refused.
+    PamAccountExpired {
+        module: String,
+        service: String,
+        user: String,
+        reason: String,
     },
     /// A sudo decision line.
     Sudo(SudoLine),
@@ -272,263 +369,89 @@ pub enum AuthMessage {
     LogindRemovedSession { session: String },
 }
 
+impl AuthMessage {
+    /// The `message` tag of its JSON form: what kind of line it is.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            AuthMessage::SshdConnection { .. } => "sshd_connection",
+            AuthMessage::SshdAccepted { .. } => "sshd_accepted",
+            AuthMessage::SshdFailed { .. } => "sshd_failed",
+            AuthMessage::SshdPostponed { .. } => "sshd_postponed",
+            AuthMessage::SshdPartial { .. } => "sshd_partial",
+            AuthMessage::SshdInvalidUser { .. } => "sshd_invalid_user",
+            AuthMessage::SshdUserNotAllowed { .. } => "sshd_user_not_allowed",
+            AuthMessage::SshdRootLoginRefused { .. } => "sshd_root_login_refused",
+            AuthMessage::SshdPamFailure { .. } => "sshd_pam_failure",
+            AuthMessage::SshdPamAccountDenied { .. } => "sshd_pam_account_denied",
+            AuthMessage::SshdKeyFound { .. } => "sshd_key_found",
+            AuthMessage::SshdCertificateFound { .. } => "sshd_certificate_found",
+            AuthMessage::SshdAuthenticationRefused { .. } => "sshd_authentication_refused",
+            AuthMessage::SshdTooManyAttempts { .. } => "sshd_too_many_attempts",
+            AuthMessage::SshdDisconnecting { .. } => "sshd_disconnecting",
+            AuthMessage::SshdAuthenticationTimeout { .. } => "sshd_authentication_timeout",
+            AuthMessage::SshdReceivedDisconnect { .. } => "sshd_received_disconnect",
+            AuthMessage::SshdConnectionClosed { .. } => "sshd_connection_closed",
+            AuthMessage::SshdConnectionReset { .. } => "sshd_connection_reset",
+            AuthMessage::SshdDisconnected { .. } => "sshd_disconnected",
+            AuthMessage::PamSessionOpened { .. } => "pam_session_opened",
+            AuthMessage::PamSessionClosed { .. } => "pam_session_closed",
+            AuthMessage::PamAuthFailure { .. } => "pam_auth_failure",
+            AuthMessage::PamMoreFailures { .. } => "pam_more_failures",
+            AuthMessage::PamAccountExpired { .. } => "pam_account_expired",
+            AuthMessage::Sudo(_) => "sudo",
+            AuthMessage::Su { .. } => "su",
+            AuthMessage::LoginSuccess { .. } => "login_success",
+            AuthMessage::LoginFailed { .. } => "login_failed",
+            AuthMessage::LogindNewSession { .. } => "logind_new_session",
+            AuthMessage::LogindRemovedSession { .. } => "logind_removed_session",
+        }
+    }
+
+    /// The remote address (or host name) the line names, if it names one.
+    #[must_use]
+    pub fn remote_address(&self) -> Option<&str> {
+        match self {
+            AuthMessage::SshdConnection { address, .. }
+            | AuthMessage::SshdAccepted { address, .. }
+            | AuthMessage::SshdFailed { address, .. }
+            | AuthMessage::SshdPostponed { address, .. }
+            | AuthMessage::SshdPartial { address, .. }
+            | AuthMessage::SshdInvalidUser { address, .. }
+            | AuthMessage::SshdRootLoginRefused { address, .. }
+            | AuthMessage::SshdTooManyAttempts { address, .. }
+            | AuthMessage::SshdDisconnecting { address, .. }
+            | AuthMessage::SshdAuthenticationTimeout { address, .. }
+            | AuthMessage::SshdReceivedDisconnect { address, .. }
+            | AuthMessage::SshdConnectionClosed { address, .. }
+            | AuthMessage::SshdConnectionReset { address, .. }
+            | AuthMessage::SshdDisconnected { address, .. } => Some(address),
+            AuthMessage::SshdPamFailure { host, .. } => Some(host),
+            AuthMessage::SshdUserNotAllowed { host, .. } => host.as_deref(),
+            AuthMessage::PamAuthFailure { rhost, .. } | AuthMessage::PamMoreFailures { rhost, .. } => {
+                rhost.as_deref()
+            }
+            AuthMessage::LoginSuccess { remote_host, .. } => remote_host.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// Parse a message written under `program`'s identifier. `None`: not a line the
 /// cross-check uses.
 #[must_use]
 pub fn parse_message(program: Program, message: &str) -> Option<AuthMessage> {
     let message = message.trim_end_matches(['\n', '\r', ' ']);
-    if let Some(pam) = parse_pam(message) {
+    if let Some(pam) = pam::parse_pam(message) {
         return Some(pam);
     }
     match program {
-        Program::Sshd => parse_sshd(message),
+        Program::Sshd => sshd::parse_sshd(message),
         Program::Sudo => parse_sudo(message).map(AuthMessage::Sudo),
         Program::Su => parse_su(message),
         Program::Login => parse_login(message),
         Program::Logind => parse_logind(message),
     }
-}
-
-fn port(s: &str) -> Option<u16> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// A host as sshd prints it: an address (or a resolved name), no spaces.
-fn host(s: &str) -> Option<String> {
-    (!s.is_empty() && s.len() <= 255 && !s.contains(char::is_whitespace) && !s.chars().any(char::is_control))
-        .then(|| s.to_string())
-}
-
-/// `ADDRESS port N` at the start of `s`; returns the rest after the port.
-fn address_port(s: &str) -> Option<(String, u16, &str)> {
-    let (address, rest) = s.split_once(' ')?;
-    let rest = rest.strip_prefix("port ")?;
-    let (number, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-    Some((host(address)?, port(number)?, rest))
-}
-
-/// `USER from ADDRESS port N REST`: the user may contain anything, so every
-/// ` from ` is tried and the last well-formed split wins (or the first, for lines
-/// whose user name sshd already authenticated and whose tail may be a certificate
-/// description).
-fn user_from(s: &str, prefer_first: bool) -> Option<(String, String, u16, &str)> {
-    let mut found = None;
-    for (at, _) in s.match_indices(" from ") {
-        let user = &s[..at];
-        if let Some((address, port, rest)) = address_port(&s[at + " from ".len()..]) {
-            if user.is_empty() {
-                continue;
-            }
-            found = Some((user.to_string(), address, port, rest));
-            if prefer_first {
-                break;
-            }
-        }
-    }
-    found
-}
-
-/// The key description after `ssh2: `.
-fn public_key(s: &str) -> Option<PublicKey> {
-    let mut words = s.splitn(3, ' ');
-    let kind = words.next().filter(|k| !k.is_empty())?;
-    let fingerprint = words.next().filter(|f| f.contains(':'))?;
-    Some(PublicKey {
-        kind: kind.to_string(),
-        fingerprint: fingerprint.to_string(),
-        certificate: words.next().map(str::to_string).filter(|c| !c.is_empty()),
-    })
-}
-
-/// The optional `[invalid user |user |authenticating user ]NAME ` before
-/// `ADDRESS port N` in sshd's closing lines.
-fn closing_peer(s: &str) -> Option<(Option<String>, bool, String, u16, bool)> {
-    let (s, preauth) = match s.strip_suffix(" [preauth]") {
-        Some(s) => (s, true),
-        None => (s, false),
-    };
-    // From the right: "... ADDRESS port N"
-    let (head, number) = s.rsplit_once(' ')?;
-    let port = port(number)?;
-    let head = head.strip_suffix(" port")?;
-    let (who, address) = match head.rsplit_once(' ') {
-        Some((who, address)) => (Some(who), address),
-        None => (None, head),
-    };
-    let address = host(address)?;
-    let (user, invalid) = match who {
-        None => (None, false),
-        Some(who) => {
-            if let Some(u) = who.strip_prefix("invalid user ") {
-                (Some(u.to_string()), true)
-            } else if let Some(u) = who.strip_prefix("authenticating user ") {
-                (Some(u.to_string()), false)
-            } else if let Some(u) = who.strip_prefix("user ") {
-                (Some(u.to_string()), false)
-            } else {
-                return None;
-            }
-        }
-    };
-    Some((user, invalid, address, port, preauth))
-}
-
-/// sshd's `invalid user NAME` -> (NAME, true); a plain NAME -> (NAME, false).
-fn split_invalid(user: String) -> (String, bool) {
-    match user.strip_prefix("invalid user ") {
-        Some(u) => (u.to_string(), true),
-        None => (user, false),
-    }
-}
-
-fn parse_sshd(message: &str) -> Option<AuthMessage> {
-    let message = message.strip_prefix("error: ").unwrap_or(message);
-    if let Some(rest) = message.strip_prefix("Accepted key ") {
-        let (description, _) = rest.rsplit_once(" found at ")?;
-        return Some(AuthMessage::SshdKeyFound {
-            key: public_key(description)?,
-        });
-    }
-    if let Some(rest) = message.strip_prefix("Accepted ") {
-        let (method, rest) = rest.split_once(" for ")?;
-        if method.is_empty() || method.contains(' ') {
-            return None;
-        }
-        let (user, address, port, tail) = user_from(rest, true)?;
-        let key = tail.strip_prefix("ssh2: ").and_then(public_key);
-        return Some(AuthMessage::SshdAccepted {
-            method: method.to_string(),
-            user,
-            address,
-            port,
-            key,
-        });
-    }
-    if let Some(rest) = message.strip_prefix("Failed ") {
-        let (method, rest) = rest.split_once(" for ")?;
-        if method.is_empty() || method.contains(' ') {
-            return None;
-        }
-        let (user, address, port, _) = user_from(rest, false)?;
-        let (user, invalid_user) = split_invalid(user);
-        return Some(AuthMessage::SshdFailed {
-            method: method.to_string(),
-            user,
-            invalid_user,
-            address,
-            port,
-        });
-    }
-    if let Some(rest) = message.strip_prefix("Invalid user ") {
-        let (user, address, port, _) = user_from(rest, false)?;
-        return Some(AuthMessage::SshdInvalidUser { user, address, port });
-    }
-    if let Some(rest) = message.strip_prefix("maximum authentication attempts exceeded for ") {
-        let (user, address, port, _) = user_from(rest, false)?;
-        let (user, invalid_user) = split_invalid(user);
-        return Some(AuthMessage::SshdTooManyAttempts {
-            user,
-            invalid_user,
-            address,
-            port,
-        });
-    }
-    if let Some(rest) = message.strip_prefix("Connection from ") {
-        let (address, port, rest) = address_port(rest)?;
-        let rest = rest.strip_prefix("on ")?;
-        let (local_address, local_port, _) = address_port(rest)?;
-        return Some(AuthMessage::SshdConnection {
-            address,
-            port,
-            local_address,
-            local_port,
-        });
-    }
-    if let Some(rest) = message.strip_prefix("Connection closed by ") {
-        let (user, invalid_user, address, port, preauth) = closing_peer(rest)?;
-        return Some(AuthMessage::SshdConnectionClosed {
-            user,
-            invalid_user,
-            address,
-            port,
-            preauth,
-        });
-    }
-    if let Some(rest) = message.strip_prefix("Disconnected from ") {
-        let (user, invalid_user, address, port, preauth) = closing_peer(rest)?;
-        return Some(AuthMessage::SshdDisconnected {
-            user,
-            invalid_user,
-            address,
-            port,
-            preauth,
-        });
-    }
-    None
-}
-
-/// `MODULE(SERVICE:FACILITY): TEXT`.
-fn pam_prefix(message: &str) -> Option<(&str, &str, &str, &str)> {
-    let (head, text) = message.split_once("): ")?;
-    let (module, inside) = head.split_once('(')?;
-    if !module.starts_with("pam_") || module.contains(' ') {
-        return None;
-    }
-    let (service, facility) = inside.rsplit_once(':')?;
-    Some((module, service, facility, text))
-}
-
-/// `NAME(uid=N)` or `NAME` -> (name, uid).
-fn name_uid(s: &str) -> (String, Option<u32>) {
-    match s.strip_suffix(')').and_then(|s| s.rsplit_once("(uid=")) {
-        Some((name, uid)) => (name.to_string(), uid.parse().ok()),
-        None => (s.to_string(), None),
-    }
-}
-
-fn parse_pam(message: &str) -> Option<AuthMessage> {
-    let (module, service, _facility, text) = pam_prefix(message)?;
-    if let Some(rest) = text.strip_prefix("session opened for user ") {
-        let (user, by) = rest.split_once(" by ").unwrap_or((rest, ""));
-        let (user, uid) = name_uid(user);
-        let (_, by_uid) = name_uid(by);
-        return Some(AuthMessage::PamSessionOpened {
-            module: module.into(),
-            service: service.into(),
-            user,
-            uid,
-            by_uid,
-        });
-    }
-    if let Some(user) = text.strip_prefix("session closed for user ") {
-        return Some(AuthMessage::PamSessionClosed {
-            module: module.into(),
-            service: service.into(),
-            user: user.to_string(),
-        });
-    }
-    if let Some(rest) = text.strip_prefix("authentication failure;") {
-        let mut fields = std::collections::HashMap::new();
-        for word in rest.split_whitespace() {
-            if let Some((k, v)) = word.split_once('=') {
-                fields.insert(k, v);
-            }
-        }
-        let get = |k: &str| fields.get(k).filter(|v| !v.is_empty()).map(|v| (*v).to_string());
-        return Some(AuthMessage::PamAuthFailure {
-            module: module.into(),
-            service: service.into(),
-            user: get("user"),
-            ruser: get("ruser"),
-            rhost: get("rhost"),
-            tty: get("tty"),
-            uid: get("uid").and_then(|u| u.parse().ok()),
-        });
-    }
-    None
 }
 
 fn parse_sudo(message: &str) -> Option<SudoLine> {
@@ -656,6 +579,9 @@ fn parse_logind(message: &str) -> Option<AuthMessage> {
         session: rest.strip_suffix('.').unwrap_or(rest).to_string(),
     })
 }
+
+mod pam;
+mod sshd;
 
 #[cfg(test)]
 mod tests;

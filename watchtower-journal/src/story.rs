@@ -6,6 +6,17 @@
 //! `Failed`. su and sudo write one decisive line each. [`LoginStories`] keeps
 //! what each PID has said and turns every decisive line into one
 //! [`JournalLogin`] carrying everything its process said before it.
+//!
+//! One failed try is one login, whatever the log level. sshd writes a failed
+//! keyboard-interactive try as `error: PAM: Authentication failure for U from H`
+//! and, at VERBOSE (at INFO only once half of `MaxAuthTries` failed), also as
+//! `Failed keyboard-interactive/pam ...` right after it: the PAM line is the
+//! decisive one and the `Failed` line that follows it is the same try. Likewise an
+//! account `pam_acct_mgmt` refused is `pam_unix(sshd:account): account U has
+//! expired` (written by whichever process called PAM: sshd, or its
+//! keyboard-interactive helper), followed in sshd's process by `Failed METHOD`
+//! and `fatal: Access denied for user U by PAM account configuration`, which is
+//! decisive only when no PAM line told of the refusal before.
 
 use std::collections::HashMap;
 
@@ -81,12 +92,27 @@ pub const STORY_IDLE_US: u64 = 15 * 60 * 1_000_000;
 const SWEEP_EVERY_US: u64 = 60 * 1_000_000;
 
 #[derive(Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts a login's lines told"
+)]
 struct Story {
     last_us: u64,
     lines: Vec<String>,
     local_port: Option<u16>,
+    /// The client's address and port, from the lines that name them.
+    remote_address: Option<String>,
+    remote_port: Option<u16>,
     key: Option<PublicKey>,
     invalid_user: bool,
+    /// A `PAM: ... for U from H` line was a failed try whose `Failed
+    /// keyboard-interactive` line (if sshd writes it) has not come yet.
+    pam_failure_awaits_auth_log: bool,
+    /// A PAM account refusal was a failed try whose `Failed METHOD` line has not
+    /// come yet.
+    account_failure_awaits_auth_log: bool,
+    /// A PAM account refusal was told of (`fatal: Access denied` then adds nothing).
+    account_failure_told: bool,
 }
 
 /// Counters of what the journal side saw.
@@ -220,12 +246,45 @@ fn method_uses_pam(method: &str) -> bool {
     method == "password" || method.starts_with("keyboard-interactive")
 }
 
+/// What a line says about the peer, kept for the decisive lines that do not name it.
+fn remember_peer(story: &mut Story, message: &AuthMessage) {
+    let port = match message {
+        AuthMessage::SshdConnection { port, .. }
+        | AuthMessage::SshdInvalidUser { port, .. }
+        | AuthMessage::SshdPostponed { port, .. }
+        | AuthMessage::SshdRootLoginRefused { port, .. } => Some(*port),
+        _ => None,
+    };
+    if let Some(port) = port {
+        story.remote_port = Some(port);
+        story.remote_address = message.remote_address().map(str::to_string);
+    }
+}
+
+/// A failed sshd try told only by PAM (`PAM: ...`, an account refusal).
+fn sshd_pam_failure(
+    program: Program,
+    user: String,
+    method: Option<&str>,
+    host: Option<String>,
+    story: &Story,
+    entry: &JournalEntry,
+) -> JournalLogin {
+    let mut l = login(program, Outcome::Failure, user, story, entry);
+    l.method = method.map(str::to_string);
+    l.remote_address = host.or_else(|| story.remote_address.clone());
+    l.remote_port = story.remote_port;
+    l
+}
+
+#[expect(clippy::too_many_lines, reason = "one arm per decisive line kind")]
 fn decisive(
     program: Program,
     message: AuthMessage,
     story: &mut Story,
     entry: &JournalEntry,
 ) -> Option<JournalLogin> {
+    remember_peer(story, &message);
     match message {
         AuthMessage::SshdConnection { local_port, .. } => {
             story.local_port = Some(local_port);
@@ -235,9 +294,39 @@ fn decisive(
             story.key = Some(key);
             None
         }
-        AuthMessage::SshdInvalidUser { .. } => {
+        AuthMessage::SshdInvalidUser { .. } | AuthMessage::SshdUserNotAllowed { .. } => {
+            // A user sshd refuses by policy goes on as an invalid user.
             story.invalid_user = true;
             None
+        }
+        AuthMessage::SshdPamFailure {
+            user,
+            invalid_user,
+            host,
+            ..
+        } if program == Program::Sshd => {
+            // Only keyboard-interactive runs PAM's conversation (`sshpam_query`).
+            story.invalid_user |= invalid_user;
+            story.pam_failure_awaits_auth_log = true;
+            Some(sshd_pam_failure(
+                program,
+                user,
+                Some("keyboard-interactive/pam"),
+                Some(host),
+                story,
+                entry,
+            ))
+        }
+        AuthMessage::PamAccountExpired { user, .. } if program == Program::Sshd => {
+            story.account_failure_awaits_auth_log = true;
+            story.account_failure_told = true;
+            Some(sshd_pam_failure(program, user, None, None, story, entry))
+        }
+        AuthMessage::SshdPamAccountDenied { user } => {
+            if std::mem::replace(&mut story.account_failure_told, true) {
+                return None;
+            }
+            Some(sshd_pam_failure(program, user, None, None, story, entry))
         }
         AuthMessage::SshdAccepted {
             method,
@@ -246,6 +335,8 @@ fn decisive(
             port,
             key,
         } => {
+            story.pam_failure_awaits_auth_log = false;
+            story.account_failure_awaits_auth_log = false;
             let mut l = login(program, Outcome::Success, user, story, entry);
             l.key = key.or_else(|| story.key.clone());
             l.method = Some(method);
@@ -259,13 +350,23 @@ fn decisive(
             invalid_user,
             address,
             port,
+            ..
         } => {
+            story.invalid_user |= invalid_user;
+            // The try a PAM line already told of.
+            if std::mem::take(&mut story.account_failure_awaits_auth_log) {
+                return None;
+            }
+            if method.starts_with("keyboard-interactive")
+                && std::mem::take(&mut story.pam_failure_awaits_auth_log)
+            {
+                return None;
+            }
             // A rejected public key never reaches PAM: not a login attempt the kernel
             // can see, and not one that PAM would count.
             if !method_uses_pam(&method) {
                 return None;
             }
-            story.invalid_user |= invalid_user;
             let mut l = login(program, Outcome::Failure, user, story, entry);
             l.method = Some(method);
             l.remote_address = Some(address);
@@ -410,6 +511,152 @@ mod tests {
         assert_eq!(forged.writer.pid, 22443);
         assert_eq!(forged.remote_address.as_deref(), Some("10.9.9.9"));
         assert_eq!(forged.remote_port, Some(4242));
+    }
+
+    /// Every sshd record of one run on Debian 12 (OpenSSH 9.2) at INFO and at
+    /// VERBOSE, with keyboard-interactive on, `MaxAuthTries`, `AllowUsers`,
+    /// `DenyUsers`, `AllowGroups`, `DenyGroups`, refused root, crafted user names
+    /// and an expired account (see `message::tests::corpus`).
+    const OPENSSH_92: &str = include_str!("../tests/fixtures/debian12_openssh92_info_verbose.jsonl");
+
+    #[test]
+    fn one_login_per_failed_try_at_info_and_at_verbose() {
+        let mut stories = LoginStories::new();
+        let mut summary = Vec::new();
+        for line in OPENSSH_92.lines() {
+            let entry = parse_entry(line.as_bytes()).unwrap();
+            if let Some(l) = stories.push(&entry) {
+                assert_eq!(l.remote_address.as_deref().unwrap_or("127.0.0.1"), "127.0.0.1");
+                summary.push(format!(
+                    "{} {:?} {:?} {} {}{}",
+                    l.writer.pid,
+                    l.outcome,
+                    l.user,
+                    l.method.as_deref().unwrap_or("-"),
+                    l.remote_port.map_or("-".to_string(), |p| p.to_string()),
+                    if l.invalid_user { " invalid" } else { "" }
+                ));
+            }
+        }
+        let expected = vec![
+            // INFO, keyboard-interactive: 5 wrong answers are 5 `PAM:` lines (and
+            // `Failed` lines only for the last two, the same tries).
+            "2405 Failure \"wt_alice\" keyboard-interactive/pam -",
+            "2405 Failure \"wt_alice\" keyboard-interactive/pam -",
+            "2405 Failure \"wt_alice\" keyboard-interactive/pam -",
+            "2405 Failure \"wt_alice\" keyboard-interactive/pam 47306",
+            "2405 Failure \"wt_alice\" keyboard-interactive/pam 47306",
+            // One wrong answer (password, keyboard-interactive), then the right one.
+            "2530 Failure \"wt_alice\" keyboard-interactive/pam -",
+            "2530 Success \"wt_alice\" keyboard-interactive/pam 58714",
+            "2610 Failure \"wt_alice\" password 58720",
+            "2610 Success \"wt_alice\" password 58720",
+            // Invalid users; a public key (a wrong one is no PAM try at all).
+            "2680 Failure \"wt_nosuch\" keyboard-interactive/pam 53602 invalid",
+            "2736 Failure \"wt_nosuch\" password 53608 invalid",
+            "2751 Success \"wt_alice\" publickey 53622",
+            // VERBOSE: each `PAM:` line is followed by its `Failed` line: still 5.
+            "2816 Failure \"wt_alice\" keyboard-interactive/pam 39514",
+            "2816 Failure \"wt_alice\" keyboard-interactive/pam 39514",
+            "2816 Failure \"wt_alice\" keyboard-interactive/pam 39514",
+            "2816 Failure \"wt_alice\" keyboard-interactive/pam 39514",
+            "2816 Failure \"wt_alice\" keyboard-interactive/pam 39514",
+            "2914 Failure \"wt_alice\" keyboard-interactive/pam 39558",
+            "2914 Success \"wt_alice\" keyboard-interactive/pam 39558",
+            "2966 Failure \"wt_alice\" password 39566",
+            "2966 Success \"wt_alice\" password 39566",
+            "3016 Failure \"wt_nosuch\" keyboard-interactive/pam 39570 invalid",
+            "3061 Failure \"wt_nosuch\" password 35260 invalid",
+            "3139 Success \"wt_alice\" publickey 35274",
+            // `MaxAuthTries 3`; an empty user name; AllowUsers, DenyUsers,
+            // AllowGroups, DenyGroups refusals (sshd goes on as for invalid users).
+            "3223 Failure \"wt_alice\" password 45432",
+            "3223 Failure \"wt_alice\" password 45432",
+            "3223 Failure \"wt_alice\" password 45432",
+            "3428 Failure \"\" password 41862 invalid",
+            "3493 Failure \"wt_bob\" password 58696 invalid",
+            "3547 Failure \"wt_bob\" keyboard-interactive/pam 59134 invalid",
+            "3619 Failure \"wt_bob\" password 45178 invalid",
+            "3685 Failure \"wt_bob\" keyboard-interactive/pam 45188 invalid",
+            "3746 Failure \"wt_bob\" password 36342 invalid",
+            "3813 Failure \"wt_bob\" password 37056 invalid",
+            // Root refused; crafted user names (the address stays the client's).
+            "3904 Failure \"root\" password 37060",
+            "3963 Failure \"x from 6.6.6.6 port 1 ssh2\" password 37076 invalid",
+            "4019 Failure \"y from 6.6.6.7\" keyboard-interactive/pam 37080 invalid",
+            "4073 Failure \"z rhost=6.6.6.8 user=root\" password 53856 invalid",
+            "4156 Failure \"q 6.6.6.9 port 7\" password 53860 invalid",
+            // An expired account: password, keyboard-interactive (its PAM helper
+            // writes the refusal), public key.
+            "4207 Failure \"wt_expired\" - -",
+            "4254 Failure \"wt_expired\" - -",
+            "4256 Failure \"wt_expired\" - -",
+        ];
+        assert_eq!(summary, expected, "{summary:#?}");
+    }
+
+    fn sshd_entry(pid: u32, t: u64, message: &str) -> JournalEntry {
+        JournalEntry {
+            cursor: format!("c{t}"),
+            realtime_us: t,
+            boot_id: None,
+            pid: Some(pid),
+            uid: Some(0),
+            comm: Some("sshd".into()),
+            exe: None,
+            identifier: Some("sshd".into()),
+            transport: None,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_pam_line_pairs_only_with_its_own_method() {
+        // INFO: three keyboard-interactive answers written only as `PAM:` lines,
+        // then the client falls back to passwords: every try is one login.
+        let mut stories = LoginStories::new();
+        let mut methods = Vec::new();
+        for (t, line) in [
+            "error: PAM: Authentication failure for a from 192.0.2.1",
+            "error: PAM: Authentication failure for a from 192.0.2.1",
+            "Failed keyboard-interactive/pam for a from 192.0.2.1 port 5 ssh2",
+            "Failed password for a from 192.0.2.1 port 5 ssh2",
+            "Failed password for a from 192.0.2.1 port 5 ssh2",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(l) = stories.push(&sshd_entry(7, t as u64, line)) {
+                methods.push(l.method.unwrap());
+            }
+        }
+        assert_eq!(
+            methods,
+            [
+                "keyboard-interactive/pam",
+                "keyboard-interactive/pam",
+                "password",
+                "password"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_account_refusal_is_one_failure_whoever_tells_it() {
+        let mut stories = LoginStories::new();
+        let told = |stories: &mut LoginStories, pid, lines: &[&str]| {
+            lines
+                .iter()
+                .enumerate()
+                .filter_map(|(t, l)| stories.push(&sshd_entry(pid, t as u64, l)))
+                .count()
+        };
+        let account = "pam_unix(sshd:account): account b has expired (account expired)";
+        let denied = "fatal: Access denied for user b by PAM account configuration [preauth]";
+        let failed = "Failed password for b from 192.0.2.1 port 5 ssh2";
+        assert_eq!(told(&mut stories, 1, &[account, failed, denied]), 1, "password");
+        assert_eq!(told(&mut stories, 2, &[account, denied]), 1, "public key at INFO");
+        assert_eq!(told(&mut stories, 3, &[denied]), 1, "a module that logs nothing");
     }
 
     #[test]

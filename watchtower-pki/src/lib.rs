@@ -474,9 +474,53 @@ pub fn write_file(path: &Path, contents: impl AsRef<[u8]>, private: bool) -> std
     std::fs::rename(&tmp, path)
 }
 
+/// Create `path` with `contents`, failing if anything (a file or a link) is there
+/// already: `O_EXCL` and `O_NOFOLLOW`, so a planted symlink is never written
+/// through. For keys, which must never be overwritten.
+pub fn create_new_file(path: &Path, contents: impl AsRef<[u8]>, private: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc_o_nofollow())
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(path)?;
+    file.write_all(contents.as_ref())?;
+    file.sync_all()
+}
+
+/// `O_NOFOLLOW` on Linux (all architectures Watchtower builds for).
+const fn libc_o_nofollow() -> i32 {
+    if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
+        0o100_000
+    } else {
+        0o400_000
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_file_is_never_written_over_or_through_a_link() {
+        let dir = std::env::temp_dir().join(format!("wt-pki-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("a.key");
+        create_new_file(&key, b"one", true).unwrap();
+        assert!(create_new_file(&key, b"two", true).is_err());
+        assert_eq!(std::fs::read(&key).unwrap(), b"one");
+        let target = dir.join("target");
+        std::os::unix::fs::symlink(&target, dir.join("link.key")).unwrap();
+        assert!(create_new_file(&dir.join("link.key"), b"x", true).is_err());
+        assert!(!target.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn der(pem_text: &str) -> Vec<u8> {
         x509_parser::pem::parse_x509_pem(pem_text.as_bytes())

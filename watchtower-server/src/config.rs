@@ -21,9 +21,15 @@ pub struct ServerConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
-    /// The Ed25519 key (PKCS#8) that signs checkpoints; created on first start, its
-    /// public half written beside it as `.pub`. Default: `<data_dir>/checkpoint-signing.key`.
+    /// The Ed25519 key (a signed-note signer key) that signs checkpoints; created
+    /// on the first start of an empty log, its verifier key written beside it as
+    /// `.pub` for auditors to pin. A missing key with a non-empty log stops the
+    /// server. Default: beside the server's TLS key, outside the data directory
+    /// (`certs/checkpoint-signing.key`).
     pub signing_key: Option<PathBuf>,
+    /// The log's name, the first line of every checkpoint (C2SP origin) and the
+    /// key's name. Default: `watchtower/<this machine's host name>`.
+    pub origin: Option<String>,
     /// How often a checkpoint is signed when the log has grown.
     pub checkpoint_interval_secs: u64,
 }
@@ -32,6 +38,7 @@ impl Default for LogSection {
     fn default() -> Self {
         Self {
             signing_key: None,
+            origin: None,
             checkpoint_interval_secs: 60,
         }
     }
@@ -229,10 +236,27 @@ impl ServerConfig {
     /// The checkpoint signing key's path.
     #[must_use]
     pub fn signing_key(&self) -> PathBuf {
-        self.log
-            .signing_key
-            .clone()
-            .unwrap_or_else(|| self.server.data_dir.join("checkpoint-signing.key"))
+        self.log.signing_key.clone().unwrap_or_else(|| {
+            self.tls
+                .key
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("checkpoint-signing.key")
+        })
+    }
+
+    /// The log's origin line.
+    #[must_use]
+    pub fn origin(&self) -> String {
+        self.log.origin.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host: String = host
+                .trim()
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '+')
+                .collect();
+            format!("watchtower/{}", if host.is_empty() { "server" } else { &host })
+        })
     }
 }
 
@@ -271,7 +295,7 @@ mod tests {
         assert!(hook.validate().is_err());
         assert_eq!(
             ServerConfig::default().signing_key(),
-            PathBuf::from("data/server/checkpoint-signing.key")
+            PathBuf::from("certs/checkpoint-signing.key")
         );
     }
 }

@@ -1,7 +1,7 @@
 //! What an event is about, for the indexes and for filters: its users, sessions
 //! and remote addresses, and whether it matches an [`EventFilter`].
 
-use watchtower_proto::pb::{Event, EventFilter, EventKind, Outcome, event::Body};
+use watchtower_proto::pb::{Event, EventFilter, Outcome, event::Body};
 
 /// The users an event concerns: who logged in, or the user of the session it
 /// happened in.
@@ -106,7 +106,15 @@ pub fn matches(filter: &EventFilter, event: &Event) -> bool {
     true
 }
 
-/// Why an event cannot be stored.
+mod limits;
+
+pub use limits::{
+    MAX_AHEAD_NS, MAX_EVENT_BYTES, MAX_NAME_BYTES, MAX_TEXT_BYTES, MAX_VALUES, check_spool_health, time_ahead,
+};
+
+/// Why an event cannot be stored. Each has a reason from a fixed set
+/// ([`InvalidEvent::reason`], [`InvalidEvent::REASONS`]) and names the event
+/// (its seq) and, for size limits, the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidEvent {
     #[error("event seq {seq} names host {claimed:?}, but the agent's certificate names {certified:?}")]
@@ -115,8 +123,6 @@ pub enum InvalidEvent {
         claimed: String,
         certified: String,
     },
-    #[error("event seq {0} has no body (unknown or missing event kind)")]
-    NoBody(u64),
     #[error("an event has seq 0 (sequence numbers start at 1)")]
     NoSeq,
     #[error("event seq {0} has no boot id")]
@@ -125,9 +131,63 @@ pub enum InvalidEvent {
     BadBootId(u64),
     #[error("event seq {0} has no time")]
     NoTime(u64),
+    #[error("event seq {seq}: {field} is {len} bytes, at most {max} are stored")]
+    FieldTooLong {
+        seq: u64,
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("event seq {seq}: {field} has {count} values, at most {max} are stored")]
+    TooManyValues {
+        seq: u64,
+        field: &'static str,
+        count: usize,
+        max: usize,
+    },
+    #[error("event seq {seq} is {bytes} bytes encoded, at most {max} are stored")]
+    EventTooLarge { seq: u64, bytes: usize, max: usize },
+    #[error("event seq {seq}: a {field} holds a NUL byte (it would be an index key)")]
+    NulInField { seq: u64, field: &'static str },
 }
 
-/// Check an event before it is stored for the certified `host`.
+impl InvalidEvent {
+    /// Every reason [`InvalidEvent::reason`] gives: the fixed label set of the
+    /// refusal counters.
+    pub const REASONS: [&'static str; 9] = [
+        "host_mismatch",
+        "no_seq",
+        "no_boot_id",
+        "bad_boot_id",
+        "no_time",
+        "field_too_long",
+        "too_many_values",
+        "event_too_large",
+        "nul_in_field",
+    ];
+
+    /// The reason it is counted and answered under.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InvalidEvent::HostMismatch { .. } => "host_mismatch",
+            InvalidEvent::NoSeq => "no_seq",
+            InvalidEvent::NoBootId(_) => "no_boot_id",
+            InvalidEvent::BadBootId(_) => "bad_boot_id",
+            InvalidEvent::NoTime(_) => "no_time",
+            InvalidEvent::FieldTooLong { .. } => "field_too_long",
+            InvalidEvent::TooManyValues { .. } => "too_many_values",
+            InvalidEvent::EventTooLarge { .. } => "event_too_large",
+            InvalidEvent::NulInField { .. } => "nul_in_field",
+        }
+    }
+}
+
+/// Check an event before it is stored for the certified `host`: its identity
+/// (seq, host, boot id, time), then every variable-size field against the ingest
+/// limits ([`limits`]), then the texts that become index keys. An event without a
+/// body, or with a body of a kind this server does not know (prost leaves it
+/// `None`), passes: it is stored with kind unspecified.
 pub fn check(event: &Event, host: &str) -> Result<(), InvalidEvent> {
     if event.seq == 0 {
         return Err(InvalidEvent::NoSeq);
@@ -139,9 +199,6 @@ pub fn check(event: &Event, host: &str) -> Result<(), InvalidEvent> {
             certified: host.to_owned(),
         });
     }
-    if event.body.is_none() || event.kind() == EventKind::Unspecified {
-        return Err(InvalidEvent::NoBody(event.seq));
-    }
     if event.boot_id.is_empty() {
         return Err(InvalidEvent::NoBootId(event.seq));
     }
@@ -151,13 +208,26 @@ pub fn check(event: &Event, host: &str) -> Result<(), InvalidEvent> {
     if event.time_unix_ns == 0 {
         return Err(InvalidEvent::NoTime(event.seq));
     }
+    limits::check_sizes(event)?;
+    let nul = |field| InvalidEvent::NulInField {
+        seq: event.seq,
+        field,
+    };
+    if users(event).iter().any(|u| u.contains('\0')) {
+        return Err(nul("user"));
+    }
+    if remotes(event).iter().any(|r| r.contains('\0')) {
+        return Err(nul("remote address"));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::{Connect, Exec, LoginAttempt};
+    use watchtower_proto::pb::{
+        AgentHealth, Connect, EventKind, Exec, JournalWitness, LoginAttempt, LoginVerdict, SpoolHealth,
+    };
 
     fn attempt(user: &str, remote: &str, outcome: Outcome, from: Option<u64>) -> Event {
         Event {
@@ -256,9 +326,10 @@ mod tests {
         let mut e = good.clone();
         e.seq = 0;
         assert_eq!(check(&e, "web-1"), Err(InvalidEvent::NoSeq));
+        // No body, or one of a kind this server does not know: stored as such.
         let mut e = good.clone();
         e.body = None;
-        assert_eq!(check(&e, "web-1"), Err(InvalidEvent::NoBody(1)));
+        assert_eq!(check(&e, "web-1"), Ok(()));
         let mut e = good.clone();
         e.boot_id.clear();
         assert_eq!(check(&e, "web-1"), Err(InvalidEvent::NoBootId(1)));
@@ -268,5 +339,202 @@ mod tests {
         let mut e = good;
         e.time_unix_ns = 0;
         assert_eq!(check(&e, "web-1"), Err(InvalidEvent::NoTime(1)));
+    }
+
+    /// An event of a newer agent's kind: its body's field number is unknown here, so
+    /// prost leaves the body `None`; it is checked like any other event.
+    #[test]
+    fn an_unknown_event_kind_decodes_without_a_body_and_passes() {
+        use prost::Message as _;
+        let mut bytes = attempt("alice", "::1", Outcome::Success, None).encode_to_vec();
+        let mut known = Event::decode(bytes.as_slice()).unwrap();
+        known.body = None;
+        bytes = known.encode_to_vec();
+        // Field 99, length-delimited: a body kind from the future.
+        bytes.extend_from_slice(&[0x9a, 0x06, 3, 0x0a, 1, b'x']);
+        let future = Event::decode(bytes.as_slice()).unwrap();
+        assert_eq!(
+            (future.body.is_none(), future.kind()),
+            (true, EventKind::Unspecified)
+        );
+        assert_eq!(check(&future, "web-1"), Ok(()));
+    }
+
+    fn with_body(body: Body) -> Event {
+        Event {
+            body: Some(body),
+            ..attempt("alice", "::1", Outcome::Success, None)
+        }
+    }
+
+    #[test]
+    fn every_limit_names_the_event_the_field_and_the_sizes() {
+        let long_name = "u".repeat(MAX_NAME_BYTES + 1);
+        let e = attempt(&long_name, "::1", Outcome::Failure, None);
+        let refused = check(&e, "web-1").unwrap_err();
+        assert_eq!(
+            refused,
+            InvalidEvent::FieldTooLong {
+                seq: 1,
+                field: "login_attempt.user",
+                len: MAX_NAME_BYTES + 1,
+                max: MAX_NAME_BYTES
+            }
+        );
+        assert_eq!(refused.reason(), "field_too_long");
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "event seq 1: login_attempt.user is {} bytes, at most {MAX_NAME_BYTES} are stored",
+                MAX_NAME_BYTES + 1
+            )
+        );
+        // Exactly at the limit is stored, and a PAM string of 128 invalid bytes, as
+        // the agent decodes it (each byte a U+FFFD), is within it.
+        let lossy = String::from_utf8_lossy(&[0xff; 128]).into_owned();
+        assert_eq!(
+            check(&attempt(&lossy, "::1", Outcome::Failure, None), "web-1"),
+            Ok(())
+        );
+        let at_limit = attempt(&"u".repeat(MAX_NAME_BYTES), "::1", Outcome::Failure, None);
+        assert_eq!(check(&at_limit, "web-1"), Ok(()));
+
+        let field = |e: &Event| match check(e, "web-1") {
+            Err(InvalidEvent::FieldTooLong { field, .. } | InvalidEvent::TooManyValues { field, .. }) => {
+                field
+            }
+            other => panic!("{other:?}"),
+        };
+        let service = with_body(Body::LoginAttempt(LoginAttempt {
+            service: long_name.clone(),
+            ..LoginAttempt::default()
+        }));
+        assert_eq!(field(&service), "login_attempt.service");
+        let remote = attempt("alice", &long_name, Outcome::Failure, None);
+        assert_eq!(field(&remote), "login_attempt.remote_host");
+        let argv_item = with_body(Body::Exec(Exec {
+            argv: vec!["ls".into(), "a".repeat(MAX_TEXT_BYTES + 1)],
+            ..Exec::default()
+        }));
+        assert_eq!(field(&argv_item), "exec.argv");
+        let argv_count = with_body(Body::Exec(Exec {
+            argv: vec!["a".into(); MAX_VALUES + 1],
+            ..Exec::default()
+        }));
+        assert_eq!(
+            check(&argv_count, "web-1"),
+            Err(InvalidEvent::TooManyValues {
+                seq: 1,
+                field: "exec.argv",
+                count: MAX_VALUES + 1,
+                max: MAX_VALUES
+            })
+        );
+        let lines = with_body(Body::LoginVerdict(LoginVerdict {
+            journal: Some(JournalWitness {
+                lines: vec!["l".repeat(MAX_TEXT_BYTES + 1)],
+                ..JournalWitness::default()
+            }),
+            ..LoginVerdict::default()
+        }));
+        assert_eq!(field(&lines), "login_verdict.journal.lines");
+        let counters = with_body(Body::AgentHealth(AgentHealth {
+            spool: Some(SpoolHealth {
+                dropped: (0..=MAX_VALUES).map(|i| (i.to_string(), 1)).collect(),
+                ..SpoolHealth::default()
+            }),
+            ..AgentHealth::default()
+        }));
+        assert_eq!(field(&counters), "agent_health.spool.dropped");
+        let key = with_body(Body::AgentHealth(AgentHealth {
+            lost: [(long_name.clone(), 1)].into(),
+            ..AgentHealth::default()
+        }));
+        assert_eq!(field(&key), "agent_health.lost");
+        // The whole event: every field within its limit, together too large.
+        let huge = with_body(Body::Exec(Exec {
+            argv: vec!["a".repeat(MAX_TEXT_BYTES); MAX_VALUES],
+            ..Exec::default()
+        }));
+        assert!(matches!(
+            check(&huge, "web-1"),
+            Err(InvalidEvent::EventTooLarge {
+                seq: 1,
+                max: MAX_EVENT_BYTES,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn index_texts_with_a_nul_are_refused() {
+        let e = attempt("ali\0ce", "::1", Outcome::Success, None);
+        assert_eq!(
+            check(&e, "web-1"),
+            Err(InvalidEvent::NulInField {
+                seq: 1,
+                field: "user"
+            })
+        );
+        let e = attempt("alice", "10.0.0.1\0x", Outcome::Success, None);
+        assert_eq!(check(&e, "web-1").unwrap_err().reason(), "nul_in_field");
+        // A unix socket path is not an index key: an abstract socket's NUL passes.
+        let unix = with_body(Body::Connect(Connect {
+            family: "unix".into(),
+            address: "\0abstract".into(),
+            ..Connect::default()
+        }));
+        assert_eq!(check(&unix, "web-1"), Ok(()));
+    }
+
+    #[test]
+    fn reasons_are_a_fixed_set() {
+        let all = [
+            InvalidEvent::HostMismatch {
+                seq: 1,
+                claimed: String::new(),
+                certified: String::new(),
+            },
+            InvalidEvent::NoSeq,
+            InvalidEvent::NoBootId(1),
+            InvalidEvent::BadBootId(1),
+            InvalidEvent::NoTime(1),
+            InvalidEvent::FieldTooLong {
+                seq: 1,
+                field: "x",
+                len: 2,
+                max: 1,
+            },
+            InvalidEvent::TooManyValues {
+                seq: 1,
+                field: "x",
+                count: 2,
+                max: 1,
+            },
+            InvalidEvent::EventTooLarge {
+                seq: 1,
+                bytes: 2,
+                max: 1,
+            },
+            InvalidEvent::NulInField {
+                seq: 1,
+                field: "user",
+            },
+        ];
+        let reasons: Vec<_> = all.iter().map(InvalidEvent::reason).collect();
+        assert_eq!(reasons, InvalidEvent::REASONS);
+    }
+
+    #[test]
+    fn times_far_ahead_of_the_server_are_flagged() {
+        let mut e = attempt("alice", "::1", Outcome::Success, None);
+        let now = 1_700_000_000_000_000_000;
+        e.time_unix_ns = now + MAX_AHEAD_NS;
+        assert!(!time_ahead(&e, now));
+        e.time_unix_ns += 1;
+        assert!(time_ahead(&e, now));
+        // Old events (a spool sent days later) are not.
+        e.time_unix_ns = now - 86_400_000_000_000;
+        assert!(!time_ahead(&e, now));
     }
 }

@@ -9,14 +9,14 @@
 //!   becomes a `tonic::Status` (and a refusal is counted and logged).
 //! - [`store`]: the only code that touches `RocksDB`.
 //!   **[`store::append`] turns an ingested batch into `RocksDB` writes**;
-//!   [`store::keys`] holds every key and value encoding with a table of all 13
+//!   [`store::keys`] holds every key and value encoding with a table of all 15
 //!   column families; [`store::query`] reads events back, [`store::hosts`] keeps
-//!   host records, [`store::log`] the tamper-evidence leaves and checkpoints,
-//!   [`store::alerts`] the alerts, [`store::retention`] removes by age.
-//! - [`merkle`]: the Merkle log's pure hashing (RFC 9162 leaves, nodes, the
-//!   frontier), used by the store and by [`tamper`].
-//! - [`tamper`]: signed checkpoints ([`tamper::checkpoint`]) and the check of
-//!   records against them ([`tamper::verify`]).
+//!   host records, [`store::log`] the tamper-evidence leaves, subtree hashes,
+//!   proofs and checkpoints, [`store::alerts`] the alerts, [`store::retention`]
+//!   removes by age. The log's format (leaf entries, proofs, checkpoints) is the
+//!   watchtower-tlog crate's.
+//! - [`tamper`]: signed checkpoints ([`tamper::checkpoint`]) and the server's
+//!   own audit of the store ([`tamper::verify`]).
 //! - [`alerts`]: the alert rules over the stored events, and their
 //!   [`alerts::webhook`] delivery.
 //! - [`metrics`]: what `/metrics` shows, and the HTTP [`metrics::exporter`].
@@ -27,14 +27,13 @@
 //!
 //! Dependencies run one way: `grpc` → `store`, `tamper`, `facets`; `alerts` and
 //! `metrics` → `store`; `tamper::verify` and `tamper::checkpoint` → `store`; the
-//! store uses only `facets` and the pure hashing of `merkle`.
+//! store uses only `facets` and watchtower-tlog.
 
 pub mod alerts;
 pub mod config;
 pub mod counters;
 pub mod facets;
 pub mod grpc;
-pub mod merkle;
 pub mod metrics;
 pub mod store;
 pub mod tamper;
@@ -115,12 +114,17 @@ pub async fn serve(
             config.server.data_dir.display()
         )
     })?);
-    let signer = Arc::new(CheckpointSigner::load_or_create(&config.signing_key())?);
+    let signer = Arc::new(CheckpointSigner::load(
+        &config.signing_key(),
+        &config.origin(),
+        &store,
+    )?);
     tracing::info!(
-        public_key = %watchtower_proto::hex(signer.public_key()),
+        verifier_key = %signer.verifier_key(),
         file = %tamper::checkpoint::public_key_path(&config.signing_key()).display(),
-        "tamper-evidence log: checkpoints are signed with this Ed25519 key (pin it to verify offline)"
+        "tamper-evidence log: checkpoints are signed with this key (pin its verifier key to verify)"
     );
+    signer.checkpoint(&store, "start")?;
     let counters = Arc::new(ServerCounters::default());
     let revocations = tls::Revocations::load(config.tls.revoked.clone());
     let revocation_watch = revocations.watch();
@@ -253,11 +257,8 @@ pub async fn serve(
     }
     result?;
     let store_at_stop = store.clone();
-    match tokio::task::spawn_blocking(move || signer.checkpoint(&store_at_stop, "shutdown", 0)).await {
-        Ok(Ok(signed)) => tracing::info!(
-            size = signed.checkpoint.as_ref().map_or(0, |c| c.size),
-            "signed the log at shutdown"
-        ),
+    match tokio::task::spawn_blocking(move || signer.checkpoint(&store_at_stop, "shutdown")).await {
+        Ok(Ok(signed)) => tracing::info!(size = signed.size, "signed the log at shutdown"),
         Ok(Err(e)) => tracing::error!(error = %e, "cannot sign the log at shutdown"),
         Err(e) => tracing::error!(error = %e, "shutdown checkpoint task failed"),
     }
@@ -277,22 +278,15 @@ fn spawn_checkpoints(
             let store = store.clone();
             let signer = signer.clone();
             let signed = tokio::task::spawn_blocking(move || {
-                let last = store
-                    .latest_checkpoint()?
-                    .and_then(|c| c.checkpoint)
-                    .map(|c| (c.size, c.root));
-                let (size, root) = store.log_head();
-                if last.is_some_and(|(s, r)| s == size && r == root) {
+                let last = store.latest_checkpoint()?.map(|c| c.size);
+                if last == Some(store.log_head().size) {
                     return Ok(None);
                 }
-                signer.checkpoint(&store, "periodic", 0).map(Some)
+                signer.checkpoint(&store, "periodic").map(Some)
             })
             .await;
             match signed {
-                Ok(Ok(Some(signed))) => tracing::debug!(
-                    size = signed.checkpoint.as_ref().map_or(0, |c| c.size),
-                    "signed a checkpoint of the log"
-                ),
+                Ok(Ok(Some(signed))) => tracing::debug!(size = signed.size, "signed a checkpoint of the log"),
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot sign a checkpoint"),
                 Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
@@ -302,7 +296,7 @@ fn spawn_checkpoints(
     })
 }
 
-/// Retention by age: explicit, logged, announced by a signed checkpoint, recorded
+/// Retention by age: explicit, logged, announced in the log and signed, recorded
 /// in the store.
 fn spawn_retention(
     store: Arc<EventStore>,
@@ -323,10 +317,12 @@ fn spawn_retention(
             let store = store.clone();
             let signer = signer.clone();
             match tokio::task::spawn_blocking(move || {
-                // The cut is signed before anything is removed: no removal is silent,
-                // and verify knows which missing records retention took.
+                // The cut-off is a leaf of the log, signed, before anything is
+                // removed: no removal is silent, and an audit knows which missing
+                // records retention took.
                 if store.oldest_event()?.is_some_and(|oldest| oldest < cutoff) {
-                    signer.checkpoint(&store, "retention", cutoff)?;
+                    store.log_retention(cutoff, now_unix_ns())?;
+                    signer.checkpoint(&store, "retention")?;
                 }
                 let removed = store.prune_before(cutoff)?;
                 let record = format!(

@@ -9,9 +9,10 @@ use tonic::transport::Channel;
 use watchtower_pki::ClientTls;
 use watchtower_proto::pb::query_client::QueryClient;
 use watchtower_proto::pb::{
-    Alert, Event, EventFilter, GetSessionRequest, GetSessionResponse, HostInfo, ListAlertsRequest,
-    ListHostsRequest, LiveItem, QueryEventsRequest, StatsRequest, StatsResponse, StoredEvent,
-    SubscribeRequest, VerifyReport, VerifyRequest,
+    Alert, ConsistencyProofRequest, Event, EventFilter, GetCheckpointRequest, GetSessionRequest,
+    GetSessionResponse, HostInfo, ListAlertsRequest, ListHostsRequest, LiveItem, LogEntriesRequest, LogEntry,
+    QueryEventsRequest, SignedCheckpoint, StatsRequest, StatsResponse, StoredEvent, SubscribeRequest,
+    VerifyReport, VerifyRequest,
 };
 
 use crate::Cli;
@@ -167,5 +168,52 @@ impl Client {
             .await
             .map_err(status)?
             .into_inner())
+    }
+
+    /// The newest signed checkpoint of the log.
+    pub async fn checkpoint(&mut self) -> anyhow::Result<SignedCheckpoint> {
+        Ok(self
+            .query
+            .get_checkpoint(GetCheckpointRequest {})
+            .await
+            .map_err(status)?
+            .into_inner())
+    }
+
+    /// The proof that the tree of `old_size` leaves is a prefix of the tree of `new_size`.
+    pub async fn consistency_proof(&mut self, old_size: u64, new_size: u64) -> anyhow::Result<Vec<[u8; 32]>> {
+        let proof = self
+            .query
+            .get_consistency_proof(ConsistencyProofRequest { old_size, new_size })
+            .await
+            .map_err(status)?
+            .into_inner();
+        proof
+            .hashes
+            .into_iter()
+            .map(|h| {
+                <[u8; 32]>::try_from(h)
+                    .map_err(|_| anyhow::anyhow!("the server sent a proof hash that is not 32 bytes"))
+            })
+            .collect()
+    }
+
+    /// Leaves `0..size` with their entries and records, page by page.
+    pub async fn log_entries(&mut self, size: u64) -> anyhow::Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        while (out.len() as u64) < size {
+            let start = out.len() as u64;
+            let page = self
+                .query
+                .get_log_entries(LogEntriesRequest { start, count: 1000 })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if page.entries.is_empty() {
+                break;
+            }
+            out.extend(page.entries.into_iter().take((size - start) as usize));
+        }
+        Ok(out)
     }
 }

@@ -140,6 +140,11 @@ async fn run(cli: &Cli) -> anyhow::Result<i32> {
     // The commands that work on local files only (no server).
     match &cli.command {
         Command::Ca(args) => return ca::run(args).map(|()| 0),
+        Command::Verify(
+            args @ verify::Args {
+                bundle: Some(bundle), ..
+            },
+        ) => return verify::run_bundle(args, bundle, json),
         Command::Enroll(args) => return enroll::run(args, &cli.server, &cli.server_name, json).map(|()| 0),
         Command::Revoke(args) => return revoke::run(args).map(|()| 0),
         _ => {}

@@ -381,11 +381,25 @@ fn verify() {
         panic!("not verify");
     };
     assert_eq!(args.host.as_deref(), Some("web-1"));
-    assert_eq!(args.public_key, Some(PathBuf::from("checkpoint-signing.pub")));
-    let Command::Verify(args) = command(&["verify"]) else {
+    assert_eq!(args.public_key, PathBuf::from("checkpoint-signing.pub"));
+    assert!(args.state.is_none() && args.min_retention_days.is_none() && !args.server_check);
+    let Command::Verify(args) = command(&[
+        "verify",
+        "--public-key",
+        "k",
+        "--state",
+        "s.json",
+        "--min-retention-days",
+        "90",
+    ]) else {
         panic!("not verify");
     };
-    assert!(args.host.is_none() && args.public_key.is_none());
+    assert_eq!(
+        (args.state, args.min_retention_days),
+        (Some(PathBuf::from("s.json")), Some(90))
+    );
+    // No pinned key, no verify: a checkpoint is worth only the key it is checked with.
+    assert_eq!(refused(&["verify"]).kind(), ErrorKind::MissingRequiredArgument);
     assert_eq!(
         refused(&["verify", "--public-key"]).kind(),
         ErrorKind::InvalidValue

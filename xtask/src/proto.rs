@@ -82,9 +82,6 @@ fn generate(out_dir: &Path) -> anyhow::Result<()> {
         "#[serde(serialize_with = \"crate::json::sessions\")]",
     );
     for field in [
-        "Checkpoint.root",
-        "SignedCheckpoint.signature",
-        "SignedCheckpoint.public_key",
         "QueryEventsRequest.page_token",
         "QueryEventsResponse.next_page_token",
     ] {
@@ -93,6 +90,16 @@ fn generate(out_dir: &Path) -> anyhow::Result<()> {
             "#[serde(serialize_with = \"crate::json::hex\")]",
         );
     }
+    for field in ["SignedCheckpoint.note", "LogEntry.entry"] {
+        builder = builder.field_attribute(
+            format!("watchtower.v1.{field}"),
+            "#[serde(serialize_with = \"crate::json::text\")]",
+        );
+    }
+    builder = builder.field_attribute(
+        "watchtower.v1.Proof.hashes",
+        "#[serde(serialize_with = \"crate::json::hex_list\")]",
+    );
     builder
         .compile_fds(descriptors)
         .context("generating the tonic/prost code")?;

@@ -10,9 +10,10 @@ use crate::run;
 /// also for `RocksDB`'s bindgen), the real
 /// peers the tests log in through, the journal (systemd-journald and journalctl
 /// from systemd; logger from bsdutils), Prometheus and promtool for the exporter's
-/// tests, curl to scrape, and auditd (the benchmarks' comparison; installed, not
-/// started).
-const PACKAGES: [&str; 17] = [
+/// tests, curl to scrape, auditd (the benchmarks' comparison; installed, not
+/// started), and fail2ban for the public corpus of real sshd lines its tests
+/// ship, which the journal parser's corpus test reads (not started).
+const PACKAGES: [&str; 18] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -30,6 +31,7 @@ const PACKAGES: [&str; 17] = [
     "prometheus",
     "curl",
     "auditd",
+    "fail2ban",
 ];
 
 fn installed(package: &str) -> bool {

@@ -385,6 +385,14 @@ pub struct SpoolHealth {
     pub acked: u64,
     #[prost(uint64, tag = "7")]
     pub reconnects: u64,
+    /// Events the server refused as invalid (an Ack's `refused`), or that the agent could
+    /// not send at all (undecodable, too large for any batch): moved out of the delivery
+    /// order into `<state-dir>/spool/quarantine` (kept on disk, checksummed, with the
+    /// reason) and not sent again, so the events after them still go. Counts the
+    /// records that file holds. Refused events the quarantine had no room for are
+    /// counted in `dropped` as `quarantine_full`.
+    #[prost(uint64, tag = "8")]
+    pub quarantined: u64,
 }
 /// The agent's own state: what it runs, and everything it could not deliver.
 #[derive(serde::Serialize)]
@@ -473,7 +481,7 @@ pub struct Heartbeat {
     pub spool: ::core::option::Option<SpoolHealth>,
 }
 #[derive(serde::Serialize)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ServerMessage {
     #[prost(oneof = "server_message::Msg", tags = "1")]
     pub msg: ::core::option::Option<server_message::Msg>,
@@ -482,14 +490,14 @@ pub struct ServerMessage {
 pub mod server_message {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "snake_case")]
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Msg {
         #[prost(message, tag = "1")]
         Ack(super::Ack),
     }
 }
 #[derive(serde::Serialize)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Ack {
     #[prost(uint64, tag = "1")]
     pub batch_id: u64,
@@ -507,6 +515,29 @@ pub struct Ack {
     pub first_leaf: u64,
     #[prost(uint64, tag = "6")]
     pub log_size: u64,
+    /// Events of the batch the server refused one by one (each named, with its reason);
+    /// every other event of the batch is stored (or a duplicate). The agent quarantines
+    /// the refused ones and does not send them again. A refusal of the whole batch (an
+    /// event for another host, a batch over the event limit) is a stream error instead.
+    #[prost(message, repeated, tag = "7")]
+    pub refused: ::prost::alloc::vec::Vec<RefusedEvent>,
+}
+/// One event of a batch that cannot be stored, and why.
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RefusedEvent {
+    /// The event's place in the batch's `events` (from 0), and its seq.
+    #[prost(uint32, tag = "1")]
+    pub position: u32,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    /// One of a fixed set (the label of watchtower_ingest_refused_events_total): no_seq,
+    /// no_boot_id, bad_boot_id, no_time, field_too_long, too_many_values, event_too_large.
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+    /// For people: which field, how large, the limit.
+    #[prost(string, tag = "4")]
+    pub detail: ::prost::alloc::string::String,
 }
 /// Every field narrows; unset fields do not.
 #[derive(serde::Serialize)]
@@ -572,6 +603,16 @@ pub struct StoredEvent {
     pub received_unix_ns: u64,
     /// The host's labels (region, group, ...) from its certificate when the server
     /// stored the event: bound by the CA, never sent by the agent.
+    ///
+    /// Keys with a `/` are the server's own notes about the event at ingest (a
+    /// certificate's label keys are \[a-z0-9\_-\] only, so they cannot collide):
+    ///
+    /// * `ingest/time_ahead` = `true`: the event's time was more than 10 minutes ahead
+    ///   of `received_unix_ns` (the agent's clock is wrong, or the time is forged). It
+    ///   is stored with the time it claims, never dropped; rules that count over time
+    ///   windows should use `received_unix_ns`.
+    ///   An event whose body is of a kind this server does not know (a newer agent's) is
+    ///   stored as such: kind unspecified, no body.
     #[prost(map = "string, string", tag = "3")]
     pub labels: ::std::collections::HashMap<
         ::prost::alloc::string::String,
@@ -790,40 +831,75 @@ pub struct ListAlertsResponse {
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct Checkpoint {
-    /// Names the log and its key ("watchtower/\<first 16 hex digits of the key's SHA-256>").
-    #[prost(string, tag = "1")]
-    pub origin: ::prost::alloc::string::String,
-    /// Leaves in the log.
-    #[prost(uint64, tag = "2")]
-    pub size: u64,
-    /// The RFC 9162 tree head over the first `size` leaves (32 bytes).
-    #[prost(bytes = "vec", tag = "3")]
-    #[serde(serialize_with = "crate::json::hex")]
-    pub root: ::prost::alloc::vec::Vec<u8>,
-    #[prost(uint64, tag = "4")]
+pub struct SignedCheckpoint {
+    /// The C2SP tlog-checkpoint signed note: origin line, tree size, base64 root, a blank
+    /// line, then signature lines. Check it with the verifier key you pinned.
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(serialize_with = "crate::json::text")]
+    pub note: ::prost::alloc::vec::Vec<u8>,
+    /// Not signed, for people: when and why the server signed it (start, periodic,
+    /// shutdown, retention), and the tree size the note signs.
+    #[prost(uint64, tag = "5")]
     pub time_unix_ns: u64,
-    /// periodic, shutdown or retention.
-    #[prost(string, tag = "5")]
+    #[prost(string, tag = "6")]
     pub reason: ::prost::alloc::string::String,
-    /// Retention: events older than this may be removed from here on (0: none). Signed
-    /// before anything is removed, so no removal is ever silent.
-    #[prost(uint64, tag = "6")]
-    pub retention_cutoff_unix_ns: u64,
+    #[prost(uint64, tag = "7")]
+    pub size: u64,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct InclusionProofRequest {
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    #[prost(uint64, tag = "2")]
+    pub tree_size: u64,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ConsistencyProofRequest {
+    #[prost(uint64, tag = "1")]
+    pub old_size: u64,
+    #[prost(uint64, tag = "2")]
+    pub new_size: u64,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct SignedCheckpoint {
-    #[prost(message, optional, tag = "1")]
-    pub checkpoint: ::core::option::Option<Checkpoint>,
-    /// Ed25519 over Checkpoint's note text (see watchtower_proto::Checkpoint::note).
+pub struct Proof {
+    /// The RFC 9162 audit path (32-byte hashes), in order.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    #[serde(serialize_with = "crate::json::hex_list")]
+    pub hashes: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LogEntriesRequest {
+    #[prost(uint64, tag = "1")]
+    pub start: u64,
+    /// At most 1000; 0 = 1000.
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LogEntry {
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    /// The leaf's canonical JSON entry, as hashed.
     #[prost(bytes = "vec", tag = "2")]
-    #[serde(serialize_with = "crate::json::hex")]
-    pub signature: ::prost::alloc::vec::Vec<u8>,
-    /// The server's Ed25519 public key (32 bytes); pin it and check it offline.
-    #[prost(bytes = "vec", tag = "3")]
-    #[serde(serialize_with = "crate::json::hex")]
-    pub public_key: ::prost::alloc::vec::Vec<u8>,
+    #[serde(serialize_with = "crate::json::text")]
+    pub entry: ::prost::alloc::vec::Vec<u8>,
+    /// The record the entry names, as stored; absent when it was removed.
+    #[prost(message, optional, tag = "3")]
+    pub record: ::core::option::Option<StoredEvent>,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LogEntriesResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: ::prost::alloc::vec::Vec<LogEntry>,
+    /// Leaves in the log now.
+    #[prost(uint64, tag = "2")]
+    pub log_size: u64,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -839,7 +915,7 @@ pub struct VerifyRequest {
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Finding {
     /// changed, removed, missing_leaf, damaged_leaf, root_mismatch, bad_signature,
-    /// truncated, unlogged.
+    /// truncated, unlogged, conflict, early_retention, rolled_back, forked.
     #[prost(string, tag = "1")]
     pub problem: ::prost::alloc::string::String,
     #[prost(uint64, tag = "2")]
@@ -1563,7 +1639,79 @@ pub mod query_client {
                 .insert(GrpcMethod::new("watchtower.v1.Query", "GetCheckpoint"));
             self.inner.unary(req, path, codec).await
         }
-        /// Check stored events against the tamper-evidence log and its signed checkpoints.
+        /// The RFC 9162 proof that leaf `index` is in the tree of `tree_size` leaves.
+        pub async fn get_inclusion_proof(
+            &mut self,
+            request: impl tonic::IntoRequest<super::InclusionProofRequest>,
+        ) -> std::result::Result<tonic::Response<super::Proof>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/watchtower.v1.Query/GetInclusionProof",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("watchtower.v1.Query", "GetInclusionProof"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The RFC 9162 proof that the tree of `old_size` leaves is a prefix of the tree of
+        /// `new_size` leaves.
+        pub async fn get_consistency_proof(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ConsistencyProofRequest>,
+        ) -> std::result::Result<tonic::Response<super::Proof>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/watchtower.v1.Query/GetConsistencyProof",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("watchtower.v1.Query", "GetConsistencyProof"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Leaves of the log with their entries and the records they name, for audits and
+        /// exports that check everything on the client.
+        pub async fn get_log_entries(
+            &mut self,
+            request: impl tonic::IntoRequest<super::LogEntriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::LogEntriesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/watchtower.v1.Query/GetLogEntries",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("watchtower.v1.Query", "GetLogEntries"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The server's own check of every stored event against the log and its signed
+        /// checkpoints, on one snapshot of the store (admin certificates only).
         pub async fn verify(
             &mut self,
             request: impl tonic::IntoRequest<super::VerifyRequest>,
@@ -1653,7 +1801,28 @@ pub mod query_server {
             tonic::Response<super::SignedCheckpoint>,
             tonic::Status,
         >;
-        /// Check stored events against the tamper-evidence log and its signed checkpoints.
+        /// The RFC 9162 proof that leaf `index` is in the tree of `tree_size` leaves.
+        async fn get_inclusion_proof(
+            &self,
+            request: tonic::Request<super::InclusionProofRequest>,
+        ) -> std::result::Result<tonic::Response<super::Proof>, tonic::Status>;
+        /// The RFC 9162 proof that the tree of `old_size` leaves is a prefix of the tree of
+        /// `new_size` leaves.
+        async fn get_consistency_proof(
+            &self,
+            request: tonic::Request<super::ConsistencyProofRequest>,
+        ) -> std::result::Result<tonic::Response<super::Proof>, tonic::Status>;
+        /// Leaves of the log with their entries and the records they name, for audits and
+        /// exports that check everything on the client.
+        async fn get_log_entries(
+            &self,
+            request: tonic::Request<super::LogEntriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::LogEntriesResponse>,
+            tonic::Status,
+        >;
+        /// The server's own check of every stored event against the log and its signed
+        /// checkpoints, on one snapshot of the store (admin certificates only).
         async fn verify(
             &self,
             request: tonic::Request<super::VerifyRequest>,
@@ -2026,6 +2195,139 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetCheckpointSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/watchtower.v1.Query/GetInclusionProof" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetInclusionProofSvc<T: Query>(pub Arc<T>);
+                    impl<
+                        T: Query,
+                    > tonic::server::UnaryService<super::InclusionProofRequest>
+                    for GetInclusionProofSvc<T> {
+                        type Response = super::Proof;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::InclusionProofRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::get_inclusion_proof(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetInclusionProofSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/watchtower.v1.Query/GetConsistencyProof" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetConsistencyProofSvc<T: Query>(pub Arc<T>);
+                    impl<
+                        T: Query,
+                    > tonic::server::UnaryService<super::ConsistencyProofRequest>
+                    for GetConsistencyProofSvc<T> {
+                        type Response = super::Proof;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ConsistencyProofRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::get_consistency_proof(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetConsistencyProofSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/watchtower.v1.Query/GetLogEntries" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetLogEntriesSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::LogEntriesRequest>
+                    for GetLogEntriesSvc<T> {
+                        type Response = super::LogEntriesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::LogEntriesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::get_log_entries(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetLogEntriesSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

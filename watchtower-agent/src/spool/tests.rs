@@ -1,5 +1,6 @@
 //! The spool's tests: round trips, acks and a full spool here; damaged files
-//! in [`damage`], a model-based property test in [`model`].
+//! in [`damage`], a model-based property test in [`model`], the quarantine in
+//! [`quarantine`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -150,7 +151,7 @@ fn round_trip_across_segments() {
     assert!(segment_files(&dir).is_empty());
     assert!(all_from(&spool, 1).is_empty());
     assert_eq!(spool.dropped().values().sum::<u64>(), 0);
-    assert_eq!(spool.dropped().len(), 3, "every reason is reported, zero or not");
+    assert_eq!(spool.dropped().len(), 5, "every reason is reported, zero or not");
 }
 
 #[test]
@@ -429,3 +430,4 @@ fn torn_header_and_zeroed_tail_are_cut() {
 
 mod damage;
 mod model;
+mod quarantine;

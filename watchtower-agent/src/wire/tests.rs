@@ -645,4 +645,30 @@ fn wire_agent_health_without_witness_state() {
     assert!(h.lost.is_empty() && h.out_of_scope.is_empty() && h.probes.is_empty());
 }
 
+#[test]
+fn wire_spool_health_carries_the_quarantine_apart_from_the_losses() {
+    let spool = SpoolHealth {
+        bytes: 4096,
+        max_bytes: 1 << 20,
+        pending: 3,
+        dropped: [("spool_full", 2), ("quarantine_full", 1), ("quarantined", 4)].into(),
+        corrupt_records: 1,
+        acked: 90,
+        reconnects: 5,
+    };
+    assert_eq!(
+        crate::wire::spool_health(&spool),
+        pb::SpoolHealth {
+            bytes: 4096,
+            max_bytes: 1 << 20,
+            pending: 3,
+            dropped: HashMap::from([("spool_full".into(), 2), ("quarantine_full".into(), 1)]),
+            corrupt_records: 1,
+            acked: 90,
+            reconnects: 5,
+            quarantined: 4,
+        }
+    );
+}
+
 mod verdicts;

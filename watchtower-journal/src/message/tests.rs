@@ -86,7 +86,8 @@ fn sshd_failures_and_invalid_users() {
             user: "wt_alice".into(),
             invalid_user: false,
             address: "127.0.0.1".into(),
-            port: 33760
+            port: 33760,
+            key: None
         })
     );
     assert_eq!(
@@ -96,7 +97,8 @@ fn sshd_failures_and_invalid_users() {
             user: "nosuchuser".into(),
             invalid_user: true,
             address: "127.0.0.1".into(),
-            port: 33772
+            port: 33772,
+            key: None
         })
     );
     assert_eq!(
@@ -115,7 +117,8 @@ fn sshd_failures_and_invalid_users() {
             user: "x from 10.9.9.9 port 1 ssh2".into(),
             invalid_user: true,
             address: "192.0.2.5".into(),
-            port: 40404
+            port: 40404,
+            key: None
         })
     );
     assert_eq!(
@@ -182,17 +185,33 @@ fn sshd_connection_lines() {
             preauth: false
         })
     );
-    // Lines the cross-check does not use.
-    assert_eq!(sshd("User child is on pid 22145"), None);
     assert_eq!(
         sshd("Postponed publickey for wt_alice from 127.0.0.1 port 33780 ssh2 [preauth]"),
-        None
+        Some(M::SshdPostponed {
+            method: "publickey".into(),
+            user: "wt_alice".into(),
+            invalid_user: false,
+            address: "127.0.0.1".into(),
+            port: 33780
+        })
     );
     assert_eq!(
         sshd("Received disconnect from 127.0.0.1 port 33744:11: disconnected by user"),
+        Some(M::SshdReceivedDisconnect {
+            address: "127.0.0.1".into(),
+            port: 33744,
+            code: 11,
+            reason: "disconnected by user".into(),
+            preauth: false
+        })
+    );
+    // Lines the cross-check does not use.
+    assert_eq!(sshd("User child is on pid 22145"), None);
+    assert_eq!(sshd("Server listening on 127.0.0.1 port 2222."), None);
+    assert_eq!(
+        sshd("Starting session: command for wt_alice from 127.0.0.1 port 33744 id 0"),
         None
     );
-    assert_eq!(sshd("Server listening on 127.0.0.1 port 2222."), None);
 }
 
 #[test]
@@ -377,6 +396,11 @@ proptest::proptest! {
             "Connection closed by invalid user nosuchuser 127.0.0.1 port 33772 [preauth]",
             "wt_alice : 1 incorrect password attempt ; PWD=/tmp ; USER=root ; COMMAND=/usr/bin/id",
             "pam_unix(sshd:session): session opened for user wt_alice(uid=1001) by (uid=0)",
+            "error: PAM: Authentication failure for illegal user y from 6.6.6.7 from 127.0.0.1",
+            "Disconnecting invalid user q 6.6.6.9 port 7: Too many authentication failures [preauth]",
+            "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=127.0.0.1  user=a",
+            "Failed hostbased for dan from 127.0.0.1 port 45785 ssh2: RSA SHA256:Ab, client user \"d\", client host \"h\"",
+            "Accepted publickey for d from 2001:db8::7 port 5 ssh2: ED25519-CERT SHA256:A ID k (serial 7) CA ED25519 SHA256:C",
         ] {
             let mut bytes = line.as_bytes().to_vec();
             bytes.truncate(cut.min(bytes.len()));
@@ -388,3 +412,7 @@ proptest::proptest! {
         }
     }
 }
+
+mod attacks;
+mod corpus;
+mod formats;

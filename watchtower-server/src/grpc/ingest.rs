@@ -1,6 +1,10 @@
-//! The ingest service: one bidirectional stream per agent. A batch is checked
-//! whole (every event must name the host in the agent's certificate), written in
-//! one synced `RocksDB` write, and only then acknowledged.
+//! The ingest service: one bidirectional stream per agent. A batch naming another
+//! host than the agent's certificate, or over the event limit, is refused whole;
+//! otherwise each event is checked on its own ([`facets::check`]: identity and
+//! size limits), the invalid ones are refused one by one and named in the Ack
+//! (the agent quarantines them), and the others are written in synced `RocksDB`
+//! writes and only then acknowledged. An event of a kind this server does not
+//! know is stored as such (kind unspecified).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,13 +15,13 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use watchtower_pki::Role;
 use watchtower_proto::pb::ingest_server::Ingest;
 use watchtower_proto::pb::{
-    Ack, AgentMessage, LiveItem, ServerMessage, agent_message, live_item, server_message,
+    Ack, AgentMessage, Event, LiveItem, RefusedEvent, ServerMessage, agent_message, live_item, server_message,
 };
 
 use super::blocking;
-use super::status::{Refusal, refuse};
+use super::status::{Refusal, note, refuse};
 use crate::counters::ServerCounters;
-use crate::facets;
+use crate::facets::{self, InvalidEvent};
 use crate::metrics::Metrics;
 use crate::now_unix_ns;
 use crate::store::EventStore;
@@ -145,65 +149,42 @@ impl IngestService {
                     })
                     .await?;
                 }
-                Some(agent_message::Msg::Heartbeat(beat)) => {
+                Some(agent_message::Msg::Heartbeat(mut beat)) => {
+                    if let Some(invalid) = beat
+                        .spool
+                        .as_ref()
+                        .and_then(|s| facets::check_spool_health(s).err())
+                    {
+                        // The heartbeat still counts; its spool state is not kept.
+                        note(
+                            &self.counters,
+                            &Refusal::InvalidHeartbeat {
+                                host: host.to_owned(),
+                                invalid,
+                            },
+                        );
+                        beat.spool = None;
+                    }
                     let store = self.store.clone();
                     let host = host.to_owned();
                     blocking(move || {
                         store.update_host(&host, |info| {
                             info.last_heartbeat_unix_ns = now_unix_ns();
-                            info.spool = beat.spool;
+                            if beat.spool.is_some() {
+                                info.spool = beat.spool;
+                            }
                         })
                     })
                     .await?;
                 }
                 Some(agent_message::Msg::Batch(batch)) => {
-                    if let Err(refusal) = self.check_batch(host, &batch.events) {
-                        self.metrics.refused(batch.events.len());
-                        return Err(refuse(&self.counters, refusal));
-                    }
-                    let store = self.store.clone();
-                    let owned_host = host.to_owned();
-                    let cutoff = self.counters.retention_cutoff.load(Relaxed);
-                    let events = batch.events;
-                    let labels = certified.labels.clone();
-                    let appended = blocking(move || {
-                        store.append_labelled(&owned_host, &labels, events, now_unix_ns(), cutoff)
-                    })
-                    .await?;
-                    // Stored and duplicate counts live in the host records (Stats sums them).
-                    self.counters.batches.fetch_add(1, Relaxed);
-                    tracing::debug!(
-                        host,
-                        stored = appended.stored.len(),
-                        duplicates = appended.duplicates,
-                        expired = appended.expired,
-                        last_seq = appended.last_seq,
-                        "batch stored"
-                    );
-                    let ack = Ack {
-                        batch_id: batch.batch_id,
-                        stored: appended.stored.len() as u32,
-                        duplicates: appended.duplicates + appended.expired,
-                        last_seq: appended.last_seq,
-                        first_leaf: if appended.stored.is_empty() {
-                            0
-                        } else {
-                            appended.first_leaf
-                        },
-                        log_size: if appended.stored.is_empty() {
-                            0
-                        } else {
-                            appended.log_size
-                        },
-                    };
-                    self.metrics
-                        .stored(&appended.stored, appended.duplicates + appended.expired);
-                    for stored in appended.stored {
-                        // No subscriber is not an error.
-                        let _ = self.live.send(Arc::new(LiveItem {
-                            item: Some(live_item::Item::Stored(stored)),
-                        }));
-                    }
+                    let received = now_unix_ns();
+                    let checked = self
+                        .check_batch(host, batch.events, received)
+                        .map_err(|refusal| refuse(&self.counters, refusal))?;
+                    let ack = self
+                        .store_checked(host, certified, batch.batch_id, checked, received)
+                        .await?;
                     if tx
                         .send(Ok(ServerMessage {
                             msg: Some(server_message::Msg::Ack(ack)),
@@ -218,9 +199,12 @@ impl IngestService {
         }
     }
 
-    /// A batch is stored whole or not at all: within the size limit, every event
-    /// valid and of the certified host.
-    fn check_batch(&self, host: &str, events: &[watchtower_proto::pb::Event]) -> Result<(), Refusal> {
+    /// Check a batch: refused whole when it is over the event limit or names
+    /// another host than the certificate (nothing of it stored); otherwise each
+    /// event on its own: the invalid ones are refused one by one (counted, logged,
+    /// named in the Ack), the others are stored, those far ahead of the server's
+    /// clock with the `ingest/time_ahead` note.
+    fn check_batch(&self, host: &str, events: Vec<Event>, received: u64) -> Result<Checked, Refusal> {
         if events.len() > self.max_batch_events {
             return Err(Refusal::BatchTooLarge {
                 host: host.to_owned(),
@@ -228,14 +212,134 @@ impl IngestService {
                 max: self.max_batch_events,
             });
         }
-        for event in events {
-            facets::check(event, host).map_err(|invalid| Refusal::InvalidEvent {
+        if let Some(other) = events.iter().find(|e| e.host_id != host) {
+            return Err(Refusal::InvalidEvent {
                 host: host.to_owned(),
-                invalid,
-            })?;
+                invalid: InvalidEvent::HostMismatch {
+                    seq: other.seq,
+                    claimed: other.host_id.clone(),
+                    certified: host.to_owned(),
+                },
+            });
         }
-        Ok(())
+        let mut checked = Checked {
+            last_seq: events.iter().map(|e| e.seq).max().unwrap_or(0),
+            ..Checked::default()
+        };
+        for (position, event) in events.into_iter().enumerate() {
+            match facets::check(&event, host) {
+                Ok(()) if facets::time_ahead(&event, received) => checked.ahead.push(event),
+                Ok(()) => checked.ok.push(event),
+                Err(invalid) => {
+                    self.metrics.refused_event(invalid.reason());
+                    checked.refused.push(RefusedEvent {
+                        position: u32::try_from(position).unwrap_or(u32::MAX),
+                        seq: event.seq,
+                        reason: invalid.reason().to_owned(),
+                        detail: invalid.to_string(),
+                    });
+                    note(
+                        &self.counters,
+                        &Refusal::EventRefused {
+                            host: host.to_owned(),
+                            position,
+                            invalid,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(checked)
     }
+
+    /// Store what a checked batch holds (one synced write per group of events
+    /// with the same labels: the ones far ahead carry a note), publish it to
+    /// live tails, and build the Ack.
+    async fn store_checked(
+        &self,
+        host: &str,
+        certified: &Certified,
+        batch_id: u64,
+        checked: Checked,
+        received: u64,
+    ) -> Result<Ack, Status> {
+        let Checked {
+            ok,
+            ahead,
+            refused,
+            last_seq,
+        } = checked;
+        self.metrics.refused(refused.len());
+        self.metrics.time_ahead(ahead.len());
+        let mut ahead_labels = certified.labels.clone();
+        ahead_labels.insert(TIME_AHEAD_NOTE.to_owned(), "true".to_owned());
+        let groups: Vec<_> = [(certified.labels.clone(), ok), (ahead_labels, ahead)]
+            .into_iter()
+            .filter(|(_, events)| !events.is_empty())
+            .collect();
+        let store = self.store.clone();
+        let owned_host = host.to_owned();
+        let cutoff = self.counters.retention_cutoff.load(Relaxed);
+        let parts = blocking(move || {
+            groups
+                .into_iter()
+                .map(|(labels, events)| store.append_labelled(&owned_host, &labels, events, received, cutoff))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        // Stored and duplicate counts live in the host records (Stats sums them).
+        self.counters.batches.fetch_add(1, Relaxed);
+        let mut ack = Ack {
+            batch_id,
+            last_seq,
+            refused,
+            ..Ack::default()
+        };
+        let mut stored_events = Vec::new();
+        for appended in parts {
+            let again = appended.duplicates + appended.expired;
+            ack.duplicates += again;
+            if !appended.stored.is_empty() {
+                if stored_events.is_empty() {
+                    ack.first_leaf = appended.first_leaf;
+                }
+                ack.log_size = appended.log_size;
+            }
+            self.metrics.stored(&appended.stored, again);
+            stored_events.extend(appended.stored);
+        }
+        ack.stored = u32::try_from(stored_events.len()).unwrap_or(u32::MAX);
+        tracing::debug!(
+            host,
+            stored = ack.stored,
+            duplicates = ack.duplicates,
+            refused = ack.refused.len(),
+            last_seq,
+            "batch stored"
+        );
+        for stored in stored_events {
+            // No subscriber is not an error.
+            let _ = self.live.send(Arc::new(LiveItem {
+                item: Some(live_item::Item::Stored(stored)),
+            }));
+        }
+        Ok(ack)
+    }
+}
+
+/// The server's note on a stored event whose time is far ahead of its receive
+/// time (see `StoredEvent.labels` in the proto).
+pub const TIME_AHEAD_NOTE: &str = "ingest/time_ahead";
+
+/// A batch after [`IngestService::check_batch`].
+#[derive(Default)]
+struct Checked {
+    ok: Vec<Event>,
+    /// Valid, but far ahead of the server's clock: stored with a note.
+    ahead: Vec<Event>,
+    refused: Vec<RefusedEvent>,
+    /// The highest seq in the batch, refused events included.
+    last_seq: u64,
 }
 
 #[tonic::async_trait]

@@ -9,9 +9,11 @@ use tonic::{Request, Response, Status};
 use watchtower_pki::Role;
 use watchtower_proto::pb::query_server::Query;
 use watchtower_proto::pb::{
-    GetCheckpointRequest, GetSessionRequest, GetSessionResponse, ListAlertsRequest, ListAlertsResponse,
-    ListHostsRequest, ListHostsResponse, LiveItem, QueryEventsRequest, QueryEventsResponse, SignedCheckpoint,
-    StatsRequest, StatsResponse, SubscribeRequest, VerifyReport, VerifyRequest, live_item,
+    ConsistencyProofRequest, GetCheckpointRequest, GetSessionRequest, GetSessionResponse,
+    InclusionProofRequest, ListAlertsRequest, ListAlertsResponse, ListHostsRequest, ListHostsResponse,
+    LiveItem, LogEntriesRequest, LogEntriesResponse, LogEntry, Proof, QueryEventsRequest,
+    QueryEventsResponse, SignedCheckpoint, StatsRequest, StatsResponse, SubscribeRequest, VerifyReport,
+    VerifyRequest, live_item,
 };
 
 use super::blocking;
@@ -23,6 +25,7 @@ use crate::tamper::{self, CheckpointSigner};
 use crate::tls::authorize;
 
 const READERS: &[Role] = &[Role::Reader, Role::Admin];
+const ADMINS: &[Role] = &[Role::Admin];
 pub const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;
 
@@ -48,6 +51,26 @@ impl QueryService {
                 },
             )
         })
+    }
+}
+
+impl QueryService {
+    fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        authorize(request, ADMINS).map(|_| ()).map_err(|status| {
+            refuse(
+                &self.counters,
+                Refusal::NotAnAdmin {
+                    peer: request.remote_addr(),
+                    denied: status.into(),
+                },
+            )
+        })
+    }
+}
+
+fn proof(hashes: Vec<[u8; 32]>) -> Proof {
+    Proof {
+        hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
     }
 }
 
@@ -182,13 +205,59 @@ impl Query for QueryService {
         }
     }
 
-    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyReport>, Status> {
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<InclusionProofRequest>,
+    ) -> Result<Response<Proof>, Status> {
         self.reader(&request)?;
+        let InclusionProofRequest { index, tree_size } = request.into_inner();
+        let store = self.store.clone();
+        let hashes = blocking(move || store.inclusion_proof(index, tree_size)).await?;
+        Ok(Response::new(proof(hashes)))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<ConsistencyProofRequest>,
+    ) -> Result<Response<Proof>, Status> {
+        self.reader(&request)?;
+        let ConsistencyProofRequest { old_size, new_size } = request.into_inner();
+        let store = self.store.clone();
+        let hashes = blocking(move || store.consistency_proof(old_size, new_size)).await?;
+        Ok(Response::new(proof(hashes)))
+    }
+
+    async fn get_log_entries(
+        &self,
+        request: Request<LogEntriesRequest>,
+    ) -> Result<Response<LogEntriesResponse>, Status> {
+        self.reader(&request)?;
+        let LogEntriesRequest { start, count } = request.into_inner();
+        let store = self.store.clone();
+        let (entries, log_size) = blocking(move || {
+            let entries = store.log_entries(start, count)?;
+            Ok((entries, store.log_head().size))
+        })
+        .await?;
+        let entries = entries
+            .into_iter()
+            .map(|e| LogEntry {
+                index: e.index,
+                entry: e.entry,
+                record: e.record,
+            })
+            .collect();
+        Ok(Response::new(LogEntriesResponse { entries, log_size }))
+    }
+
+    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyReport>, Status> {
+        self.admin(&request)?;
         let host = request.into_inner().host_id;
         let store = self.store.clone();
-        let key = self.signer.public_key().to_vec();
+        let verifier = watchtower_tlog::CheckpointVerifier::new(self.signer.verifier_key())
+            .map_err(|e| Status::internal(e.to_string()))?;
         let report =
-            blocking(move || tamper::verify(&store, (!host.is_empty()).then_some(host.as_str()), &key))
+            blocking(move || tamper::verify(&store, (!host.is_empty()).then_some(host.as_str()), &verifier))
                 .await?;
         if report.findings.is_empty() {
             tracing::info!(

@@ -14,8 +14,9 @@
 //! | not a reader            | `not_a_reader`    | the same             |
 //! | certificate revoked     | `revoked`         | `PERMISSION_DENIED`  |
 //! | Hello for another host  | `host_mismatch`   | `PERMISSION_DENIED`  |
-//! | event for another host  | `host_mismatch`   | `PERMISSION_DENIED`  |
-//! | invalid event           | `invalid_event`   | `INVALID_ARGUMENT`   |
+//! | event for another host  | `host_mismatch`   | `PERMISSION_DENIED` (the whole batch) |
+//! | invalid event           | `invalid_event`   | none: that event is named in the Ack's `refused` (with its precise reason, counted by reason in `watchtower_ingest_refused_events_total`), the rest of the batch is stored |
+//! | heartbeat with an invalid spool state | `invalid_heartbeat` | none: the heartbeat counts, its spool state is not kept |
 //! | empty or undecodable message | `malformed`  | `INVALID_ARGUMENT`   |
 //! | message over the size limit  | `oversized`  | `RESOURCE_EXHAUSTED` |
 //! | batch over the event limit   | `batch_too_large` | `RESOURCE_EXHAUSTED` |
@@ -59,12 +60,27 @@ pub enum Refusal {
         peer: Option<SocketAddr>,
         denied: Denied,
     },
+    /// The caller of an admin-only call (the server's own audit) is not an admin.
+    NotAnAdmin {
+        peer: Option<SocketAddr>,
+        denied: Denied,
+    },
     /// The agent's certificate was revoked while its stream was open.
     Revoked { host: String, serial: String },
     /// The agent's Hello names another host than its certificate.
     HelloForAnotherHost { host: String, claimed: String },
-    /// An event of a batch cannot be stored (nothing of the batch is).
+    /// An event of a batch makes the whole batch unacceptable (it names another
+    /// host): nothing of the batch is stored.
     InvalidEvent { host: String, invalid: InvalidEvent },
+    /// One event of a batch cannot be stored; the others are. Not a status: the
+    /// Ack names it.
+    EventRefused {
+        host: String,
+        position: usize,
+        invalid: InvalidEvent,
+    },
+    /// A heartbeat's spool state is over the limits: not kept. Not a status.
+    InvalidHeartbeat { host: String, invalid: InvalidEvent },
     /// A batch holds more events than allowed.
     BatchTooLarge { host: String, events: usize, max: usize },
     /// An agent message without content.
@@ -82,13 +98,15 @@ impl Refusal {
         match self {
             Refusal::NotAnAgent { .. } => "not_an_agent",
             Refusal::NotAReader { .. } => "not_a_reader",
+            Refusal::NotAnAdmin { .. } => "not_an_admin",
             Refusal::Revoked { .. } => "revoked",
             Refusal::HelloForAnotherHost { .. }
             | Refusal::InvalidEvent {
                 invalid: InvalidEvent::HostMismatch { .. },
                 ..
             } => "host_mismatch",
-            Refusal::InvalidEvent { .. } => "invalid_event",
+            Refusal::InvalidEvent { .. } | Refusal::EventRefused { .. } => "invalid_event",
+            Refusal::InvalidHeartbeat { .. } => "invalid_heartbeat",
             Refusal::BatchTooLarge { .. } => "batch_too_large",
             Refusal::EmptyMessage { .. } | Refusal::Malformed { .. } => "malformed",
             Refusal::Oversized { .. } => "oversized",
@@ -102,6 +120,9 @@ impl Refusal {
             }
             Refusal::NotAReader { peer, denied } => {
                 tracing::warn!(error = %denied.message, ?peer, "refused a query");
+            }
+            Refusal::NotAnAdmin { peer, denied } => {
+                tracing::warn!(error = %denied.message, ?peer, "refused an admin-only call");
             }
             Refusal::Revoked { host, serial } => {
                 tracing::error!(host, %serial, "the agent's certificate was revoked: stream closed");
@@ -120,6 +141,22 @@ impl Refusal {
                     tracing::warn!(host, error = %invalid, "refused a batch with an invalid event; nothing of it stored");
                 }
             }
+            Refusal::EventRefused {
+                host,
+                position,
+                invalid,
+            } => {
+                tracing::warn!(
+                    host,
+                    position,
+                    reason = invalid.reason(),
+                    error = %invalid,
+                    "refused one event of a batch (the agent quarantines it); the rest of the batch is stored"
+                );
+            }
+            Refusal::InvalidHeartbeat { host, invalid } => {
+                tracing::warn!(host, error = %invalid, "a heartbeat's spool state is over the limits: not kept");
+            }
             Refusal::BatchTooLarge { host, events, .. } => {
                 tracing::warn!(host, events, "rejected a batch over the limit");
             }
@@ -137,14 +174,16 @@ impl Refusal {
 
     fn into_status(self) -> Status {
         match self {
-            Refusal::NotAnAgent { denied, .. } | Refusal::NotAReader { denied, .. } => {
-                Status::new(denied.code, denied.message)
-            }
+            Refusal::NotAnAgent { denied, .. }
+            | Refusal::NotAReader { denied, .. }
+            | Refusal::NotAnAdmin { denied, .. } => Status::new(denied.code, denied.message),
             Refusal::Revoked { .. } => Status::permission_denied("this certificate has been revoked"),
             Refusal::HelloForAnotherHost { host, claimed } => {
                 Status::permission_denied(format!("this certificate is for host {host:?}, not {claimed:?}"))
             }
-            Refusal::InvalidEvent { invalid, .. } => {
+            Refusal::InvalidEvent { invalid, .. }
+            | Refusal::EventRefused { invalid, .. }
+            | Refusal::InvalidHeartbeat { invalid, .. } => {
                 if let InvalidEvent::HostMismatch { .. } = invalid {
                     Status::permission_denied(invalid.to_string())
                 } else {
@@ -163,12 +202,19 @@ impl Refusal {
     }
 }
 
-/// Count a refusal, log it, and answer it: the only place refusals are counted.
+/// Count a refusal, log it, and answer it: with [`note`], the only place
+/// refusals are counted.
 #[must_use]
 pub fn refuse(counters: &ServerCounters, refusal: Refusal) -> Status {
+    note(counters, &refusal);
+    refusal.into_status()
+}
+
+/// Count a refusal of part of a message (one event of a batch, a heartbeat's
+/// spool state) and log it; the stream goes on.
+pub fn note(counters: &ServerCounters, refusal: &Refusal) {
     counters.reject(refusal.reason());
     refusal.log();
-    refusal.into_status()
 }
 
 /// The code a store failure is answered with.
@@ -176,7 +222,12 @@ pub fn refuse(counters: &ServerCounters, refusal: Refusal) -> Status {
 pub fn store_code(error: &StoreError) -> Code {
     match error {
         StoreError::BadPageToken | StoreError::SessionWithoutHost => Code::InvalidArgument,
-        StoreError::Corrupt(..) | StoreError::Frontier(_) => Code::DataLoss,
+        StoreError::Log(
+            watchtower_tlog::ProofError::OutOfRange { .. } | watchtower_tlog::ProofError::Shrank { .. },
+        ) => Code::OutOfRange,
+        StoreError::Corrupt(..) | StoreError::Log(_) | StoreError::LogSize | StoreError::OldFormat(..) => {
+            Code::DataLoss
+        }
         StoreError::Db(e) => db_code(&e.kind()),
     }
 }

@@ -82,7 +82,7 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
         }
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
-    let (log_size, _) = exporter.store.log_head();
+    let log_size = exporter.store.log_head().size;
     let text = exporter.metrics.render(
         &exporter.counters,
         &Snapshot {
@@ -90,7 +90,7 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
             stale_after_ns: exporter.stale_after_secs.saturating_mul(1_000_000_000),
             now_unix_ns: now_unix_ns(),
             log_size,
-            last_checkpoint_unix_ns: last.and_then(|c| c.checkpoint).map_or(0, |c| c.time_unix_ns),
+            last_checkpoint_unix_ns: last.map_or(0, |c| c.time_unix_ns),
         },
     );
     // Prometheus asks for OpenMetrics; promtool and curl get the classic format.
@@ -112,7 +112,7 @@ async fn healthz(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
     let store = exporter.store.clone();
     match tokio::task::spawn_blocking(move || store.oldest_event()).await {
         Ok(Ok(_)) => {
-            let (log_size, _) = exporter.store.log_head();
+            let log_size = exporter.store.log_head().size;
             let body = serde_json::json!({
                 "status": "ok",
                 "log_leaves": log_size,

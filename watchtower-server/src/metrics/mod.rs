@@ -3,10 +3,14 @@
 //! Cardinality is kept bounded on purpose: no metric is labelled by user, address
 //! or session, and `host` appears only on a few per-host health gauges (last
 //! heartbeat, spool, kernel losses, stale). Fleet-wide counters carry the service,
-//! outcome, kind, cause or reason only.
+//! outcome, kind, cause or reason only, and every label value that comes from an
+//! agent's payload is mapped onto a fixed set first: the PAM service onto
+//! [`SERVICES`] (anything else is `other`), a kernel loss cause onto
+//! [`KERNEL_CAUSES`]. The other label values are the server's own names.
 
 pub mod exporter;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -19,10 +23,53 @@ use prometheus_client::registry::Registry;
 use watchtower_proto::pb::{HostInfo, Outcome, StoredEvent, event::Body};
 
 use crate::counters::ServerCounters;
+use crate::facets::InvalidEvent;
+
+/// The PAM services logins are counted under; any other is `other`.
+pub const SERVICES: [&str; 9] = [
+    "sshd",
+    "su",
+    "su-l",
+    "sudo",
+    "sudo-i",
+    "login",
+    "cron",
+    "systemd-user",
+    "other",
+];
+
+/// The kernel loss causes (the agent's record kinds) a host's losses are shown
+/// under; any other is `other`.
+pub const KERNEL_CAUSES: [&str; 9] = [
+    "pam_start",
+    "pam_item",
+    "pam_call",
+    "exec",
+    "connect",
+    "fork",
+    "exit",
+    "session_link",
+    "other",
+];
+
+/// `value` if it is one of `allowed`, else `other` (the last of `allowed`).
+fn fixed<const N: usize>(allowed: &[&'static str; N], value: &str) -> &'static str {
+    allowed
+        .iter()
+        .find(|a| **a == value)
+        .copied()
+        .unwrap_or(allowed[N - 1])
+}
+
+/// The `service` label of a login: the PAM service if it is a known one, else `other`.
+#[must_use]
+pub fn service_label(service: &str) -> &'static str {
+    fixed(&SERVICES, service)
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LoginLabels {
-    service: String,
+    service: &'static str,
     outcome: &'static str,
     /// remote (the attempt names a remote host) or local (su, sudo, a console).
     origin: &'static str,
@@ -35,7 +82,7 @@ struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    reason: String,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,7 +98,7 @@ struct HostLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HostCauseLabels {
     host: String,
-    cause: String,
+    cause: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,12 +129,15 @@ pub struct Metrics {
     duplicates: Counter,
     batches: Counter,
     rejected: Family<ReasonLabels, Counter>,
+    refused_events: Family<ReasonLabels, Counter>,
+    time_ahead: Counter,
     tls_failures: Counter,
     retention_removed: Counter,
     lag: Histogram,
     active_sessions: Gauge,
     lost: Family<CauseLabels, Gauge>,
-    refused_events: AtomicU64,
+    /// Events refused one by one since the server started (never stored).
+    lost_refused: AtomicU64,
     hosts: Gauge,
     stale_hosts: Gauge,
     connected_agents: Gauge,
@@ -96,6 +146,7 @@ pub struct Metrics {
     host_stale: Family<HostLabels, Gauge>,
     host_spool_pending: Family<HostLabels, Gauge>,
     host_spool_bytes: Family<HostLabels, Gauge>,
+    host_spool_quarantined: Family<HostLabels, Gauge>,
     host_kernel_lost: Family<HostCauseLabels, Gauge>,
     alerts: Family<RuleLabels, Counter>,
     webhook: Family<ResultLabels, Counter>,
@@ -118,6 +169,8 @@ impl Metrics {
             duplicates: Counter::default(),
             batches: Counter::default(),
             rejected: Family::default(),
+            refused_events: Family::default(),
+            time_ahead: Counter::default(),
             tls_failures: Counter::default(),
             retention_removed: Counter::default(),
             lag: Histogram::new([
@@ -125,7 +178,7 @@ impl Metrics {
             ]),
             active_sessions: Gauge::default(),
             lost: Family::default(),
-            refused_events: AtomicU64::new(0),
+            lost_refused: AtomicU64::new(0),
             hosts: Gauge::default(),
             stale_hosts: Gauge::default(),
             connected_agents: Gauge::default(),
@@ -134,6 +187,7 @@ impl Metrics {
             host_stale: Family::default(),
             host_spool_pending: Family::default(),
             host_spool_bytes: Family::default(),
+            host_spool_quarantined: Family::default(),
             host_kernel_lost: Family::default(),
             alerts: Family::default(),
             webhook: Family::default(),
@@ -143,6 +197,12 @@ impl Metrics {
             exporter_unauthorized: Counter::default(),
         };
         m.active_sessions.set(open_sessions as i64);
+        // Every reason a single event is refused for is shown, zero or not.
+        for reason in InvalidEvent::REASONS {
+            if reason != "host_mismatch" {
+                m.refused_events.get_or_create(&ReasonLabels { reason }).inc_by(0);
+            }
+        }
         registry.register(
             "logins",
             "Login attempts stored, by PAM service, outcome and origin (remote or local)",
@@ -163,6 +223,18 @@ impl Metrics {
             "ingest_rejected",
             "Streams, messages and batches refused, by reason",
             m.rejected.clone(),
+        );
+        registry.register(
+            "ingest_refused_events",
+            "Events refused one by one at ingest, by reason (the rest of their batch is stored, \
+             the agent quarantines them)",
+            m.refused_events.clone(),
+        );
+        registry.register(
+            "events_time_ahead",
+            "Events stored whose time was more than 10 minutes ahead of the server's clock \
+             (stored with the note ingest/time_ahead)",
+            m.time_ahead.clone(),
         );
         registry.register(
             "tls_handshake_failures",
@@ -188,8 +260,8 @@ impl Metrics {
         registry.register(
             "events_lost",
             "Events lost, by cause: kernel (ring buffer full) and spool (dropped by the agent) as \
-             the agents last reported them; transport (events in batches the server refused) since \
-             the server started",
+             the agents last reported them; transport (events the server refused, each kept in its \
+             agent's quarantine) since the server started",
             m.lost.clone(),
         );
         registry.register("hosts", "Hosts that ever sent events", m.hosts.clone());
@@ -225,6 +297,11 @@ impl Metrics {
             "Size of the host's spool",
             prometheus_client::registry::Unit::Bytes,
             m.host_spool_bytes.clone(),
+        );
+        registry.register(
+            "host_spool_quarantined_events",
+            "Events the host's agent keeps in quarantine (refused by the server as invalid)",
+            m.host_spool_quarantined.clone(),
         );
         registry.register(
             "host_kernel_lost_events",
@@ -278,7 +355,7 @@ impl Metrics {
                     let outcome = Outcome::try_from(attempt.outcome).unwrap_or(Outcome::Unspecified);
                     self.logins
                         .get_or_create(&LoginLabels {
-                            service: attempt.service.clone(),
+                            service: service_label(&attempt.service),
                             outcome: outcome.name(),
                             origin: if attempt.remote_host.as_deref().is_some_and(|r| !r.is_empty()) {
                                 "remote"
@@ -299,9 +376,19 @@ impl Metrics {
         }
     }
 
-    /// Events of a batch the server refused (they will not be stored).
+    /// Events the server refused one by one (they will not be stored).
     pub fn refused(&self, events: usize) {
-        self.refused_events.fetch_add(events as u64, Relaxed);
+        self.lost_refused.fetch_add(events as u64, Relaxed);
+    }
+
+    /// One event refused for `reason` (one of [`InvalidEvent::REASONS`]).
+    pub fn refused_event(&self, reason: &'static str) {
+        self.refused_events.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Events stored with the `ingest/time_ahead` note.
+    pub fn time_ahead(&self, events: usize) {
+        self.time_ahead.inc_by(events as u64);
     }
 
     pub fn alert(&self, rule: &str) {
@@ -337,9 +424,7 @@ impl Metrics {
             .store(counters.retention_removed.load(Relaxed), Relaxed);
         for (reason, n) in counters.rejected() {
             self.rejected
-                .get_or_create(&ReasonLabels {
-                    reason: reason.to_owned(),
-                })
+                .get_or_create(&ReasonLabels { reason })
                 .inner()
                 .store(n, Relaxed);
         }
@@ -354,6 +439,7 @@ impl Metrics {
         self.host_stale.clear();
         self.host_spool_pending.clear();
         self.host_spool_bytes.clear();
+        self.host_spool_quarantined.clear();
         self.host_kernel_lost.clear();
         let (mut kernel, mut spool, mut stale) = (0u64, 0u64, 0i64);
         for host in snapshot.hosts {
@@ -373,16 +459,23 @@ impl Metrics {
                     .get_or_create(&labels)
                     .set(s.pending as i64);
                 self.host_spool_bytes.get_or_create(&labels).set(s.bytes as i64);
+                self.host_spool_quarantined
+                    .get_or_create(&labels)
+                    .set(s.quarantined as i64);
                 spool += s.dropped.values().sum::<u64>();
             }
+            let mut causes: BTreeMap<&'static str, u64> = BTreeMap::new();
             for (cause, n) in &host.kernel_lost {
                 kernel += n;
+                *causes.entry(fixed(&KERNEL_CAUSES, cause)).or_default() += n;
+            }
+            for (cause, n) in causes {
                 self.host_kernel_lost
                     .get_or_create(&HostCauseLabels {
                         host: host.host_id.clone(),
-                        cause: cause.clone(),
+                        cause,
                     })
-                    .set(*n as i64);
+                    .set(n as i64);
             }
         }
         self.hosts.set(snapshot.hosts.len() as i64);
@@ -395,7 +488,7 @@ impl Metrics {
             .set(spool as i64);
         self.lost
             .get_or_create(&CauseLabels { cause: "transport" })
-            .set(self.refused_events.load(Relaxed) as i64);
+            .set(self.lost_refused.load(Relaxed) as i64);
 
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -588,5 +681,95 @@ mod tests {
         has("watchtower_ingest_lag_seconds_count 4");
         assert!(!text.contains("alice") && !text.contains("10.0.0.9"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn payload_text_never_becomes_a_label_value() {
+        let metrics = Metrics::new(0);
+        let login = |service: &str| {
+            Body::LoginAttempt(LoginAttempt {
+                service: service.into(),
+                outcome: Outcome::Failure as i32,
+                ..LoginAttempt::default()
+            })
+        };
+        let hostile = ["sshd-evil", "x\"} 1\nwatchtower_fake 1", &"s".repeat(10_000), ""];
+        let mut batch: Vec<StoredEvent> = SERVICES
+            .iter()
+            .copied()
+            .chain(hostile.iter().copied())
+            .enumerate()
+            .map(|(i, service)| stored(i as u64 + 1, login(service)))
+            .collect();
+        // Thousands of distinct services make no new series.
+        batch.extend((0..2_000).map(|i| stored(100 + i, login(&format!("svc-{i}")))));
+        metrics.stored(&batch, 0);
+        let hosts = [HostInfo {
+            host_id: "web-1".into(),
+            kernel_lost: [("exec".to_owned(), 1), ("made-up-cause".to_owned(), 2)].into(),
+            ..HostInfo::default()
+        }];
+        let text = metrics.render(
+            &ServerCounters::default(),
+            &Snapshot {
+                hosts: &hosts,
+                stale_after_ns: 1,
+                now_unix_ns: 1,
+                log_size: 0,
+                last_checkpoint_unix_ns: 0,
+            },
+        );
+        let services: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("watchtower_logins_total{"))
+            .map(|l| l.split("service=\"").nth(1).unwrap().split('"').next().unwrap())
+            .collect();
+        assert_eq!(services.len(), SERVICES.len(), "{text}");
+        assert!(services.iter().all(|s| SERVICES.contains(s)), "{services:?}");
+        let other = r#"watchtower_logins_total{service="other",outcome="failure",origin="local"}"#;
+        // "other" itself, the 4 hostile ones and the 2,000 made-up ones.
+        assert!(text.contains(&format!("{other} 2005")), "{text}");
+        assert!(!text.contains("evil") && !text.contains("watchtower_fake") && !text.contains("svc-"));
+        let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        has(r#"watchtower_host_kernel_lost_events{host="web-1",cause="exec"} 1"#);
+        has(r#"watchtower_host_kernel_lost_events{host="web-1",cause="other"} 2"#);
+        assert!(!text.contains("made-up-cause"));
+    }
+
+    #[test]
+    fn refused_events_are_counted_by_a_fixed_set_of_reasons() {
+        let metrics = Metrics::new(0);
+        metrics.refused_event("field_too_long");
+        metrics.refused_event("field_too_long");
+        metrics.refused(2);
+        metrics.time_ahead(3);
+        let text = metrics.render(
+            &ServerCounters::default(),
+            &Snapshot {
+                hosts: &[HostInfo {
+                    host_id: "web-1".into(),
+                    spool: Some(SpoolHealth {
+                        quarantined: 2,
+                        ..SpoolHealth::default()
+                    }),
+                    ..HostInfo::default()
+                }],
+                stale_after_ns: 1,
+                now_unix_ns: 1,
+                log_size: 0,
+                last_checkpoint_unix_ns: 0,
+            },
+        );
+        let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        has(r#"watchtower_ingest_refused_events_total{reason="field_too_long"} 2"#);
+        has(r#"watchtower_ingest_refused_events_total{reason="event_too_large"} 0"#);
+        has(r#"watchtower_events_lost{cause="transport"} 2"#);
+        has("watchtower_events_time_ahead_total 3");
+        has(r#"watchtower_host_spool_quarantined_events{host="web-1"} 2"#);
+        let reasons = text
+            .lines()
+            .filter(|l| l.starts_with("watchtower_ingest_refused_events_total{"))
+            .count();
+        assert_eq!(reasons, InvalidEvent::REASONS.len() - 1, "{text}");
     }
 }

@@ -1,29 +1,35 @@
 //! Where an ingested batch becomes `RocksDB` writes: [`EventStore::append`] turns
 //! the events of one batch into a single synced write holding each new event's
 //! record, its index entries and dedup key, the session and host summaries it
-//! changes, its leaf in the tamper-evidence log and the log's new frontier.
+//! changes, its leaf in the tamper-evidence log and the subtree hashes it completes.
+//! A resent event (same host, boot and seq, same content) is counted, not stored
+//! again; one with other content is kept as evidence under its own leaf.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use prost::Message as _;
 use rocksdb::WriteBatch;
 use watchtower_proto::pb::{Event, HostInfo, SessionSummary, StoredEvent, event::Body};
 
-use super::keys::{self, LogLeaf, PrimaryKey};
+use watchtower_tlog::{LeafEntry, RecordId};
+
+use super::keys::{self, PrimaryKey};
 use super::{
-    BY_REMOTE, BY_SESSION, BY_TIME, BY_USER, EVENTS, EventStore, HOSTS, LOG_LEAVES, META, SEEN, SESSIONS,
+    BY_REMOTE, BY_SESSION, BY_TIME, BY_USER, CONFLICTS, EVENTS, EventStore, HOSTS, SEEN, SESSIONS,
     StoreError, decode, synced,
 };
 use crate::facets;
-use crate::merkle::{self, Hash};
 
 /// What one append did.
 #[derive(Debug, Default)]
 pub struct Appended {
     /// Events newly stored, in the batch's order.
     pub stored: Vec<StoredEvent>,
-    /// Events already stored before (or twice in the batch).
+    /// Events already stored before (or twice in the batch), with the same content.
     pub duplicates: u32,
+    /// Events with the id of a stored one and other content: kept as evidence
+    /// (their own leaf, `conflicts` column family), not indexed.
+    pub conflicts: Vec<StoredEvent>,
     /// Events older than the retention cut-off: acknowledged, not stored.
     pub expired: u32,
     pub last_seq: u64,
@@ -50,6 +56,10 @@ impl EventStore {
 
     /// [`EventStore::append`], each stored record carrying the host's `labels`
     /// (from its certificate).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one batch in one pass: each event's dedup, conflict, index and log writes in order"
+    )]
     pub fn append_labelled(
         &self,
         host: &str,
@@ -75,8 +85,9 @@ impl EventStore {
             .multi_get_cf(seen_keys.iter().map(|k| (seen_cf, k.as_slice())));
 
         let mut batch = WriteBatch::default();
-        let mut leaves: Vec<(Hash, Vec<u8>)> = Vec::new();
-        let mut in_batch: HashSet<&[u8]> = HashSet::new();
+        // Each new leaf's entry, and the record for a conflict leaf.
+        let mut leaves: Vec<(Vec<u8>, Option<StoredEvent>)> = Vec::new();
+        let mut in_batch: HashMap<&[u8], usize> = HashMap::new();
         let mut sessions: BTreeMap<u64, Option<SessionSummary>> = BTreeMap::new();
         let mut info = self.host(host)?.unwrap_or_else(|| HostInfo {
             host_id: host.to_owned(),
@@ -84,21 +95,46 @@ impl EventStore {
             ..HostInfo::default()
         });
         for ((event, seen_key), was) in events.into_iter().zip(&seen_keys).zip(already) {
-            if was?.is_some() || !in_batch.insert(seen_key.as_slice()) {
-                appended.duplicates += 1;
+            let earlier = match (was?, in_batch.get(seen_key.as_slice())) {
+                (_, Some(i)) => appended.stored[*i].event.clone(),
+                (Some(pk), None) => self
+                    .db
+                    .get_cf(self.cf(EVENTS), &pk)?
+                    .map(|bytes| decode::<StoredEvent>(&bytes, EVENTS))
+                    .transpose()?
+                    .and_then(|s| s.event),
+                (None, None) => None,
+            };
+            let stored = StoredEvent {
+                event: Some(event),
+                received_unix_ns,
+                labels: labels.clone(),
+            };
+            if let Some(earlier) = earlier {
+                if Some(&earlier) == stored.event.as_ref() {
+                    appended.duplicates += 1;
+                } else {
+                    let entry = LeafEntry::Conflict {
+                        id: record_id(host, &stored),
+                        record_sha256: stored.record_sha256(),
+                    };
+                    leaves.push((entry.encode(), Some(stored.clone())));
+                    appended.conflicts.push(stored);
+                }
                 continue;
             }
+            let event = stored.event.as_ref().expect("set above");
             if event.time_unix_ns < not_before_ns {
                 appended.expired += 1;
                 continue;
             }
             let pk = PrimaryKey::new(host, event.time_unix_ns, event.seq, &event.boot_id);
             let time = event.time_unix_ns;
-            for (family, prefix) in index_entries(&event) {
+            for (family, prefix) in index_entries(event) {
                 batch.put_cf(self.cf(family), keys::index_key(&prefix, time, &pk), b"");
             }
             batch.put_cf(seen_cf, seen_key, &pk.0);
-            self.summarise_session(host, &event, &mut sessions)?;
+            self.summarise_session(host, event, &mut sessions)?;
             info.last_event_unix_ns = info.last_event_unix_ns.max(time);
             info.last_seq = info.last_seq.max(event.seq);
             info.boot_id.clone_from(&event.boot_id);
@@ -108,15 +144,13 @@ impl EventStore {
                     info.spool.clone_from(&health.spool);
                 }
             }
-            let stored = StoredEvent {
-                event: Some(event),
-                received_unix_ns,
-                labels: labels.clone(),
+            let entry = LeafEntry::Record {
+                id: record_id(host, &stored),
+                record_sha256: stored.record_sha256(),
             };
-            let record = stored.encode_to_vec();
-            let leaf = merkle::leaf_hash(&pk.0, &record);
-            leaves.push((leaf, LogLeaf::encode(&leaf, time, seen_key)));
-            batch.put_cf(self.cf(EVENTS), &pk.0, record);
+            leaves.push((entry.encode(), None));
+            batch.put_cf(self.cf(EVENTS), &pk.0, stored.encode_to_vec());
+            in_batch.insert(seen_key.as_slice(), appended.stored.len());
             appended.stored.push(stored);
         }
         info.events_stored += appended.stored.len() as u64;
@@ -131,20 +165,27 @@ impl EventStore {
             }
         }
         batch.put_cf(self.cf(HOSTS), keys::host_key(host), info.encode_to_vec());
-        // The log: leaves numbered in commit order, the new frontier in the same write.
+        // The log: leaves numbered in commit order, in the same write.
         let mut log = self.log.lock().expect("log lock");
-        let mut frontier = log.clone();
-        appended.first_leaf = frontier.size();
+        appended.first_leaf = log.size;
+        let mut head = *log;
         if !leaves.is_empty() {
-            for (hash, value) in leaves {
-                batch.put_cf(self.cf(LOG_LEAVES), keys::log_leaf_key(frontier.size()), value);
-                frontier.push(hash);
+            let mut entries = Vec::with_capacity(leaves.len());
+            for (index, (entry, conflict)) in (log.size..).zip(leaves) {
+                if let Some(record) = conflict {
+                    batch.put_cf(
+                        self.cf(CONFLICTS),
+                        keys::log_leaf_key(index),
+                        record.encode_to_vec(),
+                    );
+                }
+                entries.push(entry);
             }
-            batch.put_cf(self.cf(META), keys::LOG_FRONTIER, frontier.encode());
+            head = self.append_leaves(&mut batch, log.size, entries)?;
         }
         self.db.write_opt(batch, &synced())?;
-        appended.log_size = frontier.size();
-        *log = frontier;
+        appended.log_size = head.size;
+        *log = head;
         Ok(appended)
     }
 
@@ -236,6 +277,17 @@ impl EventStore {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The id a leaf names: the certified host, the event's boot, seq and time.
+fn record_id(host: &str, stored: &StoredEvent) -> RecordId {
+    let event = stored.event.as_ref().expect("stored records have an event");
+    RecordId {
+        host_id: host.to_owned(),
+        boot_id: event.boot_id.clone(),
+        seq: event.seq,
+        time_unix_ns: event.time_unix_ns,
     }
 }
 

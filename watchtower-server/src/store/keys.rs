@@ -5,7 +5,7 @@
 //! strings), so `text 0x00` is a prefix no other text extends, and big-endian
 //! numbers sort like the numbers.
 //!
-//! The 13 column families (names in [`super`]):
+//! The 15 column families (names in [`super`]):
 //!
 //! | column family   | key                                 | value                                   | encoded by |
 //! |-----------------|-------------------------------------|-----------------------------------------|------------|
@@ -17,35 +17,25 @@
 //! | `seen`          | host 0 boot 0 seq                   | primary key                             | [`seen_key`] |
 //! | `sessions`      | host 0 session                      | `SessionSummary`                        | [`session_key`] |
 //! | `hosts`         | host                                | `HostInfo`                              | [`host_key`] |
-//! | `meta`          | record name (`log_frontier`, `retention`) | log frontier: size · peaks; retention: text | [`LOG_FRONTIER`], [`crate::merkle::Frontier::encode`] |
-//! | `log_leaves`    | leaf index                          | hash(32) time · host 0 boot 0 seq       | [`log_leaf_key`], [`LogLeaf`] |
-//! | `checkpoints`   | time · size                         | `SignedCheckpoint`                      | [`checkpoint_key`] |
+//! | `meta`          | record name (`log_size`, `store_format`, `retention`) | log size: u64; format: text; retention: text | [`LOG_SIZE`], [`STORE_FORMAT`] |
+//! | `log_leaves`    | leaf index                          | the leaf's entry (canonical JSON, see watchtower-tlog) | [`log_leaf_key`] |
+//! | `log_hashes`    | stored hash index (tlog layout)     | SHA-256 of a complete subtree (32)      | [`log_hash_key`] |
+//! | `conflicts`     | leaf index                          | `StoredEvent`: a second record with a stored record's id | [`log_leaf_key`] |
+//! | `checkpoints`   | time · size                         | `SignedCheckpoint` (a C2SP signed note) | [`checkpoint_key`] |
 //! | `alerts`        | alert id                            | `Alert`                                 | [`alert_key`] |
 //! | `known_remotes` | user 0 address                      | time first seen                         | [`known_remote_key`], [`time_value`] |
 //!
 //! Every number (time, seq, session, leaf index, size, alert id) is a u64
-//! big-endian; `boot` in a primary key is the FNV-1a hash of the boot id (8
-//! bytes), so primary keys have a fixed 24-byte tail after the host. Protobuf
-//! values (`StoredEvent`, ...) are `prost` encodings of the watchtower-proto types.
+//! big-endian; `boot` in a primary key is the whole boot id, last, so two boots
+//! never share a key. Protobuf values (`StoredEvent`, ...) are `prost` encodings
+//! of the watchtower-proto types.
 
-use crate::merkle::Hash;
-
-/// Bytes after `host 0` in a primary key.
-const PRIMARY_TAIL: usize = 24;
+/// Bytes after `host 0` in a primary key before the boot id: time and seq.
+const PRIMARY_FIXED: usize = 16;
 
 /// The primary key of an event.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PrimaryKey(pub Vec<u8>);
-
-#[must_use]
-pub fn fnv1a(text: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
 
 fn text0(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
@@ -55,11 +45,11 @@ fn text0(out: &mut Vec<u8>, text: &str) {
 impl PrimaryKey {
     #[must_use]
     pub fn new(host: &str, time_unix_ns: u64, seq: u64, boot_id: &str) -> PrimaryKey {
-        let mut key = Vec::with_capacity(host.len() + 1 + PRIMARY_TAIL);
+        let mut key = Vec::with_capacity(host.len() + 1 + PRIMARY_FIXED + boot_id.len());
         text0(&mut key, host);
         key.extend_from_slice(&time_unix_ns.to_be_bytes());
         key.extend_from_slice(&seq.to_be_bytes());
-        key.extend_from_slice(&fnv1a(boot_id).to_be_bytes());
+        key.extend_from_slice(boot_id.as_bytes());
         PrimaryKey(key)
     }
 
@@ -67,7 +57,7 @@ impl PrimaryKey {
     #[must_use]
     pub fn parse(bytes: &[u8]) -> Option<(&str, u64)> {
         let nul = bytes.iter().position(|b| *b == 0)?;
-        if bytes.len() != nul + 1 + PRIMARY_TAIL {
+        if bytes.len() < nul + 1 + PRIMARY_FIXED {
             return None;
         }
         let host = std::str::from_utf8(&bytes[..nul]).ok()?;
@@ -176,12 +166,16 @@ pub fn host_key(host: &str) -> &[u8] {
     host.as_bytes()
 }
 
-/// The `meta` record holding the log's frontier, rewritten with every append.
-pub const LOG_FRONTIER: &[u8] = b"log_frontier";
+/// The `meta` record holding the log's size, rewritten with every append.
+pub const LOG_SIZE: &[u8] = b"log_size";
+/// The `meta` record naming the layout of this store ([`CURRENT_FORMAT`]).
+pub const STORE_FORMAT: &[u8] = b"store_format";
+/// This build's layout: full boot ids in primary keys, canonical leaf entries.
+pub const CURRENT_FORMAT: &[u8] = b"2";
 /// The `meta` record of the last retention run.
 pub const RETENTION: &str = "retention";
 
-/// The key of leaf `index` of the tamper-evidence log.
+/// The key of leaf `index` of the tamper-evidence log (and of a conflict record).
 #[must_use]
 pub fn log_leaf_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -193,54 +187,16 @@ pub fn log_leaf_index(key: &[u8]) -> Option<u64> {
     be_u64(key)
 }
 
-/// A leaf of the tamper-evidence log as stored: its hash and what it names
-/// (`hash(32) time(8) host 0 boot 0 seq(8)`, the tail being the event's
-/// [`seen_key`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogLeaf {
-    pub hash: Hash,
-    pub time_unix_ns: u64,
-    pub host: String,
-    pub boot_id: String,
-    pub seq: u64,
+/// The key of a stored subtree hash (its `tlog` stored hash index).
+#[must_use]
+pub fn log_hash_key(stored_index: u64) -> [u8; 8] {
+    stored_index.to_be_bytes()
 }
 
-impl LogLeaf {
-    /// The stored value of a leaf for the event with dedup key `seen_key`.
-    #[must_use]
-    pub fn encode(hash: &Hash, time_unix_ns: u64, seen_key: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(40 + seen_key.len());
-        out.extend_from_slice(hash);
-        out.extend_from_slice(&time_unix_ns.to_be_bytes());
-        out.extend_from_slice(seen_key);
-        out
-    }
-
-    #[must_use]
-    pub fn decode(bytes: &[u8]) -> Option<LogLeaf> {
-        let (hash, rest) = bytes.split_first_chunk::<32>()?;
-        let (time, rest) = rest.split_first_chunk::<8>()?;
-        let (rest, seq) = rest.split_last_chunk::<8>()?;
-        let mut texts = rest.split(|b| *b == 0);
-        let host = std::str::from_utf8(texts.next()?).ok()?.to_owned();
-        let boot_id = std::str::from_utf8(texts.next()?).ok()?.to_owned();
-        if texts.next() != Some(&[][..]) || texts.next().is_some() {
-            return None;
-        }
-        Some(LogLeaf {
-            hash: *hash,
-            time_unix_ns: u64::from_be_bytes(*time),
-            host,
-            boot_id,
-            seq: u64::from_be_bytes(*seq),
-        })
-    }
-
-    /// The primary key of the event this leaf logs.
-    #[must_use]
-    pub fn primary_key(&self) -> PrimaryKey {
-        PrimaryKey::new(&self.host, self.time_unix_ns, self.seq, &self.boot_id)
-    }
+/// A stored log size (the `log_size` meta record).
+#[must_use]
+pub fn parse_log_size(value: &[u8]) -> Option<u64> {
+    be_u64(value)
 }
 
 /// The key of a checkpoint: `time size`, so the newest sorts last.
@@ -353,6 +309,13 @@ mod tests {
     }
 
     #[test]
+    fn boot_ids_with_equal_fnv_hashes_have_different_keys() {
+        // FNV-1a 64 collides on these two (the old key layout hashed the boot id).
+        let (a, b) = ("8yn0iYCKYHlIj4-BwPqk", "GReLUrM4wMqfg9yzV3KQ");
+        assert_ne!(PrimaryKey::new("h", 1, 2, a), PrimaryKey::new("h", 1, 2, b));
+    }
+
+    #[test]
     fn index_entries_carry_their_primary_key_and_sort_by_time() {
         let pk = PrimaryKey::new("web-1", 7, 3, "b");
         let prefix = text_prefix("alice");
@@ -434,15 +397,18 @@ mod tests {
         }
 
         #[test]
-        fn log_leaves_round_trip(
-            hash in any::<[u8; 32]>(), time in any::<u64>(), host in text(), boot in text(),
-            seq in any::<u64>(), index in any::<u64>(),
-        ) {
-            let value = LogLeaf::encode(&hash, time, &seen_key(&host, &boot, seq));
-            let leaf = LogLeaf::decode(&value).unwrap();
-            prop_assert_eq!(&leaf, &LogLeaf { hash, time_unix_ns: time, host: host.clone(), boot_id: boot.clone(), seq });
-            prop_assert_eq!(leaf.primary_key(), PrimaryKey::new(&host, time, seq, &boot));
+        fn log_keys_round_trip(index in any::<u64>(), size in any::<u64>()) {
             prop_assert_eq!(log_leaf_index(&log_leaf_key(index)), Some(index));
+            prop_assert_eq!(parse_log_size(&size.to_be_bytes()), Some(size));
+            prop_assert_eq!(log_hash_key(index), index.to_be_bytes());
+        }
+
+        #[test]
+        fn boots_whose_hashes_would_collide_have_their_own_keys(
+            host in text(), time in any::<u64>(), seq in any::<u64>(), a in text(), b in text(),
+        ) {
+            prop_assume!(a != b);
+            prop_assert_ne!(PrimaryKey::new(&host, time, seq, &a), PrimaryKey::new(&host, time, seq, &b));
         }
 
         #[test]

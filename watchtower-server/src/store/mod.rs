@@ -1,13 +1,14 @@
 //! The event store, the only code that touches `RocksDB`: one column family for
 //! events (by host, time and seq), one per index, summaries of sessions and hosts,
 //! the tamper-evidence log and its checkpoints, and the alerts. Every key and
-//! value encoding, with a table of all 13 column families, is in [`keys`].
+//! value encoding, with a table of all 15 column families, is in [`keys`].
 //!
 //! - [`append`]: an ingested batch becomes one synced `RocksDB` write (events,
 //!   index entries, dedup keys, session and host summaries, log leaves);
 //! - [`query`]: pages of events by the most selective index, session views;
 //! - [`hosts`]: host records and the open-session count;
-//! - [`log`]: the log's leaves, frontier and signed checkpoints, as stored;
+//! - [`log`]: the log's leaves, subtree hashes, proofs and signed checkpoints,
+//!   and one snapshot for an audit;
 //! - [`alerts`]: alerts raised and the addresses users logged in from;
 //! - [`retention`]: removal by age, the only deletion.
 //!
@@ -34,8 +35,6 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 pub use append::Appended;
 pub use query::MAX_SESSION_EVENTS;
 
-use crate::merkle::Frontier;
-
 pub(crate) const EVENTS: &str = "events";
 pub(crate) const BY_TIME: &str = "by_time";
 pub(crate) const BY_USER: &str = "by_user";
@@ -45,8 +44,12 @@ pub(crate) const SEEN: &str = "seen";
 pub(crate) const SESSIONS: &str = "sessions";
 pub(crate) const HOSTS: &str = "hosts";
 pub(crate) const META: &str = "meta";
-/// The tamper-evidence log: leaf index → [`keys::LogLeaf`].
+/// The tamper-evidence log: leaf index → the leaf's canonical entry.
 pub(crate) const LOG_LEAVES: &str = "log_leaves";
+/// The log's complete subtrees: stored hash index → SHA-256.
+pub(crate) const LOG_HASHES: &str = "log_hashes";
+/// Second records with a stored record's id: leaf index → `StoredEvent`.
+pub(crate) const CONFLICTS: &str = "conflicts";
 /// Signed checkpoints: time · size → `SignedCheckpoint`.
 pub(crate) const CHECKPOINTS: &str = "checkpoints";
 /// Alerts raised: id → `Alert`.
@@ -54,7 +57,7 @@ pub(crate) const ALERTS: &str = "alerts";
 /// Addresses each user logged in from: user 0 address → first time.
 pub(crate) const KNOWN_REMOTES: &str = "known_remotes";
 /// Every column family, created at open; [`keys`] lays out each.
-const FAMILIES: [&str; 13] = [
+const FAMILIES: [&str; 15] = [
     EVENTS,
     BY_TIME,
     BY_USER,
@@ -65,6 +68,8 @@ const FAMILIES: [&str; 13] = [
     HOSTS,
     META,
     LOG_LEAVES,
+    LOG_HASHES,
+    CONFLICTS,
     CHECKPOINTS,
     ALERTS,
     KNOWN_REMOTES,
@@ -80,15 +85,29 @@ pub enum StoreError {
     BadPageToken,
     #[error("a session filter needs a host (sessions are numbered per host)")]
     SessionWithoutHost,
-    #[error("{0}; the database may be damaged")]
-    Frontier(#[from] crate::merkle::DamagedFrontier),
+    #[error("the tamper-evidence log: {0}; the database may be damaged")]
+    Log(#[from] watchtower_tlog::ProofError),
+    #[error("the stored log size is not readable; the database may be damaged")]
+    LogSize,
+    #[error(
+        "{0} holds a store of an older layout (format {1}); this version keys records by the whole boot id \
+         and logs canonical entries: export it with the older version and start on an empty directory"
+    )]
+    OldFormat(std::path::PathBuf, String),
+}
+
+/// The log's size and root now (the root of the first `size` leaves).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogHead {
+    pub size: u64,
+    pub root: [u8; 32],
 }
 
 pub struct EventStore {
     db: DB,
-    /// The log's right edge; appends take it after their host lock, so leaves are
+    /// The log's head; appends take it after their host lock, so leaves are
     /// numbered in commit order.
-    log: Mutex<Frontier>,
+    log: Mutex<LogHead>,
     /// One writer per host at a time, so the dedup check and the write are atomic;
     /// hosts write concurrently and share WAL syncs.
     host_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -121,15 +140,38 @@ impl EventStore {
         });
         let db = DB::open_cf_descriptors(&options, dir, families)?;
         let meta = db.cf_handle(META).expect("created at open");
-        let frontier = match db.get_cf(meta, keys::LOG_FRONTIER)? {
-            Some(bytes) => Frontier::decode(&bytes)?,
-            None => Frontier::default(),
+        match db.get_cf(meta, keys::STORE_FORMAT)? {
+            Some(format) if format == keys::CURRENT_FORMAT => {}
+            Some(format) => {
+                return Err(StoreError::OldFormat(
+                    dir.to_owned(),
+                    String::from_utf8_lossy(&format).into_owned(),
+                ));
+            }
+            None => {
+                let events = db.cf_handle(EVENTS).expect("created at open");
+                if db
+                    .iterator_cf(events, rocksdb::IteratorMode::Start)
+                    .next()
+                    .is_some()
+                {
+                    return Err(StoreError::OldFormat(dir.to_owned(), "1".into()));
+                }
+                db.put_cf_opt(meta, keys::STORE_FORMAT, keys::CURRENT_FORMAT, &synced())?;
+            }
+        }
+        let size = match db.get_cf(meta, keys::LOG_SIZE)? {
+            Some(bytes) => keys::parse_log_size(&bytes).ok_or(StoreError::LogSize)?,
+            None => 0,
         };
-        Ok(EventStore {
+        let store = EventStore {
             db,
-            log: Mutex::new(frontier),
+            log: Mutex::new(LogHead { size, root: [0; 32] }),
             host_locks: Mutex::new(HashMap::new()),
-        })
+        };
+        let root = watchtower_tlog::tree::root(&store.log_hashes(), size)?;
+        store.log.lock().expect("log lock").root = root;
+        Ok(store)
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {

@@ -1,13 +1,14 @@
 //! Signed checkpoints of the tamper-evidence log: the server's Ed25519 key signs
-//! (size, root, time, reason, retention cut-off) at intervals, at shutdown and
-//! before retention removes anything. The key is created on first start (PKCS#8,
-//! mode 0600) with its public half beside it (`.pub`, hex) for auditors to pin.
+//! the log's size and root as a C2SP `tlog-checkpoint` note at start, at
+//! intervals, at shutdown and after a retention cut-off is logged. The key (a
+//! signed-note signer key, mode 0600, outside the data directory by default) is
+//! created only for an empty log; its verifier key is written beside it (`.pub`)
+//! for auditors to pin.
 
 use std::path::{Path, PathBuf};
 
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
-use watchtower_proto::hex;
-use watchtower_proto::pb::{Checkpoint, SignedCheckpoint};
+use watchtower_proto::pb::SignedCheckpoint;
+use watchtower_tlog::CheckpointSigner as NoteSigner;
 
 use crate::store::{EventStore, StoreError};
 
@@ -17,89 +18,96 @@ pub enum SignerError {
     Read(PathBuf, std::io::Error),
     #[error("cannot write the checkpoint signing key {0}: {1}")]
     Write(PathBuf, std::io::Error),
-    #[error("{0} is not an Ed25519 PKCS#8 key: {1}")]
-    Invalid(PathBuf, String),
+    #[error("{0} is not a checkpoint signing key: {1}")]
+    Invalid(PathBuf, watchtower_tlog::CheckpointError),
+    #[error(
+        "the checkpoint signing key {0} is missing but the log already holds {1} leaves: a new key would \
+         sign a history nobody can tell from a forged one. Restore the key (or start on an empty data directory)"
+    )]
+    MissingForExistingLog(PathBuf, u64),
+    #[error("the signing key {0} names log {1:?}, but log.origin is {2:?}")]
+    OtherOrigin(PathBuf, String, String),
 }
 
 pub struct CheckpointSigner {
-    key: Ed25519KeyPair,
-    origin: String,
+    signer: NoteSigner,
 }
 
-/// Where the public key of `key_path` is written.
+impl std::fmt::Debug for CheckpointSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointSigner")
+            .field("verifier_key", &self.verifier_key())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the verifier key of `key_path` is written.
 #[must_use]
 pub fn public_key_path(key_path: &Path) -> PathBuf {
     key_path.with_extension("pub")
 }
 
 impl CheckpointSigner {
-    /// Load the key at `path`, or create it (and its `.pub`) when there is none.
-    pub fn load_or_create(path: &Path) -> Result<CheckpointSigner, SignerError> {
-        let pkcs8 = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+    /// Load the key at `path`; create it (and its `.pub`) only when there is none
+    /// and the log of `store` is empty.
+    pub fn load(path: &Path, origin: &str, store: &EventStore) -> Result<CheckpointSigner, SignerError> {
+        let signer = match std::fs::read_to_string(path) {
+            Ok(text) => {
+                NoteSigner::from_signer_key(&text).map_err(|e| SignerError::Invalid(path.to_owned(), e))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let rng = ring::rand::SystemRandom::new();
-                let doc = Ed25519KeyPair::generate_pkcs8(&rng)
-                    .map_err(|e| SignerError::Invalid(path.to_owned(), e.to_string()))?;
-                watchtower_pki::write_file(path, doc.as_ref(), true)
+                let size = store.log_head().size;
+                if size > 0 {
+                    return Err(SignerError::MissingForExistingLog(path.to_owned(), size));
+                }
+                let (skey, _) =
+                    NoteSigner::generate(origin).map_err(|e| SignerError::Invalid(path.to_owned(), e))?;
+                watchtower_pki::create_new_file(path, format!("{skey}\n").as_bytes(), true)
                     .map_err(|e| SignerError::Write(path.to_owned(), e))?;
-                tracing::warn!(key = %path.display(), "created a new checkpoint signing key");
-                doc.as_ref().to_vec()
+                tracing::warn!(key = %path.display(), "created a new checkpoint signing key for an empty log");
+                NoteSigner::from_signer_key(&skey).map_err(|e| SignerError::Invalid(path.to_owned(), e))?
             }
             Err(e) => return Err(SignerError::Read(path.to_owned(), e)),
         };
-        let key = Ed25519KeyPair::from_pkcs8(&pkcs8)
-            .map_err(|e| SignerError::Invalid(path.to_owned(), e.to_string()))?;
-        let public = hex(key.public_key().as_ref());
+        if signer.origin() != origin {
+            return Err(SignerError::OtherOrigin(
+                path.to_owned(),
+                signer.origin().to_owned(),
+                origin.to_owned(),
+            ));
+        }
         let pub_path = public_key_path(path);
         if std::fs::read_to_string(&pub_path)
             .map(|s| s.trim().to_owned())
             .ok()
-            != Some(public.clone())
+            .as_deref()
+            != Some(signer.verifier_key())
         {
-            watchtower_pki::write_file(&pub_path, format!("{public}\n").as_bytes(), false)
-                .map_err(|e| SignerError::Write(pub_path.clone(), e))?;
+            watchtower_pki::write_file(
+                &pub_path,
+                format!("{}\n", signer.verifier_key()).as_bytes(),
+                false,
+            )
+            .map_err(|e| SignerError::Write(pub_path.clone(), e))?;
         }
-        let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref());
-        let origin = format!("watchtower/{}", &hex(digest.as_ref())[..16]);
-        Ok(CheckpointSigner { key, origin })
+        Ok(CheckpointSigner { signer })
     }
 
+    /// The verifier key auditors pin (`<origin>+<id>+<base64>`).
     #[must_use]
-    pub fn public_key(&self) -> &[u8] {
-        self.key.public_key().as_ref()
-    }
-
-    #[must_use]
-    pub fn sign(&self, checkpoint: Checkpoint) -> SignedCheckpoint {
-        let checkpoint = Checkpoint {
-            origin: self.origin.clone(),
-            ..checkpoint
-        };
-        SignedCheckpoint {
-            signature: self.key.sign(checkpoint.note().as_bytes()).as_ref().to_vec(),
-            public_key: self.public_key().to_vec(),
-            checkpoint: Some(checkpoint),
-        }
+    pub fn verifier_key(&self) -> &str {
+        self.signer.verifier_key()
     }
 
     /// Sign the head of `store`'s log now and keep the checkpoint there.
-    /// `retention_cutoff_unix_ns` announces a removal before it happens.
-    pub fn checkpoint(
-        &self,
-        store: &EventStore,
-        reason: &str,
-        retention_cutoff_unix_ns: u64,
-    ) -> Result<SignedCheckpoint, StoreError> {
-        let (size, root) = store.log_head();
-        let signed = self.sign(Checkpoint {
-            origin: String::new(),
-            size,
-            root: root.to_vec(),
+    pub fn checkpoint(&self, store: &EventStore, reason: &str) -> Result<SignedCheckpoint, StoreError> {
+        let head = store.log_head();
+        let signed = SignedCheckpoint {
+            note: self.signer.sign(head.size, head.root),
             time_unix_ns: crate::now_unix_ns(),
             reason: reason.to_owned(),
-            retention_cutoff_unix_ns,
-        });
+            size: head.size,
+        };
         store.put_checkpoint(&signed)?;
         Ok(signed)
     }
@@ -111,35 +119,48 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
-    fn the_key_is_created_once_and_signs_verifiable_checkpoints() {
+    fn the_key_is_created_once_for_an_empty_log_and_signs_verifiable_checkpoints() {
         let scratch = crate::Scratch::new("signer");
-        let dir = scratch.0.clone();
-        let path = dir.join("checkpoint-signing.key");
-        let first = CheckpointSigner::load_or_create(&path).unwrap();
-        let again = CheckpointSigner::load_or_create(&path).unwrap();
-        assert_eq!(first.public_key(), again.public_key());
+        let store = EventStore::open(&scratch.0.join("db")).unwrap();
+        let path = scratch.0.join("keys/checkpoint-signing.key");
+        let first = CheckpointSigner::load(&path, "watchtower/test", &store).unwrap();
+        let again = CheckpointSigner::load(&path, "watchtower/test", &store).unwrap();
+        assert_eq!(first.verifier_key(), again.verifier_key());
         let pinned = std::fs::read_to_string(public_key_path(&path)).unwrap();
-        assert_eq!(pinned.trim(), hex(first.public_key()));
+        assert_eq!(pinned.trim(), first.verifier_key());
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
 
-        let signed = again.sign(Checkpoint {
-            size: 3,
-            root: vec![7; 32],
-            reason: "periodic".into(),
-            ..Checkpoint::default()
-        });
-        let key = watchtower_proto::unhex(&pinned).unwrap();
-        let checkpoint = signed.verify(Some(&key)).unwrap();
-        assert!(checkpoint.origin.starts_with("watchtower/"));
-        assert_eq!(checkpoint.size, 3);
+        let signed = again.checkpoint(&store, "periodic").unwrap();
+        let head = watchtower_tlog::CheckpointVerifier::new(&pinned)
+            .unwrap()
+            .open(&signed.note)
+            .unwrap();
+        assert_eq!(head.size, 0);
+        assert!(matches!(
+            CheckpointSigner::load(&path, "watchtower/other", &store),
+            Err(SignerError::OtherOrigin(..))
+        ));
 
         std::fs::write(&path, b"not a key").unwrap();
         assert!(matches!(
-            CheckpointSigner::load_or_create(&path),
+            CheckpointSigner::load(&path, "watchtower/test", &store),
             Err(SignerError::Invalid(..))
         ));
+    }
+
+    #[test]
+    fn a_missing_key_with_an_existing_log_stops_the_server() {
+        let scratch = crate::Scratch::new("signer-missing");
+        let store = EventStore::open(&scratch.0.join("db")).unwrap();
+        store.log_retention(1, 2).unwrap();
+        let path = scratch.0.join("checkpoint-signing.key");
+        assert!(matches!(
+            CheckpointSigner::load(&path, "watchtower/test", &store),
+            Err(SignerError::MissingForExistingLog(_, 1))
+        ));
+        assert!(!path.exists());
     }
 }

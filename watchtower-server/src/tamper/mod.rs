@@ -1,9 +1,8 @@
-//! Tamper evidence: every stored event is a leaf of an append-only Merkle log
-//! ([`crate::merkle`]), whose heads the server signs with its Ed25519 key
-//! ([`checkpoint`]); [`verify`] checks every stored record against its leaf and
-//! the leaves against the signed heads. The log's leaves and checkpoints are
-//! stored by [`crate::store`] (see [`crate::store::log`]), which uses only the
-//! pure hashing of [`crate::merkle`], never this module.
+//! Tamper evidence: every stored record is a leaf of an append-only RFC 9162
+//! Merkle log (its format is the watchtower-tlog crate's), whose heads the server
+//! signs as C2SP checkpoints with its Ed25519 key ([`checkpoint`]); [`verify`]
+//! is the server's own audit of the store on one snapshot. The log is stored by
+//! [`crate::store`] (see [`crate::store::log`]), which never calls this module.
 
 pub mod checkpoint;
 pub mod verify;

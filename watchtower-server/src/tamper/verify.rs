@@ -1,213 +1,95 @@
-//! The check of every stored record against its leaf in the tamper-evidence log,
-//! and of the leaves against the signed checkpoints.
-//!
-//! What [`verify`] can name:
-//! - `changed`: a record no longer hashes to its leaf (edited in place);
-//! - `removed`: a leaf's record is gone and no signed retention cut-off covers it;
-//! - `unlogged`: a record no leaf accounts for (inserted behind the server's back);
-//! - `missing_leaf` / `damaged_leaf`: the log itself lost or garbled a leaf;
-//! - `root_mismatch`: the leaves no longer hash to a signed tree head (leaf and
-//!   record both rewritten): the change lies between the last matching checkpoint
-//!   and this one;
-//! - `truncated`: a signed checkpoint is larger than the log;
-//! - `bad_signature`: a checkpoint does not verify with the server's key.
+//! The server's own check of every stored record against its leaf in the
+//! tamper-evidence log, and of the leaves against the signed checkpoints, on one
+//! snapshot of the store. The checks themselves are [`watchtower_tlog::Audit`]'s,
+//! the same code `watchtowerctl verify` runs on the client; this adds what only
+//! the store can see: records that no leaf names (`unlogged`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use prost::Message as _;
-use watchtower_proto::hex;
-use watchtower_proto::pb::{Checkpoint, Finding, StoredEvent, VerifyReport};
+use watchtower_proto::pb::{Finding, StoredEvent, VerifyReport};
+use watchtower_tlog::{Audit, CheckpointVerifier, LeafEntry, StoredRecord};
 
-use crate::merkle::{self, Frontier};
-use crate::store::keys::LogLeaf;
+use crate::store::keys::PrimaryKey;
 use crate::store::{EventStore, StoreError};
 
-/// Findings listed at most (the counts stay exact).
-pub const MAX_FINDINGS: usize = 10_000;
-
-fn time_text(ns: u64) -> String {
-    let secs = (ns / 1_000_000_000) as i64;
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| format!("{ns} ns"))
-}
-
-fn short(hash: &[u8]) -> String {
-    hex(&hash[..hash.len().min(8)])
-}
-
 /// Check the records of `host` (or of every host) in `store` against the log,
-/// and the log against every checkpoint signed with `public_key`.
-#[expect(clippy::too_many_lines, reason = "one pass over the log, each check in order")]
-pub fn verify(store: &EventStore, host: Option<&str>, public_key: &[u8]) -> Result<VerifyReport, StoreError> {
+/// and the log against every checkpoint, whose signatures must verify with
+/// `verifier`.
+pub fn verify(
+    store: &EventStore,
+    host: Option<&str>,
+    verifier: &CheckpointVerifier,
+) -> Result<VerifyReport, StoreError> {
+    let view = store.audit_view();
+    let mut audit = Audit::new(host.map(str::to_owned), None);
+    let mut logged: HashSet<Vec<u8>> = HashSet::new();
+    for item in view.leaves() {
+        let (index, entry) = item?;
+        let record = match view.record_of(index, &entry)? {
+            None => StoredRecord::Absent,
+            Some(bytes) => match StoredEvent::decode(bytes.as_slice()) {
+                Ok(stored) => StoredRecord::Present {
+                    sha256: stored.record_sha256(),
+                    id: stored.record_id(),
+                },
+                Err(e) => StoredRecord::Unreadable(e.to_string()),
+            },
+        };
+        if let Ok(LeafEntry::Record { id, .. }) = LeafEntry::decode(&entry) {
+            logged.insert(PrimaryKey::new(&id.host_id, id.time_unix_ns, id.seq, &id.boot_id).0);
+        }
+        audit.leaf(index, &entry, record);
+    }
     let mut report = VerifyReport::default();
-    let mut findings = Findings::default();
-
-    // Checkpoints: signatures, the expected roots by size, the retention cut-off.
-    let mut expected: BTreeMap<u64, Vec<Checkpoint>> = BTreeMap::new();
-    let mut cutoff = 0u64;
-    for signed in store.checkpoints()? {
-        report.checkpoints_checked += 1;
-        match signed.verify(Some(public_key)) {
-            Ok(checkpoint) => {
-                cutoff = cutoff.max(checkpoint.retention_cutoff_unix_ns);
-                expected
-                    .entry(checkpoint.size)
-                    .or_default()
-                    .push(checkpoint.clone());
-            }
-            Err(e) => findings.push(Finding {
+    let mut bad_signatures = Vec::new();
+    for signed in view.checkpoints()? {
+        match verifier.open(&signed.note) {
+            Ok(head) => audit.head(&head),
+            Err(e) => bad_signatures.push(Finding {
                 problem: "bad_signature".into(),
-                detail: format!(
-                    "checkpoint of size {} signed at {}: {e}",
-                    signed.checkpoint.as_ref().map_or(0, |c| c.size),
-                    time_text(signed.checkpoint.as_ref().map_or(0, |c| c.time_unix_ns)),
-                ),
+                detail: format!("checkpoint of size {} ({}): {e}", signed.size, signed.reason),
                 ..Finding::default()
             }),
         }
+        report.checkpoints_checked += 1;
         report.latest = Some(signed);
     }
-    let check_roots = |frontier: &Frontier, last_good: &mut u64, findings: &mut Findings| {
-        for checkpoint in expected.get(&frontier.size()).into_iter().flatten() {
-            if checkpoint.root == frontier.root() {
-                *last_good = frontier.size();
-            } else {
-                findings.push(Finding {
-                    problem: "root_mismatch".into(),
-                    leaf: frontier.size(),
-                    detail: format!(
-                        "the first {} leaves no longer hash to the root signed at {} ({} signed, {} now): \
-                         a leaf in [{}, {}) and its record were rewritten",
-                        frontier.size(),
-                        time_text(checkpoint.time_unix_ns),
-                        short(&checkpoint.root),
-                        short(&frontier.root()),
-                        last_good,
-                        frontier.size()
-                    ),
-                    ..Finding::default()
-                });
-            }
-        }
-    };
-
-    // The log, leaf by leaf.
-    let mut frontier = Frontier::default();
-    let mut last_good = 0u64;
-    let mut log_intact = true;
-    let mut logged: HashSet<Vec<u8>> = HashSet::new();
-    check_roots(&frontier, &mut last_good, &mut findings);
-    for item in store.log_leaves() {
-        let (index, value) = item?;
-        if log_intact && index != frontier.size() {
-            findings.push(Finding {
-                problem: "missing_leaf".into(),
-                leaf: frontier.size(),
-                detail: format!(
-                    "leaves {}..{} are missing from the log; tree heads after it cannot be checked",
-                    frontier.size(),
-                    index
-                ),
-                ..Finding::default()
-            });
-            log_intact = false;
-        }
-        report.log_size = report.log_size.max(index.saturating_add(1));
-        let Some(leaf) = LogLeaf::decode(&value) else {
-            findings.push(Finding {
-                problem: "damaged_leaf".into(),
-                leaf: index,
-                detail: format!("leaf {index} cannot be read ({} bytes)", value.len()),
-                ..Finding::default()
-            });
-            log_intact = false;
-            continue;
-        };
-        if log_intact {
-            frontier.push(leaf.hash);
-            check_roots(&frontier, &mut last_good, &mut findings);
-        }
-        if host.is_some_and(|h| h != leaf.host) {
-            continue;
-        }
-        report.leaves_checked += 1;
-        let pk = leaf.primary_key();
-        let named = |problem: &str, detail: String| Finding {
-            problem: problem.into(),
-            leaf: index,
-            host_id: leaf.host.clone(),
-            boot_id: leaf.boot_id.clone(),
-            seq: leaf.seq,
-            time_unix_ns: leaf.time_unix_ns,
-            detail,
-        };
-        match store.event_record(&pk.0)? {
-            None if leaf.time_unix_ns < cutoff => report.pruned_by_retention += 1,
-            None => findings.push(named(
-                "removed",
-                format!(
-                    "the record logged at leaf {index} is gone (no signed retention cut-off covers {})",
-                    time_text(leaf.time_unix_ns)
-                ),
-            )),
-            Some(bytes) => {
-                let now = merkle::leaf_hash(&pk.0, &bytes);
-                if now == leaf.hash {
-                    report.records_intact += 1;
-                } else {
-                    findings.push(named(
-                        "changed",
-                        format!(
-                            "the stored record no longer hashes to its leaf (logged {}, now {}); it now reads: {}",
-                            short(&leaf.hash),
-                            short(&now),
-                            describe(&bytes)
-                        ),
-                    ));
-                }
-            }
-        }
-        logged.insert(pk.0);
-    }
-    if log_intact {
-        report.log_size = frontier.size();
-    }
-    if let Some((size, _)) = expected.iter().next_back()
-        && *size > report.log_size
-    {
-        findings.push(Finding {
-            problem: "truncated".into(),
-            leaf: report.log_size,
-            detail: format!(
-                "a checkpoint signed {size} leaves but the log holds {}: leaves were cut off its end",
-                report.log_size
-            ),
-            ..Finding::default()
-        });
-    }
-
-    // Records no leaf accounts for.
-    for item in store.event_records(host) {
+    for item in view.event_records() {
         let (key, value) = item?;
         if logged.contains(key.as_ref()) {
             continue;
         }
+        let stored = StoredEvent::decode(&*value).ok();
+        if host.is_some_and(|h| stored.as_ref().is_some_and(|s| s.record_id().host_id != h)) {
+            continue;
+        }
         report.unlogged_records += 1;
-        let event = StoredEvent::decode(&*value).ok().and_then(|s| s.event);
-        findings.push(Finding {
-            problem: "unlogged".into(),
-            leaf: 0,
-            host_id: event.as_ref().map(|e| e.host_id.clone()).unwrap_or_default(),
-            boot_id: event.as_ref().map(|e| e.boot_id.clone()).unwrap_or_default(),
-            seq: event.as_ref().map_or(0, |e| e.seq),
-            time_unix_ns: event.as_ref().map_or(0, |e| e.time_unix_ns),
-            detail: format!("a stored record no leaf accounts for: {}", describe(&value)),
-        });
+        let id = stored.as_ref().map(StoredEvent::record_id).unwrap_or_default();
+        audit.unlogged(id, &describe(&value));
     }
-    report.findings = findings.done();
+    let audited = audit.finish();
+    report.log_size = audited.log_size;
+    report.leaves_checked = audited.leaves_checked;
+    report.records_intact = audited.records_intact;
+    report.pruned_by_retention = audited.pruned_by_retention;
+    report.findings = bad_signatures;
+    report.findings.extend(audited.findings.into_iter().map(finding));
     Ok(report)
+}
+
+/// The edge between the audit's findings and the contract's.
+fn finding(f: watchtower_tlog::Finding) -> Finding {
+    let id = f.record.unwrap_or_default();
+    Finding {
+        problem: f.problem.into(),
+        leaf: f.leaf,
+        host_id: id.host_id,
+        boot_id: id.boot_id,
+        seq: id.seq,
+        time_unix_ns: id.time_unix_ns,
+        detail: f.detail,
+    }
 }
 
 /// A one-line account of a stored record, for findings.
@@ -227,33 +109,6 @@ fn describe(bytes: &[u8]) -> String {
     }
 }
 
-#[derive(Default)]
-struct Findings {
-    listed: Vec<Finding>,
-    more: u64,
-}
-
-impl Findings {
-    fn push(&mut self, finding: Finding) {
-        if self.listed.len() < MAX_FINDINGS {
-            self.listed.push(finding);
-        } else {
-            self.more += 1;
-        }
-    }
-
-    fn done(mut self) -> Vec<Finding> {
-        if self.more > 0 {
-            self.listed.push(Finding {
-                problem: "more".into(),
-                detail: format!("{} more findings not listed", self.more),
-                ..Finding::default()
-            });
-        }
-        self.listed
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +117,10 @@ mod tests {
     use crate::Scratch;
     use crate::store::{EVENTS, LOG_LEAVES};
     use crate::tamper::CheckpointSigner;
+
+    fn pinned(signer: &CheckpointSigner) -> CheckpointVerifier {
+        CheckpointVerifier::new(signer.verifier_key()).unwrap()
+    }
 
     fn scratch(name: &str) -> Scratch {
         Scratch::new(&format!("tamper-{name}"))
@@ -290,7 +149,7 @@ mod tests {
 
     fn setup(dir: &Scratch) -> (EventStore, CheckpointSigner) {
         let store = EventStore::open(&dir.0.join("db")).unwrap();
-        let signer = CheckpointSigner::load_or_create(&dir.0.join("key")).unwrap();
+        let signer = CheckpointSigner::load(&dir.0.join("key"), "watchtower/test", &store).unwrap();
         let a = store
             .append("web-1", (1..=5).map(|s| exec("web-1", s)).collect(), 1, 0)
             .unwrap();
@@ -299,7 +158,7 @@ mod tests {
             .append("db-1", (1..=3).map(|s| exec("db-1", s)).collect(), 1, 0)
             .unwrap();
         assert_eq!((b.first_leaf, b.log_size), (5, 8));
-        signer.checkpoint(&store, "periodic", 0).unwrap();
+        signer.checkpoint(&store, "periodic").unwrap();
         let c = store
             .append("web-1", (6..=7).map(|s| exec("web-1", s)).collect(), 1, 0)
             .unwrap();
@@ -307,7 +166,7 @@ mod tests {
         // Resent events are not logged twice.
         let d = store.append("web-1", vec![exec("web-1", 7)], 1, 0).unwrap();
         assert_eq!((d.duplicates, d.log_size), (1, 10));
-        signer.checkpoint(&store, "periodic", 0).unwrap();
+        signer.checkpoint(&store, "periodic").unwrap();
         (store, signer)
     }
 
@@ -319,7 +178,7 @@ mod tests {
     fn an_untouched_store_verifies_and_the_log_survives_reopening() {
         let dir = scratch("clean");
         let (store, signer) = setup(&dir);
-        let report = verify(&store, None, signer.public_key()).unwrap();
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
         assert_eq!(problems(&report), vec![]);
         assert_eq!(
             (
@@ -330,7 +189,7 @@ mod tests {
             ),
             (10, 10, 10, 2)
         );
-        let web = verify(&store, Some("web-1"), signer.public_key()).unwrap();
+        let web = verify(&store, Some("web-1"), &pinned(&signer)).unwrap();
         assert_eq!(
             (web.leaves_checked, web.records_intact, web.unlogged_records),
             (7, 7, 0)
@@ -341,10 +200,7 @@ mod tests {
         assert_eq!(store.log_head(), head);
         let e = store.append("web-1", vec![exec("web-1", 8)], 1, 0).unwrap();
         assert_eq!((e.first_leaf, e.log_size), (10, 11));
-        assert_eq!(
-            problems(&verify(&store, None, signer.public_key()).unwrap()),
-            vec![]
-        );
+        assert_eq!(problems(&verify(&store, None, &pinned(&signer)).unwrap()), vec![]);
     }
 
     #[test]
@@ -356,7 +212,7 @@ mod tests {
         record[at + 5] = b'X';
         store.raw_put(EVENTS, &pk("web-1", 3), &record);
         store.raw_delete(EVENTS, &pk("db-1", 2));
-        let report = verify(&store, None, signer.public_key()).unwrap();
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
         assert_eq!(
             problems(&report),
             vec![
@@ -368,7 +224,7 @@ mod tests {
         assert_eq!(report.findings[1].leaf, 6);
         assert_eq!(report.records_intact, 8);
         // A host's verify names only its own.
-        let web = verify(&store, Some("web-1"), signer.public_key()).unwrap();
+        let web = verify(&store, Some("web-1"), &pinned(&signer)).unwrap();
         assert_eq!(problems(&web), vec![("changed".into(), "web-1".into(), 3)]);
     }
 
@@ -390,9 +246,12 @@ mod tests {
             ..StoredEvent::default()
         }
         .encode_to_vec();
-        let mut leaf = store.raw_get(LOG_LEAVES, &3u64.to_be_bytes()).unwrap();
-        leaf[..32].copy_from_slice(&merkle::leaf_hash(&pk("web-1", 4), &record));
-        store.raw_put(LOG_LEAVES, &3u64.to_be_bytes(), &leaf);
+        let forged = StoredEvent::decode(record.as_slice()).unwrap();
+        let leaf = LeafEntry::Record {
+            id: forged.record_id(),
+            record_sha256: forged.record_sha256(),
+        };
+        store.raw_put(LOG_LEAVES, &3u64.to_be_bytes(), &leaf.encode());
         store.raw_put(EVENTS, &pk("web-1", 4), &record);
         // And a record slipped in behind the server's back.
         let forged = StoredEvent {
@@ -401,7 +260,7 @@ mod tests {
             ..StoredEvent::default()
         };
         store.raw_put(EVENTS, &pk("web-1", 99), &forged.encode_to_vec());
-        let report = verify(&store, None, signer.public_key()).unwrap();
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
         let found: Vec<_> = report
             .findings
             .iter()
@@ -412,7 +271,7 @@ mod tests {
             vec![("root_mismatch", 8), ("root_mismatch", 10), ("unlogged", 0)]
         );
         assert!(
-            report.findings[0].detail.contains("[0, 8)"),
+            report.findings[0].detail.contains("first 8 leaves"),
             "{}",
             report.findings[0].detail
         );
@@ -425,14 +284,15 @@ mod tests {
         let dir = scratch("retention");
         let (store, signer) = setup(&dir);
         // Events before t = 3 s go: web-1 seqs 1, 2 and db-1 seqs 1, 2.
-        signer.checkpoint(&store, "retention", 3_000_000_000).unwrap();
+        store.log_retention(3_000_000_000, 4_000_000_000).unwrap();
+        signer.checkpoint(&store, "retention").unwrap();
         assert_eq!(store.prune_before(3_000_000_000).unwrap(), 4);
-        let report = verify(&store, None, signer.public_key()).unwrap();
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
         assert_eq!(problems(&report), vec![]);
         assert_eq!((report.pruned_by_retention, report.records_intact), (4, 6));
         // Removing a newer record is still named.
         store.raw_delete(EVENTS, &pk("web-1", 6));
-        let report = verify(&store, None, signer.public_key()).unwrap();
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
         assert_eq!(problems(&report), vec![("removed".into(), "web-1".into(), 6)]);
     }
 
@@ -440,17 +300,95 @@ mod tests {
     fn checkpoints_from_another_key_or_cut_leaves_are_named() {
         let dir = scratch("keys");
         let (store, signer) = setup(&dir);
-        let other = CheckpointSigner::load_or_create(&dir.0.join("other-key")).unwrap();
-        let report = verify(&store, None, other.public_key()).unwrap();
+        let other = CheckpointSigner::load(&dir.0.join("other-key"), "watchtower/test", &store).unwrap_err();
+        assert!(matches!(
+            other,
+            crate::tamper::checkpoint::SignerError::MissingForExistingLog(..)
+        ));
+        let (_, other_key) = watchtower_tlog::CheckpointSigner::generate("watchtower/test").unwrap();
+        let other = CheckpointVerifier::new(&other_key).unwrap();
+        let report = verify(&store, None, &other).unwrap();
         let found: Vec<_> = report.findings.iter().map(|f| f.problem.as_str()).collect();
         assert_eq!(found, vec!["bad_signature", "bad_signature"]);
         store.raw_delete(LOG_LEAVES, &9u64.to_be_bytes());
-        let report = verify(&store, None, signer.public_key()).unwrap();
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
         let found: Vec<_> = report
             .findings
             .iter()
             .map(|f| (f.problem.as_str(), f.seq))
             .collect();
         assert_eq!(found, vec![("truncated", 0), ("unlogged", 7)]);
+    }
+
+    #[test]
+    fn a_zeroed_leaf_time_with_a_deleted_record_is_not_pruning() {
+        let dir = scratch("zeroed");
+        let (store, signer) = setup(&dir);
+        store.log_retention(1, 2).unwrap();
+        signer.checkpoint(&store, "retention").unwrap();
+        // The attacker sets leaf 2's time to 0 (before the cut-off) and deletes it.
+        let entry = LeafEntry::decode(&store.raw_get(LOG_LEAVES, &2u64.to_be_bytes()).unwrap()).unwrap();
+        let LeafEntry::Record {
+            mut id,
+            record_sha256,
+        } = entry
+        else {
+            panic!("a record leaf")
+        };
+        id.time_unix_ns = 0;
+        store.raw_put(
+            LOG_LEAVES,
+            &2u64.to_be_bytes(),
+            &LeafEntry::Record { id, record_sha256 }.encode(),
+        );
+        store.raw_delete(EVENTS, &pk("web-1", 3));
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
+        let found: Vec<_> = report.findings.iter().map(|f| f.problem.as_str()).collect();
+        assert_eq!(found, ["root_mismatch", "root_mismatch", "root_mismatch"]);
+        assert_eq!(report.pruned_by_retention, 1);
+    }
+
+    #[test]
+    fn a_conflicting_duplicate_is_kept_logged_and_named() {
+        let dir = scratch("conflict");
+        let (store, signer) = setup(&dir);
+        let mut other = exec("web-1", 3);
+        other.body = Some(Body::Exec(Exec {
+            filename: "/bin/other".into(),
+            ..Exec::default()
+        }));
+        let appended = store
+            .append("web-1", vec![other, exec("web-1", 3)], 2, 0)
+            .unwrap();
+        assert_eq!(
+            (appended.duplicates, appended.conflicts.len(), appended.log_size),
+            (1, 1, 11)
+        );
+        signer.checkpoint(&store, "periodic").unwrap();
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
+        assert_eq!(problems(&report), vec![("conflict".into(), "web-1".into(), 3)]);
+        assert_eq!(report.findings[0].leaf, 10);
+        // The original is untouched.
+        assert_eq!(report.records_intact, 11);
+    }
+
+    #[test]
+    fn events_of_two_boots_whose_boot_hashes_collide_are_both_kept() {
+        let dir = scratch("boots");
+        let store = EventStore::open(&dir.0.join("db")).unwrap();
+        let boots = ["8yn0iYCKYHlIj4-BwPqk", "GReLUrM4wMqfg9yzV3KQ"];
+        let events: Vec<Event> = boots
+            .iter()
+            .map(|boot| Event {
+                boot_id: (*boot).into(),
+                ..exec("web-1", 1)
+            })
+            .collect();
+        let signer = CheckpointSigner::load(&dir.0.join("key"), "watchtower/test", &store).unwrap();
+        let appended = store.append("web-1", events, 1, 0).unwrap();
+        assert_eq!(appended.stored.len(), 2);
+        signer.checkpoint(&store, "periodic").unwrap();
+        let report = verify(&store, None, &pinned(&signer)).unwrap();
+        assert_eq!((problems(&report), report.records_intact), (vec![], 2));
     }
 }

@@ -23,6 +23,16 @@ pub struct Args {
     pub filters: Filters,
     #[command(flatten)]
     pub period: Period,
+    /// Write a proof bundle instead (JSON: the signed checkpoint, and each matching
+    /// record with its leaf entry and inclusion proof), checkable offline with
+    /// `watchtowerctl verify --bundle` or a few lines of another language. Needs
+    /// `--public-key` and `--output`.
+    #[arg(long, requires_all = ["public_key", "output"])]
+    pub proofs: bool,
+    /// The log's pinned verifier key: the bundle is written only when the server's
+    /// checkpoint is signed by it and the log matches it.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,6 +43,12 @@ pub enum Format {
 
 pub async fn run(args: &Args, client: &mut Client) -> anyhow::Result<()> {
     let filter = filter_of(&args.filters, range(&args.period)?)?;
+    if let (true, Some(key), Some(out)) = (args.proofs, &args.public_key, &args.output) {
+        let verifier = crate::commands::verify::read_key(key)?;
+        let n = crate::commands::bundle::write(client, &filter, &verifier, out).await?;
+        eprintln!("exported {n} records with their proofs to {}", out.display());
+        return Ok(());
+    }
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => {
             Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?)

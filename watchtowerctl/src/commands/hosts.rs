@@ -1,5 +1,6 @@
 //! `hosts`: every host's agent, last heartbeat, stale or not, spool and loss
-//! counters, labels and certificate expiry.
+//! counters, the events its agent holds in quarantine (refused by the server as
+//! invalid, kept on the host), labels and certificate expiry.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ pub struct Args {
     pub stale_after: u64,
 }
 
-const HEADER: [&str; 12] = [
+const HEADER: [&str; 13] = [
     "HOST",
     "AGENT",
     "CONNECTED",
@@ -28,6 +29,7 @@ const HEADER: [&str; 12] = [
     "LAST SEQ",
     "SPOOL",
     "LOST",
+    "QUARANTINED",
     "LABELS",
     "CERT EXPIRES",
 ];
@@ -79,6 +81,7 @@ fn host_cells(h: &HostInfo, now: u64, stale: bool) -> Vec<String> {
         h.last_seq.to_string(),
         format!("{} / {} B", spool.pending, spool.bytes),
         format!("{dropped} spool, {kernel} kernel"),
+        spool.quarantined.to_string(),
         h.labels
             .iter()
             .collect::<BTreeMap<_, _>>()
@@ -124,6 +127,7 @@ mod tests {
                 pending: 3,
                 bytes: 512,
                 dropped: [("exec".to_owned(), 2)].into_iter().collect(),
+                quarantined: 1,
                 ..SpoolHealth::default()
             }),
             kernel_lost: [("connect".to_owned(), 5)].into_iter().collect(),
@@ -174,6 +178,7 @@ mod tests {
                 "41",
                 "3 / 512 B",
                 "2 spool, 5 kernel",
+                "1",
                 "group=web,region=eu-west",
                 "2023-12-14 (in 30d 00h)",
             ]
@@ -188,7 +193,7 @@ mod tests {
             false,
         );
         assert_eq!(
-            (never[3].as_str(), never[4].as_str(), never[11].as_str()),
+            (never[3].as_str(), never[4].as_str(), never[12].as_str()),
             ("never", "ok", "-")
         );
     }

@@ -2,6 +2,7 @@
 //! several share: the event filters, the period, JSON lines.
 
 pub mod alerts;
+pub mod bundle;
 pub mod ca;
 pub mod enroll;
 pub mod events;

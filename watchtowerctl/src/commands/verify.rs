@@ -1,11 +1,16 @@
-//! `verify`: the server checks the stored events against the tamper-evidence log;
-//! here the latest signed checkpoint is checked (against `--public-key` if given)
-//! and every finding named. Exit code 1 when anything is wrong.
+//! `verify`: the audit of the server's tamper-evidence log, done here, trusting
+//! nothing the server says. The newest checkpoint must be signed by the pinned
+//! verifier key; it must extend the last checkpoint this machine accepted from
+//! that log (kept in a state file, proven by a consistency proof), so a log that
+//! was rolled back or rewritten is caught even when the server and its database
+//! agree with each other; and every leaf and the record it names are fetched,
+//! rehashed and checked against the signed root. Exit code 1 when anything is wrong.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use watchtower_proto::pb::VerifyReport;
+use serde_json::{Value, json};
+use watchtower_tlog::{Audit, AuditReport, CheckpointVerifier, StoredRecord, TreeHead, tree};
 
 use crate::client::Client;
 use crate::commands::json_line;
@@ -16,105 +21,297 @@ pub struct Args {
     /// Only this host's records (the log itself is always checked whole).
     #[arg(long)]
     pub host: Option<String>,
-    /// The server's Ed25519 public key (hex, as in checkpoint-signing.pub) to pin.
+    /// The log's verifier key to pin (the server's `checkpoint-signing.pub`:
+    /// `<origin>+<id>+<key>`). Required: a checkpoint is worth only the key it is
+    /// checked with.
     #[arg(long)]
-    pub public_key: Option<PathBuf>,
+    pub public_key: PathBuf,
+    /// Where the last accepted checkpoint of each log is kept (default:
+    /// `$XDG_STATE_HOME/watchtower/checkpoints.json`, else
+    /// `~/.local/state/watchtower/checkpoints.json`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// The retention policy, in days: a retention cut-off newer than this many
+    /// days before now is a finding (`early_retention`).
+    #[arg(long)]
+    pub min_retention_days: Option<u64>,
+    /// Also run the server's own audit (admin certificates only) and report the
+    /// stored records that no leaf names (`unlogged`), which only the store sees.
+    #[arg(long)]
+    pub server_check: bool,
+    /// Check a bundle written by `export --proofs`, offline (no server): the
+    /// checkpoint's signature, each record's hash and its inclusion proof.
+    #[arg(long, conflicts_with_all = ["server_check", "state"])]
+    pub bundle: Option<PathBuf>,
 }
 
-/// The exit code: 0 verified, 1 tampering (or no valid signed checkpoint).
-pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result<i32> {
-    let Args { host, public_key } = args;
-    let pinned = public_key
-        .as_ref()
-        .map(|path| {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let clean: String = text.split_whitespace().collect();
-            watchtower_proto::unhex(&clean)
-                .filter(|k| k.len() == 32)
-                .with_context(|| format!("{} is not a hex Ed25519 public key", path.display()))
-        })
-        .transpose()?;
-    let report = client.verify(host.clone().unwrap_or_default()).await?;
-    let signature = match &report.latest {
-        Some(latest) => latest
-            .verify(pinned.as_deref())
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        None => Err("the log has no signed checkpoint yet".to_owned()),
-    };
-    let ok = report.findings.is_empty() && signature.is_ok();
+/// `verify --bundle`: the exit code, 0 when every record is proven.
+pub fn run_bundle(args: &Args, bundle: &Path, json: bool) -> anyhow::Result<i32> {
+    let verifier = read_key(&args.public_key)?;
+    let (proven, findings) = crate::commands::bundle::check(bundle, &verifier)?;
+    let ok = findings.is_empty();
     if json {
-        let mut v = serde_json::to_value(&report)?;
-        v["signature_ok"] = signature.is_ok().into();
-        json_line(&v)?;
-        return Ok(i32::from(!ok));
-    }
-    for line in text_lines(&report, host.as_deref(), pinned.is_some(), &signature) {
-        println!("{line}");
+        json_line(&json!({"ok": ok, "records_proven": proven, "findings": findings}))?;
+    } else {
+        for finding in &findings {
+            println!("{finding}");
+        }
+        if ok {
+            println!(
+                "verified: {proven} records proven in the log {} signed",
+                verifier.origin()
+            );
+        } else {
+            println!("TAMPERING DETECTED: {} findings", findings.len());
+        }
     }
     Ok(i32::from(!ok))
 }
 
-/// The text output: what was checked, the latest checkpoint, every finding, the verdict.
-fn text_lines(
-    report: &VerifyReport,
-    host: Option<&str>,
-    pinned: bool,
-    signature: &Result<(), String>,
-) -> Vec<String> {
-    let mut lines = vec![format!(
-        "log: {} leaves; checked {} records{}: {} intact, {} pruned by retention, {} unlogged; {} checkpoints",
-        report.log_size,
-        report.leaves_checked,
-        host.map_or_else(String::new, |h| format!(" of {h}")),
-        report.records_intact,
-        report.pruned_by_retention,
-        report.unlogged_records,
-        report.checkpoints_checked
-    )];
-    if let Some(c) = report.latest.as_ref().and_then(|l| l.checkpoint.as_ref()) {
-        let key = report
-            .latest
-            .as_ref()
-            .map(|l| watchtower_proto::hex(&l.public_key))
-            .unwrap_or_default();
-        lines.push(match signature {
-            Ok(()) => format!(
-                "latest checkpoint: size {} signed {} ({}) by key {key}{}: signature OK",
-                c.size,
-                format_ns(c.time_unix_ns),
-                c.reason,
-                if pinned {
-                    " (pinned)"
+/// What this run found about the log as a whole, before the records.
+struct Outcome {
+    origin: String,
+    head: Option<TreeHead>,
+    /// The earlier checkpoint this one was proven to extend.
+    extends: Option<Accepted>,
+    audit: AuditReport,
+    /// Findings about checkpoints and consistency: `(problem, detail)`.
+    log_findings: Vec<(&'static str, String)>,
+}
+
+/// A checkpoint accepted on an earlier run, as the state file keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub size: u64,
+    pub root: [u8; 32],
+    pub at_unix_ns: u64,
+}
+
+pub fn read_key(path: &Path) -> anyhow::Result<CheckpointVerifier> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    CheckpointVerifier::new(text.trim())
+        .with_context(|| format!("{} is not a verifier key (<origin>+<id>+<key>)", path.display()))
+}
+
+/// The exit code: 0 verified, 1 tampering (or no checkpoint signed by the pinned key).
+pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result<i32> {
+    let verifier = read_key(&args.public_key)?;
+    let state_path = args.state.clone().unwrap_or_else(default_state_path);
+    let mut state = State::load(&state_path)?;
+    let floor = args
+        .min_retention_days
+        .map(|days| now_unix_ns().saturating_sub(days.saturating_mul(86_400 * 1_000_000_000)));
+    let mut outcome = Outcome {
+        origin: verifier.origin().to_owned(),
+        head: None,
+        extends: None,
+        audit: AuditReport::default(),
+        log_findings: Vec::new(),
+    };
+    let signed = client.checkpoint().await?;
+    match verifier.open(&signed.note) {
+        Err(e) => outcome.log_findings.push(("bad_signature", e.to_string())),
+        Ok(head) => {
+            outcome.head = Some(head);
+            if let Some(old) = state.get(verifier.key()) {
+                let proof = if old.size <= head.size {
+                    client.consistency_proof(old.size, head.size).await?
                 } else {
-                    " (not pinned: pass --public-key)"
+                    Vec::new()
+                };
+                match tree::check_consistency(&proof, old.size, old.root, head.size, head.root) {
+                    Ok(()) => outcome.extends = Some(old),
+                    Err(e @ watchtower_tlog::ProofError::Shrank { .. }) => {
+                        outcome.log_findings.push(("rolled_back", e.to_string()));
+                    }
+                    Err(e) => outcome.log_findings.push(("forked", e.to_string())),
                 }
-            ),
-            Err(e) => format!("latest checkpoint: size {}: {e}", c.size),
-        });
-    } else if let Err(e) = signature {
-        lines.push(e.clone());
+            }
+            let mut audit = Audit::new(args.host.clone(), floor);
+            for entry in client.log_entries(head.size).await? {
+                let record = entry
+                    .record
+                    .as_ref()
+                    .map_or(StoredRecord::Absent, |r| StoredRecord::Present {
+                        sha256: r.record_sha256(),
+                        id: r.record_id(),
+                    });
+                audit.leaf(entry.index, &entry.entry, record);
+            }
+            audit.head(&head);
+            outcome.audit = audit.finish();
+        }
     }
-    for f in &report.findings {
-        lines.push(format!(
+    if args.server_check {
+        let report = client.verify(args.host.clone().unwrap_or_default()).await?;
+        for f in report.findings.iter().filter(|f| f.problem == "unlogged") {
+            outcome.log_findings.push((
+                "unlogged",
+                format!(
+                    "host {} seq {} boot {}: {}",
+                    f.host_id, f.seq, f.boot_id, f.detail
+                ),
+            ));
+        }
+    }
+    let ok = outcome.log_findings.is_empty() && outcome.audit.findings.is_empty();
+    if ok && let Some(head) = outcome.head {
+        state.accept(verifier.key(), head);
+        state.save(&state_path)?;
+    }
+    if json {
+        json_line(&json_report(&outcome, ok))?;
+    } else {
+        for line in text_lines(&outcome, args.host.as_deref(), &state_path) {
+            println!("{line}");
+        }
+    }
+    Ok(i32::from(!ok))
+}
+
+fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn default_state_path() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("watchtower/checkpoints.json")
+}
+
+/// The state file: per pinned verifier key (one log, one key), the last
+/// checkpoint accepted.
+pub struct State(serde_json::Map<String, Value>);
+
+impl State {
+    pub fn load(path: &Path) -> anyhow::Result<State> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => match serde_json::from_str(&text) {
+                Ok(Value::Object(map)) => Ok(State(map)),
+                _ => anyhow::bail!("{} is not a checkpoint state file", path.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State(serde_json::Map::new())),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    #[must_use]
+    pub fn get(&self, origin: &str) -> Option<Accepted> {
+        let kept = self.0.get(origin)?;
+        let root = watchtower_tlog::unhex(kept["root"].as_str()?)?;
+        Some(Accepted {
+            size: kept["size"].as_u64()?,
+            root: root.try_into().ok()?,
+            at_unix_ns: kept["accepted_unix_ns"].as_u64().unwrap_or(0),
+        })
+    }
+
+    pub fn accept(&mut self, origin: &str, head: TreeHead) {
+        self.0.insert(
+            origin.to_owned(),
+            json!({"size": head.size, "root": watchtower_tlog::hex(&head.root), "accepted_unix_ns": now_unix_ns()}),
+        );
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(&Value::Object(self.0.clone()))? + "\n";
+        watchtower_pki::write_file(path, text.as_bytes(), false)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+fn json_report(outcome: &Outcome, ok: bool) -> Value {
+    let mut findings: Vec<Value> = outcome
+        .log_findings
+        .iter()
+        .map(|(problem, detail)| json!({"problem": problem, "detail": detail}))
+        .collect();
+    findings.extend(outcome.audit.findings.iter().map(finding_json));
+    json!({
+        "ok": ok,
+        "origin": outcome.origin,
+        "signature_ok": outcome.head.is_some(),
+        "checkpoint_size": outcome.head.map(|h| h.size),
+        "extends_size": outcome.extends.as_ref().map(|a| a.size),
+        "log_size": outcome.audit.log_size,
+        "leaves_checked": outcome.audit.leaves_checked,
+        "records_intact": outcome.audit.records_intact,
+        "pruned_by_retention": outcome.audit.pruned_by_retention,
+        "retention_cutoff_unix_ns": outcome.audit.retention_cutoff_unix_ns,
+        "findings": findings,
+    })
+}
+
+pub fn finding_json(f: &watchtower_tlog::Finding) -> Value {
+    let mut v = json!({"problem": f.problem, "leaf": f.leaf, "detail": f.detail});
+    if let Some(id) = &f.record {
+        v["host_id"] = id.host_id.clone().into();
+        v["boot_id"] = id.boot_id.clone().into();
+        v["seq"] = id.seq.into();
+        v["time_unix_ns"] = id.time_unix_ns.into();
+    }
+    v
+}
+
+pub fn finding_line(f: &watchtower_tlog::Finding) -> String {
+    match &f.record {
+        Some(id) => format!(
             "{} leaf {} host {} seq {} boot {} time {}: {}",
             f.problem.to_uppercase(),
             f.leaf,
-            if f.host_id.is_empty() { "-" } else { &f.host_id },
-            f.seq,
-            if f.boot_id.is_empty() { "-" } else { &f.boot_id },
-            format_ns(f.time_unix_ns),
+            id.host_id,
+            id.seq,
+            id.boot_id,
+            format_ns(id.time_unix_ns),
             f.detail
+        ),
+        None => format!("{} leaf {}: {}", f.problem.to_uppercase(), f.leaf, f.detail),
+    }
+}
+
+/// The text output: what was checked, the checkpoint and its history, every finding, the verdict.
+fn text_lines(outcome: &Outcome, host: Option<&str>, state: &Path) -> Vec<String> {
+    let audit = &outcome.audit;
+    let mut lines = vec![format!(
+        "log {}: {} leaves; checked {} records{}: {} intact, {} pruned by retention",
+        outcome.origin,
+        audit.log_size,
+        audit.leaves_checked,
+        host.map_or_else(String::new, |h| format!(" of {h}")),
+        audit.records_intact,
+        audit.pruned_by_retention,
+    )];
+    if let Some(head) = &outcome.head {
+        lines.push(format!(
+            "checkpoint: size {} signed by the pinned key: signature OK",
+            head.size
         ));
     }
-    if report.findings.is_empty() && signature.is_ok() {
-        lines.push(format!("verified: {} records intact", report.records_intact));
+    match &outcome.extends {
+        Some(old) => lines.push(format!(
+            "it extends the checkpoint accepted at {} (size {}): consistency proven",
+            format_ns(old.at_unix_ns),
+            old.size
+        )),
+        None if outcome.log_findings.is_empty() => lines.push(format!(
+            "no earlier checkpoint of this log is kept in {}: this one becomes the reference",
+            state.display()
+        )),
+        None => {}
+    }
+    for (problem, detail) in &outcome.log_findings {
+        lines.push(format!("{}: {detail}", problem.to_uppercase()));
+    }
+    lines.extend(audit.findings.iter().map(finding_line));
+    let findings = outcome.log_findings.len() + audit.findings.len();
+    if findings == 0 {
+        lines.push(format!("verified: {} records intact", audit.records_intact));
     } else {
-        lines.push(format!(
-            "TAMPERING DETECTED: {} findings",
-            report.findings.len() + usize::from(signature.is_err())
-        ));
+        lines.push(format!("TAMPERING DETECTED: {findings} findings"));
     }
     lines
 }
@@ -122,79 +319,96 @@ fn text_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::{Checkpoint, Finding, SignedCheckpoint};
 
-    fn report() -> VerifyReport {
-        VerifyReport {
-            log_size: 12,
-            leaves_checked: 12,
-            records_intact: 12,
-            checkpoints_checked: 3,
-            latest: Some(SignedCheckpoint {
-                checkpoint: Some(Checkpoint {
-                    size: 12,
-                    time_unix_ns: 1_700_000_000_000_000_000,
-                    reason: "periodic".into(),
-                    ..Checkpoint::default()
-                }),
-                public_key: vec![0xab, 0xcd],
-                ..SignedCheckpoint::default()
+    fn outcome() -> Outcome {
+        Outcome {
+            origin: "watchtower/central".into(),
+            head: Some(TreeHead {
+                size: 12,
+                root: [1; 32],
             }),
-            ..VerifyReport::default()
+            extends: Some(Accepted {
+                size: 10,
+                root: [2; 32],
+                at_unix_ns: 1_700_000_000_000_000_000,
+            }),
+            audit: AuditReport {
+                log_size: 12,
+                leaves_checked: 12,
+                records_intact: 12,
+                ..AuditReport::default()
+            },
+            log_findings: Vec::new(),
         }
     }
 
     #[test]
-    fn an_intact_log() {
+    fn an_intact_log_that_extends_the_last_accepted_checkpoint() {
+        let lines = text_lines(&outcome(), Some("web-1"), Path::new("/s.json"));
         assert_eq!(
-            text_lines(&report(), Some("web-1"), true, &Ok(())),
+            lines,
             [
-                "log: 12 leaves; checked 12 records of web-1: 12 intact, 0 pruned by retention, 0 unlogged; 3 checkpoints",
-                "latest checkpoint: size 12 signed 2023-11-14T22:13:20.000Z (periodic) by key abcd (pinned): signature OK",
+                "log watchtower/central: 12 leaves; checked 12 records of web-1: 12 intact, 0 pruned by retention",
+                "checkpoint: size 12 signed by the pinned key: signature OK",
+                &format!(
+                    "it extends the checkpoint accepted at {} (size 10): consistency proven",
+                    format_ns(1_700_000_000_000_000_000)
+                ),
                 "verified: 12 records intact",
             ]
         );
+        assert_eq!(json_report(&outcome(), true)["extends_size"], 10);
     }
 
     #[test]
-    fn a_changed_record_and_a_bad_signature() {
-        let report = VerifyReport {
-            records_intact: 11,
-            findings: vec![Finding {
-                problem: "changed".into(),
-                leaf: 4,
+    fn a_rolled_back_log_and_a_changed_record_are_named() {
+        let mut o = outcome();
+        o.extends = None;
+        o.log_findings
+            .push(("rolled_back", "the log shrank from 10 to 5 leaves".into()));
+        o.audit.findings.push(watchtower_tlog::Finding {
+            problem: "changed",
+            leaf: 3,
+            record: Some(watchtower_tlog::RecordId {
                 host_id: "web-1".into(),
-                seq: 5,
-                time_unix_ns: 1_700_000_000_000_000_000,
-                detail: "the record differs from its leaf".into(),
-                ..Finding::default()
-            }],
-            ..report()
-        };
-        assert_eq!(
-            text_lines(&report, None, false, &Err("bad signature".into())),
-            [
-                "log: 12 leaves; checked 12 records: 11 intact, 0 pruned by retention, 0 unlogged; 3 checkpoints",
-                "latest checkpoint: size 12: bad signature",
-                "CHANGED leaf 4 host web-1 seq 5 boot - time 2023-11-14T22:13:20.000Z: the record differs from its leaf",
-                "TAMPERING DETECTED: 2 findings",
-            ]
+                boot_id: "b".into(),
+                seq: 4,
+                time_unix_ns: 0,
+            }),
+            detail: "edited".into(),
+        });
+        let lines = text_lines(&o, None, Path::new("/s.json"));
+        assert_eq!(lines[2], "ROLLED_BACK: the log shrank from 10 to 5 leaves");
+        assert!(
+            lines[3].starts_with("CHANGED leaf 3 host web-1 seq 4 boot b time "),
+            "{}",
+            lines[3]
         );
-        let unsigned = VerifyReport {
-            latest: None,
-            ..VerifyReport::default()
-        };
-        assert_eq!(
-            text_lines(
-                &unsigned,
-                None,
-                false,
-                &Err("the log has no signed checkpoint yet".into())
-            )[1..],
-            [
-                "the log has no signed checkpoint yet",
-                "TAMPERING DETECTED: 1 findings"
-            ]
+        assert_eq!(lines[4], "TAMPERING DETECTED: 2 findings");
+        let json = json_report(&o, false);
+        assert_eq!(json["findings"][0]["problem"], "rolled_back");
+        assert_eq!(json["findings"][1]["seq"], 4);
+    }
+
+    #[test]
+    fn the_state_file_keeps_each_logs_last_checkpoint() {
+        let path = std::env::temp_dir().join(format!("wt-ctl-state-{}.json", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut state = State::load(&path).unwrap();
+        assert_eq!(state.get("a/log"), None);
+        state.accept(
+            "a/log",
+            TreeHead {
+                size: 7,
+                root: [9; 32],
+            },
         );
+        state.save(&path).unwrap();
+        let again = State::load(&path).unwrap();
+        let kept = again.get("a/log").unwrap();
+        assert_eq!((kept.size, kept.root), (7, [9; 32]));
+        std::fs::write(&path, "[]").unwrap();
+        assert!(State::load(&path).is_err());
+        std::fs::remove_file(&path).unwrap();
     }
 }
