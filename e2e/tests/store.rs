@@ -628,12 +628,17 @@ fn malformed_and_oversized_messages_are_refused_counted_and_survived() {
     // Valid protobuf, one invalid event (seq 0): that event is refused by name, the
     // other two are stored.
     let answers = attempt(vec![batch(HOST, 1, 0..3)]).unwrap();
-    let Some(watchtower_proto::pb::server_message::Msg::Ack(ack)) = answers.first().and_then(|a| a.msg.clone())
+    let Some(watchtower_proto::pb::server_message::Msg::Ack(ack)) =
+        answers.first().and_then(|a| a.msg.clone())
     else {
         panic!("an ack: {answers:?}");
     };
     assert_eq!(ack.stored, 2, "{ack:?}");
-    let refused: Vec<(u32, &str)> = ack.refused.iter().map(|r| (r.position, r.reason.as_str())).collect();
+    let refused: Vec<(u32, &str)> = ack
+        .refused
+        .iter()
+        .map(|r| (r.position, r.reason.as_str()))
+        .collect();
     assert_eq!(refused, [(0, "no_seq")], "{ack:?}");
 
     // The server keeps serving.

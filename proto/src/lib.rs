@@ -110,6 +110,15 @@ impl pb::StoredEvent {
         watchtower_tlog::entry::record_sha256(&json).expect("records hold no floats")
     }
 
+    /// What an audit compares with this record's leaf: its hash and its id.
+    #[must_use]
+    pub fn audited(&self) -> watchtower_tlog::StoredRecord {
+        watchtower_tlog::StoredRecord::Present {
+            sha256: self.record_sha256(),
+            id: self.record_id(),
+        }
+    }
+
     /// The id the record's event carries (empty when it has none).
     #[must_use]
     pub fn record_id(&self) -> watchtower_tlog::RecordId {

@@ -29,10 +29,7 @@ pub fn verify(
         let record = match view.record_of(index, &entry)? {
             None => StoredRecord::Absent,
             Some(bytes) => match StoredEvent::decode(bytes.as_slice()) {
-                Ok(stored) => StoredRecord::Present {
-                    sha256: stored.record_sha256(),
-                    id: stored.record_id(),
-                },
+                Ok(stored) => stored.audited(),
                 Err(e) => StoredRecord::Unreadable(e.to_string()),
             },
         };

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use watchtower_proto::pb::EventFilter;
+use watchtower_proto::pb::{EventFilter, StoredEvent};
 use watchtower_tlog::{CheckpointVerifier, LeafEntry, StoredRecord, tree};
 
 use crate::client::Client;
@@ -50,10 +50,7 @@ pub async fn write(
         let record = entry
             .record
             .as_ref()
-            .map_or(StoredRecord::Absent, |r| StoredRecord::Present {
-                sha256: r.record_sha256(),
-                id: r.record_id(),
-            });
+            .map_or(StoredRecord::Absent, StoredEvent::audited);
         audit.leaf(entry.index, &entry.entry, record);
     }
     anyhow::ensure!(

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
+use watchtower_proto::pb::StoredEvent;
 use watchtower_tlog::{Audit, AuditReport, CheckpointVerifier, StoredRecord, TreeHead, tree};
 
 use crate::client::Client;
@@ -132,10 +133,7 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
                 let record = entry
                     .record
                     .as_ref()
-                    .map_or(StoredRecord::Absent, |r| StoredRecord::Present {
-                        sha256: r.record_sha256(),
-                        id: r.record_id(),
-                    });
+                    .map_or(StoredRecord::Absent, StoredEvent::audited);
                 audit.leaf(entry.index, &entry.entry, record);
             }
             audit.head(&head);
