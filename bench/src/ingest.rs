@@ -207,6 +207,7 @@ async fn serve_in_process(
         live: broadcast::channel(16).0,
         max_batch_events: 10_000,
         revocations: watchtower_server::tls::Revocations::load(None),
+        verifier_key: String::new(),
     };
     let ingest = IngestServer::new(service).max_decoding_message_size(MAX_MESSAGE);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

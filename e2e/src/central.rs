@@ -508,3 +508,18 @@ impl Drop for NetNs {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
+
+/// Run watchtowerctl with the `reader` certificate: (exit code, stdout, stderr),
+/// both printed for the test's log.
+#[must_use]
+pub fn ctl(pki: &Pki, server: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(ctl_binary())
+        .args(pki.ctl_args(server, "reader"))
+        .args(args)
+        .output()
+        .expect("run watchtowerctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("$ watchtowerctl {}\n{stdout}{stderr}", args.join(" "));
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}

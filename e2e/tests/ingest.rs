@@ -2,7 +2,8 @@
 //! server refuses does not stop the agent's shipping (it is quarantined on the
 //! host, counted and shown), an oversized field gets its precise refusal, an
 //! event of an unknown kind and one far in the future are stored (the latter
-//! flagged), and metric labels stay within their fixed sets.
+//! flagged), metric labels stay within their fixed sets, and an event resent with
+//! other content is kept as evidence, alerted and named by verify.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -503,5 +504,81 @@ fn batches_refused_whole_are_split_and_one_event_too_large_for_the_server_is_qua
         stats.rejected.get("oversized").is_some_and(|n| *n >= 1),
         "{stats:?}"
     );
+    server.stop();
+}
+
+/// An event sent again with the id (host, boot, seq) of a stored one and other
+/// content: the first record stays, the second is kept as evidence under its own
+/// leaf (its receipt says so), the `conflicting_duplicate` alert is raised and
+/// `verify` names it. An exact resend is a plain duplicate.
+#[test]
+fn a_resent_seq_with_other_content_is_kept_as_evidence_alerted_and_named() {
+    if !privileged() {
+        return;
+    }
+    let pki = Pki::new();
+    let server = Server::start(&pki, "127.0.0.1", &["--checkpoint-interval-secs", "1"]);
+    let first = login(1, "alice", "sshd");
+    let acks = ingest(
+        &pki,
+        &server,
+        vec![
+            vec![first.clone(), login(2, "bob", "sshd")],
+            vec![first, login(1, "mallory", "sshd")],
+        ],
+    );
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    let receipts = |ack: &Ack| -> Vec<(u64, u64, bool)> {
+        ack.receipts
+            .iter()
+            .map(|r| (r.seq, r.leaf_index, r.conflict))
+            .collect()
+    };
+    let base = acks[0].receipts[0].leaf_index;
+    assert_eq!(receipts(&acks[0]), [(1, base, false), (2, base + 1, false)]);
+    assert_eq!((acks[1].stored, acks[1].duplicates), (0, 1));
+    assert_eq!(receipts(&acks[1]), [(1, base + 2, true)]);
+    assert!(acks[1].receipts[0].record_sha256.len() == 32);
+
+    let mut reader = Reader::connect(&pki, &server);
+    let mut users: Vec<(u64, String)> = reader
+        .host_events(HOST)
+        .iter()
+        .filter_map(|e| match &e.body {
+            Some(Body::LoginAttempt(a)) => Some((e.seq, a.user.clone())),
+            _ => None,
+        })
+        .collect();
+    users.sort();
+    assert_eq!(users, [(1, "alice".to_owned()), (2, "bob".to_owned())]);
+    wait_until("the conflicting_duplicate alert", || {
+        ctl(&pki, &server, &["alerts", "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|a| a["rule"] == "conflicting_duplicate" && a["host_id"] == HOST)
+    });
+
+    // Once a checkpoint covers the conflict's leaf, verify names it.
+    let key = pki.path("checkpoint-signing.pub").display().to_string();
+    let state = TempDir::new("conflict-auditor");
+    let state_arg = state.0.join("checkpoints.json").display().to_string();
+    let mut report = Value::Null;
+    wait_until("a checkpoint covering the conflict", || {
+        let out = Command::new(ctl_binary())
+            .args(pki.ctl_args(&server, "reader"))
+            .args(["verify", "--json", "--public-key", &key, "--state", &state_arg])
+            .output()
+            .expect("run watchtowerctl");
+        report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        report["checkpoint_size"].as_u64() > Some(base + 2)
+    });
+    let problems: Vec<(&str, u64)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["problem"].as_str().unwrap(), f["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(problems, [("conflict", 1)], "{report}");
+    assert_eq!(report["ok"], false, "{report}");
     server.stop();
 }

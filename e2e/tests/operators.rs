@@ -1,7 +1,7 @@
 //! The operators' side with the real daemons: Prometheus (the Debian package)
-//! scrapes the exporter, `watchtowerctl verify` finds records changed and removed
-//! directly in `RocksDB`, `watchtowerctl tail` shows logins as they happen, and the
-//! alert for repeated failed logins reaches a webhook.
+//! scrapes the exporter, `watchtowerctl tail` shows logins as they happen, and the
+//! alert for repeated failed logins reaches a webhook. (The tamper-evidence log's
+//! attacks are in `tamper.rs`.)
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
@@ -9,12 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use serde_json::Value;
-use watchtower_e2e::central::{HOST, Pki, Reader, Server, ctl_binary};
+use watchtower_e2e::central::{HOST, Pki, Reader, Server, ctl, ctl_binary};
 use watchtower_e2e::{ALICE, ALICE_PASSWORD, Agent, Sshd, TempDir, free_port, kill, of_kind, privileged};
-use watchtower_proto::pb::event::Body;
-use watchtower_proto::pb::{EventFilter, StoredEvent};
 
 const WRONG: &str = "not-her-password";
 
@@ -22,19 +19,6 @@ fn start_agent(pki: &Pki, server: &Server) -> Agent {
     let mut flags = pki.agent_args(&server.address());
     flags.push("--no-journal".into());
     Agent::start(&flags.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-/// Run watchtowerctl with the reader certificate; (exit code, stdout, stderr).
-fn ctl(pki: &Pki, server: &Server, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(ctl_binary())
-        .args(pki.ctl_args(server, "reader"))
-        .args(args)
-        .output()
-        .expect("run watchtowerctl");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("$ watchtowerctl {}\n{stdout}{stderr}", args.join(" "));
-    (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 fn curl(args: &[&str]) -> String {
@@ -266,305 +250,6 @@ fn the_exporter_off_loopback_demands_its_token() {
     );
 }
 
-/// Open the stopped server's `RocksDB` and change one stored login attempt and
-/// delete one exec, as an intruder with the files would. Returns their seqs.
-fn tamper_with(data: &std::path::Path) -> (u64, u64) {
-    let options = rocksdb::Options::default();
-    let families = rocksdb::DB::list_cf(&options, data).expect("list column families");
-    let db = rocksdb::DB::open_cf(&options, data, &families).expect("open the server's RocksDB");
-    let events = db.cf_handle("events").expect("events family");
-    let mut changed = None;
-    let mut removed = None;
-    let prefix = format!("{HOST}\0");
-    for item in db.iterator_cf(
-        events,
-        rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward),
-    ) {
-        let (key, value) = item.unwrap();
-        if !key.starts_with(prefix.as_bytes()) {
-            break;
-        }
-        let mut stored = StoredEvent::decode(&*value).unwrap();
-        let event = stored.event.as_mut().unwrap();
-        match &mut event.body {
-            Some(Body::LoginAttempt(attempt)) if changed.is_none() && attempt.user == ALICE => {
-                // Make it look like someone else logged in.
-                attempt.user = "wt_nobody".into();
-                changed = Some(event.seq);
-                db.put_cf(events, &key, stored.encode_to_vec()).unwrap();
-            }
-            Some(Body::Exec(exec)) if removed.is_none() && exec.filename == "/usr/bin/id" => {
-                removed = Some(event.seq);
-                db.delete_cf(events, &key).unwrap();
-            }
-            _ => {}
-        }
-    }
-    db.flush_cf(events).unwrap();
-    (
-        changed.expect("a login attempt of alice"),
-        removed.expect("an exec of /usr/bin/id"),
-    )
-}
-
-#[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one story: verify clean, export and check offline, tamper, verify again"
-)]
-fn verify_names_a_record_changed_and_one_removed_directly_in_rocksdb() {
-    if !privileged() {
-        return;
-    }
-    let pki = Pki::new();
-    let mut server = Server::start(&pki, "127.0.0.1", &["--checkpoint-interval-secs", "1"]);
-    let sshd = Sshd::start();
-    let agent = start_agent(&pki, &server);
-    let (code, out) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "/usr/bin/id -un");
-    assert_eq!((code, out.trim()), (0, ALICE));
-    agent.wait_for("the login's session end", |e| {
-        e["kind"] == "session_end" && e["service"] == "sshd"
-    });
-    let printed = agent.stop();
-    let mut reader = Reader::connect(&pki, &server);
-    let all = EventFilter {
-        host_id: HOST.into(),
-        ..EventFilter::default()
-    };
-    reader.wait_for_stored(&all, printed.len());
-    // The agent has stopped: after its last acknowledgements nothing more arrives.
-    std::thread::sleep(Duration::from_secs(2));
-    let stored = reader.events(&all).len();
-    drop(reader);
-
-    // Untouched, everything verifies against a signed checkpoint.
-    let state = TempDir::new("verify-state");
-    let state_arg = state.0.join("checkpoints.json").display().to_string();
-    let key_arg = pki.path("checkpoint-signing.pub").display().to_string();
-    let pinned = ["--public-key", key_arg.as_str(), "--state", state_arg.as_str()];
-    let (code, out, _) = ctl(
-        &pki,
-        &server,
-        &[&["verify", "--host", HOST][..], &pinned].concat(),
-    );
-    assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains(&format!("verified: {stored} records intact")),
-        "{out}"
-    );
-    let (code, out, _) = ctl(&pki, &server, &[&["verify", "--json"][..], &pinned].concat());
-    assert_eq!(code, 0, "{out}");
-    let report: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(report["signature_ok"], true);
-    assert_eq!(report["records_intact"].as_u64(), Some(stored as u64));
-    // Without a pinned key there is no verdict at all.
-    let (code, _, err) = ctl(&pki, &server, &["verify"]);
-    assert_eq!(code, 2, "{err}");
-
-    // An export with proofs, checked offline by our verify and by an auditor's
-    // script that uses none of our code; then the same bundle with one record edited.
-    let bundle = state.0.join("bundle.json");
-    let bundle_arg = bundle.display().to_string();
-    let (code, _, err) = ctl(
-        &pki,
-        &server,
-        &[
-            "export",
-            "--proofs",
-            "--public-key",
-            &key_arg,
-            "--output",
-            &bundle_arg,
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    let auditor = |bundle: &str| {
-        let out = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/auditor/check_bundle.py"))
-            .args([bundle, key_arg.as_str()])
-            .output()
-            .expect("python3");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        eprintln!("$ check_bundle.py\n{text}");
-        (out.status.code().unwrap_or(-1), text)
-    };
-    let (code, text) = auditor(&bundle_arg);
-    assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains(&format!("{stored} of {stored} records proven")),
-        "{text}"
-    );
-    let offline = [
-        "verify",
-        "--bundle",
-        bundle_arg.as_str(),
-        "--public-key",
-        key_arg.as_str(),
-    ];
-    let (code, out, _) = ctl(&pki, &server, &offline);
-    assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains(&format!("verified: {stored} records proven")),
-        "{out}"
-    );
-    let mut edited: Value = serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
-    edited["records"][0]["record"]["received_unix_ns"] = 1.into();
-    std::fs::write(&bundle, edited.to_string()).unwrap();
-    let (code, text) = auditor(&bundle_arg);
-    assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains(&format!("{} of {stored} records proven", stored - 1)),
-        "{text}"
-    );
-    let (code, out, _) = ctl(&pki, &server, &offline);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("record 0 (leaf 0): CHANGED"), "{out}");
-
-    // The intruder stops the server, edits one record and deletes another.
-    server.terminate();
-    let (changed, removed) = tamper_with(&server.data.0);
-    server.restart();
-    let (code, out, _) = ctl(
-        &pki,
-        &server,
-        &[&["verify", "--host", HOST][..], &pinned].concat(),
-    );
-    assert_eq!(code, 1, "tampering must fail verify: {out}");
-    assert!(out.contains("TAMPERING DETECTED"), "{out}");
-    let findings: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("CHANGED") || l.starts_with("REMOVED") || l.starts_with("UNLOGGED"))
-        .collect();
-    assert_eq!(findings.len(), 2, "exactly the two records: {out}");
-    assert!(
-        findings[0].starts_with("CHANGED leaf")
-            && findings[0].contains(&format!("host {HOST} seq {changed} ")),
-        "{out}"
-    );
-    assert!(
-        findings[1].starts_with("REMOVED leaf")
-            && findings[1].contains(&format!("host {HOST} seq {removed} ")),
-        "{out}"
-    );
-    let (code, out, _) = ctl(&pki, &server, &[&["verify", "--json"][..], &pinned].concat());
-    assert_eq!(code, 1);
-    let report: Value = serde_json::from_str(out.trim()).unwrap();
-    let problems: Vec<(String, u64)> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["problem"].as_str().unwrap().to_owned(),
-                f["seq"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        problems,
-        vec![("changed".into(), changed), ("removed".into(), removed)]
-    );
-    assert_eq!(report["records_intact"].as_u64(), Some(stored as u64 - 2));
-}
-
-/// The attacks on the log as a whole: the data directory rolled back to an older
-/// copy (the server and its database then agree with each other), and the log
-/// replaced under a fresh key. Only the auditor's kept checkpoint and pinned key
-/// can tell.
-#[test]
-fn verify_catches_a_rolled_back_data_directory_and_a_log_resigned_with_a_new_key() {
-    if !privileged() {
-        return;
-    }
-    let pki = Pki::new();
-    let mut server = Server::start(&pki, "127.0.0.1", &["--checkpoint-interval-secs", "1"]);
-    let state = TempDir::new("rollback-state");
-    let state_arg = state.0.join("checkpoints.json").display().to_string();
-    // The auditor pins the verifier key once, where the intruder cannot reach it.
-    let key_file = state.0.join("pinned.pub");
-    std::fs::copy(pki.path("checkpoint-signing.pub"), &key_file).unwrap();
-    let key_arg = key_file.display().to_string();
-    let pinned = [
-        "--public-key",
-        key_arg.as_str(),
-        "--state",
-        state_arg.as_str(),
-        "--json",
-    ];
-    let verify = |server: &Server| {
-        let (code, out, _) = ctl(&pki, server, &[&["verify"][..], &pinned].concat());
-        let report: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
-        (code, report)
-    };
-    let all = EventFilter {
-        host_id: HOST.into(),
-        ..EventFilter::default()
-    };
-    // A first login, stored.
-    let sshd = Sshd::start();
-    let agent = start_agent(&pki, &server);
-    let login = |sshd: &Sshd| {
-        let (code, out) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "/usr/bin/id -un");
-        assert_eq!((code, out.trim()), (0, ALICE));
-    };
-    login(&sshd);
-    agent.wait_for("the first session end", |e| e["kind"] == "session_end");
-    let mut reader = Reader::connect(&pki, &server);
-    let first = reader.wait_for_stored(&all, 2).len();
-    drop(reader);
-    server.terminate();
-    let backup = TempDir::new("rollback-copy");
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", server.data.0.display()))
-        .arg(&backup.0)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    server.restart();
-    // A second login: more acknowledged events; the auditor accepts the log.
-    login(&sshd);
-    agent.wait_for_count("session ends", 2, |e| e["kind"] == "session_end");
-    let mut reader = Reader::connect(&pki, &server);
-    reader.wait_for_stored(&all, first + 2);
-    drop(reader);
-    drop(agent.stop());
-    let (code, report) = verify(&server);
-    assert_eq!(code, 0, "{report}");
-    assert!(
-        report["records_intact"].as_u64().unwrap() >= (first + 2) as u64,
-        "{report}"
-    );
-    let accepted = report["checkpoint_size"].as_u64().unwrap();
-
-    // The intruder puts the older copy back: server and database agree again.
-    server.terminate();
-    std::fs::remove_dir_all(&server.data.0).unwrap();
-    std::fs::create_dir_all(&server.data.0).unwrap();
-    let restored = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", backup.0.display()))
-        .arg(&server.data.0)
-        .status()
-        .unwrap();
-    assert!(restored.success());
-    server.restart();
-    let (code, report) = verify(&server);
-    assert_eq!(code, 1, "{report}");
-    assert_eq!(report["findings"][0]["problem"], "rolled_back", "{report}");
-    assert!(report["checkpoint_size"].as_u64().unwrap() < accepted, "{report}");
-
-    // Or starts over with an empty log under a fresh key.
-    server.terminate();
-    std::fs::remove_dir_all(&server.data.0).unwrap();
-    std::fs::create_dir_all(&server.data.0).unwrap();
-    std::fs::remove_file(pki.path("checkpoint-signing.key")).unwrap();
-    server.restart();
-    let (code, report) = verify(&server);
-    assert_eq!(code, 1, "{report}");
-    assert_eq!(report["findings"][0]["problem"], "bad_signature", "{report}");
-}
-
 /// watchtowerctl tail in the background; each stdout line with when it arrived.
 struct Tail {
     child: Child,
@@ -676,6 +361,51 @@ fn tail_shows_a_login_within_a_second() {
         .collect();
     assert_eq!(shown.len(), attempts.len(), "{shown:?}");
     assert!(shown.iter().all(|e| !e["body"]["login_attempt"].is_null()));
+}
+
+/// A reader's certificate revoked while its `tail` is open: the tail ends within
+/// seconds (not at its next reconnection), the refusal is logged, and a new
+/// connection with it is refused.
+#[test]
+fn a_revoked_readers_open_tail_ends() {
+    if !privileged() {
+        return;
+    }
+    let pki = Pki::new();
+    let lists = TempDir::new("revoked-reader");
+    let list = lists.0.join("revoked");
+    std::fs::write(&list, "").unwrap();
+    let server = Server::start(
+        &pki,
+        "127.0.0.1",
+        &["--revoked-file", &list.display().to_string()],
+    );
+    let mut tail = Tail::start(&pki, &server, &["--json"]);
+    let serial = watchtower_pki::cert_facts_pem(&String::from_utf8(pki.read("reader.pem")).unwrap())
+        .unwrap()
+        .serial;
+    std::fs::write(&list, format!("{serial} reader\n")).unwrap();
+    let revoked_at = Instant::now();
+    let status = loop {
+        if let Some(status) = tail.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "the revoked reader's tail is still open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    eprintln!("the tail ended {:?} after the revocation", revoked_at.elapsed());
+    // A new connection is refused at its handshake.
+    let (code, _, _) = ctl(&pki, &server, &["stats"]);
+    assert_ne!(code, 0);
+    assert!(
+        server.log().contains("refused a call with a revoked certificate"),
+        "{}",
+        server.log()
+    );
 }
 
 /// A local HTTP receiver standing in for Slack: records every JSON body posted.

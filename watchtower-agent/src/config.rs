@@ -122,6 +122,14 @@ pub struct ServerSection {
     pub key: Option<PathBuf>,
     /// Seconds between heartbeats (they carry the spool's state).
     pub heartbeat_secs: u64,
+    /// The file holding the verifier key of the server's checkpoints (the
+    /// server's `checkpoint-signing.pub`). Unset: the first key the server names
+    /// is kept in `<state_dir>/log-witness.json` (trust on first use).
+    pub checkpoint_key: Option<PathBuf>,
+    /// Seconds between the agent's checks of the server's log (its signed
+    /// checkpoint, consistency with the last one verified, the inclusion of this
+    /// agent's receipts); 0: off.
+    pub witness_interval_secs: u64,
 }
 
 impl Default for ServerSection {
@@ -133,6 +141,8 @@ impl Default for ServerSection {
             cert: None,
             key: None,
             heartbeat_secs: 10,
+            checkpoint_key: None,
+            witness_interval_secs: 60,
         }
     }
 }
@@ -186,6 +196,8 @@ pub struct Flags {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    pub checkpoint_key: Option<PathBuf>,
+    pub witness_interval_secs: Option<u64>,
     pub spool_max_bytes: Option<u64>,
 }
 
@@ -254,6 +266,12 @@ impl Config {
         }
         if let Some(key) = &flags.key {
             self.server.key = Some(key.clone());
+        }
+        if let Some(key) = &flags.checkpoint_key {
+            self.server.checkpoint_key = Some(key.clone());
+        }
+        if let Some(secs) = flags.witness_interval_secs {
+            self.server.witness_interval_secs = secs;
         }
         if let Some(bytes) = flags.spool_max_bytes {
             self.spool.max_bytes = bytes;

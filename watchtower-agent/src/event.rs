@@ -235,6 +235,22 @@ pub struct AgentHealth {
     /// only (not in the JSON lines).
     #[serde(skip)]
     pub spool: Option<SpoolHealth>,
+    /// The agent as a witness of the server's log, when events are shipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_witness: Option<LogWitnessHealth>,
+}
+
+/// What the agent verified of the server's tamper-evidence log, and what it
+/// found wrong (see [`crate::log_witness`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LogWitnessHealth {
+    /// The size of the last signed checkpoint verified.
+    pub checkpoint_size: u64,
+    pub receipts_verified: u64,
+    pub receipts_pending: u64,
+    /// Findings by kind (`rewound`, `forked`, ...).
+    pub findings: BTreeMap<String, u64>,
+    pub last_finding: String,
 }
 
 /// The on-disk spool's state in health records and heartbeats.
@@ -354,7 +370,8 @@ pub enum EventBody {
     Exec(Exec),
     Connect(Connect),
     LoginVerdict(Box<LoginVerdict>),
-    AgentHealth(AgentHealth),
+    /// Boxed: far larger than the other kinds, and rare (one a minute).
+    AgentHealth(Box<AgentHealth>),
 }
 
 #[cfg(test)]

@@ -2,15 +2,17 @@
 //! every stage's counters: the kernel's (lost, out of scope), the reader's, the
 //! assembler's, the journal's, the reconciler's and the spool's (its drops, and
 //! the events it holds in quarantine because the server refused them: counted
-//! under `quarantined`, on the wire as `spool.quarantined`). Their wire form is
-//! in [`crate::wire`].
+//! under `quarantined`, on the wire as `spool.quarantined`) and the log witness's
+//! (what it verified of the server's log, what it found wrong). Their wire form
+//! is in [`crate::wire`].
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use crate::assemble::AssemblerState;
 use crate::event::{AgentHealth, VerdictCounters};
 use crate::journal::{self, JournalStats};
+use crate::log_witness::LogWitness;
 use crate::probes::KernelCounters;
 use crate::stages::reader::ReaderStats;
 use crate::stages::spool_writer::SharedSpool;
@@ -46,6 +48,8 @@ pub struct HealthSources {
     pub spool: Option<Arc<SharedSpool>>,
     /// The last sequence number an earlier run could have used.
     pub resumed_after: Option<u64>,
+    /// The agent as a witness of the server's log, when events are shipped.
+    pub log_witness: Option<Arc<Mutex<LogWitness>>>,
 }
 
 impl HealthSources {
@@ -86,6 +90,10 @@ impl HealthSources {
                 None
             },
             spool: self.spool.as_ref().map(|spool| spool.health()),
+            log_witness: self
+                .log_witness
+                .as_ref()
+                .map(|w| w.lock().expect("log witness lock").health()),
         }
     }
 }

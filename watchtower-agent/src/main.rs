@@ -19,7 +19,9 @@
 //!   records ([`health`]);
 //! - the output: [`stages::stdout`] (JSON lines), or [`stages::spool_writer`] into
 //!   the on-disk [`spool`] and [`stages::sender`] to the server over gRPC (the
-//!   protobuf form of events in [`wire`]).
+//!   protobuf form of events in [`wire`]);
+//! - [`stages::log_witness`] has the server prove its signed log to this agent
+//!   ([`log_witness`]: the Acks' receipts, consistency, rewinds and forks).
 //!
 //! Besides running: [`config`] (the file and the flags over it), [`replay`] (the
 //! `replay` subcommand) and [`count_only`] (`--count-only`).
@@ -36,6 +38,7 @@ mod health;
 mod host_lookup;
 mod journal;
 mod libpam;
+mod log_witness;
 mod probes;
 mod raw_file;
 mod reconcile;
@@ -49,7 +52,7 @@ mod wire;
 mod witness;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -59,6 +62,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, Flags, Scope};
 use crate::health::{HealthContext, HealthSources, JournalState, KernelStats};
 use crate::stages::assembler::Input;
+use crate::stages::log_witness as log_witness_stage;
 use crate::stages::reader::ReaderStats;
 use crate::stages::{assembler, reader, reconciler, sender, spool_writer, stdout, ticker};
 use crate::stamp::Stamper;
@@ -145,6 +149,14 @@ struct Cli {
     /// This host's private key (default certs/agents/<host-id>.key).
     #[arg(long)]
     key: Option<PathBuf>,
+    /// The file with the verifier key of the server's checkpoints (its
+    /// checkpoint-signing.pub); unset: the first key the server names is kept.
+    #[arg(long)]
+    checkpoint_key: Option<PathBuf>,
+    /// Seconds between checks of the server's tamper-evidence log (signed
+    /// checkpoint, consistency, this agent's receipts); 0: off (default 60).
+    #[arg(long)]
+    witness_interval_secs: Option<u64>,
     /// Most bytes the spool may hold; beyond it events are dropped and counted.
     #[arg(long)]
     spool_max_bytes: Option<u64>,
@@ -188,6 +200,8 @@ fn flags(cli: &Cli) -> Flags {
         ca: cli.ca.clone(),
         cert: cli.cert.clone(),
         key: cli.key.clone(),
+        checkpoint_key: cli.checkpoint_key.clone(),
+        witness_interval_secs: cli.witness_interval_secs,
         spool_max_bytes: cli.spool_max_bytes,
     }
 }
@@ -272,6 +286,10 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
         }
         None => None,
     };
+    let log_witness = match (&delivery, config.server.witness_interval_secs) {
+        (Some(_), 1..) => Some(Arc::new(Mutex::new(open_log_witness(&config)?))),
+        _ => None,
+    };
 
     let (records_tx, records_rx) = mpsc::channel::<Input>(1024);
     let (assembled_tx, assembled_rx) = mpsc::channel(1024);
@@ -345,6 +363,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
         journal: journal_state,
         spool: delivery.as_ref().map(|(shared, _)| shared.clone()),
         resumed_after,
+        log_witness: log_witness.clone(),
     };
     let assembler = tokio::spawn(assembler::run(records_rx, assembled_tx));
     let reconciler = tokio::spawn(reconciler::run(
@@ -355,12 +374,30 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
         health,
     ));
     let (stop_ship_tx, stop_ship_rx) = watch::channel(false);
-    let (output, shipper) = match delivery {
-        Some((shared, link)) => (
-            tokio::spawn(spool_writer::run(events_rx, shared.clone(), stdout)),
-            Some(tokio::spawn(sender::run(link, identity, shared, stop_ship_rx))),
-        ),
-        None => (tokio::spawn(stdout::run(events_rx)), None),
+    let (stop_witness_tx, stop_witness_rx) = watch::channel(false);
+    let (output, shipper, witnessing) = match delivery {
+        Some((shared, link)) => {
+            let witnessing = log_witness.clone().map(|witness| {
+                tokio::spawn(log_witness_stage::run(
+                    link.clone(),
+                    witness,
+                    Duration::from_secs(config.server.witness_interval_secs),
+                    stop_witness_rx,
+                ))
+            });
+            (
+                tokio::spawn(spool_writer::run(events_rx, shared.clone(), stdout)),
+                Some(tokio::spawn(sender::run(
+                    link,
+                    identity,
+                    shared,
+                    log_witness,
+                    stop_ship_rx,
+                ))),
+                witnessing,
+            )
+        }
+        None => (tokio::spawn(stdout::run(events_rx)), None, None),
     };
     let ticker = tokio::spawn(ticker::run(
         records_tx.clone(),
@@ -394,5 +431,23 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
     if let Some(shipper) = shipper {
         shipper.await??;
     }
+    let _ = stop_witness_tx.send(true);
+    if let Some(witnessing) = witnessing {
+        witnessing.await??;
+    }
     Ok(())
+}
+
+/// The log witness's state, with the configured checkpoint key.
+fn open_log_witness(config: &Config) -> anyhow::Result<log_witness::LogWitness> {
+    let pinned = match &config.server.checkpoint_key {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the checkpoint key {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    log_witness::LogWitness::open(&config.agent.state_dir, pinned)
 }

@@ -276,6 +276,13 @@ fn agent_health(h: &AgentHealth) -> pb::AgentHealth {
         open_sessions: h.open_sessions,
         resumed_after_seq: h.resumed_after_seq,
         spool: h.spool.as_ref().map(spool_health),
+        log_witness: h.log_witness.as_ref().map(|w| pb::LogWitnessHealth {
+            checkpoint_size: w.checkpoint_size,
+            receipts_verified: w.receipts_verified,
+            receipts_pending: w.receipts_pending,
+            findings: w.findings.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            last_finding: w.last_finding.clone(),
+        }),
     }
 }
 

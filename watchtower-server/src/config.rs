@@ -32,6 +32,10 @@ pub struct LogSection {
     pub origin: Option<String>,
     /// How often a checkpoint is signed when the log has grown.
     pub checkpoint_interval_secs: u64,
+    /// A file outside the server's machine (a mounted share, a synced directory)
+    /// where every new checkpoint is written, replacing the last one: an offsite
+    /// copy that `watchtowerctl verify --witness` proves the log consistent with.
+    pub publish_checkpoint_to: Option<PathBuf>,
 }
 
 impl Default for LogSection {
@@ -40,6 +44,7 @@ impl Default for LogSection {
             signing_key: None,
             origin: None,
             checkpoint_interval_secs: 60,
+            publish_checkpoint_to: None,
         }
     }
 }

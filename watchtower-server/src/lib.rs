@@ -114,11 +114,10 @@ pub async fn serve(
             config.server.data_dir.display()
         )
     })?);
-    let signer = Arc::new(CheckpointSigner::load(
-        &config.signing_key(),
-        &config.origin(),
-        &store,
-    )?);
+    let signer = Arc::new(
+        CheckpointSigner::load(&config.signing_key(), &config.origin(), &store)?
+            .publishing_to(config.log.publish_checkpoint_to.clone()),
+    );
     tracing::info!(
         verifier_key = %signer.verifier_key(),
         file = %tamper::checkpoint::public_key_path(&config.signing_key()).display(),
@@ -143,7 +142,7 @@ pub async fn serve(
         (Some(url), Some(queue)) => {
             let hook =
                 alerts::webhook::Webhook::new(url, Duration::from_secs(config.alerts.webhook_timeout_secs))?;
-            tracing::info!(url, "alerts are sent to the webhook");
+            tracing::info!(url = hook.shown(), "alerts are sent to the webhook");
             Some(alerts::webhook::spawn(
                 hook,
                 queue,
@@ -212,12 +211,14 @@ pub async fn serve(
         live: live.clone(),
         max_batch_events: config.ingest.max_batch_events,
         revocations: revocations.clone(),
+        verifier_key: signer.verifier_key().to_owned(),
     };
     let query = grpc::query::QueryService {
         store: store.clone(),
         counters: counters.clone(),
         signer: signer.clone(),
         live,
+        revocations: revocations.clone(),
     };
     let max = config.ingest.max_message_bytes;
     let mut stopping = stopping.clone();

@@ -79,6 +79,10 @@ struct Cli {
     /// How often the tamper-evidence log is signed when it grew (default 60 s).
     #[arg(long)]
     checkpoint_interval_secs: Option<u64>,
+    /// Also write every new checkpoint to this file (an offsite copy, for
+    /// `watchtowerctl verify --witness`).
+    #[arg(long)]
+    publish_checkpoint_to: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -141,6 +145,9 @@ fn config_of(cli: &Cli) -> anyhow::Result<ServerConfig> {
     }
     if let Some(secs) = cli.checkpoint_interval_secs {
         config.log.checkpoint_interval_secs = secs;
+    }
+    if let Some(path) = &cli.publish_checkpoint_to {
+        config.log.publish_checkpoint_to = Some(path.clone());
     }
     config.validate()?;
     Ok(config)

@@ -179,6 +179,54 @@ impl Revocations {
     }
 }
 
+/// A caller's certificate as far as its standing goes: checked at the handshake,
+/// and again on every call and every second of a live stream, so that a
+/// certificate revoked or expired while its connection stays open stops working.
+#[derive(Clone, Debug, Default)]
+pub struct Standing {
+    /// Who the certificate names.
+    pub name: String,
+    pub serial: String,
+    pub not_after_unix_s: i64,
+}
+
+/// Why a certificate may no longer be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lapsed {
+    Revoked,
+    Expired,
+}
+
+impl Standing {
+    /// The standing of the request's client certificate (`None` for an identity
+    /// set in-process, which has no certificate).
+    #[must_use]
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<Standing> {
+        let certs = request.peer_certs()?;
+        let facts = watchtower_pki::cert_facts(certs.first()?.as_ref()).ok()?;
+        Some(Standing {
+            name: facts.identity.name,
+            serial: facts.serial,
+            not_after_unix_s: facts.not_after_unix_s,
+        })
+    }
+
+    /// Whether the certificate is revoked or expired now.
+    #[must_use]
+    pub fn lapsed(&self, revocations: &Revocations) -> Option<Lapsed> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if !self.serial.is_empty() && revocations.is_revoked(&self.serial) {
+            Some(Lapsed::Revoked)
+        } else if self.not_after_unix_s > 0 && now > self.not_after_unix_s {
+            Some(Lapsed::Expired)
+        } else {
+            None
+        }
+    }
+}
+
 /// The facts of the client certificate a TLS connection presented.
 fn peer_facts(stream: &TlsStream<TcpStream>) -> Option<watchtower_pki::CertFacts> {
     let leaf = stream.get_ref().1.peer_certificates()?.first()?;

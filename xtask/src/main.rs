@@ -248,6 +248,9 @@ fn run_server_and_agent(args: &[String]) -> anyhow::Result<()> {
         "--stdout",
         "--state-dir",
         "/var/lib/watchtower-agent",
+        // The key the server created beside its TLS key at its first start.
+        "--checkpoint-key",
+        "certs/checkpoint-signing.pub",
     ]);
     agent.args(args);
     let result = run(&mut agent);

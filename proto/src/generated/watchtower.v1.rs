@@ -430,6 +430,31 @@ pub struct AgentHealth {
     pub resumed_after_seq: ::core::option::Option<u64>,
     #[prost(message, optional, tag = "15")]
     pub spool: ::core::option::Option<SpoolHealth>,
+    #[prost(message, optional, tag = "16")]
+    pub log_witness: ::core::option::Option<LogWitnessHealth>,
+}
+/// The agent as a witness of the server's log (Witness): what it verified, and
+/// what it found wrong.
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LogWitnessHealth {
+    /// The size of the last signed checkpoint the agent verified and kept.
+    #[prost(uint64, tag = "1")]
+    pub checkpoint_size: u64,
+    /// Receipts whose leaves were proven in a verified checkpoint, and those waiting.
+    #[prost(uint64, tag = "2")]
+    pub receipts_verified: u64,
+    #[prost(uint64, tag = "3")]
+    pub receipts_pending: u64,
+    /// What was wrong, by kind, since the agent's state was made: rewound (the log is
+    /// smaller than a checkpoint the agent verified), forked (not an extension of it),
+    /// bad_signature (not signed by the pinned key), key_changed, not_included (a
+    /// receipt's leaf is not in the log), bad_receipt (a receipt for an event the
+    /// batch did not hold, or a leaf index below the log's size at the ack).
+    #[prost(map = "string, uint64", tag = "4")]
+    pub findings: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
+    #[prost(string, tag = "5")]
+    pub last_finding: ::prost::alloc::string::String,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -521,6 +546,62 @@ pub struct Ack {
     /// event for another host, a batch over the event limit) is a stream error instead.
     #[prost(message, repeated, tag = "7")]
     pub refused: ::prost::alloc::vec::Vec<RefusedEvent>,
+    /// Where each event this batch stored (or kept as a conflict) went in the log: the
+    /// agent rebuilds the leaf from its own event's id and the record hash, and later
+    /// asks the server to prove that leaf in a signed checkpoint (Witness).
+    #[prost(message, repeated, tag = "8")]
+    pub receipts: ::prost::alloc::vec::Vec<Receipt>,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Receipt {
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    #[prost(uint64, tag = "2")]
+    pub leaf_index: u64,
+    /// SHA-256 of the stored record's canonical JSON (see watchtower-tlog).
+    #[prost(bytes = "vec", tag = "3")]
+    pub record_sha256: ::prost::alloc::vec::Vec<u8>,
+    /// The event had the id of a stored one and other content: its leaf is a
+    /// conflict entry, the first record stays.
+    #[prost(bool, tag = "4")]
+    pub conflict: bool,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WitnessRequest {
+    /// The size of the last checkpoint this agent verified (0: none yet).
+    #[prost(uint64, tag = "1")]
+    pub kept_size: u64,
+    /// Leaves to prove (at most 1000); those the checkpoint does not cover yet are
+    /// left out of the reply and asked for again later.
+    #[prost(uint64, repeated, tag = "2")]
+    pub leaves: ::prost::alloc::vec::Vec<u64>,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WitnessReply {
+    #[prost(message, optional, tag = "1")]
+    pub checkpoint: ::core::option::Option<SignedCheckpoint>,
+    /// The key that signs the log's checkpoints (an agent not given one pins the
+    /// first it sees).
+    #[prost(string, tag = "2")]
+    pub verifier_key: ::prost::alloc::string::String,
+    /// From kept_size to the checkpoint's size (empty when either is 0 or they are
+    /// equal; nothing when the log is smaller than kept_size).
+    #[prost(message, optional, tag = "3")]
+    pub consistency: ::core::option::Option<Proof>,
+    /// For each requested leaf below the checkpoint's size, in the request's order.
+    #[prost(message, repeated, tag = "4")]
+    pub inclusions: ::prost::alloc::vec::Vec<LeafProof>,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LeafProof {
+    #[prost(uint64, tag = "1")]
+    pub leaf_index: u64,
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub hashes: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// One event of a batch that cannot be stored, and why.
 #[derive(serde::Serialize)]
@@ -579,7 +660,7 @@ pub struct SubscribeRequest {
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct LiveItem {
-    #[prost(oneof = "live_item::Item", tags = "1, 2")]
+    #[prost(oneof = "live_item::Item", tags = "1, 2, 3")]
     pub item: ::core::option::Option<live_item::Item>,
 }
 /// Nested message and enum types in `LiveItem`.
@@ -592,6 +673,10 @@ pub mod live_item {
         Stored(super::StoredEvent),
         #[prost(message, tag = "2")]
         Alert(super::Alert),
+        /// A record with the id of a stored one and other content, kept as evidence
+        /// (not indexed); read by the alert rules, not sent to tails.
+        #[prost(message, tag = "3")]
+        Conflict(super::StoredEvent),
     }
 }
 #[derive(serde::Serialize)]
@@ -1190,6 +1275,30 @@ pub mod ingest_client {
                 .insert(GrpcMethod::new("watchtower.v1.Ingest", "Stream"));
             self.inner.streaming(req, path, codec).await
         }
+        /// The agent as a witness of the log: the latest signed checkpoint, a proof that
+        /// it extends the one the agent kept, and proofs that the leaves of the agent's
+        /// receipts are in it. Agents only.
+        pub async fn witness(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WitnessRequest>,
+        ) -> std::result::Result<tonic::Response<super::WitnessReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/watchtower.v1.Ingest/Witness",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("watchtower.v1.Ingest", "Witness"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1217,6 +1326,13 @@ pub mod ingest_server {
             &self,
             request: tonic::Request<tonic::Streaming<super::AgentMessage>>,
         ) -> std::result::Result<tonic::Response<Self::StreamStream>, tonic::Status>;
+        /// The agent as a witness of the log: the latest signed checkpoint, a proof that
+        /// it extends the one the agent kept, and proofs that the leaves of the agent's
+        /// receipts are in it. Agents only.
+        async fn witness(
+            &self,
+            request: tonic::Request<super::WitnessRequest>,
+        ) -> std::result::Result<tonic::Response<super::WitnessReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct IngestServer<T> {
@@ -1336,6 +1452,49 @@ pub mod ingest_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/watchtower.v1.Ingest/Witness" => {
+                    #[allow(non_camel_case_types)]
+                    struct WitnessSvc<T: Ingest>(pub Arc<T>);
+                    impl<T: Ingest> tonic::server::UnaryService<super::WitnessRequest>
+                    for WitnessSvc<T> {
+                        type Response = super::WitnessReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WitnessRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Ingest>::witness(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WitnessSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

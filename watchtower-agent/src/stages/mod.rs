@@ -14,13 +14,16 @@
 //!   with the journal ([`crate::reconcile`]) and builds the health records
 //!   ([`crate::health`]);
 //! - [`stdout`]: JSON lines; or [`spool_writer`]: the on-disk spool
-//!   ([`crate::spool`]), which [`sender`] delivers to the server over gRPC.
+//!   ([`crate::spool`]), which [`sender`] delivers to the server over gRPC,
+//!   keeping the receipts of its Acks, which [`log_witness`] has the server prove
+//!   in its signed log ([`crate::log_witness`]).
 //!
 //! A slow output back-pressures the stages before it and the reader; the ring
 //! buffer then fills and the kernel counts what it cannot take: loss is never
 //! silent.
 
 pub mod assembler;
+pub mod log_witness;
 pub mod reader;
 pub mod reconciler;
 pub mod sender;

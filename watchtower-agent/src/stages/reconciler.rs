@@ -52,7 +52,7 @@ pub async fn run(
                     return Ok(());
                 }
                 let record = health.record(reason, assembler, reconciler.as_ref().map(Reconciler::counters));
-                vec![(clock::boottime_ns(), EventBody::AgentHealth(record))]
+                vec![(clock::boottime_ns(), EventBody::AgentHealth(Box::new(record)))]
             }
         };
         for (ktime, body) in out {

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -26,7 +26,10 @@ use watchtower_proto::pb::{
     Ack, AgentMessage, EventBatch, Heartbeat, Hello, ServerMessage, agent_message, server_message,
 };
 
+use watchtower_tlog::RecordId;
+
 use crate::config::Config;
+use crate::log_witness::LogWitness;
 use crate::stages::spool_writer::SharedSpool;
 
 /// Batches sent and not yet acknowledged, at most.
@@ -86,7 +89,7 @@ impl ServerLink {
     }
 }
 
-fn tls_of(link: &ServerLink) -> anyhow::Result<ClientTls> {
+pub(super) fn tls_of(link: &ServerLink) -> anyhow::Result<ClientTls> {
     Ok(ClientTls::from_files(
         &link.ca,
         &link.cert,
@@ -95,7 +98,7 @@ fn tls_of(link: &ServerLink) -> anyhow::Result<ClientTls> {
     )?)
 }
 
-async fn connect(link: &ServerLink, tls: &ClientTls) -> anyhow::Result<Channel> {
+pub(super) async fn connect(link: &ServerLink, tls: &ClientTls) -> anyhow::Result<Channel> {
     let channel = tls
         .endpoint(&link.address, Duration::from_secs(5))?
         .http2_keep_alive_interval(Duration::from_secs(5))
@@ -115,6 +118,8 @@ struct InFlight {
     /// The spool index of each event it holds, in order (quarantined records it
     /// covers are not sent).
     indexes: Vec<u64>,
+    /// The id of each event it holds, in order: what the receipts name.
+    ids: Vec<RecordId>,
 }
 
 /// How large batches are. Halved when the server refuses a batch whole as too
@@ -150,6 +155,7 @@ pub async fn run(
     link: ServerLink,
     identity: (String, String),
     shared: Arc<SharedSpool>,
+    witness: Option<Arc<Mutex<LogWitness>>>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let tls = tls_of(&link)?;
@@ -172,6 +178,7 @@ pub async fn run(
             identity: &identity,
             shared: &shared,
             shape,
+            witness: witness.as_ref(),
         };
         let ended = session(&link_state, &mut stop, drain_until).await;
         if shared.spool.lock().expect("spool lock").acked() > acked_before {
@@ -293,6 +300,8 @@ struct Link<'a> {
     identity: &'a (String, String),
     shared: &'a Arc<SharedSpool>,
     shape: BatchShape,
+    /// Where the Acks' receipts go, when the agent witnesses the log.
+    witness: Option<&'a Arc<Mutex<LogWitness>>>,
 }
 
 /// The next batch from spool index `from`, and what it covers; None when nothing
@@ -311,6 +320,7 @@ fn next_batch(
     let mut batch = InFlight {
         last,
         indexes: Vec::with_capacity(records.len()),
+        ids: Vec::with_capacity(records.len()),
     };
     let mut events = Vec::with_capacity(records.len());
     let mut unsendable = Vec::new();
@@ -331,6 +341,12 @@ fn next_batch(
         match watchtower_proto::pb::Event::decode(bytes.as_slice()) {
             Ok(event) => {
                 batch.indexes.push(index);
+                batch.ids.push(RecordId {
+                    host_id: event.host_id.clone(),
+                    boot_id: event.boot_id.clone(),
+                    seq: event.seq,
+                    time_unix_ns: event.time_unix_ns,
+                });
                 events.push(event);
             }
             // Passed its checksum but does not decode: it can never be delivered.
@@ -426,7 +442,7 @@ async fn session(
                 })),
             };
             if tx.send(message).await.is_err() {
-                return closed(shared, &mut acks, &mut in_flight).await;
+                return closed(link, &mut acks, &mut in_flight).await;
             }
             next = batch.last + 1;
             in_flight.push_back(batch);
@@ -439,7 +455,7 @@ async fn session(
         let deadline = drain_until.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_hours(1));
         tokio::select! {
             message = acks.message() => {
-                if let Err(ended) = on_answer(shared, message, &mut in_flight).await {
+                if let Err(ended) = on_answer(link, message, &mut in_flight).await {
                     return ended;
                 }
             }
@@ -452,7 +468,7 @@ async fn session(
                     })),
                 };
                 if tx.send(beat).await.is_err() {
-                    return closed(shared, &mut acks, &mut in_flight).await;
+                    return closed(link, &mut acks, &mut in_flight).await;
                 }
             }
             _ = stop.changed(), if drain_until.is_none() => {
@@ -467,7 +483,7 @@ async fn session(
 /// quarantined first); the end of the stream, or its refusal naming the oldest
 /// batch in flight, ends the connection.
 async fn on_answer(
-    shared: &Arc<SharedSpool>,
+    link: &Link<'_>,
     answer: Result<Option<ServerMessage>, tonic::Status>,
     in_flight: &mut VecDeque<InFlight>,
 ) -> Result<(), Ended> {
@@ -481,7 +497,7 @@ async fn on_answer(
             });
         }
     };
-    let Some(server_message::Msg::Ack(ack)) = message.msg else {
+    let Some(server_message::Msg::Ack(mut ack)) = message.msg else {
         return Ok(());
     };
     let Some(batch) = in_flight.pop_front().filter(|b| b.last == ack.batch_id) else {
@@ -490,10 +506,25 @@ async fn on_answer(
             ack.batch_id
         )));
     };
-    let writer = shared.clone();
+    let writer = link.shared.clone();
     let duplicates = ack.duplicates;
-    if let Err(e) = blocking(move || record_ack(&writer, &batch, &ack)).await {
-        return Err(Ended::Failed(e.context("recording the ack in the spool")));
+    let receipts = std::mem::take(&mut ack.receipts);
+    let batch = match blocking(move || record_ack(&writer, &batch, &ack).map(|()| batch)).await {
+        Ok(batch) => batch,
+        Err(e) => return Err(Ended::Failed(e.context("recording the ack in the spool"))),
+    };
+    if let Some(witness) = link.witness {
+        for finding in witness
+            .lock()
+            .expect("log witness lock")
+            .receipts(&batch.ids, &receipts)
+        {
+            tracing::error!(
+                kind = finding.kind,
+                "the server's receipt is wrong: {}",
+                finding.detail
+            );
+        }
     }
     if duplicates > 0 {
         tracing::debug!(duplicates, "server already had some resent events");
@@ -505,7 +536,7 @@ async fn on_answer(
 /// what it answered before (acks) and why (its refusal names the oldest batch
 /// in flight), for a short while.
 async fn closed(
-    shared: &Arc<SharedSpool>,
+    link: &Link<'_>,
     acks: &mut tonic::Streaming<ServerMessage>,
     in_flight: &mut VecDeque<InFlight>,
 ) -> Ended {
@@ -513,7 +544,7 @@ async fn closed(
     loop {
         match tokio::time::timeout_at(deadline, acks.message()).await {
             Ok(answer) => {
-                if let Err(ended) = on_answer(shared, answer, in_flight).await {
+                if let Err(ended) = on_answer(link, answer, in_flight).await {
                     return ended;
                 }
             }

@@ -8,7 +8,7 @@ use watchtower_journal::story::Writer;
 use watchtower_journal::{Program, PublicKey, SudoLine, SudoOutcome};
 
 use super::*;
-use crate::event::{PamStep, SessionEndReason, SessionId};
+use crate::event::{LogWitnessHealth, PamStep, SessionEndReason, SessionId};
 
 const HOST: &str = "web-01.example.net";
 const BOOT: &str = "3f1c2a9e-8b4d-4e0f-9a7c-5d6e7f8a9b0c";
@@ -179,7 +179,7 @@ fn refused_connect() -> Event {
 fn periodic_health() -> Event {
     envelope(
         1046,
-        EventBody::AgentHealth(AgentHealth {
+        EventBody::AgentHealth(Box::new(AgentHealth {
             reason: "periodic",
             mode: "kernel+journal",
             kernel_unavailable: Some("BTF not found".into()),
@@ -212,7 +212,14 @@ fn periodic_health() -> Event {
             open_sessions: 14,
             resumed_after_seq: Some(1_000),
             spool: None,
-        }),
+            log_witness: Some(LogWitnessHealth {
+                checkpoint_size: 4_096,
+                receipts_verified: 4_000,
+                receipts_pending: 12,
+                findings: BTreeMap::from([("rewound".to_owned(), 1)]),
+                last_finding: "rewound: the log shrank".into(),
+            }),
+        })),
     )
 }
 
@@ -615,6 +622,13 @@ fn wire_agent_health() {
             open_sessions: 14,
             resumed_after_seq: Some(1_000),
             spool: None,
+            log_witness: Some(pb::LogWitnessHealth {
+                checkpoint_size: 4_096,
+                receipts_verified: 4_000,
+                receipts_pending: 12,
+                findings: HashMap::from([("rewound".into(), 1)]),
+                last_finding: "rewound: the log shrank".into(),
+            }),
         }),
     );
     assert_eq!(to_wire(&periodic_health()), expected);
@@ -624,12 +638,12 @@ fn wire_agent_health() {
 fn wire_agent_health_without_witness_state() {
     let event = envelope(
         1,
-        EventBody::AgentHealth(AgentHealth {
+        EventBody::AgentHealth(Box::new(AgentHealth {
             reason: "start",
             mode: "journal",
             scope: "all",
             ..AgentHealth::default()
-        }),
+        })),
     );
     let Some(pb::event::Body::AgentHealth(h)) = to_wire(&event).body else {
         panic!("not agent health")

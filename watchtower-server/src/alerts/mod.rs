@@ -1,7 +1,8 @@
 //! Alert rules over the stored events (from `[alerts]` in the config): too many
 //! failed logins from one address, a root login, a login from an address new for
 //! that user, journald cross-check verdicts that disagree with the kernel, a stale
-//! agent. An alert is kept in the store, counted, shown to live tails that asked
+//! agent, an agent that caught the log rewound or forked (`log_witness`), an event
+//! resent with other content (`conflicting_duplicate`). An alert is kept in the store, counted, shown to live tails that asked
 //! for alerts and posted to the webhook.
 //!
 //! The alerts are stored by [`crate::store::alerts`]; [`webhook`] posts them.
@@ -126,8 +127,10 @@ impl AlertEngine {
                             let engine = engine.clone();
                             let _ = tokio::task::spawn_blocking(move || {
                                 for item in &items {
-                                    if let Some(live_item::Item::Stored(stored)) = &item.item {
-                                        engine.observe(stored);
+                                    match &item.item {
+                                        Some(live_item::Item::Stored(stored)) => engine.observe(stored),
+                                        Some(live_item::Item::Conflict(conflict)) => engine.conflict(conflict),
+                                        _ => {}
                                     }
                                 }
                             })
@@ -285,5 +288,47 @@ mod tests {
         counters.connect("web-1");
         engine.check_stale(&counters);
         assert!(!engine.state.lock().unwrap().stale.contains("web-1"));
+    }
+
+    fn health(seq: u64, findings: &[(&str, u64)]) -> StoredEvent {
+        StoredEvent {
+            event: Some(Event {
+                host_id: "web-1".into(),
+                boot_id: "b".into(),
+                seq,
+                time_unix_ns: seq,
+                body: Some(Body::AgentHealth(watchtower_proto::pb::AgentHealth {
+                    log_witness: Some(watchtower_proto::pb::LogWitnessHealth {
+                        findings: findings.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+                        last_finding: "rewound: the log shrank from 10 to 5 leaves".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
+            }),
+            ..StoredEvent::default()
+        }
+    }
+
+    #[test]
+    fn an_agents_new_log_finding_and_a_conflicting_duplicate_alert_once_each() {
+        let (_dir, engine, mut rx) = engine(AlertSection::default());
+        engine.observe(&health(1, &[]));
+        engine.observe(&health(2, &[("rewound", 1)]));
+        // The same finding in every later health record: no new alert.
+        engine.observe(&health(3, &[("rewound", 1)]));
+        engine.observe(&health(4, &[("rewound", 1), ("not_included", 1)]));
+        engine.conflict(&login(7, "mallory", "10.0.0.9", Outcome::Success));
+        assert_eq!(
+            raised(&mut rx),
+            vec![
+                ("log_witness".into(), vec![2]),
+                ("log_witness".into(), vec![4]),
+                ("conflicting_duplicate".into(), vec![7]),
+            ]
+        );
+        let kept = engine.store.alerts(0, u64::MAX, 10).unwrap();
+        assert!(kept[0].summary.contains("rewound 1"), "{}", kept[0].summary);
+        assert_eq!(kept[0].severity, "critical");
     }
 }

@@ -22,6 +22,9 @@ pub(super) struct RuleState {
     failures: HashMap<String, VecDeque<Failure>>,
     /// Hosts alerted as stale and not heard from since.
     pub(super) stale: HashSet<String>,
+    /// Per host, the findings its agent had reported as a witness of the log when
+    /// last alerted (one entry per host).
+    witness_findings: HashMap<String, u64>,
 }
 
 /// A new alert without id and time (the engine sets them).
@@ -124,8 +127,63 @@ impl AlertEngine {
                 a.seqs = vec![event.seq];
                 self.raise(a);
             }
+            Some(Body::AgentHealth(health)) => {
+                if let Some(witness) = &health.log_witness {
+                    self.witness_findings(host, event.seq, witness);
+                }
+            }
             _ => {}
         }
+    }
+
+    /// An agent's health record: alert when it reports more log-witness
+    /// findings than its last record did (state: one count per host).
+    fn witness_findings(&self, host: &str, seq: u64, witness: &watchtower_proto::pb::LogWitnessHealth) {
+        let total: u64 = witness.findings.values().sum();
+        let before = {
+            let mut state = self.state.lock().expect("alert state");
+            let seen = state.witness_findings.entry(host.to_owned()).or_insert(0);
+            std::mem::replace(seen, total)
+        };
+        if total <= before {
+            return;
+        }
+        let mut kinds: Vec<String> = witness
+            .findings
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        kinds.sort_unstable();
+        let mut a = alert(
+            "log_witness",
+            "critical",
+            host,
+            format!(
+                "the agent on {host} caught this server's log breaking a promise ({}): {}",
+                kinds.join(", "),
+                witness.last_finding
+            ),
+        );
+        a.count = total - before;
+        a.seqs = vec![seq];
+        self.raise(a);
+    }
+
+    /// A record with the id of a stored one and other content (kept as evidence).
+    pub fn conflict(&self, conflict: &StoredEvent) {
+        let Some(event) = &conflict.event else { return };
+        let host = event.host_id.as_str();
+        let mut a = alert(
+            "conflicting_duplicate",
+            "critical",
+            host,
+            format!(
+                "{host} sent seq {} of boot {} again with other content: kept as evidence, the first record stays",
+                event.seq, event.boot_id
+            ),
+        );
+        a.seqs = vec![event.seq];
+        self.raise(a);
     }
 
     fn failed_login(&self, remote: &str, host: &str, seq: u64, time: u64, user: &str) {

@@ -26,11 +26,36 @@ pub fn payload(alert: &Alert) -> serde_json::Value {
     } else {
         ":warning:"
     };
+    // Slack reads `<...>` as links and mentions (`<!channel>`): a user name or
+    // an address in a summary is text, so its control characters are escaped.
+    let text = format!(
+        "[{}] {} on {}: {}",
+        alert.severity, alert.rule, alert.host_id, alert.summary
+    );
     serde_json::json!({
-        "text": format!("{icon} [{}] {} on {}: {}", alert.severity, alert.rule, alert.host_id, alert.summary),
+        "text": format!("{icon} {}", slack_escape(&text)),
         "username": "watchtower",
         "alert": alert,
     })
+}
+
+/// Text as Slack's `text` field must carry it: `&`, `<` and `>` escaped.
+#[must_use]
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A webhook URL as it may be logged: scheme, host and port only (a Slack
+/// webhook's path is its secret).
+#[must_use]
+pub fn shown(uri: &Uri) -> String {
+    format!(
+        "{}://{}/…",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map_or("?", http::uri::Authority::as_str)
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +76,7 @@ pub enum WebhookError {
 
 pub struct Webhook {
     uri: Uri,
+    /// The URL as logged (see [`shown`]).
     url: String,
     tls: Option<tokio_rustls::TlsConnector>,
     timeout: Duration,
@@ -59,10 +85,10 @@ pub struct Webhook {
 impl Webhook {
     /// An https webhook trusts the system's CA bundle.
     pub fn new(url: &str, timeout: Duration) -> Result<Webhook, WebhookError> {
-        let bad = |why: &str| WebhookError::Url(url.to_owned(), why.to_owned());
-        let uri: Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+            WebhookError::Url("(not shown: it does not parse)".into(), e.to_string())
+        })?;
+        let bad = |why: &str| WebhookError::Url(shown(&uri), why.to_owned());
         if uri.host().is_none() {
             return Err(bad("no host"));
         }
@@ -84,11 +110,17 @@ impl Webhook {
             _ => return Err(bad("only http:// and https:// are supported")),
         };
         Ok(Webhook {
+            url: shown(&uri),
             uri,
-            url: url.to_owned(),
             tls,
             timeout,
         })
+    }
+
+    /// The URL as it may be logged.
+    #[must_use]
+    pub fn shown(&self) -> &str {
+        &self.url
     }
 
     /// POST one alert; Ok when the receiver answered 2xx.
@@ -216,5 +248,32 @@ mod tests {
             .to_string();
         assert!(error.contains("only http:// and https://"), "{error}");
         assert!(Webhook::new("http://127.0.0.1:9/hook", Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn the_secret_path_is_never_shown_and_slack_markup_in_a_summary_is_text() {
+        let hook = Webhook::new(
+            "https://hooks.slack.com/services/T000/B000/SECRET",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(hook.shown(), "https://hooks.slack.com/…");
+        let error = Webhook::new("gopher://h/services/SECRET", Duration::from_secs(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!error.contains("SECRET"), "{error}");
+        let alert = Alert {
+            rule: "root_login".into(),
+            severity: "critical".into(),
+            host_id: "web-1".into(),
+            summary: "<!channel> & <https://evil.example|click> logged in".into(),
+            ..Alert::default()
+        };
+        assert_eq!(
+            payload(&alert)["text"],
+            ":rotating_light: [critical] root_login on web-1: &lt;!channel&gt; &amp; \
+             &lt;https://evil.example|click&gt; logged in"
+        );
     }
 }

@@ -15,17 +15,18 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use watchtower_pki::Role;
 use watchtower_proto::pb::ingest_server::Ingest;
 use watchtower_proto::pb::{
-    Ack, AgentMessage, Event, LiveItem, RefusedEvent, ServerMessage, agent_message, live_item, server_message,
+    Ack, AgentMessage, Event, LeafProof, LiveItem, RefusedEvent, ServerMessage, WitnessReply, WitnessRequest,
+    agent_message, live_item, server_message,
 };
 
-use super::blocking;
-use super::status::{Refusal, note, refuse};
+use super::status::{Refusal, lapsed, note, refuse};
+use super::{blocking, proof};
 use crate::counters::ServerCounters;
 use crate::facets::{self, InvalidEvent};
 use crate::metrics::Metrics;
 use crate::now_unix_ns;
 use crate::store::EventStore;
-use crate::tls::authorize;
+use crate::tls::{Standing, authorize};
 
 #[derive(Clone)]
 pub struct IngestService {
@@ -35,7 +36,12 @@ pub struct IngestService {
     pub live: broadcast::Sender<Arc<LiveItem>>,
     pub max_batch_events: usize,
     pub revocations: Arc<crate::tls::Revocations>,
+    /// The verifier key of the checkpoints, told to agents that witness the log.
+    pub verifier_key: String,
 }
+
+/// Leaves one witness reply proves, at most.
+pub const MAX_WITNESS_LEAVES: usize = 1000;
 
 /// What the agent's certificate says beyond its host: bound by the CA.
 #[derive(Clone, Debug, Default)]
@@ -100,16 +106,15 @@ impl IngestService {
                     return Ok(());
                 }
             };
-            // A certificate revoked while its stream is open: cut it at the next message
-            // (heartbeats come every few seconds), nothing more stored.
-            if !certified.serial.is_empty() && self.revocations.is_revoked(&certified.serial) {
-                return Err(refuse(
-                    &self.counters,
-                    Refusal::Revoked {
-                        host: host.to_owned(),
-                        serial: certified.serial.clone(),
-                    },
-                ));
+            // A certificate revoked or expired while its stream is open: cut it at the
+            // next message (heartbeats come every few seconds), nothing more stored.
+            let standing = Standing {
+                name: host.to_owned(),
+                serial: certified.serial.clone(),
+                not_after_unix_s: certified.not_after_unix_s,
+            };
+            if let Some(why) = standing.lapsed(&self.revocations) {
+                return Err(refuse(&self.counters, lapsed(&standing, why)));
             }
             match message.msg {
                 None => {
@@ -296,6 +301,7 @@ impl IngestService {
             ..Ack::default()
         };
         let mut stored_events = Vec::new();
+        let mut conflicts = Vec::new();
         for appended in parts {
             let again = appended.duplicates + appended.expired;
             ack.duplicates += again;
@@ -306,7 +312,16 @@ impl IngestService {
                 ack.log_size = appended.log_size;
             }
             self.metrics.stored(&appended.stored, again);
+            if !appended.conflicts.is_empty() {
+                tracing::error!(
+                    host,
+                    conflicts = appended.conflicts.len(),
+                    "events with the id of stored ones and other content: kept as evidence, the first records stay"
+                );
+            }
+            ack.receipts.extend(appended.receipts);
             stored_events.extend(appended.stored);
+            conflicts.extend(appended.conflicts);
         }
         ack.stored = u32::try_from(stored_events.len()).unwrap_or(u32::MAX);
         tracing::debug!(
@@ -317,13 +332,51 @@ impl IngestService {
             last_seq,
             "batch stored"
         );
-        for stored in stored_events {
+        let items = stored_events
+            .into_iter()
+            .map(live_item::Item::Stored)
+            .chain(conflicts.into_iter().map(live_item::Item::Conflict));
+        for item in items {
             // No subscriber is not an error.
-            let _ = self.live.send(Arc::new(LiveItem {
-                item: Some(live_item::Item::Stored(stored)),
-            }));
+            let _ = self.live.send(Arc::new(LiveItem { item: Some(item) }));
         }
         Ok(ack)
+    }
+
+    /// The latest signed checkpoint, proven to extend the one the agent kept, with
+    /// the inclusion proofs of the receipts' leaves it covers.
+    fn witness(&self, host: &str, request: &WitnessRequest) -> Result<WitnessReply, Status> {
+        if request.leaves.len() > MAX_WITNESS_LEAVES {
+            return Err(refuse(
+                &self.counters,
+                Refusal::WitnessTooLarge {
+                    host: host.to_owned(),
+                    leaves: request.leaves.len(),
+                    max: MAX_WITNESS_LEAVES,
+                },
+            ));
+        }
+        let Some(checkpoint) = self.store.latest_checkpoint()? else {
+            return Err(Status::unavailable("the log has not been signed yet"));
+        };
+        let size = checkpoint.size;
+        let consistency = (request.kept_size > 0 && request.kept_size < size)
+            .then(|| self.store.consistency_proof(request.kept_size, size))
+            .transpose()?
+            .map(proof);
+        let mut inclusions = Vec::new();
+        for &leaf_index in request.leaves.iter().filter(|&&leaf| leaf < size) {
+            inclusions.push(LeafProof {
+                leaf_index,
+                hashes: proof(self.store.inclusion_proof(leaf_index, size)?).hashes,
+            });
+        }
+        Ok(WitnessReply {
+            checkpoint: Some(checkpoint),
+            verifier_key: self.verifier_key.clone(),
+            consistency,
+            inclusions,
+        })
     }
 }
 
@@ -374,5 +427,28 @@ impl Ingest for IngestService {
             tracing::info!(host, "agent disconnected");
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn witness(&self, request: Request<WitnessRequest>) -> Result<Response<WitnessReply>, Status> {
+        let identity = authorize(&request, &[Role::Agent]).map_err(|status| {
+            refuse(
+                &self.counters,
+                Refusal::NotAnAgent {
+                    peer: request.remote_addr(),
+                    denied: status.into(),
+                },
+            )
+        })?;
+        if let Some(standing) = Standing::of(&request)
+            && let Some(why) = standing.lapsed(&self.revocations)
+        {
+            return Err(refuse(&self.counters, lapsed(&standing, why)));
+        }
+        let this = self.clone();
+        let request = request.into_inner();
+        tokio::task::spawn_blocking(move || this.witness(&identity.name, &request))
+            .await
+            .map_err(|e| super::status::task_failed(&e))?
+            .map(Response::new)
     }
 }

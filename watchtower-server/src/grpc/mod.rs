@@ -7,8 +7,16 @@ pub mod query;
 pub mod status;
 
 use tonic::Status;
+use watchtower_proto::pb::Proof;
 
 use crate::store::StoreError;
+
+/// A proof's hashes on the wire.
+fn proof(hashes: Vec<[u8; 32]>) -> Proof {
+    Proof {
+        hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+    }
+}
 
 /// Run a store call off the async threads; its failure becomes a status by
 /// [`status`]'s rules.

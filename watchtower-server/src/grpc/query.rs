@@ -16,13 +16,13 @@ use watchtower_proto::pb::{
     VerifyRequest, live_item,
 };
 
-use super::blocking;
-use super::status::{Refusal, fell_behind, refuse};
+use super::status::{Refusal, fell_behind, lapsed, refuse};
+use super::{blocking, proof};
 use crate::counters::ServerCounters;
 use crate::facets;
 use crate::store::EventStore;
 use crate::tamper::{self, CheckpointSigner};
-use crate::tls::authorize;
+use crate::tls::{Revocations, Standing, authorize};
 
 const READERS: &[Role] = &[Role::Reader, Role::Admin];
 const ADMINS: &[Role] = &[Role::Admin];
@@ -35,14 +35,16 @@ pub struct QueryService {
     pub counters: Arc<ServerCounters>,
     pub signer: Arc<CheckpointSigner>,
     pub live: broadcast::Sender<Arc<LiveItem>>,
+    pub revocations: Arc<Revocations>,
 }
 
 /// Alerts a `ListAlerts` call returns at most.
 const MAX_ALERTS: u32 = 10_000;
 
 impl QueryService {
-    fn reader<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        authorize(request, READERS).map(|_| ()).map_err(|status| {
+    /// A reader's (or admin's) call; the caller's standing, kept by live streams.
+    fn reader<T>(&self, request: &Request<T>) -> Result<Option<Standing>, Status> {
+        authorize(request, READERS).map_err(|status| {
             refuse(
                 &self.counters,
                 Refusal::NotAReader {
@@ -50,13 +52,26 @@ impl QueryService {
                     denied: status.into(),
                 },
             )
-        })
+        })?;
+        self.standing(request)
+    }
+
+    /// The caller's certificate must not have been revoked or have expired since
+    /// its connection's handshake.
+    fn standing<T>(&self, request: &Request<T>) -> Result<Option<Standing>, Status> {
+        let standing = Standing::of(request);
+        if let Some(standing) = &standing
+            && let Some(why) = standing.lapsed(&self.revocations)
+        {
+            return Err(refuse(&self.counters, lapsed(standing, why)));
+        }
+        Ok(standing)
     }
 }
 
 impl QueryService {
     fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        authorize(request, ADMINS).map(|_| ()).map_err(|status| {
+        authorize(request, ADMINS).map_err(|status| {
             refuse(
                 &self.counters,
                 Refusal::NotAnAdmin {
@@ -64,13 +79,8 @@ impl QueryService {
                     denied: status.into(),
                 },
             )
-        })
-    }
-}
-
-fn proof(hashes: Vec<[u8; 32]>) -> Proof {
-    Proof {
-        hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+        })?;
+        self.standing(request).map(|_| ())
     }
 }
 
@@ -135,18 +145,29 @@ impl Query for QueryService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        self.reader(&request)?;
+        let standing = self.reader(&request)?;
         let request = request.into_inner();
         let filter = request.filter.unwrap_or_default();
         let alerts = request.alerts;
         let mut live = self.live.subscribe();
         let (tx, rx) = mpsc::channel(256);
         let counters = self.counters.clone();
+        let revocations = self.revocations.clone();
         counters.subscribers.fetch_add(1, Relaxed);
         tokio::spawn(async move {
+            // A tail outlives no revocation or expiry by more than a second.
+            let mut standing_check = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tokio::select! {
                     () = tx.closed() => break,
+                    _ = standing_check.tick() => {
+                        if let Some(standing) = &standing
+                            && let Some(why) = standing.lapsed(&revocations)
+                        {
+                            let _ = tx.send(Err(refuse(&counters, lapsed(standing, why)))).await;
+                            break;
+                        }
+                    }
                     received = live.recv() => match received {
                         Ok(item) => {
                             let wanted = match &item.item {
@@ -154,7 +175,8 @@ impl Query for QueryService {
                                     stored.event.as_ref().is_some_and(|e| facets::matches(&filter, e))
                                 }
                                 Some(live_item::Item::Alert(_)) => alerts,
-                                None => false,
+                                // The alert rules read conflicts; tails see their alert.
+                                Some(live_item::Item::Conflict(_)) | None => false,
                             };
                             if wanted && tx.send(Ok((*item).clone())).await.is_err() {
                                 break;

@@ -12,7 +12,8 @@
 //! |-------------------------|-------------------|----------------------|
 //! | not an agent            | `not_an_agent`    | `UNAUTHENTICATED` (no identity) or `PERMISSION_DENIED` (another role) |
 //! | not a reader            | `not_a_reader`    | the same             |
-//! | certificate revoked     | `revoked`         | `PERMISSION_DENIED`  |
+//! | certificate revoked     | `revoked`         | `PERMISSION_DENIED` (on every call, and every second of a live stream) |
+//! | certificate expired     | `expired`         | `UNAUTHENTICATED` (the same)     |
 //! | Hello for another host  | `host_mismatch`   | `PERMISSION_DENIED`  |
 //! | event for another host  | `host_mismatch`   | `PERMISSION_DENIED` (the whole batch) |
 //! | invalid event           | `invalid_event`   | none: that event is named in the Ack's `refused` (with its precise reason, counted by reason in `watchtower_ingest_refused_events_total`), the rest of the batch is stored |
@@ -20,6 +21,7 @@
 //! | empty or undecodable message | `malformed`  | `INVALID_ARGUMENT`   |
 //! | message over the size limit  | `oversized`  | `RESOURCE_EXHAUSTED` |
 //! | batch over the event limit   | `batch_too_large` | `RESOURCE_EXHAUSTED` |
+//! | witness request over the leaf limit | `witness_too_large` | `INVALID_ARGUMENT` |
 
 use std::net::SocketAddr;
 
@@ -65,8 +67,10 @@ pub enum Refusal {
         peer: Option<SocketAddr>,
         denied: Denied,
     },
-    /// The agent's certificate was revoked while its stream was open.
+    /// The caller's certificate was revoked (while its connection was open).
     Revoked { host: String, serial: String },
+    /// The caller's certificate expired while its connection was open.
+    Expired { host: String, not_after_unix_s: i64 },
     /// The agent's Hello names another host than its certificate.
     HelloForAnotherHost { host: String, claimed: String },
     /// An event of a batch makes the whole batch unacceptable (it names another
@@ -89,6 +93,8 @@ pub enum Refusal {
     Malformed { host: String, error: String },
     /// A message over the decoding limit.
     Oversized { host: String, error: String },
+    /// A witness request for more leaves than one reply proves.
+    WitnessTooLarge { host: String, leaves: usize, max: usize },
 }
 
 impl Refusal {
@@ -100,6 +106,7 @@ impl Refusal {
             Refusal::NotAReader { .. } => "not_a_reader",
             Refusal::NotAnAdmin { .. } => "not_an_admin",
             Refusal::Revoked { .. } => "revoked",
+            Refusal::Expired { .. } => "expired",
             Refusal::HelloForAnotherHost { .. }
             | Refusal::InvalidEvent {
                 invalid: InvalidEvent::HostMismatch { .. },
@@ -110,6 +117,7 @@ impl Refusal {
             Refusal::BatchTooLarge { .. } => "batch_too_large",
             Refusal::EmptyMessage { .. } | Refusal::Malformed { .. } => "malformed",
             Refusal::Oversized { .. } => "oversized",
+            Refusal::WitnessTooLarge { .. } => "witness_too_large",
         }
     }
 
@@ -125,7 +133,17 @@ impl Refusal {
                 tracing::warn!(error = %denied.message, ?peer, "refused an admin-only call");
             }
             Refusal::Revoked { host, serial } => {
-                tracing::error!(host, %serial, "the agent's certificate was revoked: stream closed");
+                tracing::error!(host, %serial, "refused a call with a revoked certificate (its connection was open)");
+            }
+            Refusal::Expired {
+                host,
+                not_after_unix_s,
+            } => {
+                tracing::warn!(
+                    host,
+                    not_after_unix_s,
+                    "refused a call with an expired certificate (its connection was open)"
+                );
             }
             Refusal::HelloForAnotherHost { host, claimed } => {
                 tracing::error!(
@@ -160,6 +178,9 @@ impl Refusal {
             Refusal::BatchTooLarge { host, events, .. } => {
                 tracing::warn!(host, events, "rejected a batch over the limit");
             }
+            Refusal::WitnessTooLarge { host, leaves, .. } => {
+                tracing::warn!(host, leaves, "rejected a witness request over the limit");
+            }
             Refusal::EmptyMessage { host } => tracing::warn!(host, "rejected an empty agent message"),
             Refusal::Malformed { host, error } | Refusal::Oversized { host, error } => {
                 tracing::warn!(
@@ -178,6 +199,7 @@ impl Refusal {
             | Refusal::NotAReader { denied, .. }
             | Refusal::NotAnAdmin { denied, .. } => Status::new(denied.code, denied.message),
             Refusal::Revoked { .. } => Status::permission_denied("this certificate has been revoked"),
+            Refusal::Expired { .. } => Status::unauthenticated("this certificate has expired"),
             Refusal::HelloForAnotherHost { host, claimed } => {
                 Status::permission_denied(format!("this certificate is for host {host:?}, not {claimed:?}"))
             }
@@ -193,12 +215,30 @@ impl Refusal {
             Refusal::BatchTooLarge { events, max, .. } => {
                 Status::resource_exhausted(format!("a batch holds at most {max} events, this one {events}"))
             }
+            Refusal::WitnessTooLarge { leaves, max, .. } => Status::invalid_argument(format!(
+                "a witness request asks for at most {max} leaves, this one {leaves}"
+            )),
             Refusal::EmptyMessage { .. } => Status::invalid_argument("empty agent message"),
             Refusal::Malformed { error, .. } => {
                 Status::invalid_argument(format!("malformed message: {error}"))
             }
             Refusal::Oversized { error, .. } => Status::resource_exhausted(error),
         }
+    }
+}
+
+/// The refusal for a certificate that lapsed while its connection was open.
+#[must_use]
+pub fn lapsed(standing: &crate::tls::Standing, lapsed: crate::tls::Lapsed) -> Refusal {
+    match lapsed {
+        crate::tls::Lapsed::Revoked => Refusal::Revoked {
+            host: standing.name.clone(),
+            serial: standing.serial.clone(),
+        },
+        crate::tls::Lapsed::Expired => Refusal::Expired {
+            host: standing.name.clone(),
+            not_after_unix_s: standing.not_after_unix_s,
+        },
     }
 }
 

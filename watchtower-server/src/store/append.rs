@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use prost::Message as _;
 use rocksdb::WriteBatch;
-use watchtower_proto::pb::{Event, HostInfo, SessionSummary, StoredEvent, event::Body};
+use watchtower_proto::pb::{Event, HostInfo, Receipt, SessionSummary, StoredEvent, event::Body};
 
 use watchtower_tlog::{LeafEntry, RecordId};
 
@@ -36,6 +36,8 @@ pub struct Appended {
     /// The log leaf of the first event stored, and the log's size after the batch.
     pub first_leaf: u64,
     pub log_size: u64,
+    /// Where each stored event and each conflict went in the log, in leaf order.
+    pub receipts: Vec<Receipt>,
 }
 
 impl EventStore {
@@ -114,10 +116,17 @@ impl EventStore {
                 if Some(&earlier) == stored.event.as_ref() {
                     appended.duplicates += 1;
                 } else {
+                    let record_sha256 = stored.record_sha256();
                     let entry = LeafEntry::Conflict {
                         id: record_id(host, &stored),
-                        record_sha256: stored.record_sha256(),
+                        record_sha256,
                     };
+                    appended.receipts.push(Receipt {
+                        seq: earlier.seq,
+                        leaf_index: leaves.len() as u64,
+                        record_sha256: record_sha256.to_vec(),
+                        conflict: true,
+                    });
                     leaves.push((entry.encode(), Some(stored.clone())));
                     appended.conflicts.push(stored);
                 }
@@ -144,10 +153,17 @@ impl EventStore {
                     info.spool.clone_from(&health.spool);
                 }
             }
+            let record_sha256 = stored.record_sha256();
             let entry = LeafEntry::Record {
                 id: record_id(host, &stored),
-                record_sha256: stored.record_sha256(),
+                record_sha256,
             };
+            appended.receipts.push(Receipt {
+                seq: event.seq,
+                leaf_index: leaves.len() as u64,
+                record_sha256: record_sha256.to_vec(),
+                conflict: false,
+            });
             leaves.push((entry.encode(), None));
             batch.put_cf(self.cf(EVENTS), &pk.0, stored.encode_to_vec());
             in_batch.insert(seen_key.as_slice(), appended.stored.len());
@@ -168,6 +184,9 @@ impl EventStore {
         // The log: leaves numbered in commit order, in the same write.
         let mut log = self.log.lock().expect("log lock");
         appended.first_leaf = log.size;
+        for receipt in &mut appended.receipts {
+            receipt.leaf_index += log.size;
+        }
         let mut head = *log;
         if !leaves.is_empty() {
             let mut entries = Vec::with_capacity(leaves.len());

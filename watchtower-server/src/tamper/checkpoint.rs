@@ -31,6 +31,10 @@ pub enum SignerError {
 
 pub struct CheckpointSigner {
     signer: NoteSigner,
+    /// Checks the published checkpoint before it is replaced.
+    verifier: watchtower_tlog::CheckpointVerifier,
+    /// Where each new checkpoint is also written (an offsite copy).
+    publish_to: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for CheckpointSigner {
@@ -90,7 +94,20 @@ impl CheckpointSigner {
             )
             .map_err(|e| SignerError::Write(pub_path.clone(), e))?;
         }
-        Ok(CheckpointSigner { signer })
+        let verifier = watchtower_tlog::CheckpointVerifier::new(signer.verifier_key())
+            .map_err(|e| SignerError::Invalid(path.to_owned(), e))?;
+        Ok(CheckpointSigner {
+            signer,
+            verifier,
+            publish_to: None,
+        })
+    }
+
+    /// Also write every new checkpoint to `path` (replacing the last one).
+    #[must_use]
+    pub fn publishing_to(mut self, path: Option<PathBuf>) -> CheckpointSigner {
+        self.publish_to = path;
+        self
     }
 
     /// The verifier key auditors pin (`<origin>+<id>+<base64>`).
@@ -109,7 +126,42 @@ impl CheckpointSigner {
             size: head.size,
         };
         store.put_checkpoint(&signed)?;
+        if let Some(path) = &self.publish_to {
+            self.publish(path, store, head, &signed.note);
+        }
         Ok(signed)
+    }
+
+    /// Replace the published checkpoint at `path` with `note`, unless the log no
+    /// longer extends the one there (the data directory was rolled back or
+    /// rewritten): that one is the evidence, and is kept. The log goes on without
+    /// its offsite copy either way; the failure is loud.
+    fn publish(&self, path: &Path, store: &EventStore, head: crate::store::LogHead, note: &[u8]) {
+        if let Ok(existing) = std::fs::read(path)
+            && let Ok(kept) = self.verifier.open(&existing)
+        {
+            let proof = if kept.size > 0 && kept.size < head.size {
+                store.consistency_proof(kept.size, head.size)
+            } else {
+                Ok(Vec::new())
+            };
+            let extends = proof.map_err(|e| e.to_string()).and_then(|proof| {
+                watchtower_tlog::tree::check_consistency(&proof, kept.size, kept.root, head.size, head.root)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = extends {
+                tracing::error!(
+                    file = %path.display(),
+                    error = %e,
+                    "this log does not extend the published checkpoint (was the data directory rolled back or \
+                     rewritten?): the published one is kept, not replaced"
+                );
+                return;
+            }
+        }
+        if let Err(e) = watchtower_pki::write_file(path, note, false) {
+            tracing::error!(file = %path.display(), error = %e, "cannot publish the checkpoint");
+        }
     }
 }
 
@@ -133,7 +185,19 @@ mod tests {
             0o600
         );
 
+        let published = scratch.0.join("offsite/checkpoint");
+        let again = again.publishing_to(Some(published.clone()));
         let signed = again.checkpoint(&store, "periodic").unwrap();
+        assert_eq!(std::fs::read(&published).unwrap(), signed.note);
+        // A grown log replaces the published checkpoint; a rolled-back one does not.
+        store.log_retention(1, 2).unwrap();
+        store.log_retention(1, 3).unwrap();
+        let grown = again.checkpoint(&store, "periodic").unwrap();
+        assert_eq!(std::fs::read(&published).unwrap(), grown.note);
+        let older = EventStore::open(&scratch.0.join("db-older")).unwrap();
+        older.log_retention(1, 2).unwrap();
+        again.checkpoint(&older, "periodic").unwrap();
+        assert_eq!(std::fs::read(&published).unwrap(), grown.note);
         let head = watchtower_tlog::CheckpointVerifier::new(&pinned)
             .unwrap()
             .open(&signed.note)

@@ -59,7 +59,8 @@ fn line(item: &LiveItem) -> Option<String> {
             "ALERT {} {} host={} {}",
             a.severity, a.rule, a.host_id, a.summary
         )),
-        None => None,
+        // The server sends tails the alert of a conflict, not the conflict.
+        Some(live_item::Item::Conflict(_)) | None => None,
     }
 }
 

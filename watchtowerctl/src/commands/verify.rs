@@ -42,8 +42,13 @@ pub struct Args {
     pub server_check: bool,
     /// Check a bundle written by `export --proofs`, offline (no server): the
     /// checkpoint's signature, each record's hash and its inclusion proof.
-    #[arg(long, conflicts_with_all = ["server_check", "state"])]
+    #[arg(long, conflicts_with_all = ["server_check", "state", "witness"])]
     pub bundle: Option<PathBuf>,
+    /// A signed checkpoint kept outside the server (the file the server publishes
+    /// with `log.publish_checkpoint_to`, or an agent's `log-witness.checkpoint`):
+    /// the log must extend it too. Repeatable.
+    #[arg(long)]
+    pub witness: Vec<PathBuf>,
 }
 
 /// `verify --bundle`: the exit code, 0 when every record is proven.
@@ -115,17 +120,21 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
         Ok(head) => {
             outcome.head = Some(head);
             if let Some(old) = state.get(verifier.key()) {
-                let proof = if old.size <= head.size {
-                    client.consistency_proof(old.size, head.size).await?
-                } else {
-                    Vec::new()
+                match extends(client, head, old.size, old.root).await? {
+                    None => outcome.extends = Some(old),
+                    Some(finding) => outcome.log_findings.push(finding),
+                }
+            }
+            for path in &args.witness {
+                let note = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let finding = match verifier.open(&note) {
+                    Err(e) => Some(("bad_witness", e.to_string())),
+                    Ok(kept) => extends(client, head, kept.size, kept.root).await?,
                 };
-                match tree::check_consistency(&proof, old.size, old.root, head.size, head.root) {
-                    Ok(()) => outcome.extends = Some(old),
-                    Err(e @ watchtower_tlog::ProofError::Shrank { .. }) => {
-                        outcome.log_findings.push(("rolled_back", e.to_string()));
-                    }
-                    Err(e) => outcome.log_findings.push(("forked", e.to_string())),
+                if let Some((problem, detail)) = finding {
+                    outcome
+                        .log_findings
+                        .push((problem, format!("the checkpoint in {}: {detail}", path.display())));
                 }
             }
             let mut audit = Audit::new(args.host.clone(), floor);
@@ -165,6 +174,28 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
         }
     }
     Ok(i32::from(!ok))
+}
+
+/// Whether the log at `head` extends the tree `(size, root)` trusted earlier:
+/// `None`, or the finding (`rolled_back` when it is smaller, `forked`).
+async fn extends(
+    client: &mut Client,
+    head: TreeHead,
+    size: u64,
+    root: [u8; 32],
+) -> anyhow::Result<Option<(&'static str, String)>> {
+    let proof = if size < head.size && size > 0 {
+        client.consistency_proof(size, head.size).await?
+    } else {
+        Vec::new()
+    };
+    Ok(
+        match tree::check_consistency(&proof, size, root, head.size, head.root) {
+            Ok(()) => None,
+            Err(e @ watchtower_tlog::ProofError::Shrank { .. }) => Some(("rolled_back", e.to_string())),
+            Err(e) => Some(("forked", e.to_string())),
+        },
+    )
 }
 
 fn now_unix_ns() -> u64 {
