@@ -137,7 +137,7 @@ pub async fn serve(
         metrics.clone(),
         live.clone(),
     )?;
-    let rules = alerts.spawn(counters.clone());
+    let rules = alerts.spawn();
     let delivery = match (&config.alerts.webhook_url, webhook_queue) {
         (Some(url), Some(queue)) => {
             let hook =

@@ -21,7 +21,6 @@ use tokio::sync::{broadcast, mpsc};
 use watchtower_proto::pb::{Alert, LiveItem, live_item};
 
 use crate::config::AlertSection;
-use crate::counters::ServerCounters;
 use crate::metrics::Metrics;
 use crate::now_unix_ns;
 use crate::store::{EventStore, StoreError};
@@ -101,7 +100,7 @@ impl AlertEngine {
 
     /// Run the rules over the live broadcast until it closes, and the stale check
     /// at intervals.
-    pub fn spawn(self: &Arc<Self>, counters: Arc<ServerCounters>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         let mut live = self.live.subscribe();
         let stale_every = Duration::from_secs((self.rules.stale_agent_secs / 4).clamp(1, 30));
@@ -144,8 +143,7 @@ impl AlertEngine {
                     },
                     _ = stale_check.tick() => {
                         let engine = engine.clone();
-                        let counters = counters.clone();
-                        let _ = tokio::task::spawn_blocking(move || engine.check_stale(&counters)).await;
+                        let _ = tokio::task::spawn_blocking(move || engine.check_stale()).await;
                     }
                 }
             }
@@ -185,7 +183,7 @@ mod tests {
                     ..LoginAttempt::default()
                 })),
             }),
-            received_unix_ns: 0,
+            received_unix_ns: seq * 1_000_000_000,
             ..StoredEvent::default()
         }
     }
@@ -262,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_disconnected_agent_is_stale_once() {
+    fn a_silent_agent_is_stale_once_whatever_its_connection_does() {
         let (_dir, engine, mut rx) = engine(AlertSection {
             stale_agent_secs: 60,
             ..AlertSection::default()
@@ -279,14 +277,16 @@ mod tests {
                 h.last_heartbeat_unix_ns = now_unix_ns();
             })
             .unwrap();
-        let counters = ServerCounters::default();
-        engine.check_stale(&counters);
-        engine.check_stale(&counters);
+        engine.check_stale();
+        engine.check_stale();
         let stale: Vec<_> = raised(&mut rx).into_iter().map(|(rule, _)| rule).collect();
         assert_eq!(stale, vec!["stale_agent"]);
-        // Connected again: no alert, and it may go stale again later.
-        counters.connect("web-1");
-        engine.check_stale(&counters);
+        // Heard from again: no alert, and it may go stale again later.
+        engine
+            .store
+            .update_host("web-1", |h| h.last_heartbeat_unix_ns = now_unix_ns())
+            .unwrap();
+        engine.check_stale();
         assert!(!engine.state.lock().unwrap().stale.contains("web-1"));
     }
 
@@ -330,5 +330,24 @@ mod tests {
         let kept = engine.store.alerts(0, u64::MAX, 10).unwrap();
         assert!(kept[0].summary.contains("rewound 1"), "{}", kept[0].summary);
         assert_eq!(kept[0].severity, "critical");
+    }
+
+    #[test]
+    fn a_failure_stamped_far_in_the_future_does_not_blind_the_failed_login_rule() {
+        let (_dir, engine, mut rx) = engine(AlertSection {
+            failed_logins_threshold: 3,
+            failed_logins_window_secs: 10,
+            ..AlertSection::default()
+        });
+        // The attacker's agent stamps one failure a year ahead; the window runs on
+        // receive time, so the next failures still count with it.
+        let mut forged = login(1, "alice", "10.0.0.9", Outcome::Failure);
+        forged.event.as_mut().unwrap().time_unix_ns += 365 * 86_400 * 1_000_000_000;
+        engine.observe(&forged);
+        engine.observe(&login(2, "alice", "10.0.0.9", Outcome::Failure));
+        engine.observe(&login(3, "alice", "10.0.0.9", Outcome::Failure));
+        assert_eq!(raised(&mut rx), vec![("failed_logins".into(), vec![1, 2, 3])]);
+        // Fired: the address's state is gone, not kept empty.
+        assert!(engine.state.lock().unwrap().failures.is_empty());
     }
 }

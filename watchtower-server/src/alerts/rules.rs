@@ -5,11 +5,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use watchtower_proto::pb::{Alert, Outcome, StoredEvent, Verdict, event::Body};
 
 use super::AlertEngine;
-use crate::counters::ServerCounters;
 use crate::now_unix_ns;
 
 /// A failed login remembered for the failed-logins rule.
-struct Failure {
+pub(super) struct Failure {
     time_unix_ns: u64,
     host: String,
     seq: u64,
@@ -19,13 +18,17 @@ struct Failure {
 #[derive(Default)]
 pub(super) struct RuleState {
     /// Failed logins per remote address within the window, oldest first.
-    failures: HashMap<String, VecDeque<Failure>>,
+    pub(super) failures: HashMap<String, VecDeque<Failure>>,
     /// Hosts alerted as stale and not heard from since.
     pub(super) stale: HashSet<String>,
     /// Per host, the findings its agent had reported as a witness of the log when
     /// last alerted (one entry per host).
     witness_findings: HashMap<String, u64>,
 }
+
+/// Remote addresses with failed logins remembered at most before those wholly
+/// outside the window are forgotten.
+const MAX_FAILURE_ADDRESSES: usize = 10_000;
 
 /// A new alert without id and time (the engine sets them).
 fn alert(rule: &str, severity: &str, host: &str, summary: String) -> Alert {
@@ -51,7 +54,9 @@ impl AlertEngine {
                 if outcome == Outcome::Failure
                     && let Some(remote) = remote
                 {
-                    self.failed_login(remote, host, event.seq, event.time_unix_ns, &attempt.user);
+                    // The window runs on the server's receive time: an agent's clock
+                    // (or a forged time far ahead) cannot push failures out of it.
+                    self.failed_login(remote, host, event.seq, stored.received_unix_ns, &attempt.user);
                 }
                 if outcome != Outcome::Success {
                     return;
@@ -194,6 +199,14 @@ impl AlertEngine {
         let window = self.rules.failed_logins_window_secs.saturating_mul(1_000_000_000);
         let fired = {
             let mut state = self.state.lock().expect("alert state");
+            if state.failures.len() >= MAX_FAILURE_ADDRESSES {
+                // Bounded: addresses whose failures are all out of the window go.
+                state.failures.retain(|_, failures| {
+                    failures
+                        .back()
+                        .is_some_and(|f| time.saturating_sub(f.time_unix_ns) <= window)
+                });
+            }
             let failures = state.failures.entry(remote.to_owned()).or_default();
             failures.push_back(Failure {
                 time_unix_ns: time,
@@ -204,7 +217,9 @@ impl AlertEngine {
             let newest = failures.iter().map(|f| f.time_unix_ns).max().unwrap_or(time);
             failures.retain(|f| newest.saturating_sub(f.time_unix_ns) <= window);
             if failures.len() >= threshold {
-                Some(std::mem::take(failures))
+                let fired = std::mem::take(failures);
+                state.failures.remove(remote);
+                Some(fired)
             } else {
                 None
             }
@@ -240,8 +255,8 @@ impl AlertEngine {
         }
     }
 
-    /// The stale-agent rule: hosts not connected and not heard from for too long.
-    pub fn check_stale(&self, counters: &ServerCounters) {
+    /// The stale-agent rule: hosts whose heartbeats stopped for too long.
+    pub fn check_stale(&self) {
         if self.rules.stale_agent_secs == 0 {
             return;
         }
@@ -255,8 +270,9 @@ impl AlertEngine {
         let limit = self.rules.stale_agent_secs.saturating_mul(1_000_000_000);
         let now = now_unix_ns();
         for host in hosts {
-            let stale = !counters.is_connected(&host.host_id)
-                && now.saturating_sub(host.last_heartbeat_unix_ns) > limit;
+            // Heartbeats alone tell: a connection held open without them (the agent
+            // killed, its stream kept) is stale too.
+            let stale = now.saturating_sub(host.last_heartbeat_unix_ns) > limit;
             let newly = {
                 let mut state = self.state.lock().expect("alert state");
                 if stale {

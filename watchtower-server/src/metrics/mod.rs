@@ -446,9 +446,9 @@ impl Metrics {
             let labels = HostLabels {
                 host: host.host_id.clone(),
             };
-            let connected = counters.is_connected(&host.host_id);
-            let is_stale = !connected
-                && snapshot.now_unix_ns.saturating_sub(host.last_heartbeat_unix_ns) > snapshot.stale_after_ns;
+            // Heartbeats alone tell (a connection held open without them is stale).
+            let is_stale =
+                snapshot.now_unix_ns.saturating_sub(host.last_heartbeat_unix_ns) > snapshot.stale_after_ns;
             stale += i64::from(is_stale);
             self.host_last_heartbeat
                 .get_or_create(&labels)

@@ -57,7 +57,8 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
 /// Not connected, and never heard from or silent for more than `stale_after` seconds.
 fn is_stale(h: &HostInfo, now_ns: u64, stale_after: u64) -> bool {
     let silent = now_ns.saturating_sub(h.last_heartbeat_unix_ns);
-    !h.connected && (h.last_heartbeat_unix_ns == 0 || silent > stale_after * 1_000_000_000)
+    // Heartbeats alone tell: a connection held open without them is stale too.
+    h.last_heartbeat_unix_ns == 0 || silent > stale_after * 1_000_000_000
 }
 
 /// A host's row in the table.
@@ -141,11 +142,12 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_host_is_stale_unless_connected() {
+    fn a_silent_host_is_stale_even_with_its_connection_held_open() {
         let h = host();
         assert!(is_stale(&h, NOW, 120));
         assert!(!is_stale(&h, NOW, 600));
-        assert!(!is_stale(
+        // A connection kept open without heartbeats (the agent killed) is no excuse.
+        assert!(is_stale(
             &HostInfo {
                 connected: true,
                 ..host()
