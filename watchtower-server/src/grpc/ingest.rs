@@ -25,7 +25,7 @@ use crate::counters::ServerCounters;
 use crate::facets::{self, InvalidEvent};
 use crate::metrics::Metrics;
 use crate::now_unix_ns;
-use crate::store::EventStore;
+use crate::store::{EventStore, StoreError};
 use crate::tls::{Standing, authorize};
 
 #[derive(Clone)]
@@ -94,6 +94,11 @@ impl IngestService {
         inbound: &mut Streaming<AgentMessage>,
         tx: &mpsc::Sender<Result<ServerMessage, Status>>,
     ) -> Result<(), Status> {
+        let standing = Standing {
+            name: host.to_owned(),
+            serial: certified.serial.clone(),
+            not_after_unix_s: certified.not_after_unix_s,
+        };
         loop {
             let message = match inbound.message().await {
                 Ok(Some(message)) => message,
@@ -108,11 +113,6 @@ impl IngestService {
             };
             // A certificate revoked or expired while its stream is open: cut it at the
             // next message (heartbeats come every few seconds), nothing more stored.
-            let standing = Standing {
-                name: host.to_owned(),
-                serial: certified.serial.clone(),
-                not_after_unix_s: certified.not_after_unix_s,
-            };
             if let Some(why) = standing.lapsed(&self.revocations) {
                 return Err(refuse(&self.counters, lapsed(&standing, why)));
             }
@@ -343,41 +343,49 @@ impl IngestService {
         Ok(ack)
     }
 
-    /// The latest signed checkpoint, proven to extend the one the agent kept, with
-    /// the inclusion proofs of the receipts' leaves it covers.
-    fn witness(&self, host: &str, request: &WitnessRequest) -> Result<WitnessReply, Status> {
-        if request.leaves.len() > MAX_WITNESS_LEAVES {
-            return Err(refuse(
+    /// The caller must be an agent.
+    fn agent<T>(&self, request: &Request<T>) -> Result<watchtower_pki::Identity, Status> {
+        authorize(request, &[Role::Agent]).map_err(|status| {
+            refuse(
                 &self.counters,
-                Refusal::WitnessTooLarge {
-                    host: host.to_owned(),
-                    leaves: request.leaves.len(),
-                    max: MAX_WITNESS_LEAVES,
+                Refusal::NotAnAgent {
+                    peer: request.remote_addr(),
+                    denied: status.into(),
                 },
-            ));
-        }
-        let Some(checkpoint) = self.store.latest_checkpoint()? else {
-            return Err(Status::unavailable("the log has not been signed yet"));
-        };
-        let size = checkpoint.size;
-        let consistency = (request.kept_size > 0 && request.kept_size < size)
-            .then(|| self.store.consistency_proof(request.kept_size, size))
-            .transpose()?
-            .map(proof);
-        let mut inclusions = Vec::new();
-        for &leaf_index in request.leaves.iter().filter(|&&leaf| leaf < size) {
-            inclusions.push(LeafProof {
-                leaf_index,
-                hashes: proof(self.store.inclusion_proof(leaf_index, size)?).hashes,
-            });
-        }
-        Ok(WitnessReply {
-            checkpoint: Some(checkpoint),
-            verifier_key: self.verifier_key.clone(),
-            consistency,
-            inclusions,
+            )
         })
     }
+}
+
+/// The latest signed checkpoint, proven to extend the one the agent kept, with
+/// the inclusion proofs of the receipts' leaves it covers; `None` while the log
+/// has not been signed.
+fn witness(
+    store: &EventStore,
+    verifier_key: String,
+    request: &WitnessRequest,
+) -> Result<Option<WitnessReply>, StoreError> {
+    let Some(checkpoint) = store.latest_checkpoint()? else {
+        return Ok(None);
+    };
+    let size = checkpoint.size;
+    let consistency = (request.kept_size > 0 && request.kept_size < size)
+        .then(|| store.consistency_proof(request.kept_size, size))
+        .transpose()?
+        .map(proof);
+    let mut inclusions = Vec::new();
+    for &leaf_index in request.leaves.iter().filter(|&&leaf| leaf < size) {
+        inclusions.push(LeafProof {
+            leaf_index,
+            hashes: proof(store.inclusion_proof(leaf_index, size)?).hashes,
+        });
+    }
+    Ok(Some(WitnessReply {
+        checkpoint: Some(checkpoint),
+        verifier_key,
+        consistency,
+        inclusions,
+    }))
 }
 
 /// The server's note on a stored event whose time is far ahead of its receive
@@ -403,15 +411,7 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let identity = authorize(&request, &[Role::Agent]).map_err(|status| {
-            refuse(
-                &self.counters,
-                Refusal::NotAnAgent {
-                    peer: request.remote_addr(),
-                    denied: status.into(),
-                },
-            )
-        })?;
+        let identity = self.agent(&request)?;
         let host = identity.name;
         let certified = Certified::of(&request);
         let mut inbound = request.into_inner();
@@ -430,25 +430,28 @@ impl Ingest for IngestService {
     }
 
     async fn witness(&self, request: Request<WitnessRequest>) -> Result<Response<WitnessReply>, Status> {
-        let identity = authorize(&request, &[Role::Agent]).map_err(|status| {
-            refuse(
-                &self.counters,
-                Refusal::NotAnAgent {
-                    peer: request.remote_addr(),
-                    denied: status.into(),
-                },
-            )
-        })?;
+        let identity = self.agent(&request)?;
         if let Some(standing) = Standing::of(&request)
             && let Some(why) = standing.lapsed(&self.revocations)
         {
             return Err(refuse(&self.counters, lapsed(&standing, why)));
         }
-        let this = self.clone();
         let request = request.into_inner();
-        tokio::task::spawn_blocking(move || this.witness(&identity.name, &request))
-            .await
-            .map_err(|e| super::status::task_failed(&e))?
-            .map(Response::new)
+        if request.leaves.len() > MAX_WITNESS_LEAVES {
+            return Err(refuse(
+                &self.counters,
+                Refusal::WitnessTooLarge {
+                    host: identity.name,
+                    leaves: request.leaves.len(),
+                    max: MAX_WITNESS_LEAVES,
+                },
+            ));
+        }
+        let store = self.store.clone();
+        let verifier_key = self.verifier_key.clone();
+        match blocking(move || witness(&store, verifier_key, &request)).await? {
+            Some(reply) => Ok(Response::new(reply)),
+            None => Err(Status::unavailable("the log has not been signed yet")),
+        }
     }
 }

@@ -116,18 +116,9 @@ impl EventStore {
                 if Some(&earlier) == stored.event.as_ref() {
                     appended.duplicates += 1;
                 } else {
-                    let record_sha256 = stored.record_sha256();
-                    let entry = LeafEntry::Conflict {
-                        id: record_id(host, &stored),
-                        record_sha256,
-                    };
-                    appended.receipts.push(Receipt {
-                        seq: earlier.seq,
-                        leaf_index: leaves.len() as u64,
-                        record_sha256: record_sha256.to_vec(),
-                        conflict: true,
-                    });
-                    leaves.push((entry.encode(), Some(stored.clone())));
+                    let (entry, receipt) = logged(host, &stored, true, leaves.len());
+                    appended.receipts.push(receipt);
+                    leaves.push((entry, Some(stored.clone())));
                     appended.conflicts.push(stored);
                 }
                 continue;
@@ -153,18 +144,9 @@ impl EventStore {
                     info.spool.clone_from(&health.spool);
                 }
             }
-            let record_sha256 = stored.record_sha256();
-            let entry = LeafEntry::Record {
-                id: record_id(host, &stored),
-                record_sha256,
-            };
-            appended.receipts.push(Receipt {
-                seq: event.seq,
-                leaf_index: leaves.len() as u64,
-                record_sha256: record_sha256.to_vec(),
-                conflict: false,
-            });
-            leaves.push((entry.encode(), None));
+            let (entry, receipt) = logged(host, &stored, false, leaves.len());
+            appended.receipts.push(receipt);
+            leaves.push((entry, None));
             batch.put_cf(self.cf(EVENTS), &pk.0, stored.encode_to_vec());
             in_batch.insert(seen_key.as_slice(), appended.stored.len());
             appended.stored.push(stored);
@@ -297,6 +279,25 @@ impl EventStore {
         }
         Ok(())
     }
+}
+
+/// The leaf entry of a record (a conflict's when `conflict`) and its receipt,
+/// numbered from the batch's first leaf (`offset` leaves before it).
+fn logged(host: &str, stored: &StoredEvent, conflict: bool, offset: usize) -> (Vec<u8>, Receipt) {
+    let id = record_id(host, stored);
+    let record_sha256 = stored.record_sha256();
+    let receipt = Receipt {
+        seq: id.seq,
+        leaf_index: offset as u64,
+        record_sha256: record_sha256.to_vec(),
+        conflict,
+    };
+    let entry = if conflict {
+        LeafEntry::Conflict { id, record_sha256 }
+    } else {
+        LeafEntry::Record { id, record_sha256 }
+    };
+    (entry.encode(), receipt)
 }
 
 /// The id a leaf names: the certified host, the event's boot, seq and time.
