@@ -138,6 +138,70 @@ fn a_login_while_journald_is_stopped_is_kernel_only_and_the_next_is_confirmed() 
     assert_eq!(kinds, vec!["kernel_only", "confirmed"]);
 }
 
+/// Move every journal directory aside (removed at the end of the test): the
+/// machine then has no journal at all, as before journald first ran.
+fn remove_every_journal() {
+    for root in ["/run/log/journal", "/var/log/journal"] {
+        let Ok(dirs) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+    }
+}
+
+#[test]
+fn an_agent_started_before_any_journal_existed_reads_it_once_journald_runs() {
+    if !privileged() {
+        return;
+    }
+    let mut journald = Journald::start();
+    journald.stop();
+    remove_every_journal();
+    let sshd = Sshd::start();
+    let agent = Agent::start(&["--journal-window-secs", WINDOW]);
+    assert_eq!(agent.events()[0]["mode"], "kernel+journal");
+    // With no journal at all, a login cannot be checked: the witness is blind,
+    // which is not the alarm of a suppressed line.
+    let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
+    assert_eq!(code, 0);
+    agent.wait_for("a kernel_only verdict", |e| {
+        e["kind"] == "login_verdict" && e["verdict"] == "kernel_only"
+    });
+    journald.restart();
+    let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
+    assert_eq!(code, 0);
+    let (code, _) = sshd.ssh_password(ALICE, "wrong-password", "true");
+    assert_ne!(code, 0);
+    agent.wait_for_count("two verdicts after journald started", 3, |e| {
+        e["kind"] == "login_verdict"
+    });
+    let events = agent.stop();
+
+    let got: Vec<_> = verdicts(&events)
+        .iter()
+        .map(|v| {
+            (
+                v["verdict"].as_str().unwrap(),
+                v["reason"].as_str().unwrap(),
+                v["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("kernel_only", "journald_not_accepting", "success"),
+            ("confirmed", "both_witnesses", "success"),
+            ("confirmed", "both_witnesses", "failure"),
+        ]
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["journal"]["state"], "following", "{last:#}");
+    assert!(last["journal"]["restarts"].as_u64().unwrap() >= 1, "{last:#}");
+}
+
 #[test]
 fn a_forged_sshd_line_is_journal_only() {
     if !privileged() {

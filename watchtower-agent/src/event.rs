@@ -315,6 +315,11 @@ pub struct KernelWitness {
     pub pid: u32,
     pub ppid: u32,
     pub from_session: Option<SessionId>,
+    /// The journal could not be read when the kernel saw this login (journald
+    /// not accepting messages, or its files not followed): a missing journal
+    /// record then says nothing about suppression.
+    #[serde(skip)]
+    pub journal_unreadable: bool,
 }
 
 /// A cross-check verdict about one login (reached by [`crate::reconcile`]).

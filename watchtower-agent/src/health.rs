@@ -53,6 +53,15 @@ pub struct HealthSources {
 }
 
 impl HealthSources {
+    /// Whether the journal can be read now: followed, with journald accepting.
+    #[must_use]
+    pub fn journal_readable(&self) -> bool {
+        match &self.journal {
+            JournalState::Following(stats) => stats.readable(),
+            JournalState::Unavailable(_) => false,
+        }
+    }
+
     /// The health record for `reason` (`start`, `periodic`, `shutdown`).
     #[must_use]
     pub fn record(

@@ -7,7 +7,17 @@
 //! resumes after it; the first start begins at the agent's start time. journalctl
 //! is restarted with backoff if it ends; malformed records are counted and
 //! skipped.
+//!
+//! Where the journal appears: journalctl reads the journal directories that
+//! exist when it starts and never notices one created later (an agent started
+//! before journald ever ran, or `/run/log/journal` recreated), so the follower
+//! looks at the journal directories every [`DIRECTORY_CHECK`] and reopens the
+//! journal from its cursor when one appears or is replaced. Rotation and vacuuming
+//! within a directory, and journald restarts, journalctl follows by itself. Until
+//! a journal exists the state is `no_journal`, and logins the kernel sees then are
+//! `kernel_only` for `journald_not_accepting`, not `no_journal_record`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -26,6 +36,10 @@ const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 /// A record longer than this is not one journalctl writes for the fields asked.
 const MAX_RECORD: usize = 1 << 20;
 const CURSOR_FILE: &str = "journal.cursor";
+/// Where journald keeps its files: volatile, then persistent.
+const JOURNAL_ROOTS: [&str; 2] = ["/run/log/journal", "/var/log/journal"];
+/// How often the journal directories are looked at.
+const DIRECTORY_CHECK: Duration = Duration::from_secs(2);
 const FIELDS: &str = "MESSAGE,_PID,_UID,_COMM,_EXE,SYSLOG_IDENTIFIER,_TRANSPORT,_BOOT_ID";
 
 pub struct JournalSettings {
@@ -59,6 +73,35 @@ pub fn journald_accepting() -> bool {
 
 const FOLLOWING: u8 = 1;
 const RESTARTING: u8 = 2;
+const NO_JOURNAL: u8 = 3;
+
+/// The journal directories under `roots` (one per machine id or namespace), by
+/// path and inode: a directory removed and made again is another directory.
+#[must_use]
+pub fn journal_directories(roots: &[&Path]) -> BTreeSet<(PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    roots
+        .iter()
+        .filter_map(|root| std::fs::read_dir(root).ok())
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            meta.is_dir().then(|| (entry.path(), meta.ino()))
+        })
+        .collect()
+}
+
+/// Whether journalctl, started when `opened` were the journal directories, must
+/// be started again to see `now`: a directory appeared (or was replaced).
+#[must_use]
+pub fn must_reopen(opened: &BTreeSet<(PathBuf, u64)>, now: &BTreeSet<(PathBuf, u64)>) -> bool {
+    !now.is_subset(opened)
+}
+
+fn system_journal_directories() -> BTreeSet<(PathBuf, u64)> {
+    journal_directories(&JOURNAL_ROOTS.map(Path::new))
+}
 
 /// The reader's counters, shared with the health records.
 #[derive(Default)]
@@ -79,6 +122,7 @@ impl JournalStats {
             state: match self.state.load(Ordering::Relaxed) {
                 FOLLOWING => "following",
                 RESTARTING => "restarting",
+                NO_JOURNAL => "no_journal",
                 _ => "starting",
             },
             error: self.error.lock().map(|e| e.clone()).unwrap_or_default(),
@@ -89,6 +133,13 @@ impl JournalStats {
             logins: self.logins.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether the journal is read now: followed, a journal exists, and journald
+    /// accepts messages.
+    #[must_use]
+    pub fn readable(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == FOLLOWING && journald_accepting()
     }
 
     fn set_error(&self, error: String) {
@@ -188,6 +239,8 @@ pub async fn follow(
     let mut stories = LoginStories::new();
     let mut backoff = Duration::from_secs(1);
     loop {
+        // Before journalctl starts: a directory made while it starts is then new.
+        let opened = system_journal_directories();
         let mut child = match command(&settings, cursor.last.as_deref()).spawn() {
             Ok(child) => child,
             Err(error) => {
@@ -200,11 +253,16 @@ pub async fn follow(
                 continue;
             }
         };
-        stats.state.store(FOLLOWING, Ordering::Relaxed);
+        stats.state.store(
+            if opened.is_empty() { NO_JOURNAL } else { FOLLOWING },
+            Ordering::Relaxed,
+        );
         let stdout = child.stdout.take().expect("piped");
         let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, stdout);
         let mut line = Vec::with_capacity(4096);
         let mut save = tokio::time::interval(Duration::from_secs(1));
+        let mut look = tokio::time::interval(DIRECTORY_CHECK);
+        let mut reopen = false;
         let stopping = loop {
             tokio::select! {
                 read = reader.read_until(b'\n', &mut line) => {
@@ -224,6 +282,12 @@ pub async fn follow(
                     }
                 }
                 _ = save.tick() => cursor.save(),
+                _ = look.tick() => {
+                    if must_reopen(&opened, &system_journal_directories()) {
+                        reopen = true;
+                        break false;
+                    }
+                }
                 _ = stop.changed() => break true,
             }
         };
@@ -232,6 +296,14 @@ pub async fn follow(
         cursor.save();
         if stopping {
             return Ok(());
+        }
+        if reopen {
+            // Not a failure: read on from the cursor, at once, in the new directory too.
+            tracing::info!(
+                "journal: a journal directory appeared; reopening the journal after the last record read"
+            );
+            stats.restarts.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
         let mut stderr = String::new();
         if let Some(mut e) = child.stderr.take() {
@@ -330,6 +402,38 @@ mod tests {
         );
         assert!(resumed.contains(&"--no-tail".to_owned()), "{resumed:?}");
         assert!(!resumed.iter().any(|a| a.starts_with("--since")), "{resumed:?}");
+    }
+
+    #[test]
+    fn a_journal_directory_that_appears_or_is_replaced_reopens_the_journal() {
+        let root = std::env::temp_dir().join(format!("wt-journal-dirs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let roots = [root.as_path(), Path::new("/nonexistent/journal")];
+        let none = journal_directories(&roots);
+        assert!(none.is_empty());
+        let machine = root.join("3d1219c7c4c5404aaa1f6d2a48adfda4");
+        std::fs::create_dir(&machine).unwrap();
+        // A file beside the directories is not a journal directory.
+        std::fs::write(root.join("stray"), b"x").unwrap();
+        let one = journal_directories(&roots);
+        assert_eq!(one.len(), 1);
+        assert!(must_reopen(&none, &one), "a journal appeared");
+        assert!(!must_reopen(&one, &one));
+        assert!(
+            !must_reopen(&one, &none),
+            "a journal removed: nothing new to read"
+        );
+        // Removed and made again (a new inode): journalctl still holds the old one.
+        let keep = root.join("keep-inode-busy");
+        std::fs::rename(&machine, &keep).unwrap();
+        std::fs::create_dir(&machine).unwrap();
+        let again: BTreeSet<_> = journal_directories(&roots)
+            .into_iter()
+            .filter(|(p, _)| *p == machine)
+            .collect();
+        assert!(must_reopen(&one, &again));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Reconciler {
     kernel: VecDeque<KernelWitness>,
     journal: VecDeque<PendingJournal>,
     counters: VerdictCounters,
+    /// Whether the journal can be read now (see [`Reconciler::journal_readable`]).
+    journal_readable: bool,
 }
 
 fn outcome_of(o: JournalOutcome) -> Outcome {
@@ -62,7 +64,16 @@ impl Reconciler {
             kernel: VecDeque::new(),
             journal: VecDeque::new(),
             counters: VerdictCounters::default(),
+            journal_readable: true,
         }
+    }
+
+    /// Tell whether the journal can be read now (journald accepts messages and its
+    /// files are followed). A kernel login seen while it cannot is, if no journal
+    /// record turns up, `kernel_only` for `journald_not_accepting`: the witness was
+    /// blind, which is not the same alarm as a suppressed log line.
+    pub fn journal_readable(&mut self, readable: bool) {
+        self.journal_readable = readable;
     }
 
     #[must_use]
@@ -92,6 +103,7 @@ impl Reconciler {
             pid: a.process.pid,
             ppid: a.process.ppid,
             from_session: a.from_session,
+            journal_unreadable: !self.journal_readable,
         };
         let window = self.window_ns;
         let found = self.journal.iter().position(|j| {
@@ -169,20 +181,22 @@ impl Reconciler {
         }
     }
 
-    /// Close the window on logins older than it. `journald_accepting` says whether
-    /// journald takes messages now (the reason given for `kernel_only`); it is asked
-    /// only when a kernel login expires, at most once per call.
+    /// Close the window on logins older than it. `journal_readable` says whether
+    /// the journal can be read now (journald takes messages and its files are
+    /// followed: the reason given for `kernel_only`, with whether it could be read
+    /// when the kernel saw the login); it is asked only when a kernel login
+    /// expires, at most once per call.
     pub fn expire(
         &mut self,
         now_unix_ns: u64,
-        mut journald_accepting: impl FnMut() -> bool,
+        mut journal_readable: impl FnMut() -> bool,
         out: &mut Vec<LoginVerdict>,
     ) {
         let cutoff = now_unix_ns.saturating_sub(self.window_ns);
-        let mut accepting = None;
+        let mut readable = None;
         while self.kernel.front().is_some_and(|k| k.time_unix_ns < cutoff) {
             let k = self.kernel.pop_front().expect("front exists");
-            let reason = if *accepting.get_or_insert_with(&mut journald_accepting) {
+            let reason = if !k.journal_unreadable && *readable.get_or_insert_with(&mut journal_readable) {
                 "no_journal_record"
             } else {
                 "journald_not_accepting"

@@ -3,6 +3,7 @@
 mod certs;
 mod dist;
 mod fuzz;
+mod journald;
 mod proto;
 mod setup;
 mod test;
@@ -106,7 +107,8 @@ enum Task {
     },
     /// Set up, make certificates if missing, build, and run the server (127.0.0.1:7443,
     /// data in data/server) with this host's agent shipping to it; the agent prints
-    /// the events as JSON lines, the server logs each batch it stored (root).
+    /// the events as JSON lines, the server logs each batch it stored (root). Starts
+    /// systemd-journald first where none runs.
     Run {
         /// Extra arguments for watchtower-agent.
         #[arg(trailing_var_arg = true)]
@@ -230,6 +232,8 @@ fn run_server_and_agent(args: &[String]) -> anyhow::Result<()> {
     })?;
     // The same build as `cargo xtask test` (RocksDB's C++ is compiled once).
     dist::build(&dist::stamp()?)?;
+    // The agent's second witness: logins need somewhere to be logged.
+    journald::ensure_running()?;
     let mut server = Command::new(target_dir().join("release/watchtower-server"))
         .current_dir(root())
         .env("RUST_LOG", "info,watchtower_server=debug")

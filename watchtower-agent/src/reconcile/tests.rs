@@ -127,6 +127,42 @@ fn unmatched_logins_become_alerts_when_the_window_closes() {
 }
 
 #[test]
+fn a_login_seen_while_the_journal_was_unreadable_is_not_called_suppressed() {
+    let logins = journal_logins();
+    let t = time_of(&logins[0]);
+    let mut r = Reconciler::new(10 * SECOND, Some(t - 60 * SECOND));
+    let mut out = Vec::new();
+    // journald was down when the kernel saw the first login, back for the second.
+    r.journal_readable(false);
+    r.kernel(
+        1,
+        t,
+        &attempt_like(&logins[0], "sshd", Outcome::Success),
+        &mut out,
+    );
+    r.journal_readable(true);
+    r.kernel(
+        2,
+        t + 1,
+        &attempt_like(&logins[0], "sshd", Outcome::Success),
+        &mut out,
+    );
+    // journald accepts again when the window closes.
+    r.expire(t + 11 * SECOND, || true, &mut out);
+    let got: Vec<_> = out
+        .iter()
+        .map(|v| (v.verdict, v.reason, v.kernel.as_ref().unwrap().seq))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Verdict::KernelOnly, "journald_not_accepting", 1),
+            (Verdict::KernelOnly, "no_journal_record", 2),
+        ]
+    );
+}
+
+#[test]
 fn pid_outcome_program_and_window_must_all_agree() {
     let logins = journal_logins();
     let password = &logins[0];

@@ -37,7 +37,7 @@ pub async fn run(
             Assembled::Tick => {
                 if let Some(reconciler) = &mut reconciler {
                     let now = clock::boot_to_unix_ns(clock::boottime_ns());
-                    reconciler.expire(now, crate::journal::journald_accepting, &mut verdicts);
+                    reconciler.expire(now, || health.journal_readable(), &mut verdicts);
                 }
                 Vec::new()
             }
@@ -58,6 +58,7 @@ pub async fn run(
         for (ktime, body) in out {
             let event = stamper.stamp(ktime, body)?;
             if let (EventBody::LoginAttempt(attempt), Some(reconciler)) = (&event.body, &mut reconciler) {
+                reconciler.journal_readable(health.journal_readable());
                 reconciler.kernel(event.seq, event.time_unix_ns, attempt, &mut verdicts);
             }
             if tx.send(event).await.is_err() {

@@ -235,6 +235,7 @@ fn sshd_kernel_witness() -> KernelWitness {
         pid: 48_101,
         ppid: 912,
         from_session: Some(SessionId(0x0000_0011_0000_0042)),
+        journal_unreadable: false,
     }
 }
 
@@ -394,6 +395,7 @@ fn kernel_only_su() -> Event {
                 pid: 48_213,
                 ppid: 48_190,
                 from_session: None,
+                journal_unreadable: false,
             }),
             journal: None,
         })),
