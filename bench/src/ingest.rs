@@ -205,6 +205,7 @@ async fn serve_in_process(
         counters: counters.clone(),
         metrics: Arc::new(Metrics::new(0)),
         live: broadcast::channel(16).0,
+        alerts: None,
         max_batch_events: 10_000,
         revocations: watchtower_server::tls::Revocations::load(None),
         verifier_key: String::new(),

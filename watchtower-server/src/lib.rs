@@ -209,6 +209,7 @@ pub async fn serve(
         counters: counters.clone(),
         metrics: metrics.clone(),
         live: live.clone(),
+        alerts: Some(alerts.clone()),
         max_batch_events: config.ingest.max_batch_events,
         revocations: revocations.clone(),
         verifier_key: signer.verifier_key().to_owned(),

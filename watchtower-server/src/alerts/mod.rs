@@ -7,9 +7,14 @@
 //!
 //! The alerts are stored by [`crate::store::alerts`]; [`webhook`] posts them.
 //!
-//! The rules read the same broadcast of stored events that live tails read, so
-//! they never slow an acknowledgement down; if they fall behind, the events they
-//! missed are counted and logged.
+//! The rules evaluate every stored record once, in commit order (the order of
+//! the tamper-evidence log's leaves), from a cursor kept in the store
+//! ([`crate::store::alert_cursor`]): ingest hands each committed batch over
+//! ([`AlertEngine::committed`]), and whatever did not arrive that way (a full
+//! queue under load, batches handed over out of order, a crash after the write)
+//! is read back from the log. An alert is written with the cursor past the leaf
+//! that raised it, so a restart neither skips a record nor raises an alert twice.
+//! The rules never slow an acknowledgement down.
 
 mod rules;
 pub mod webhook;
@@ -18,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
-use watchtower_proto::pb::{Alert, LiveItem, live_item};
+use watchtower_proto::pb::{Alert, LiveItem, StoredEvent, live_item};
+use watchtower_tlog::LeafEntry;
 
 use crate::config::AlertSection;
 use crate::metrics::Metrics;
@@ -28,6 +34,24 @@ use rules::RuleState;
 
 /// Alerts waiting for the webhook, at most; more are counted as dropped.
 const WEBHOOK_QUEUE: usize = 1024;
+/// Committed batches waiting for the rules, at most; beyond it they are read
+/// back from the log.
+const COMMITTED_QUEUE: usize = 256;
+/// How often the rules look for leaves not handed over (a backstop).
+const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+
+/// Records of one committed batch (stored events and conflicts), each with its
+/// leaf index.
+pub type Committed = Vec<(u64, Arc<LiveItem>)>;
+
+/// Where the rules are in the log.
+struct Position {
+    /// The first leaf not evaluated.
+    next_leaf: u64,
+    /// The cursor an alert raised now is written with (just past the leaf being
+    /// evaluated); `None` outside a leaf (the stale check).
+    raising_at: Option<u64>,
+}
 
 pub struct AlertEngine {
     rules: AlertSection,
@@ -37,6 +61,9 @@ pub struct AlertEngine {
     webhook: Option<mpsc::Sender<Alert>>,
     next_id: Mutex<u64>,
     state: Mutex<RuleState>,
+    position: Mutex<Position>,
+    committed_tx: mpsc::Sender<Committed>,
+    committed_rx: Mutex<Option<mpsc::Receiver<Committed>>>,
 }
 
 impl AlertEngine {
@@ -53,6 +80,16 @@ impl AlertEngine {
             (None, None)
         };
         let next_id = store.last_alert_id()? + 1;
+        // The first start evaluates from the log's end: records stored before
+        // this version kept a cursor were evaluated then.
+        let next_leaf = if let Some(next) = store.alert_cursor()? {
+            next
+        } else {
+            let size = store.log_head().size;
+            store.put_alert_cursor(size)?;
+            size
+        };
+        let (committed_tx, committed_rx) = mpsc::channel(COMMITTED_QUEUE);
         Ok((
             Arc::new(AlertEngine {
                 rules,
@@ -62,12 +99,27 @@ impl AlertEngine {
                 webhook,
                 next_id: Mutex::new(next_id),
                 state: Mutex::new(RuleState::default()),
+                position: Mutex::new(Position {
+                    next_leaf,
+                    raising_at: None,
+                }),
+                committed_tx,
+                committed_rx: Mutex::new(Some(committed_rx)),
             }),
             queue,
         ))
     }
 
-    /// Raise an alert: number it, keep it, count it, show it to tails, send it.
+    /// Hand over a committed batch (after its synced write). Never waits: with
+    /// the queue full, the rules read the batch back from the log.
+    pub fn committed(&self, batch: Committed) {
+        if !batch.is_empty() && self.committed_tx.try_send(batch).is_err() {
+            tracing::debug!("the alert rules are behind: they read the batch back from the log");
+        }
+    }
+
+    /// Raise an alert: number it, keep it (with the rules' cursor), count it, show
+    /// it to tails, send it.
     fn raise(&self, mut alert: Alert) {
         {
             let mut next = self.next_id.lock().expect("alert ids");
@@ -75,7 +127,8 @@ impl AlertEngine {
             *next += 1;
         }
         alert.time_unix_ns = now_unix_ns();
-        if let Err(e) = self.store.put_alert(&alert) {
+        let at = self.position.lock().expect("alert position").raising_at;
+        if let Err(e) = self.store.put_alert_at(&alert, at) {
             tracing::error!(error = %e, "cannot keep an alert in the store");
         }
         self.metrics.alert(&alert.rule);
@@ -98,51 +151,123 @@ impl AlertEngine {
         }
     }
 
-    /// Run the rules over the live broadcast until it closes, and the stale check
-    /// at intervals.
+    /// Evaluate one record at `leaf` (the caller keeps leaves in order).
+    fn evaluate(&self, leaf: u64, item: Option<&live_item::Item>) {
+        self.position.lock().expect("alert position").raising_at = Some(leaf + 1);
+        match item {
+            Some(live_item::Item::Stored(stored)) => self.observe(stored),
+            Some(live_item::Item::Conflict(conflict)) => self.conflict(conflict),
+            _ => {}
+        }
+        let mut position = self.position.lock().expect("alert position");
+        position.raising_at = None;
+        position.next_leaf = leaf + 1;
+    }
+
+    fn next_leaf(&self) -> u64 {
+        self.position.lock().expect("alert position").next_leaf
+    }
+
+    /// Evaluate the leaves from the cursor up to `end` (exclusive) as the log
+    /// holds them.
+    fn read_back(&self, end: u64) -> Result<(), StoreError> {
+        loop {
+            let from = self.next_leaf();
+            if from >= end {
+                return Ok(());
+            }
+            let count = u32::try_from(end - from).unwrap_or(u32::MAX);
+            let entries = self.store.log_entries(from, count)?;
+            let Some(last) = entries.last().map(|e| e.index) else {
+                return Ok(());
+            };
+            self.metrics.alert_read_back(entries.len() as u64);
+            for entry in entries {
+                let item = entry
+                    .record
+                    .map(|record: StoredEvent| match LeafEntry::decode(&entry.entry) {
+                        Ok(LeafEntry::Conflict { .. }) => live_item::Item::Conflict(record),
+                        _ => live_item::Item::Stored(record),
+                    });
+                self.evaluate(entry.index, item.as_ref());
+            }
+            if last + 1 >= end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Evaluate handed-over batches in leaf order, reading back what is missing.
+    fn evaluate_committed(&self, batches: Vec<Committed>) {
+        let mut items: Vec<(u64, Arc<LiveItem>)> = batches.into_iter().flatten().collect();
+        items.sort_by_key(|(leaf, _)| *leaf);
+        let before = self.next_leaf();
+        for (leaf, item) in items {
+            if leaf < self.next_leaf() {
+                continue;
+            }
+            if let Err(e) = self.read_back(leaf) {
+                tracing::error!(error = %e, "the alert rules cannot read the log back; they retry");
+                return;
+            }
+            if self.next_leaf() == leaf {
+                self.evaluate(leaf, item.item.as_ref());
+            }
+        }
+        self.save_cursor(before);
+    }
+
+    /// Evaluate every leaf the log holds past the cursor.
+    fn catch_up(&self) {
+        let before = self.next_leaf();
+        if let Err(e) = self.read_back(self.store.log_head().size) {
+            tracing::error!(error = %e, "the alert rules cannot read the log back; they retry");
+        }
+        self.save_cursor(before);
+    }
+
+    fn save_cursor(&self, before: u64) {
+        let next = self.next_leaf();
+        if next != before
+            && let Err(e) = self.store.put_alert_cursor(next)
+        {
+            tracing::error!(error = %e, "cannot keep the alert rules' cursor");
+        }
+    }
+
+    /// Run the rules over committed batches (and the log, as a backstop) and the
+    /// stale check at intervals.
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
-        let mut live = self.live.subscribe();
+        let mut committed = self
+            .committed_rx
+            .lock()
+            .expect("committed queue")
+            .take()
+            .expect("the alert engine runs once");
         let stale_every = Duration::from_secs((self.rules.stale_agent_secs / 4).clamp(1, 30));
         tokio::spawn(async move {
             let mut stale_check = tokio::time::interval(stale_every);
+            let mut backstop = tokio::time::interval(CATCH_UP_EVERY);
             loop {
+                let engine = engine.clone();
                 tokio::select! {
-                    received = live.recv() => match received {
-                        Ok(item) => {
-                            // Take what else is waiting, then run the rules (store reads
-                            // and writes) off the async threads.
-                            let mut items = vec![item];
-                            while items.len() < 1024 {
-                                match live.try_recv() {
-                                    Ok(item) => items.push(item),
-                                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                                        engine.metrics.live_missed(missed);
-                                        tracing::error!(missed, "the alert rules fell behind and skipped events");
-                                    }
-                                    Err(_) => break,
-                                }
+                    received = committed.recv() => {
+                        let Some(batch) = received else { break };
+                        let mut batches = vec![batch];
+                        while batches.len() < 64 {
+                            match committed.try_recv() {
+                                Ok(batch) => batches.push(batch),
+                                Err(_) => break,
                             }
-                            let engine = engine.clone();
-                            let _ = tokio::task::spawn_blocking(move || {
-                                for item in &items {
-                                    match &item.item {
-                                        Some(live_item::Item::Stored(stored)) => engine.observe(stored),
-                                        Some(live_item::Item::Conflict(conflict)) => engine.conflict(conflict),
-                                        _ => {}
-                                    }
-                                }
-                            })
-                            .await;
                         }
-                        Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            engine.metrics.live_missed(missed);
-                            tracing::error!(missed, "the alert rules fell behind and skipped events");
-                        }
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
+                        // Store reads and writes, off the async threads.
+                        let _ = tokio::task::spawn_blocking(move || engine.evaluate_committed(batches)).await;
+                    }
+                    _ = backstop.tick() => {
+                        let _ = tokio::task::spawn_blocking(move || engine.catch_up()).await;
+                    }
                     _ = stale_check.tick() => {
-                        let engine = engine.clone();
                         let _ = tokio::task::spawn_blocking(move || engine.check_stale()).await;
                     }
                 }
@@ -196,6 +321,116 @@ mod tests {
             }
         }
         out
+    }
+
+    /// `n` logins of web-1 from seq `first`, failures from 10.0.0.9 at `failing`.
+    fn logins(first: u64, n: u64, failing: &[u64]) -> Vec<Event> {
+        (first..first + n)
+            .map(|seq| {
+                let outcome = if failing.contains(&seq) {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                };
+                let remote = if failing.contains(&seq) {
+                    "10.0.0.9"
+                } else {
+                    "10.0.0.7"
+                };
+                login(seq, "alice", remote, outcome).event.unwrap()
+            })
+            .collect()
+    }
+
+    fn restarted(
+        engine: &AlertEngine,
+        rules: AlertSection,
+    ) -> (Arc<AlertEngine>, broadcast::Receiver<Arc<LiveItem>>) {
+        let (live, rx) = broadcast::channel(64);
+        let (engine, _) =
+            AlertEngine::new(rules, engine.store.clone(), Arc::new(Metrics::new(0)), live).unwrap();
+        (engine, rx)
+    }
+
+    #[test]
+    fn a_batch_larger_than_any_buffer_is_evaluated_whole_once_across_restarts() {
+        let rules = AlertSection {
+            failed_logins_threshold: 3,
+            failed_logins_window_secs: 60,
+            ..AlertSection::default()
+        };
+        let (_dir, engine, mut rx) = engine(rules.clone());
+        // 20,000 events in one batch, a failed-login burst inside; none handed
+        // over (as when the queue is full): the rules read the log back.
+        let now = now_unix_ns();
+        engine
+            .store
+            .append("web-1", logins(1, 20_000, &[9_000, 14_000, 19_999]), now, 0)
+            .unwrap();
+        engine.catch_up();
+        assert_eq!(
+            raised(&mut rx),
+            vec![("failed_logins".into(), vec![9_000, 14_000, 19_999])]
+        );
+        assert_eq!(engine.store.alert_cursor().unwrap(), Some(20_000));
+
+        // A restart evaluates nothing twice.
+        let (engine, mut rx) = restarted(&engine, rules.clone());
+        engine.catch_up();
+        assert_eq!(raised(&mut rx), vec![]);
+
+        // Stored, then the server stopped before the rules ran: evaluated after.
+        engine
+            .store
+            .append("web-1", logins(20_001, 10, &[20_003, 20_005, 20_007]), now, 0)
+            .unwrap();
+        let (engine, mut rx) = restarted(&engine, rules);
+        engine.catch_up();
+        assert_eq!(
+            raised(&mut rx),
+            vec![("failed_logins".into(), vec![20_003, 20_005, 20_007])]
+        );
+        assert_eq!(engine.store.alerts(0, u64::MAX, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn batches_handed_over_out_of_order_or_not_at_all_are_evaluated_in_leaf_order_once() {
+        let (_dir, engine, mut rx) = engine(AlertSection {
+            failed_logins_threshold: 2,
+            failed_logins_window_secs: 60,
+            ..AlertSection::default()
+        });
+        let now = now_unix_ns();
+        let mut handed = Vec::new();
+        for (first, failing) in [(1, 2), (11, 12), (21, 22)] {
+            let appended = engine
+                .store
+                .append("web-1", logins(first, 10, &[failing]), now, 0)
+                .unwrap();
+            let batch: Committed = appended
+                .receipts
+                .iter()
+                .zip(appended.stored)
+                .map(|(r, stored)| {
+                    (
+                        r.leaf_index,
+                        Arc::new(LiveItem {
+                            item: Some(live_item::Item::Stored(stored)),
+                        }),
+                    )
+                })
+                .collect();
+            handed.push(batch);
+        }
+        // The last batch arrives first, the middle one never: the first two are
+        // read back from the log, the last evaluated after them.
+        let last = handed.pop().unwrap();
+        engine.evaluate_committed(vec![last]);
+        engine.evaluate_committed(vec![handed.remove(0)]);
+        // Fired at the second failure (its state then forgotten): the third alone
+        // does not fire.
+        assert_eq!(raised(&mut rx), vec![("failed_logins".into(), vec![2, 12])]);
+        assert_eq!(engine.next_leaf(), 30);
     }
 
     #[test]

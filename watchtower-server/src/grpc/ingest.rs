@@ -34,6 +34,8 @@ pub struct IngestService {
     pub counters: Arc<ServerCounters>,
     pub metrics: Arc<Metrics>,
     pub live: broadcast::Sender<Arc<LiveItem>>,
+    /// The alert rules, handed each committed batch (none in the benchmark).
+    pub alerts: Option<Arc<crate::alerts::AlertEngine>>,
     pub max_batch_events: usize,
     pub revocations: Arc<crate::tls::Revocations>,
     /// The verifier key of the checkpoints, told to agents that witness the log.
@@ -332,13 +334,26 @@ impl IngestService {
             last_seq,
             "batch stored"
         );
-        let items = stored_events
-            .into_iter()
-            .map(live_item::Item::Stored)
-            .chain(conflicts.into_iter().map(live_item::Item::Conflict));
-        for item in items {
-            // No subscriber is not an error.
-            let _ = self.live.send(Arc::new(LiveItem { item: Some(item) }));
+        // Receipts are in leaf order, naming stored events and conflicts in turn.
+        let mut stored_events = stored_events.into_iter();
+        let mut conflicts = conflicts.into_iter();
+        let mut committed = Vec::with_capacity(ack.receipts.len());
+        for receipt in &ack.receipts {
+            let item = if receipt.conflict {
+                conflicts.next().map(live_item::Item::Conflict)
+            } else {
+                stored_events.next().map(live_item::Item::Stored)
+            };
+            let Some(item) = item else { break };
+            let item = Arc::new(LiveItem { item: Some(item) });
+            if !receipt.conflict {
+                // No subscriber is not an error.
+                let _ = self.live.send(item.clone());
+            }
+            committed.push((receipt.leaf_index, item));
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.committed(committed);
         }
         Ok(ack)
     }

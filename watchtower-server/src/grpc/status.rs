@@ -265,9 +265,11 @@ pub fn store_code(error: &StoreError) -> Code {
         StoreError::Log(
             watchtower_tlog::ProofError::OutOfRange { .. } | watchtower_tlog::ProofError::Shrank { .. },
         ) => Code::OutOfRange,
-        StoreError::Corrupt(..) | StoreError::Log(_) | StoreError::LogSize | StoreError::OldFormat(..) => {
-            Code::DataLoss
-        }
+        StoreError::Corrupt(..)
+        | StoreError::Log(_)
+        | StoreError::LogSize
+        | StoreError::AlertCursor
+        | StoreError::OldFormat(..) => Code::DataLoss,
         StoreError::Db(e) => db_code(&e.kind()),
     }
 }

@@ -152,7 +152,7 @@ pub struct Metrics {
     webhook: Family<ResultLabels, Counter>,
     log_size: Gauge,
     last_checkpoint: FloatGauge,
-    live_missed: Counter,
+    alert_read_back: Counter,
     exporter_unauthorized: Counter,
 }
 
@@ -193,7 +193,7 @@ impl Metrics {
             webhook: Family::default(),
             log_size: Gauge::default(),
             last_checkpoint: FloatGauge::default(),
-            live_missed: Counter::default(),
+            alert_read_back: Counter::default(),
             exporter_unauthorized: Counter::default(),
         };
         m.active_sessions.set(open_sessions as i64);
@@ -326,9 +326,9 @@ impl Metrics {
             m.last_checkpoint.clone(),
         );
         registry.register(
-            "live_missed_events",
-            "Stored events the alert rules missed because they fell behind",
-            m.live_missed.clone(),
+            "alert_read_back_events",
+            "Stored records the alert rules read back from the log because they were not handed over in time (none is skipped)",
+            m.alert_read_back.clone(),
         );
         registry.register(
             "exporter_unauthorized_requests",
@@ -403,8 +403,8 @@ impl Metrics {
         self.webhook.get_or_create(&ResultLabels { result }).inc();
     }
 
-    pub fn live_missed(&self, n: u64) {
-        self.live_missed.inc_by(n);
+    pub fn alert_read_back(&self, n: u64) {
+        self.alert_read_back.inc_by(n);
     }
 
     pub fn unauthorized(&self) {

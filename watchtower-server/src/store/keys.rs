@@ -17,7 +17,7 @@
 //! | `seen`          | host 0 boot 0 seq                   | primary key                             | [`seen_key`] |
 //! | `sessions`      | host 0 session                      | `SessionSummary`                        | [`session_key`] |
 //! | `hosts`         | host                                | `HostInfo`                              | [`host_key`] |
-//! | `meta`          | record name (`log_size`, `store_format`, `retention`) | log size: u64; format: text; retention: text | [`LOG_SIZE`], [`STORE_FORMAT`] |
+//! | `meta`          | record name (`log_size`, `store_format`, `retention`, `alert_cursor`) | log size, alert cursor: u64; format: text; retention: text | [`LOG_SIZE`], [`STORE_FORMAT`], [`ALERT_CURSOR`] |
 //! | `log_leaves`    | leaf index                          | the leaf's entry (canonical JSON, see watchtower-tlog) | [`log_leaf_key`] |
 //! | `log_hashes`    | stored hash index (tlog layout)     | SHA-256 of a complete subtree (32)      | [`log_hash_key`] |
 //! | `conflicts`     | leaf index                          | `StoredEvent`: a second record with a stored record's id | [`log_leaf_key`] |
@@ -174,6 +174,9 @@ pub const STORE_FORMAT: &[u8] = b"store_format";
 pub const CURRENT_FORMAT: &[u8] = b"2";
 /// The `meta` record of the last retention run.
 pub const RETENTION: &str = "retention";
+/// The `meta` record of the alert rules' place in the log: every leaf before it
+/// has been evaluated (u64, as [`time_value`]).
+pub const ALERT_CURSOR: &[u8] = b"alert_cursor";
 
 /// The key of leaf `index` of the tamper-evidence log (and of a conflict record).
 #[must_use]

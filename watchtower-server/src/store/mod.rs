@@ -16,6 +16,7 @@
 //! age, which is explicit, logged and counted. `RocksDB`'s TTL is not used (it
 //! would delete silently during compaction).
 
+pub mod alert_cursor;
 pub mod alerts;
 pub mod append;
 pub mod hosts;
@@ -89,6 +90,8 @@ pub enum StoreError {
     Log(#[from] watchtower_tlog::ProofError),
     #[error("the stored log size is not readable; the database may be damaged")]
     LogSize,
+    #[error("the stored alert cursor is not readable; the database may be damaged")]
+    AlertCursor,
     #[error(
         "{0} holds a store of an older layout (format {1}); this version keys records by the whole boot id \
          and logs canonical entries: export it with the older version and start on an empty directory"
