@@ -164,7 +164,8 @@ pub struct SshdOptions {
     pub log_level: &'static str,
     /// `KbdInteractiveAuthentication`.
     pub keyboard_interactive: bool,
-    /// More `sshd_config` lines (`AllowUsers ...`, `DenyUsers ...`).
+    /// More `sshd_config` lines (`AllowUsers ...`, `PermitRootLogin ...`), written
+    /// before the defaults so that they win.
     pub extra: Vec<String>,
 }
 
@@ -203,16 +204,18 @@ impl Sshd {
         let port = free_port("127.0.0.1");
         let kbd = if options.keyboard_interactive { "yes" } else { "no" };
         let level = options.log_level;
-        let mut config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nUsePAM yes\n\
-             PasswordAuthentication yes\nKbdInteractiveAuthentication {kbd}\nPubkeyAuthentication yes\n\
-             AuthorizedKeysFile {d}/%u.keys\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel {level}\n\
-             PermitRootLogin no\nMaxStartups 100\n"
-        );
+        // The extra lines first: for most keywords sshd takes the first it reads.
+        let mut config = String::new();
         for line in &options.extra {
             config.push_str(line);
             config.push('\n');
         }
+        config.push_str(&format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nUsePAM yes\n\
+             PasswordAuthentication yes\nKbdInteractiveAuthentication {kbd}\nPubkeyAuthentication yes\n\
+             AuthorizedKeysFile {d}/%u.keys\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel {level}\n\
+             PermitRootLogin no\nMaxStartups 100\n"
+        ));
         std::fs::write(format!("{d}/sshd_config"), config).unwrap();
         // sshd logs through /dev/log into the journal, as on a real host.
         let since = journal_now();

@@ -707,3 +707,54 @@ fn deny_users_refusals_at_verbose_are_confirmed() {
     let (_, verdicts) = sshd_tries_and_verdicts(&options("VERBOSE", true, &[&deny]), refused_bob_tries);
     refusal_summary(&verdicts);
 }
+
+/// root under `PermitRootLogin no` (and Debian's default `prohibit-password`):
+/// sshd hands PAM a false password whatever root typed, so the kernel sees a
+/// failure, and sshd logs it as one (`Failed password`, or at INFO with
+/// keyboard-interactive only `error: PAM: Authentication failure`); root's key is
+/// refused before any PAM call (`ROOT LOGIN REFUSED`): no attempt, no verdict.
+fn root_tries(sshd: &Sshd) {
+    let (code, _) = sshd.ssh_typing("root", Method::Password, &["any-password-1"]);
+    assert_ne!(code, 0);
+    let (code, _) = sshd.ssh_typing("root", Method::KeyboardInteractive, &["any-password-2"]);
+    assert_ne!(code, 0);
+    let (code, out) = sshd.ssh_typing(ALICE, Method::Password, &[ALICE_PASSWORD]);
+    assert_eq!(code, 0, "{out}");
+}
+
+fn root_summary(verdicts: &[Value]) {
+    let mut expected = vec![
+        tuple("failure", "password", false),
+        tuple("failure", "keyboard-interactive/pam", false),
+        tuple("success", "password", false),
+    ];
+    expected.sort();
+    assert_eq!(summary(verdicts), expected);
+    let users: Vec<_> = verdicts
+        .iter()
+        .filter(|v| v["outcome"] == "failure")
+        .map(|v| v["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, vec!["root", "root"]);
+}
+
+#[test]
+fn root_refused_by_permit_root_login_is_confirmed_at_info() {
+    if !privileged() {
+        return;
+    }
+    let (_, verdicts) = sshd_tries_and_verdicts(&options("INFO", true, &["PermitRootLogin no"]), root_tries);
+    root_summary(&verdicts);
+}
+
+#[test]
+fn root_refused_by_prohibit_password_is_confirmed_at_verbose() {
+    if !privileged() {
+        return;
+    }
+    let (_, verdicts) = sshd_tries_and_verdicts(
+        &options("VERBOSE", true, &["PermitRootLogin prohibit-password"]),
+        root_tries,
+    );
+    root_summary(&verdicts);
+}
