@@ -758,3 +758,69 @@ fn root_refused_by_prohibit_password_is_confirmed_at_verbose() {
     );
     root_summary(&verdicts);
 }
+
+/// `/etc/pam.d/sshd` with pam_faillock around the password check, restored on drop.
+struct Faillock {
+    original: String,
+    _tally: TempDir,
+}
+
+const PAM_SSHD: &str = "/etc/pam.d/sshd";
+
+impl Faillock {
+    fn install(deny: u32) -> Faillock {
+        let original = std::fs::read_to_string(PAM_SSHD).expect("read /etc/pam.d/sshd");
+        assert!(original.contains("@include common-auth\n"), "{original}");
+        let tally = TempDir::new("faillock");
+        let dir = tally.0.display();
+        let options = format!("deny={deny} unlock_time=600 dir={dir}");
+        let with = original.replacen(
+            "@include common-auth\n",
+            &format!(
+                "auth required pam_faillock.so preauth {options}\n@include common-auth\n\
+                 auth [default=die] pam_faillock.so authfail {options}\n"
+            ),
+            1,
+        );
+        std::fs::write(PAM_SSHD, with).expect("write /etc/pam.d/sshd");
+        Faillock {
+            original,
+            _tally: tally,
+        }
+    }
+}
+
+impl Drop for Faillock {
+    fn drop(&mut self) {
+        std::fs::write(PAM_SSHD, &self.original).expect("restore /etc/pam.d/sshd");
+    }
+}
+
+/// An account pam_faillock locks: at INFO with keyboard-interactive, every wrong
+/// answer is `error: PAM: Authentication failure`, and the right password on the
+/// locked account `error: PAM: Permission denied`: each kernel failure is
+/// confirmed, none is a false `kernel_only`.
+#[test]
+fn a_faillock_locked_account_at_info_is_confirmed_try_by_try() {
+    if !privileged() {
+        return;
+    }
+    let _faillock = Faillock::install(2);
+    let (attempts, verdicts) = sshd_tries_and_verdicts(&options("INFO", true, &[]), |sshd| {
+        for answer in ["wrong-1", "wrong-2", "wrong-3", ALICE_PASSWORD] {
+            let (code, _) = sshd.ssh_typing(ALICE, Method::KeyboardInteractive, &[answer]);
+            assert_ne!(code, 0, "the account is locked after two failures");
+        }
+    });
+    assert_eq!(attempts.len(), 4);
+    let kbd = "keyboard-interactive/pam";
+    assert_eq!(summary(&verdicts), vec![tuple("failure", kbd, false); 4]);
+    let last = verdicts.last().unwrap();
+    let lines = last["journal"]["lines"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains("PAM: Permission denied"))),
+        "{last:#}"
+    );
+}
