@@ -205,17 +205,16 @@ impl Sshd {
         let kbd = if options.keyboard_interactive { "yes" } else { "no" };
         let level = options.log_level;
         // The extra lines first: for most keywords sshd takes the first it reads.
-        let mut config = String::new();
-        for line in &options.extra {
-            config.push_str(line);
-            config.push('\n');
+        let mut extra = options.extra.join("\n");
+        if !extra.is_empty() {
+            extra.push('\n');
         }
-        config.push_str(&format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nUsePAM yes\n\
+        let config = format!(
+            "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nUsePAM yes\n\
              PasswordAuthentication yes\nKbdInteractiveAuthentication {kbd}\nPubkeyAuthentication yes\n\
              AuthorizedKeysFile {d}/%u.keys\nStrictModes no\nPidFile {d}/sshd.pid\nLogLevel {level}\n\
              PermitRootLogin no\nMaxStartups 100\n"
-        ));
+        );
         std::fs::write(format!("{d}/sshd_config"), config).unwrap();
         // sshd logs through /dev/log into the journal, as on a real host.
         let since = journal_now();

@@ -759,7 +759,7 @@ fn root_refused_by_prohibit_password_is_confirmed_at_verbose() {
     root_summary(&verdicts);
 }
 
-/// `/etc/pam.d/sshd` with pam_faillock around the password check, restored on drop.
+/// `/etc/pam.d/sshd` with `pam_faillock` around the password check, restored on drop.
 struct Faillock {
     original: String,
     _tally: TempDir,
@@ -796,7 +796,7 @@ impl Drop for Faillock {
     }
 }
 
-/// An account pam_faillock locks: at INFO with keyboard-interactive, every wrong
+/// An account `pam_faillock` locks: at INFO with keyboard-interactive, every wrong
 /// answer is `error: PAM: Authentication failure`, and the right password on the
 /// locked account `error: PAM: Permission denied`: each kernel failure is
 /// confirmed, none is a false `kernel_only`.

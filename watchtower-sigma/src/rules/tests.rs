@@ -1,0 +1,175 @@
+use watchtower_proto::pb::{Connect, Event, Exec, LoginAttempt, Outcome, Process, StoredEvent, event::Body};
+
+use super::*;
+use crate::fields::Login;
+
+fn stored(body: Body) -> StoredEvent {
+    StoredEvent {
+        event: Some(Event {
+            host_id: "web-1".into(),
+            boot_id: "b".into(),
+            seq: 7,
+            time_unix_ns: 1,
+            body: Some(body),
+        }),
+        ..StoredEvent::default()
+    }
+}
+
+fn exec(filename: &str, argv: &[&str]) -> StoredEvent {
+    stored(Body::Exec(Exec {
+        session: Some(0x11),
+        session_user: Some("alice".into()),
+        filename: filename.into(),
+        argv: argv.iter().map(ToString::to_string).collect(),
+        process: Some(Process {
+            pid: 40,
+            ppid: 39,
+            uid: 0,
+            comm: "sh".into(),
+            ..Process::default()
+        }),
+        ..Exec::default()
+    }))
+}
+
+const SHELL_BY_SUDO: &str = r"
+title: A root shell inside a login
+id: 2d1c4b1e-0000-4000-8000-000000000001
+level: high
+logsource:
+    product: linux
+    category: process_creation
+detection:
+    selection:
+        Image|endswith:
+            - /bash
+            - /sh
+        UserId: 0
+    condition: selection
+";
+
+#[test]
+fn a_process_creation_rule_matches_execs_only_with_the_login_attached() {
+    let rule = LoadedRule::parse("shell.yml", SHELL_BY_SUDO).unwrap();
+    assert_eq!(rule.severity, Severity::Critical);
+    let login = Login {
+        user: "alice".into(),
+        source: Some("198.51.100.7".into()),
+        service: "sshd".into(),
+    };
+    let shell = SigmaEvent::of(&exec("/usr/bin/bash", &["bash", "-i"]), Some(&login)).unwrap();
+    assert!(rule.matches(&shell));
+    assert_eq!(shell.session, Some(0x11));
+    let other = SigmaEvent::of(&exec("/usr/bin/id", &["id"]), None).unwrap();
+    assert!(!rule.matches(&other));
+    // A connect from the same process is not a process_creation event.
+    let connect = stored(Body::Connect(Connect {
+        address: "/usr/bin/bash".into(),
+        process: Some(Process::default()),
+        ..Connect::default()
+    }));
+    assert!(!rule.matches(&SigmaEvent::of(&connect, None).unwrap()));
+}
+
+#[test]
+fn fields_follow_sigmas_linux_names_and_carry_the_login() {
+    let login = Login {
+        user: "alice".into(),
+        source: Some("198.51.100.7".into()),
+        service: "sshd".into(),
+    };
+    let yaml = r"
+title: curl to a metadata address from an ssh login
+logsource:
+    category: network_connection
+detection:
+    selection:
+        DestinationIp: 169.254.169.254
+        DestinationPort: 80
+        LoginSource|startswith: '198.51.100.'
+        LoginService: sshd
+        LogonId: '0000000000000011'
+    condition: selection
+";
+    let rule = LoadedRule::parse("imds.yml", yaml).unwrap();
+    let connect = stored(Body::Connect(Connect {
+        session: Some(0x11),
+        session_user: Some("alice".into()),
+        family: "inet".into(),
+        address: "169.254.169.254".into(),
+        port: Some(80),
+        ..Connect::default()
+    }));
+    assert!(rule.matches(&SigmaEvent::of(&connect, Some(&login)).unwrap()));
+    assert!(
+        !rule.matches(&SigmaEvent::of(&connect, None).unwrap()),
+        "no login: LoginSource unset"
+    );
+    let cmd = SigmaEvent::of(&exec("/bin/echo", &["echo", "two words", "x"]), None).unwrap();
+    let yaml = r#"
+title: echo
+logsource: { category: process_creation }
+detection:
+    selection:
+        CommandLine: 'echo "two words" x'
+        User: alice
+        OriginalFileName: echo
+    condition: selection
+"#;
+    assert!(LoadedRule::parse("echo.yml", yaml).unwrap().matches(&cmd));
+}
+
+#[test]
+fn authentication_rules_see_logins_and_their_outcome() {
+    let yaml = r"
+title: failed root login over ssh
+logsource: { product: linux, service: sshd }
+detection:
+    selection: { TargetUserName: root, Outcome: failure, Service: sshd }
+    condition: selection
+";
+    let rule = LoadedRule::parse("root.yml", yaml).unwrap();
+    let attempt = |outcome: Outcome| {
+        stored(Body::LoginAttempt(LoginAttempt {
+            service: "sshd".into(),
+            user: "root".into(),
+            remote_host: Some("203.0.113.9".into()),
+            outcome: outcome as i32,
+            ..LoginAttempt::default()
+        }))
+    };
+    assert!(rule.matches(&SigmaEvent::of(&attempt(Outcome::Failure), None).unwrap()));
+    assert!(!rule.matches(&SigmaEvent::of(&attempt(Outcome::Success), None).unwrap()));
+}
+
+#[test]
+fn a_directory_loads_every_rule_that_parses_and_names_each_that_does_not() {
+    let dir = std::env::temp_dir().join(format!("wt-sigma-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("shell.yml"), SHELL_BY_SUDO).unwrap();
+    std::fs::write(dir.join("broken.yml"), "title: [unclosed\n").unwrap();
+    std::fs::write(
+        dir.join("windows.yaml"),
+        "title: w\nlogsource: { product: windows }\ndetection: { s: { a: 1 }, condition: s }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a rule").unwrap();
+    let (set, errors) = RuleSet::load(&dir).unwrap();
+    assert_eq!(set.rules.len(), 1);
+    assert_eq!(set.rules[0].file, "shell.yml");
+    let failed: Vec<_> = errors.iter().map(|e| e.file.as_str()).collect();
+    assert_eq!(failed, vec!["broken.yml", "windows.yaml"]);
+    assert!(!set.changed(&dir));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(
+        dir.join("broken.yml"),
+        SHELL_BY_SUDO.replace("title: A", "title: B"),
+    )
+    .unwrap();
+    assert!(set.changed(&dir));
+    let (set, errors) = RuleSet::load(&dir).unwrap();
+    assert_eq!((set.rules.len(), errors.len()), (2, 1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
