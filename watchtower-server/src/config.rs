@@ -94,6 +94,11 @@ pub struct AlertSection {
     /// Attempts per alert before the webhook delivery is given up (each counted).
     pub webhook_attempts: u32,
     pub webhook_timeout_secs: u64,
+    /// A directory of Sigma rules (`*.yml`, `*.yaml`) evaluated on every stored
+    /// event; reloaded when its files change. Unset: no Sigma rules.
+    pub sigma_rules_dir: Option<std::path::PathBuf>,
+    /// How often the Sigma rules directory is checked for changes.
+    pub sigma_reload_secs: u64,
 }
 
 impl Default for AlertSection {
@@ -108,6 +113,8 @@ impl Default for AlertSection {
             stale_agent_secs: 300,
             webhook_attempts: 5,
             webhook_timeout_secs: 5,
+            sigma_rules_dir: None,
+            sigma_reload_secs: 5,
         }
     }
 }

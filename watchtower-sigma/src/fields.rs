@@ -116,6 +116,16 @@ fn insert_login(f: &mut Fields, session: Option<u64>, session_user: Option<&Stri
 }
 
 impl SigmaEvent {
+    /// A field's value as text.
+    #[must_use]
+    #[expect(
+        clippy::redundant_closure_for_method_calls,
+        reason = "sigma-rust does not export the value type the method path would name"
+    )]
+    pub fn text(&self, field: &str) -> Option<String> {
+        self.fields.get(field).map(|value| value.value_to_string())
+    }
+
     /// The Sigma fields of `stored`; `login` is the login its session began with,
     /// when the caller looked it up.
     #[must_use]

@@ -10,9 +10,9 @@ use watchtower_pki::ClientTls;
 use watchtower_proto::pb::query_client::QueryClient;
 use watchtower_proto::pb::{
     Alert, ConsistencyProofRequest, Event, EventFilter, GetCheckpointRequest, GetSessionRequest,
-    GetSessionResponse, HostInfo, ListAlertsRequest, ListHostsRequest, LiveItem, LogEntriesRequest, LogEntry,
-    QueryEventsRequest, SignedCheckpoint, StatsRequest, StatsResponse, StoredEvent, SubscribeRequest,
-    VerifyReport, VerifyRequest,
+    GetSessionResponse, HostInfo, ListAlertsRequest, ListHostsRequest, ListOpenSessionsRequest, LiveItem,
+    LogEntriesRequest, LogEntry, QueryEventsRequest, SessionSummary, SignedCheckpoint, StatsRequest,
+    StatsResponse, StoredEvent, SubscribeRequest, VerifyReport, VerifyRequest,
 };
 
 use crate::Cli;
@@ -113,6 +113,20 @@ impl Client {
             .map_err(status)?
             .into_inner()
             .hosts)
+    }
+
+    /// The sessions open now (of `host`, or every host), and whether there are more.
+    pub async fn open_sessions(&mut self, host: Option<&str>) -> anyhow::Result<(Vec<SessionSummary>, bool)> {
+        let reply = self
+            .query
+            .list_open_sessions(ListOpenSessionsRequest {
+                host_id: host.unwrap_or_default().to_owned(),
+                limit: 0,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok((reply.sessions, reply.truncated))
     }
 
     /// Events as they are stored (and alerts as they are raised, if `alerts`).

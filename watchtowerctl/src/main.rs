@@ -34,7 +34,8 @@ use clap::{Parser, Subcommand};
 
 use crate::client::Client;
 use crate::commands::{
-    alerts, ca, enroll, events, export, hosts, report as review, revoke, sessions, stats, tail, verify,
+    alerts, ca, enroll, events, export, hosts, report as review, revoke, rules, sessions, stats, tail,
+    verify, who,
 };
 
 use watchtower_proto::VERSION;
@@ -120,6 +121,12 @@ enum Command {
     /// Check the stored events against the tamper-evidence log and its signed
     /// checkpoints; exits 1 and names every record changed or removed.
     Verify(verify::Args),
+    /// The login sessions open now on every host (like who(1)): host, user, from,
+    /// tty, since, and the su/sudo chain inside each login.
+    Who(who::Args),
+    /// Sigma rules: `rules test RULE --since 7d` runs one over stored events;
+    /// `rules check DIR` loads a directory as the server does (offline).
+    Rules(rules::Args),
 }
 
 #[tokio::main]
@@ -147,6 +154,9 @@ async fn run(cli: &Cli) -> anyhow::Result<i32> {
         ) => return verify::run_bundle(args, bundle, json),
         Command::Enroll(args) => return enroll::run(args, &cli.server, &cli.server_name, json).map(|()| 0),
         Command::Revoke(args) => return revoke::run(args).map(|()| 0),
+        Command::Rules(rules::Args {
+            command: rules::RulesCommand::Check { dir },
+        }) => return rules::check(dir, json),
         _ => {}
     }
     watchtower_pki::install_crypto_provider();
@@ -161,6 +171,8 @@ async fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Report(args) => review::run(args, &mut client, json).await?,
         Command::Export(args) => export::run(args, &mut client).await?,
         Command::Verify(args) => return verify::run(args, &mut client, json).await,
+        Command::Who(args) => who::run(args, &mut client, json).await?,
+        Command::Rules(args) => rules::run(args, &mut client, json).await?,
         Command::Ca(_) | Command::Enroll(_) | Command::Revoke(_) => {
             unreachable!("the commands that need no server are handled above")
         }

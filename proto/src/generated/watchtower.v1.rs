@@ -788,6 +788,25 @@ pub struct GetSessionResponse {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListHostsRequest {}
 #[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListOpenSessionsRequest {
+    /// Only this host; empty: every host.
+    #[prost(string, tag = "1")]
+    pub host_id: ::prost::alloc::string::String,
+    /// At most; 0 = 10000.
+    #[prost(uint32, tag = "2")]
+    pub limit: u32,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListOpenSessionsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub sessions: ::prost::alloc::vec::Vec<SessionSummary>,
+    /// More sessions are open than `limit`.
+    #[prost(bool, tag = "2")]
+    pub truncated: bool,
+}
+#[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct HostInfo {
     #[prost(string, tag = "1")]
@@ -867,17 +886,18 @@ pub struct StatsResponse {
     pub oldest_event_unix_ns: u64,
 }
 #[derive(serde::Serialize)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Alert {
     /// Numbered by the server, from 1.
     #[prost(uint64, tag = "1")]
     pub id: u64,
     #[prost(uint64, tag = "2")]
     pub time_unix_ns: u64,
-    /// failed_logins, root_login, new_address, kernel_only, journal_only, stale_agent.
+    /// failed_logins, root_login, new_address, kernel_only, journal_only, stale_agent,
+    /// log_witness, conflicting_duplicate, sigma.
     #[prost(string, tag = "3")]
     pub rule: ::prost::alloc::string::String,
-    /// warning or critical.
+    /// info, warning or critical.
     #[prost(string, tag = "4")]
     pub severity: ::prost::alloc::string::String,
     #[prost(string, tag = "5")]
@@ -895,6 +915,26 @@ pub struct Alert {
     /// The host's events (seqs) that raised it.
     #[prost(uint64, repeated, tag = "10")]
     pub seqs: ::prost::alloc::vec::Vec<u64>,
+    /// A Sigma rule's match (rule `sigma`): the rule, the event it matched, and the
+    /// login session the event belongs to with the sessions it was opened from (the
+    /// su/sudo chain), innermost first, ending at the login.
+    #[prost(message, optional, tag = "11")]
+    pub sigma: ::core::option::Option<SigmaMatch>,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SigmaMatch {
+    /// The rule's title, its id when it has one, and its file in the rules directory.
+    #[prost(string, tag = "1")]
+    pub title: ::prost::alloc::string::String,
+    #[prost(string, optional, tag = "2")]
+    pub rule_id: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, tag = "3")]
+    pub file: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "4")]
+    pub event: ::core::option::Option<StoredEvent>,
+    #[prost(message, repeated, tag = "5")]
+    pub session_chain: ::prost::alloc::vec::Vec<SessionSummary>,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1702,6 +1742,31 @@ pub mod query_client {
                 .insert(GrpcMethod::new("watchtower.v1.Query", "ListHosts"));
             self.inner.unary(req, path, codec).await
         }
+        /// The login sessions open now (of the boot each host runs now), by host.
+        pub async fn list_open_sessions(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListOpenSessionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListOpenSessionsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/watchtower.v1.Query/ListOpenSessions",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("watchtower.v1.Query", "ListOpenSessions"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Events as they are stored, matching the filter, and (when asked) alerts as they
         /// are raised, until the client goes away.
         pub async fn subscribe(
@@ -1926,6 +1991,14 @@ pub mod query_server {
             request: tonic::Request<super::ListHostsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ListHostsResponse>,
+            tonic::Status,
+        >;
+        /// The login sessions open now (of the boot each host runs now), by host.
+        async fn list_open_sessions(
+            &self,
+            request: tonic::Request<super::ListOpenSessionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListOpenSessionsResponse>,
             tonic::Status,
         >;
         /// Server streaming response type for the Subscribe method.
@@ -2177,6 +2250,51 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListHostsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/watchtower.v1.Query/ListOpenSessions" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListOpenSessionsSvc<T: Query>(pub Arc<T>);
+                    impl<
+                        T: Query,
+                    > tonic::server::UnaryService<super::ListOpenSessionsRequest>
+                    for ListOpenSessionsSvc<T> {
+                        type Response = super::ListOpenSessionsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListOpenSessionsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::list_open_sessions(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListOpenSessionsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -17,6 +17,7 @@
 //! The rules never slow an acknowledgement down.
 
 mod rules;
+mod sigma;
 pub mod webhook;
 
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,8 @@ pub struct AlertEngine {
     position: Mutex<Position>,
     committed_tx: mpsc::Sender<Committed>,
     committed_rx: Mutex<Option<mpsc::Receiver<Committed>>>,
+    /// The Sigma rules of `sigma_rules_dir`, when set.
+    sigma: Option<sigma::SigmaRules>,
 }
 
 impl AlertEngine {
@@ -90,6 +93,10 @@ impl AlertEngine {
             size
         };
         let (committed_tx, committed_rx) = mpsc::channel(COMMITTED_QUEUE);
+        let sigma = rules
+            .sigma_rules_dir
+            .clone()
+            .map(|dir| sigma::SigmaRules::load(dir, &metrics));
         Ok((
             Arc::new(AlertEngine {
                 rules,
@@ -105,6 +112,7 @@ impl AlertEngine {
                 }),
                 committed_tx,
                 committed_rx: Mutex::new(Some(committed_rx)),
+                sigma,
             }),
             queue,
         ))
@@ -155,7 +163,10 @@ impl AlertEngine {
     fn evaluate(&self, leaf: u64, item: Option<&live_item::Item>) {
         self.position.lock().expect("alert position").raising_at = Some(leaf + 1);
         match item {
-            Some(live_item::Item::Stored(stored)) => self.observe(stored),
+            Some(live_item::Item::Stored(stored)) => {
+                self.observe(stored);
+                self.sigma(stored);
+            }
             Some(live_item::Item::Conflict(conflict)) => self.conflict(conflict),
             _ => {}
         }
@@ -246,9 +257,11 @@ impl AlertEngine {
             .take()
             .expect("the alert engine runs once");
         let stale_every = Duration::from_secs((self.rules.stale_agent_secs / 4).clamp(1, 30));
+        let reload_every = Duration::from_secs(self.rules.sigma_reload_secs.max(1));
         tokio::spawn(async move {
             let mut stale_check = tokio::time::interval(stale_every);
             let mut backstop = tokio::time::interval(CATCH_UP_EVERY);
+            let mut sigma_reload = tokio::time::interval(reload_every);
             loop {
                 let engine = engine.clone();
                 tokio::select! {
@@ -269,6 +282,14 @@ impl AlertEngine {
                     }
                     _ = stale_check.tick() => {
                         let _ = tokio::task::spawn_blocking(move || engine.check_stale()).await;
+                    }
+                    _ = sigma_reload.tick(), if engine.sigma.is_some() => {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            if let Some(rules) = &engine.sigma {
+                                rules.reload_if_changed(&engine.metrics);
+                            }
+                        })
+                        .await;
                     }
                 }
             }
@@ -431,6 +452,116 @@ mod tests {
         // does not fire.
         assert_eq!(raised(&mut rx), vec![("failed_logins".into(), vec![2, 12])]);
         assert_eq!(engine.next_leaf(), 30);
+    }
+
+    const ROOT_SHELL: &str = "title: A root shell in a login\nid: 6b0f6c1e-1111-4111-8111-000000000001\n\
+        level: high\nlogsource: { product: linux, category: process_creation }\n\
+        detection:\n  selection:\n    Image|endswith: /bash\n    UserId: 0\n  condition: selection\n";
+
+    #[test]
+    fn a_sigma_match_is_an_alert_with_the_rule_the_event_and_the_login_chain() {
+        let rules_dir = Scratch::new("sigma-rules");
+        std::fs::write(rules_dir.0.join("root-shell.yml"), ROOT_SHELL).unwrap();
+        std::fs::write(rules_dir.0.join("broken.yml"), "title: [\n").unwrap();
+        let (_dir, engine, mut rx) = engine(AlertSection {
+            sigma_rules_dir: Some(rules_dir.0.clone()),
+            ..AlertSection::default()
+        });
+        let event = |seq: u64, body: Body| Event {
+            host_id: "web-1".into(),
+            boot_id: "b".into(),
+            seq,
+            time_unix_ns: seq,
+            body: Some(body),
+        };
+        let start = |session: u64, parent: Option<u64>, service: &str, user: &str, remote: Option<&str>| {
+            Body::SessionStart(watchtower_proto::pb::SessionStart {
+                session,
+                parent_session: parent,
+                service: service.into(),
+                user: user.into(),
+                remote_host: remote.map(Into::into),
+                ..Default::default()
+            })
+        };
+        let exec = |session: u64, file: &str, uid: u32| {
+            Body::Exec(watchtower_proto::pb::Exec {
+                session: Some(session),
+                session_user: Some("root".into()),
+                filename: file.into(),
+                argv: vec!["bash".into(), "-i".into()],
+                process: Some(watchtower_proto::pb::Process {
+                    pid: 90,
+                    uid,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        };
+        engine
+            .store
+            .append(
+                "web-1",
+                vec![
+                    event(1, start(0x10, None, "sshd", "alice", Some("198.51.100.7"))),
+                    event(2, start(0x11, Some(0x10), "sudo", "root", None)),
+                    event(3, exec(0x11, "/usr/bin/id", 0)),
+                    event(4, exec(0x11, "/usr/bin/bash", 0)),
+                    event(5, exec(0x10, "/usr/bin/bash", 1000)),
+                ],
+                now_unix_ns(),
+                0,
+            )
+            .unwrap();
+        engine.catch_up();
+        let alerts: Vec<Alert> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|item| match &item.item {
+                Some(live_item::Item::Alert(a)) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!(
+            (a.rule.as_str(), a.severity.as_str(), a.seqs.as_slice()),
+            ("sigma", "critical", &[4][..])
+        );
+        assert_eq!(a.user.as_deref(), Some("alice"));
+        assert_eq!(a.remote_address.as_deref(), Some("198.51.100.7"));
+        assert!(
+            a.summary
+                .contains("alice from 198.51.100.7 via sshd, then sudo to root"),
+            "{}",
+            a.summary
+        );
+        let m = a.sigma.as_ref().unwrap();
+        assert_eq!(
+            (m.title.as_str(), m.file.as_str()),
+            ("A root shell in a login", "root-shell.yml")
+        );
+        assert_eq!(m.event.as_ref().unwrap().event.as_ref().unwrap().seq, 4);
+        let chain: Vec<u64> = m.session_chain.iter().map(|s| s.session).collect();
+        assert_eq!(chain, vec![0x11, 0x10]);
+
+        // A new rule file is picked up without a restart.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(
+            rules_dir.0.join("id.yml"),
+            "title: id\nlogsource: { category: process_creation }\ndetection: { s: { Image: /usr/bin/id }, condition: s }\n",
+        )
+        .unwrap();
+        engine.sigma.as_ref().unwrap().reload_if_changed(&engine.metrics);
+        engine
+            .store
+            .append(
+                "web-1",
+                vec![event(6, exec(0x11, "/usr/bin/id", 0))],
+                now_unix_ns(),
+                0,
+            )
+            .unwrap();
+        engine.catch_up();
+        assert_eq!(raised(&mut rx), vec![("sigma".into(), vec![6])]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use watchtower_proto::pb::{Alert, Outcome, StoredEvent, Verdict, event::Body};
 
 use super::AlertEngine;
 use crate::now_unix_ns;
+use crate::store::alerts::RemoteNovelty;
 
 /// A failed login remembered for the failed-logins rule.
 pub(super) struct Failure {
@@ -39,6 +40,22 @@ fn alert(rule: &str, severity: &str, host: &str, summary: String) -> Alert {
         summary,
         count: 1,
         ..Alert::default()
+    }
+}
+
+/// The new-address rule: what a login's address is to its user, if it raises
+/// the alert. New for the user fleet-wide when the user had logged in before
+/// anywhere; otherwise new for the user on this host when the user had logged in
+/// on this host before (so an address registered through one host, say by a
+/// forged login from a stolen agent key, is still news on every other host the
+/// user uses). A user's first login anywhere, or first on a host, raises nothing.
+fn new_address(novelty: RemoteNovelty) -> Option<&'static str> {
+    if novelty.new_for_user && novelty.user_known {
+        Some("an address new for this user")
+    } else if novelty.new_on_host && novelty.user_known_on_host {
+        Some("an address new for this user on this host")
+    } else {
+        None
     }
 }
 
@@ -79,24 +96,25 @@ impl AlertEngine {
                 {
                     match self
                         .store
-                        .remember_remote(&attempt.user, remote, event.time_unix_ns)
+                        .remember_remote(host, &attempt.user, remote, event.time_unix_ns)
                     {
-                        Ok((true, true)) => {
-                            let mut a = alert(
-                                "new_address",
-                                "warning",
-                                host,
-                                format!(
-                                    "{} logged in on {host} through {} from {remote}, an address new for this user",
-                                    attempt.user, attempt.service
-                                ),
-                            );
-                            a.user = Some(attempt.user.clone());
-                            a.remote_address = Some(remote.to_owned());
-                            a.seqs = vec![event.seq];
-                            self.raise(a);
+                        Ok(novelty) => {
+                            if let Some(new) = new_address(novelty) {
+                                let mut a = alert(
+                                    "new_address",
+                                    "warning",
+                                    host,
+                                    format!(
+                                        "{} logged in on {host} through {} from {remote}, {new}",
+                                        attempt.user, attempt.service
+                                    ),
+                                );
+                                a.user = Some(attempt.user.clone());
+                                a.remote_address = Some(remote.to_owned());
+                                a.seqs = vec![event.seq];
+                                self.raise(a);
+                            }
                         }
-                        Ok(_) => {}
                         Err(e) => tracing::error!(error = %e, "cannot record a login address"),
                     }
                 }
@@ -295,5 +313,139 @@ impl AlertEngine {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::broadcast;
+    use watchtower_proto::pb::{Event, LoginAttempt, Outcome, StoredEvent, event::Body};
+
+    use super::AlertEngine;
+    use crate::Scratch;
+    use crate::config::AlertSection;
+    use crate::metrics::Metrics;
+    use crate::store::EventStore;
+
+    fn engine() -> (Scratch, Arc<AlertEngine>) {
+        let dir = Scratch::new("new-address");
+        let store = Arc::new(EventStore::open(&dir.0).unwrap());
+        let (live, _) = broadcast::channel(64);
+        let (engine, _) =
+            AlertEngine::new(AlertSection::default(), store, Arc::new(Metrics::new(0)), live).unwrap();
+        (dir, engine)
+    }
+
+    /// A successful sshd login of `user` on `host` from `remote`.
+    fn login(host: &str, seq: u64, user: &str, remote: &str) -> StoredEvent {
+        StoredEvent {
+            event: Some(Event {
+                host_id: host.into(),
+                boot_id: "b".into(),
+                seq,
+                time_unix_ns: seq * 1_000_000_000,
+                body: Some(Body::LoginAttempt(LoginAttempt {
+                    service: "sshd".into(),
+                    user: user.into(),
+                    remote_host: Some(remote.into()),
+                    outcome: Outcome::Success as i32,
+                    ..LoginAttempt::default()
+                })),
+            }),
+            received_unix_ns: seq * 1_000_000_000,
+            ..StoredEvent::default()
+        }
+    }
+
+    /// An alert kept: (rule, host, user, address, seqs).
+    type Kept = (String, String, String, String, Vec<u64>);
+
+    /// The alerts kept, and every summary.
+    fn kept(engine: &AlertEngine) -> (Vec<Kept>, Vec<String>) {
+        let alerts = engine.store.alerts(0, u64::MAX, 100).unwrap();
+        let summaries = alerts.iter().map(|a| a.summary.clone()).collect();
+        let facts = alerts
+            .into_iter()
+            .map(|a| {
+                (
+                    a.rule,
+                    a.host_id,
+                    a.user.unwrap_or_default(),
+                    a.remote_address.unwrap_or_default(),
+                    a.seqs,
+                )
+            })
+            .collect();
+        (facts, summaries)
+    }
+
+    fn new_address(host: &str, user: &str, address: &str, seq: u64) -> Kept {
+        (
+            "new_address".into(),
+            host.into(),
+            user.into(),
+            address.into(),
+            vec![seq],
+        )
+    }
+
+    #[test]
+    fn an_address_pre_registered_through_another_host_still_alerts_where_the_user_is_known() {
+        let (_dir, engine) = engine();
+        // A stolen key of host-a: alice made known, then 6.6.6.6 registered for her.
+        engine.observe(&login("host-a", 1, "alice", "10.0.0.1"));
+        engine.observe(&login("host-a", 2, "alice", "6.6.6.6"));
+        // Alice as she is on host-b, then the attacker as alice from 6.6.6.6.
+        engine.observe(&login("host-b", 1, "alice", "10.0.0.1"));
+        engine.observe(&login("host-b", 2, "alice", "6.6.6.6"));
+        let (facts, summaries) = kept(&engine);
+        assert_eq!(
+            facts,
+            vec![
+                new_address("host-a", "alice", "6.6.6.6", 2),
+                new_address("host-b", "alice", "6.6.6.6", 2),
+            ]
+        );
+        assert_eq!(
+            summaries,
+            vec![
+                "alice logged in on host-a through sshd from 6.6.6.6, an address new for this user",
+                "alice logged in on host-b through sshd from 6.6.6.6, an address new for this user on this host",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_users_first_login_anywhere_and_a_known_address_again_do_not_alert() {
+        let (_dir, engine) = engine();
+        engine.observe(&login("web-1", 1, "alice", "10.0.0.1"));
+        engine.observe(&login("web-1", 2, "alice", "10.0.0.1"));
+        // First on another host, from an address she used elsewhere: no news.
+        engine.observe(&login("web-2", 1, "alice", "10.0.0.1"));
+        engine.observe(&login("web-2", 2, "alice", "10.0.0.1"));
+        assert_eq!(kept(&engine).0, vec![]);
+        // A new address on web-2 is new fleet-wide: one alert, the fleet-wide one.
+        engine.observe(&login("web-2", 3, "alice", "10.0.0.2"));
+        // Then on web-1, where alice never used it: new on this host.
+        engine.observe(&login("web-1", 3, "alice", "10.0.0.2"));
+        engine.observe(&login("web-1", 4, "alice", "10.0.0.2"));
+        let (facts, summaries) = kept(&engine);
+        assert_eq!(
+            facts,
+            vec![
+                new_address("web-2", "alice", "10.0.0.2", 3),
+                new_address("web-1", "alice", "10.0.0.2", 3),
+            ]
+        );
+        assert!(
+            summaries[0].ends_with("an address new for this user"),
+            "{summaries:?}"
+        );
+        assert!(
+            summaries[1].ends_with("an address new for this user on this host"),
+            "{summaries:?}"
+        );
     }
 }

@@ -11,9 +11,9 @@ use watchtower_proto::pb::query_server::Query;
 use watchtower_proto::pb::{
     ConsistencyProofRequest, GetCheckpointRequest, GetSessionRequest, GetSessionResponse,
     InclusionProofRequest, ListAlertsRequest, ListAlertsResponse, ListHostsRequest, ListHostsResponse,
-    LiveItem, LogEntriesRequest, LogEntriesResponse, LogEntry, Proof, QueryEventsRequest,
-    QueryEventsResponse, SignedCheckpoint, StatsRequest, StatsResponse, SubscribeRequest, VerifyReport,
-    VerifyRequest, live_item,
+    ListOpenSessionsRequest, ListOpenSessionsResponse, LiveItem, LogEntriesRequest, LogEntriesResponse,
+    LogEntry, Proof, QueryEventsRequest, QueryEventsResponse, SignedCheckpoint, StatsRequest, StatsResponse,
+    SubscribeRequest, VerifyReport, VerifyRequest, live_item,
 };
 
 use super::status::{Refusal, fell_behind, lapsed, refuse};
@@ -28,6 +28,8 @@ const READERS: &[Role] = &[Role::Reader, Role::Admin];
 const ADMINS: &[Role] = &[Role::Admin];
 pub const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;
+/// Open sessions one `ListOpenSessions` returns, at most.
+const MAX_OPEN_SESSIONS: usize = 10_000;
 
 #[derive(Clone)]
 pub struct QueryService {
@@ -137,6 +139,23 @@ impl Query for QueryService {
             host.connected = self.counters.is_connected(&host.host_id);
         }
         Ok(Response::new(ListHostsResponse { hosts }))
+    }
+
+    async fn list_open_sessions(
+        &self,
+        request: Request<ListOpenSessionsRequest>,
+    ) -> Result<Response<ListOpenSessionsResponse>, Status> {
+        self.reader(&request)?;
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => MAX_OPEN_SESSIONS,
+            n => (n as usize).min(MAX_OPEN_SESSIONS),
+        };
+        let store = self.store.clone();
+        let host = Some(request.host_id).filter(|h| !h.is_empty());
+        let (sessions, truncated) =
+            blocking(move || store.open_session_summaries(host.as_deref(), limit)).await?;
+        Ok(Response::new(ListOpenSessionsResponse { sessions, truncated }))
     }
 
     type SubscribeStream = ReceiverStream<Result<LiveItem, Status>>;

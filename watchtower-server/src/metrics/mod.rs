@@ -111,6 +111,11 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SigmaLabels {
+    state: &'static str,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The state of the fleet at scrape time, read from the store.
@@ -153,6 +158,7 @@ pub struct Metrics {
     log_size: Gauge,
     last_checkpoint: FloatGauge,
     alert_read_back: Counter,
+    sigma_rules: Family<SigmaLabels, Gauge>,
     exporter_unauthorized: Counter,
 }
 
@@ -194,6 +200,7 @@ impl Metrics {
             log_size: Gauge::default(),
             last_checkpoint: FloatGauge::default(),
             alert_read_back: Counter::default(),
+            sigma_rules: Family::default(),
             exporter_unauthorized: Counter::default(),
         };
         m.active_sessions.set(open_sessions as i64);
@@ -326,6 +333,11 @@ impl Metrics {
             m.last_checkpoint.clone(),
         );
         registry.register(
+            "sigma_rules",
+            "Sigma rules of the rules directory, by state (loaded, failed: each failure is logged by file)",
+            m.sigma_rules.clone(),
+        );
+        registry.register(
             "alert_read_back_events",
             "Stored records the alert rules read back from the log because they were not handed over in time (none is skipped)",
             m.alert_read_back.clone(),
@@ -401,6 +413,15 @@ impl Metrics {
 
     pub fn webhook(&self, result: &'static str) {
         self.webhook.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// The Sigma rule set now: how many rules loaded and how many files failed.
+    pub fn sigma_rules(&self, loaded: u64, failed: u64) {
+        for (state, n) in [("loaded", loaded), ("failed", failed)] {
+            self.sigma_rules
+                .get_or_create(&SigmaLabels { state })
+                .set(n as i64);
+        }
     }
 
     pub fn alert_read_back(&self, n: u64) {

@@ -5,7 +5,7 @@
 //! strings), so `text 0x00` is a prefix no other text extends, and big-endian
 //! numbers sort like the numbers.
 //!
-//! The 15 column families (names in [`super`]):
+//! The 16 column families (names in [`super`]):
 //!
 //! | column family   | key                                 | value                                   | encoded by |
 //! |-----------------|-------------------------------------|-----------------------------------------|------------|
@@ -24,6 +24,7 @@
 //! | `checkpoints`   | time · size                         | `SignedCheckpoint` (a C2SP signed note) | [`checkpoint_key`] |
 //! | `alerts`        | alert id                            | `Alert`                                 | [`alert_key`] |
 //! | `known_remotes` | user 0 address                      | time first seen                         | [`known_remote_key`], [`time_value`] |
+//! | `host_remotes`  | host 0 user 0 address               | time first seen on that host            | [`host_remote_key`], [`time_value`] |
 //!
 //! Every number (time, seq, session, leaf index, size, alert id) is a u64
 //! big-endian; `boot` in a primary key is the whole boot id, last, so two boots
@@ -246,7 +247,34 @@ pub fn parse_known_remote_key(key: &[u8]) -> Option<(&str, &str)> {
     Some((user, std::str::from_utf8(rest).ok()?))
 }
 
-/// A time kept as a value (`known_remotes`): u64 big-endian.
+/// The prefix of one user's addresses on one host: `host 0 user 0`.
+#[must_use]
+pub fn host_user_prefix(host: &str, user: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(host.len() + user.len() + 2);
+    text0(&mut p, host);
+    text0(&mut p, user);
+    p
+}
+
+/// The key of an address a user logged in from on one host:
+/// `host 0 user 0 address`; its first [`host_user_prefix`] bytes are that
+/// user's prefix on that host.
+#[must_use]
+pub fn host_remote_key(host: &str, user: &str, address: &str) -> Vec<u8> {
+    let mut key = host_user_prefix(host, user);
+    key.extend_from_slice(address.as_bytes());
+    key
+}
+
+/// A host-remote key back into (host, user, address).
+#[must_use]
+pub fn parse_host_remote_key(key: &[u8]) -> Option<(&str, &str, &str)> {
+    let (host, rest) = split_text(key)?;
+    let (user, rest) = split_text(rest)?;
+    Some((host, user, std::str::from_utf8(rest).ok()?))
+}
+
+/// A time kept as a value (`known_remotes`, `host_remotes`): u64 big-endian.
 #[must_use]
 pub fn time_value(time_unix_ns: u64) -> [u8; 8] {
     time_unix_ns.to_be_bytes()
@@ -428,6 +456,26 @@ mod tests {
             prop_assert!(key.starts_with(&text_prefix(&user)));
             prop_assert_eq!(parse_known_remote_key(&key), Some((user.as_str(), address.as_str())));
             prop_assert_eq!(parse_time_value(&time_value(time)), Some(time));
+        }
+
+        #[test]
+        fn host_remote_keys_round_trip_and_keep_to_their_host_and_user(
+            host in text(), user in text(), address in text(), other in text(),
+        ) {
+            let key = host_remote_key(&host, &user, &address);
+            let prefix = host_user_prefix(&host, &user);
+            prop_assert!(key.starts_with(&prefix));
+            prop_assert_eq!(
+                parse_host_remote_key(&key),
+                Some((host.as_str(), user.as_str(), address.as_str()))
+            );
+            // Another host's or another user's addresses never share the prefix.
+            if other != host {
+                prop_assert!(!host_remote_key(&other, &user, &address).starts_with(&prefix));
+            }
+            if other != user {
+                prop_assert!(!host_remote_key(&host, &other, &address).starts_with(&prefix));
+            }
         }
     }
 }

@@ -57,8 +57,11 @@ pub(crate) const CHECKPOINTS: &str = "checkpoints";
 pub(crate) const ALERTS: &str = "alerts";
 /// Addresses each user logged in from: user 0 address → first time.
 pub(crate) const KNOWN_REMOTES: &str = "known_remotes";
-/// Every column family, created at open; [`keys`] lays out each.
-const FAMILIES: [&str; 15] = [
+/// Addresses each user logged in from, per host: host 0 user 0 address → first time.
+pub(crate) const HOST_REMOTES: &str = "host_remotes";
+/// Every column family, created at open (those a store made by an older version
+/// lacks are created then); [`keys`] lays out each.
+const FAMILIES: [&str; 16] = [
     EVENTS,
     BY_TIME,
     BY_USER,
@@ -74,6 +77,7 @@ const FAMILIES: [&str; 15] = [
     CHECKPOINTS,
     ALERTS,
     KNOWN_REMOTES,
+    HOST_REMOTES,
 ];
 
 #[derive(Debug, thiserror::Error)]

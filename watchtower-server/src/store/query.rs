@@ -118,6 +118,17 @@ impl EventStore {
         Ok((events, token))
     }
 
+    /// One session's summary, without its events.
+    pub fn session_summary_of(&self, host: &str, session: u64) -> Result<Option<SessionSummary>, StoreError> {
+        match self
+            .db
+            .get_cf(self.cf(SESSIONS), keys::session_key(host, session))?
+        {
+            Some(bytes) => Ok(Some(decode(&bytes, SESSIONS)?)),
+            None => Ok(None),
+        }
+    }
+
     /// A session's summary and the events of it and its child sessions, oldest first.
     pub fn session(
         &self,

@@ -12,10 +12,12 @@ mod fixtures;
 pub mod hosts;
 pub mod report;
 pub mod revoke;
+pub mod rules;
 pub mod sessions;
 pub mod stats;
 pub mod tail;
 pub mod verify;
+pub mod who;
 
 use std::io::Write;
 
