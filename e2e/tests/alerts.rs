@@ -339,3 +339,77 @@ fn an_idle_stream_held_open_does_not_hide_a_stale_agent() {
     assert_eq!(all.iter().map(facts).collect::<Vec<_>>(), [facts(alert)]);
     server.stop();
 }
+
+/// A failed login of bob from `failure_from`, or a login the burst hides in.
+fn burst_event(seq: u64, failure_from: Option<&str>) -> Event {
+    let body = match failure_from {
+        Some(remote) => Body::LoginAttempt(LoginAttempt {
+            service: "sshd".into(),
+            user: "bob".into(),
+            remote_host: Some(remote.into()),
+            outcome: Outcome::Failure as i32,
+            ..LoginAttempt::default()
+        }),
+        // Each a first login of its own user: work for the new-address rule (a
+        // store read and write each), none an alert.
+        None => Body::LoginAttempt(LoginAttempt {
+            service: "sshd".into(),
+            user: format!("user-{seq}"),
+            remote_host: Some(format!("10.{}.{}.{}", seq >> 16 & 255, seq >> 8 & 255, seq & 255)),
+            outcome: Outcome::Success as i32,
+            ..LoginAttempt::default()
+        }),
+    };
+    Event {
+        host_id: HOST.into(),
+        boot_id: BOOT.into(),
+        seq,
+        time_unix_ns: now_ns(),
+        body: Some(body),
+    }
+}
+
+/// Five failed logins from one address inside 40,000 events (one batch of 10,000,
+/// more than the live buffer, then 300 batches of 100 sent as fast as the server
+/// takes them, more than the rules' queue): the rules evaluate every record in
+/// commit order, so the alert fires, exactly once, naming the five; after a crash
+/// and restart it is not raised again.
+#[test]
+fn a_failed_login_burst_inside_more_events_than_any_buffer_alerts_exactly_once() {
+    if !privileged() {
+        return;
+    }
+    let pki = Pki::new();
+    let mut server = Server::start(&pki, "127.0.0.1", &[]);
+    let failing = [2_000, 7_000, 15_050, 20_050, 25_050];
+    let attacker = "203.0.113.5";
+    let mut seq = 0;
+    let mut next = |n: usize| -> Vec<Event> {
+        (0..n)
+            .map(|_| {
+                seq += 1;
+                burst_event(seq, failing.contains(&seq).then_some(attacker))
+            })
+            .collect()
+    };
+    let mut batches = vec![next(10_000)];
+    for _ in 0..300 {
+        batches.push(next(100));
+    }
+    let acks = ingest(&pki, &server, HOST, batches);
+    assert_eq!(acks.len(), 301);
+    assert_eq!(acks.iter().map(|a| u64::from(a.stored)).sum::<u64>(), 40_000);
+
+    let alerts = settled_alerts(&pki, &server, 1);
+    let got: Vec<_> = alerts
+        .iter()
+        .map(|a| (a.rule.as_str(), a.seqs.clone(), a.count))
+        .collect();
+    assert_eq!(got, vec![("failed_logins", failing.to_vec(), 5)], "{alerts:#?}");
+    assert_eq!(alerts[0].remote_address.as_deref(), Some(attacker));
+
+    server.kill9();
+    server.restart();
+    let alerts = settled_alerts(&pki, &server, 1);
+    assert_eq!(alerts.len(), 1, "raised again after the restart: {alerts:#?}");
+}
