@@ -18,6 +18,7 @@
 //! | `Outcome` | `success` / `failure` | login |
 //! | `Service` | the PAM service (sshd, su, sudo, ...) | login, session start |
 //! | `LoginUser` / `LoginSource` / `LoginService` | the login the event belongs to (Watchtower only) | exec, connect (from the session, when the caller has it) |
+//! | `SessionService` / `SessionUser` | the session the event is in: `sudo`/`su` and its target user inside a login, else the login's (Watchtower only) | exec, connect (as above) |
 //! | `Host` | the host id | every event |
 //! | `EventKind` | `exec`, `connect`, `login_attempt`, `session_start`, ... | every event |
 //!
@@ -52,12 +53,16 @@ impl Kind {
     }
 }
 
-/// The login an event belongs to, as the store knows it (its session's start).
+/// The login an event belongs to, as the store knows it: who logged in, from
+/// where, through which service (the outermost session), and the session the
+/// event itself is in (su or sudo inside the login, or the login itself).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Login {
     pub user: String,
     pub source: Option<String>,
     pub service: String,
+    pub session_service: String,
+    pub session_user: String,
 }
 
 /// One event's Sigma fields.
@@ -106,6 +111,8 @@ fn insert_login(f: &mut Fields, session: Option<u64>, session_user: Option<&Stri
                 f.insert("LoginSource", source.clone());
             }
             f.insert("LoginService", login.service.clone());
+            f.insert("SessionService", login.session_service.clone());
+            f.insert("SessionUser", login.session_user.clone());
         }
         (None, Some(user)) => {
             f.insert("LoginUser", user.clone());

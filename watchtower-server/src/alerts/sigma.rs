@@ -135,11 +135,16 @@ impl AlertEngine {
             .session
             .map(|session| session_chain(&self.store, host, session))
             .unwrap_or_default();
-        let login = chain.last().map(|root| Login {
-            user: root.user.clone(),
-            source: root.remote_host.clone(),
-            service: root.service.clone(),
-        });
+        let login = match (chain.first(), chain.last()) {
+            (Some(own), Some(root)) => Some(Login {
+                user: root.user.clone(),
+                source: root.remote_host.clone(),
+                service: root.service.clone(),
+                session_service: own.service.clone(),
+                session_user: own.user.clone(),
+            }),
+            _ => None,
+        };
         let Some(full) = SigmaEvent::of(stored, login.as_ref()) else {
             return;
         };

@@ -78,7 +78,8 @@ impl Logins {
 
     /// The outermost known session of `session`'s chain.
     fn login(&self, host: &str, session: Option<u64>) -> Option<Login> {
-        let mut current = self.starts.get(&(host.to_owned(), session?))?;
+        let own = self.starts.get(&(host.to_owned(), session?))?;
+        let mut current = own;
         for _ in 0..16 {
             match current
                 .parent_session
@@ -92,6 +93,8 @@ impl Logins {
             user: current.user.clone(),
             source: current.remote_host.clone(),
             service: current.service.clone(),
+            session_service: own.service.clone(),
+            session_user: own.user.clone(),
         })
     }
 }
