@@ -128,7 +128,13 @@ impl AlertEngine {
 
     /// Raise an alert: number it, keep it (with the rules' cursor), count it, show
     /// it to tails, send it.
-    fn raise(&self, mut alert: Alert) {
+    fn raise(&self, alert: Alert) {
+        self.raise_remembering(alert, None);
+    }
+
+    /// [`AlertEngine::raise`], keeping `remember` (the address a `new_address`
+    /// alert is about) in the same write.
+    fn raise_remembering(&self, mut alert: Alert, remember: Option<&crate::store::alerts::RemoteRecord>) {
         {
             let mut next = self.next_id.lock().expect("alert ids");
             alert.id = *next;
@@ -136,7 +142,7 @@ impl AlertEngine {
         }
         alert.time_unix_ns = now_unix_ns();
         let at = self.position.lock().expect("alert position").raising_at;
-        if let Err(e) = self.store.put_alert_at(&alert, at) {
+        if let Err(e) = self.store.put_alert_at(&alert, at, remember) {
             tracing::error!(error = %e, "cannot keep an alert in the store");
         }
         self.metrics.alert(&alert.rule);

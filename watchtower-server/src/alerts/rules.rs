@@ -2,11 +2,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use watchtower_proto::pb::{Alert, Outcome, StoredEvent, Verdict, event::Body};
+use watchtower_proto::pb::{Alert, LoginAttempt, Outcome, StoredEvent, Verdict, event::Body};
 
 use super::AlertEngine;
 use crate::now_unix_ns;
 use crate::store::alerts::RemoteNovelty;
+use crate::store::alerts::RemoteRecord;
 
 /// A failed login remembered for the failed-logins rule.
 pub(super) struct Failure {
@@ -94,29 +95,7 @@ impl AlertEngine {
                 if self.rules.new_address
                     && let Some(remote) = remote
                 {
-                    match self
-                        .store
-                        .remember_remote(host, &attempt.user, remote, event.time_unix_ns)
-                    {
-                        Ok(novelty) => {
-                            if let Some(new) = new_address(novelty) {
-                                let mut a = alert(
-                                    "new_address",
-                                    "warning",
-                                    host,
-                                    format!(
-                                        "{} logged in on {host} through {} from {remote}, {new}",
-                                        attempt.user, attempt.service
-                                    ),
-                                );
-                                a.user = Some(attempt.user.clone());
-                                a.remote_address = Some(remote.to_owned());
-                                a.seqs = vec![event.seq];
-                                self.raise(a);
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot record a login address"),
-                    }
+                    self.login_address(host, event.seq, event.time_unix_ns, attempt, remote);
                 }
             }
             Some(Body::LoginVerdict(verdict)) if self.rules.verdicts => {
@@ -190,6 +169,46 @@ impl AlertEngine {
         a.count = total - before;
         a.seqs = vec![seq];
         self.raise(a);
+    }
+
+    /// The new-address rule for a successful login of `attempt` from `remote`.
+    fn login_address(&self, host: &str, seq: u64, time_unix_ns: u64, attempt: &LoginAttempt, remote: &str) {
+        let record = RemoteRecord {
+            host: host.to_owned(),
+            user: attempt.user.clone(),
+            address: remote.to_owned(),
+            time_unix_ns,
+        };
+        let novelty = match self.store.remote_novelty(&record) {
+            Ok(novelty) => novelty,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the addresses a user logged in from");
+                return;
+            }
+        };
+        let Some(new) = new_address(novelty) else {
+            if (novelty.new_for_user || novelty.new_on_host)
+                && let Err(e) = self.store.remember_remote_record(&record)
+            {
+                tracing::error!(error = %e, "cannot record a login address");
+            }
+            return;
+        };
+        let mut a = alert(
+            "new_address",
+            "warning",
+            host,
+            format!(
+                "{} logged in on {host} through {} from {remote}, {new}",
+                attempt.user, attempt.service
+            ),
+        );
+        a.user = Some(attempt.user.clone());
+        a.remote_address = Some(remote.to_owned());
+        a.seqs = vec![seq];
+        // The address is remembered with the alert, in one write: a crash cannot
+        // leave it known and the alert unraised.
+        self.raise_remembering(a, Some(&record));
     }
 
     /// A record with the id of a stored one and other content (kept as evidence).

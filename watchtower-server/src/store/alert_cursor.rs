@@ -7,6 +7,7 @@ use prost::Message as _;
 use rocksdb::WriteBatch;
 use watchtower_proto::pb::Alert;
 
+use super::alerts::RemoteRecord;
 use super::{ALERTS, EventStore, META, StoreError, keys, synced};
 
 impl EventStore {
@@ -29,9 +30,17 @@ impl EventStore {
     }
 
     /// Keep an alert and, when it was raised by a leaf, the cursor past that leaf,
-    /// in one synced write.
-    pub fn put_alert_at(&self, alert: &Alert, next_leaf: Option<u64>) -> Result<(), StoreError> {
+    /// and the login address it is about (`new_address`), in one synced write.
+    pub fn put_alert_at(
+        &self,
+        alert: &Alert,
+        next_leaf: Option<u64>,
+        remember: Option<&RemoteRecord>,
+    ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
+        if let Some(record) = remember {
+            self.remote_writes(record, &mut batch)?;
+        }
         batch.put_cf(self.cf(ALERTS), keys::alert_key(alert.id), alert.encode_to_vec());
         if let Some(next) = next_leaf {
             batch.put_cf(self.cf(META), keys::ALERT_CURSOR, keys::time_value(next));

@@ -25,6 +25,15 @@ pub struct RemoteNovelty {
     pub user_known_on_host: bool,
 }
 
+/// A login's address to remember: its user logged in on `host` from `address`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRecord {
+    pub host: String,
+    pub user: String,
+    pub address: String,
+    pub time_unix_ns: u64,
+}
+
 impl EventStore {
     /// Keep an alert (synced).
     pub fn put_alert(&self, alert: &Alert) -> Result<(), StoreError> {
@@ -70,12 +79,60 @@ impl EventStore {
         )
     }
 
-    /// Remember that `user` logged in on `host` from `address`, fleet-wide and on
-    /// that host, in one write (nothing is written when neither record is new).
-    /// Says what the address was to the user before this login.
-    ///
-    /// The rules call it once at a time (a check and its write are not atomic
-    /// against another caller for the same user).
+    /// What `record`'s address was to its user before this login (reads only).
+    pub fn remote_novelty(&self, record: &RemoteRecord) -> Result<RemoteNovelty, StoreError> {
+        let RemoteRecord {
+            host, user, address, ..
+        } = record;
+        let new_for_user = self
+            .db
+            .get_cf(self.cf(KNOWN_REMOTES), keys::known_remote_key(user, address))?
+            .is_none();
+        let new_on_host = self
+            .db
+            .get_cf(self.cf(HOST_REMOTES), keys::host_remote_key(host, user, address))?
+            .is_none();
+        Ok(RemoteNovelty {
+            new_for_user,
+            user_known: !new_for_user || self.any_with_prefix(KNOWN_REMOTES, &keys::text_prefix(user))?,
+            new_on_host,
+            user_known_on_host: !new_on_host
+                || self.any_with_prefix(HOST_REMOTES, &keys::host_user_prefix(host, user))?,
+        })
+    }
+
+    /// The writes that remember `record` (fleet-wide and on its host) into `batch`;
+    /// a record already kept keeps the time it was first seen.
+    pub(crate) fn remote_writes(
+        &self,
+        record: &RemoteRecord,
+        batch: &mut WriteBatch,
+    ) -> Result<(), StoreError> {
+        let time = keys::time_value(record.time_unix_ns);
+        let fleet_key = keys::known_remote_key(&record.user, &record.address);
+        if self.db.get_cf(self.cf(KNOWN_REMOTES), &fleet_key)?.is_none() {
+            batch.put_cf(self.cf(KNOWN_REMOTES), fleet_key, time);
+        }
+        let host_key = keys::host_remote_key(&record.host, &record.user, &record.address);
+        if self.db.get_cf(self.cf(HOST_REMOTES), &host_key)?.is_none() {
+            batch.put_cf(self.cf(HOST_REMOTES), host_key, time);
+        }
+        Ok(())
+    }
+
+    /// Remember that a user logged in on a host from an address, fleet-wide and on
+    /// that host, in one write. When the login raises an alert, the rules write the
+    /// record with the alert instead ([`EventStore::put_alert_at`]): a crash between
+    /// the two cannot leave the address known and the alert unraised.
+    pub fn remember_remote_record(&self, record: &RemoteRecord) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.remote_writes(record, &mut batch)?;
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// [`EventStore::remote_novelty`], then [`EventStore::remember_remote_record`]
+    /// when either record is new.
     pub fn remember_remote(
         &self,
         host: &str,
@@ -83,28 +140,15 @@ impl EventStore {
         address: &str,
         time_unix_ns: u64,
     ) -> Result<RemoteNovelty, StoreError> {
-        let fleet_key = keys::known_remote_key(user, address);
-        let host_key = keys::host_remote_key(host, user, address);
-        let fleet = self.cf(KNOWN_REMOTES);
-        let on_host = self.cf(HOST_REMOTES);
-        let new_for_user = self.db.get_cf(fleet, &fleet_key)?.is_none();
-        let new_on_host = self.db.get_cf(on_host, &host_key)?.is_none();
-        let novelty = RemoteNovelty {
-            new_for_user,
-            user_known: !new_for_user || self.any_with_prefix(KNOWN_REMOTES, &keys::text_prefix(user))?,
-            new_on_host,
-            user_known_on_host: !new_on_host
-                || self.any_with_prefix(HOST_REMOTES, &keys::host_user_prefix(host, user))?,
+        let record = RemoteRecord {
+            host: host.to_owned(),
+            user: user.to_owned(),
+            address: address.to_owned(),
+            time_unix_ns,
         };
-        if new_for_user || new_on_host {
-            let mut batch = WriteBatch::default();
-            if new_for_user {
-                batch.put_cf(fleet, &fleet_key, keys::time_value(time_unix_ns));
-            }
-            if new_on_host {
-                batch.put_cf(on_host, &host_key, keys::time_value(time_unix_ns));
-            }
-            self.db.write(batch)?;
+        let novelty = self.remote_novelty(&record)?;
+        if novelty.new_for_user || novelty.new_on_host {
+            self.remember_remote_record(&record)?;
         }
         Ok(novelty)
     }

