@@ -220,6 +220,10 @@ async fn serve_in_process(
             let incoming = watchtower_server::tls::incoming(
                 listener,
                 config,
+                watchtower_server::admission::Admission::new(
+                    watchtower_server::admission::ConnectionLimits::default(),
+                    counters.clone(),
+                ),
                 counters,
                 watchtower_server::tls::Revocations::load(None),
             );

@@ -184,6 +184,8 @@ pub struct Server {
     extra: Vec<String>,
     pki_dir: PathBuf,
     binary: PathBuf,
+    /// The open-file limit the server starts under (soft and hard), if set.
+    open_files: Option<u64>,
     log: Arc<Mutex<String>>,
 }
 
@@ -197,6 +199,23 @@ impl Server {
     /// [`Server::start`] with another build of the server (e.g. the installed one).
     #[must_use]
     pub fn start_binary(binary: &std::path::Path, pki: &Pki, ip: &str, extra: &[&str]) -> Server {
+        Server::start_as(binary, None, pki, ip, extra)
+    }
+
+    /// [`Server::start`] under an open-file limit of `open_files` (soft and hard),
+    /// as a small machine might set it.
+    #[must_use]
+    pub fn start_with_open_files(open_files: u64, pki: &Pki, ip: &str, extra: &[&str]) -> Server {
+        Server::start_as(&server_binary(), Some(open_files), pki, ip, extra)
+    }
+
+    fn start_as(
+        binary: &std::path::Path,
+        open_files: Option<u64>,
+        pki: &Pki,
+        ip: &str,
+        extra: &[&str],
+    ) -> Server {
         let listen: SocketAddr = format!("{ip}:{}", free_port(ip)).parse().unwrap();
         let exporter: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().unwrap();
         let mut server = Server {
@@ -207,6 +226,7 @@ impl Server {
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             pki_dir: pki.dir.0.clone(),
             binary: binary.to_owned(),
+            open_files,
             log: Arc::new(Mutex::new(String::new())),
         };
         server.spawn();
@@ -220,7 +240,15 @@ impl Server {
             "{} missing: build it with `cargo xtask test`",
             binary.display()
         );
-        let mut child = Command::new(&binary)
+        let mut command = match self.open_files {
+            Some(n) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={n}:{n}")).arg("--").arg(&binary);
+                prlimit
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
             .arg("--listen")
             .arg(self.listen.to_string())
             .arg("--data-dir")

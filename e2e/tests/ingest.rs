@@ -582,3 +582,123 @@ fn a_resent_seq_with_other_content_is_kept_as_evidence_alerted_and_named() {
     assert_eq!(report["ok"], false, "{report}");
     server.stop();
 }
+
+/// Connections from 127.0.0.2 that never begin a TLS handshake, held at `target`
+/// open: each one the server closes is opened again (at most 100 every 250 ms).
+struct Flood {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<FloodCount>>,
+}
+
+#[derive(Debug, Default)]
+struct FloodCount {
+    opened: usize,
+    closed_by_server: usize,
+    most_open: usize,
+}
+
+impl Flood {
+    fn start(server: std::net::SocketAddr, target: usize) -> Flood {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = watchtower_e2e::central::runtime();
+            rt.block_on(async move {
+                let mut open: Vec<tokio::net::TcpStream> = Vec::new();
+                let mut count = FloodCount::default();
+                while !stopping.load(Relaxed) {
+                    let before = open.len();
+                    open.retain(|s| {
+                        let mut byte = [0u8; 1];
+                        matches!(s.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                    });
+                    count.closed_by_server += before - open.len();
+                    for _ in 0..100.min(target.saturating_sub(open.len())) {
+                        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                        if let Ok(Ok(stream)) =
+                            tokio::time::timeout(Duration::from_millis(50), socket.connect(server)).await
+                        {
+                            open.push(stream);
+                            count.opened += 1;
+                        }
+                    }
+                    count.most_open = count.most_open.max(open.len());
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                count
+            })
+        });
+        Flood {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> FloodCount {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn a_connection_flood_from_one_address_does_not_keep_an_agent_from_delivering() {
+    if !privileged() {
+        return;
+    }
+    // 600 sockets here fit the smallest usual soft limit (1024).
+    let pki = Pki::new();
+    // A server under an open-file limit of 256 (a small machine's), which 600
+    // connections that never handshake would exhaust.
+    let server = Server::start_with_open_files(256, &pki, "127.0.0.1", &[]);
+    let flood = Flood::start(server.listen, 600);
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut flags = pki.agent_args(&server.address());
+    flags.extend(["--no-journal", "--scope", "all"].map(String::from));
+    let agent = Agent::start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let marker = "flood-marker";
+    let filter = EventFilter {
+        host_id: HOST.into(),
+        kinds: vec![EventKind::Exec as i32],
+        ..EventFilter::default()
+    };
+    let mut reader = Reader::connect(&pki, &server);
+    let start = Instant::now();
+    let delivered = loop {
+        let status = Command::new("/bin/true").arg(marker).status().unwrap();
+        assert!(status.success());
+        let stored = reader
+            .events(&filter)
+            .into_iter()
+            .find(|e| matches!(&e.body, Some(Body::Exec(exec)) if exec.argv.iter().any(|a| a == marker)));
+        if let Some(event) = stored {
+            break event;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the agent delivered nothing in {PATIENCE:?} under the flood:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let metrics = scrape(&server);
+    let count = flood.stop();
+    eprintln!("flood: {count:?}");
+    assert_eq!(delivered.host_id, HOST);
+    // The flood was refused at its source's share, at once, and went on trying.
+    assert!(count.opened > 600, "{count:?}");
+    assert!(count.closed_by_server > 0, "{count:?}");
+    let refused = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("watchtower_connections_refused_total{reason=\"source_handshakes_full\"} ")
+        })
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "no refusal counted:\n{metrics}");
+    // The flood never filled the connection cap (it holds only its share).
+    assert!(!metrics.contains("reason=\"connections_full\""), "{metrics}");
+    drop(agent);
+}

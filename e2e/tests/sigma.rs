@@ -52,17 +52,7 @@ fn what_each_starter_rule_describes_done_in_an_ssh_login_raises_its_alert_with_t
     }
     let pki = Pki::new();
     let rules = rules_dir();
-    let config = TempDir::new("sigma-config");
-    let config_file = config.0.join("server.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[alerts]\nsigma_rules_dir = \"{}\"\nsigma_reload_secs = 1\n",
-            rules.0.display()
-        ),
-    )
-    .unwrap();
-    let server = Server::start(&pki, "127.0.0.1", &["--config", config_file.to_str().unwrap()]);
+    let (_config, server) = server_with_rules(&pki, &rules);
     let sshd = Sshd::start();
     let agent = start_agent(&pki, &server);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -143,11 +133,48 @@ fn what_each_starter_rule_describes_done_in_an_ssh_login_raises_its_alert_with_t
     // The broken file is reported by name; the others run.
     assert!(server.log().contains("broken.yml"), "{}", server.log());
 
+    operator_finds_the_same(&pki, &server, &rules, &alerts);
+    everything_exported_is_valid_ocsf(&pki, &server);
+    drop(listener);
+}
+
+/// What these logins stored, exported as OCSF (`export --format ocsf`), and the
+/// alerts they raised (`alerts --format ocsf`) validate against the published
+/// OCSF schema, every class we produce among them.
+fn everything_exported_is_valid_ocsf(pki: &Pki, server: &Server) {
+    let (code, events, err) = ctl(pki, server, &["export", "--format", "ocsf", "--since", "1h"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, alerts, err) = ctl(pki, server, &["alerts", "--format", "ocsf"]);
+    assert_eq!(code, 0, "{err}");
+    // A program run through sudo inside alice's ssh login is hers, from where she
+    // logged in, with the sudo session kept beside it.
+    let in_sudo = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| {
+            e["class_uid"] == 1007
+                && e["actor"]["user"]["name"] == ALICE
+                && e["actor"]["session"]["is_remote"] == true
+                && e["unmapped"]["login"]["source"] == "127.0.0.1"
+                && e["unmapped"]["login"]["service"] == "sshd"
+                && e["unmapped"]["session"]["uid"].is_string()
+        })
+        .count();
+    assert!(
+        in_sudo > 0,
+        "no exec inside sudo attributed to {ALICE}'s login:\n{events}"
+    );
+    watchtower_ocsf::schema_check::assert_valid(&format!("{events}{alerts}"), &[3002, 1007, 4001, 2004, 0]);
+}
+
+/// `rules test` finds in the store what the server alerted on; `rules check`
+/// names the broken file.
+fn operator_finds_the_same(pki: &Pki, server: &Server, rules: &TempDir, alerts: &[Value]) {
     // The operator runs a rule over what was stored: the same events.
     let rule = rules.0.join("reverse-shell.yml");
     let (code, out, _) = ctl(
-        &pki,
-        &server,
+        pki,
+        server,
         &["rules", "test", rule.to_str().unwrap(), "--since", "1h", "--json"],
     );
     assert_eq!(code, 0);
@@ -159,8 +186,23 @@ fn what_each_starter_rule_describes_done_in_an_ssh_login_raises_its_alert_with_t
         .collect();
     let found: Vec<_> = matched.iter().map(|e| e["event"]["seq"].clone()).collect();
     assert_eq!(found, alerted);
-    let (code, out, _) = ctl(&pki, &server, &["rules", "check", rules.0.to_str().unwrap()]);
+    let (code, out, _) = ctl(pki, server, &["rules", "check", rules.0.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAILED  broken.yml"), "{out}");
-    drop(listener);
+}
+
+/// The server, its Sigma rules read from `rules` (checked every second).
+fn server_with_rules(pki: &Pki, rules: &TempDir) -> (TempDir, Server) {
+    let config = TempDir::new("sigma-config");
+    let config_file = config.0.join("server.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[alerts]\nsigma_rules_dir = \"{}\"\nsigma_reload_secs = 1\n",
+            rules.0.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(pki, "127.0.0.1", &["--config", config_file.to_str().unwrap()]);
+    (config, server)
 }

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admission::ConnectionLimits;
+use crate::alerts::webhook::WebhookFormat;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -79,6 +82,8 @@ pub struct AlertSection {
     /// alert itself under `alert`); http:// or https://. Unset: alerts are kept and
     /// shown in tails only.
     pub webhook_url: Option<String>,
+    /// `slack` (default: the body above) or `ocsf` (one OCSF Detection Finding).
+    pub webhook_format: WebhookFormat,
     /// Failed logins from one address within the window that raise an alert (0: off).
     pub failed_logins_threshold: u32,
     pub failed_logins_window_secs: u64,
@@ -105,6 +110,7 @@ impl Default for AlertSection {
     fn default() -> Self {
         Self {
             webhook_url: None,
+            webhook_format: WebhookFormat::default(),
             failed_logins_threshold: 5,
             failed_logins_window_secs: 300,
             root_login: true,
@@ -126,6 +132,8 @@ pub struct ServerSection {
     pub listen: SocketAddr,
     /// Where `RocksDB` keeps the events.
     pub data_dir: PathBuf,
+    /// Caps on connections and TLS handshakes (`[server.connections]`).
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerSection {
@@ -133,6 +141,7 @@ impl Default for ServerSection {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
             data_dir: PathBuf::from("data/server"),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -209,6 +218,7 @@ impl ServerConfig {
 
     /// Check values that would fail later.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.server.connections.validate().map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             self.ingest.max_message_bytes >= 64 * 1024,
             "ingest.max_message_bytes must be at least 65536"

@@ -12,6 +12,11 @@ pub struct ServerCounters {
     pub subscribers: AtomicU64,
     pub retention_removed: AtomicU64,
     pub retention_cutoff: AtomicU64,
+    /// Connections to the gRPC listener open now, and those of them in their TLS handshake.
+    pub connections_open: AtomicU64,
+    pub handshakes_open: AtomicU64,
+    /// Connections closed before their handshake, by the cap they met.
+    connections_refused: Mutex<BTreeMap<&'static str, u64>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Open ingest streams per host.
     connected: Mutex<HashMap<String, u32>>,
@@ -20,6 +25,20 @@ pub struct ServerCounters {
 impl ServerCounters {
     pub fn reject(&self, reason: &'static str) {
         *self.rejected.lock().expect("counters").entry(reason).or_default() += 1;
+    }
+
+    pub fn refuse_connection(&self, reason: &'static str) {
+        *self
+            .connections_refused
+            .lock()
+            .expect("counters")
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    #[must_use]
+    pub fn connections_refused(&self) -> BTreeMap<&'static str, u64> {
+        self.connections_refused.lock().expect("counters").clone()
     }
 
     pub fn tls_failure(&self) {

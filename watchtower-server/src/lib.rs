@@ -29,6 +29,7 @@
 //! `metrics` → `store`; `tamper::verify` and `tamper::checkpoint` → `store`; the
 //! store uses only `facets` and watchtower-tlog.
 
+pub mod admission;
 pub mod alerts;
 pub mod config;
 pub mod counters;
@@ -141,7 +142,8 @@ pub async fn serve(
     let delivery = match (&config.alerts.webhook_url, webhook_queue) {
         (Some(url), Some(queue)) => {
             let hook =
-                alerts::webhook::Webhook::new(url, Duration::from_secs(config.alerts.webhook_timeout_secs))?;
+                alerts::webhook::Webhook::new(url, Duration::from_secs(config.alerts.webhook_timeout_secs))?
+                    .with_format(config.alerts.webhook_format);
             tracing::info!(url = hook.shown(), "alerts are sent to the webhook");
             Some(alerts::webhook::spawn(
                 hook,
@@ -202,6 +204,18 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
     let address = listener.local_addr()?;
+    let open_files = admission::raise_open_file_limit()
+        .map_err(|e| anyhow::anyhow!("cannot read the open-file limit: {e}"))?;
+    let limits = config.server.connections.within_open_files(open_files);
+    if limits != config.server.connections {
+        tracing::warn!(
+            open_files,
+            max_connections = limits.max_connections,
+            max_handshakes = limits.max_handshakes,
+            "connection caps lowered to fit the open-file limit"
+        );
+    }
+    let admission = admission::Admission::new(limits, counters.clone());
     tracing::info!(%address, data_dir = %config.server.data_dir.display(), "watchtower-server listening (mutual TLS)");
 
     let ingest = grpc::ingest::IngestService {
@@ -229,9 +243,12 @@ pub async fn serve(
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .add_service(IngestServer::new(ingest).max_decoding_message_size(max))
         .add_service(QueryServer::new(query).max_decoding_message_size(max))
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls, counters, revocations), async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        });
+        .serve_with_incoming_shutdown(
+            tls::incoming(listener, tls, admission, counters, revocations),
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            },
+        );
     tokio::pin!(server);
     let result = tokio::select! {
         result = &mut server => result,

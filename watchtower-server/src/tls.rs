@@ -16,10 +16,8 @@ use tokio_rustls::server::TlsStream;
 use tonic::Status;
 use watchtower_pki::{Identity, Role};
 
+use crate::admission::{Admission, AdmittedStream};
 use crate::counters::ServerCounters;
-
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -233,17 +231,21 @@ fn peer_facts(stream: &TlsStream<TcpStream>) -> Option<watchtower_pki::CertFacts
     watchtower_pki::cert_facts(leaf.as_ref()).ok()
 }
 
-/// Accept TCP connections and finish their TLS handshakes off the accept loop;
+/// Accept TCP connections and finish their TLS handshakes off the accept loop.
+/// A connection over one of [`Admission`]'s caps is closed at once (counted);
 /// connections that fail the handshake (no certificate, another CA, expired,
-/// revoked) are logged and counted, and never reach a service.
+/// revoked) or do not finish it in time are logged and counted, and never reach
+/// a service.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
+    admission: Arc<Admission>,
     counters: Arc<ServerCounters>,
     revocations: Arc<Revocations>,
-) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> tokio_stream::wrappers::ReceiverStream<Result<AdmittedStream, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let handshake_timeout = admission.limits().handshake_timeout();
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -254,13 +256,21 @@ pub fn incoming(
                     continue;
                 }
             };
+            let admitted = match admission.admit(peer.ip()) {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    tracing::debug!(%peer, reason = refusal.reason(), "connection refused before its handshake");
+                    drop(tcp);
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let counters = counters.clone();
             let revocations = revocations.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         if let Some(facts) = peer_facts(&stream)
                             && revocations.is_revoked(&facts.serial)
@@ -269,7 +279,7 @@ pub fn incoming(
                             tracing::error!(%peer, identity = %facts.identity, serial = %facts.serial, "refused a revoked certificate");
                             return;
                         }
-                        let _ = tx.send(Ok(stream)).await;
+                        let _ = tx.send(Ok(admitted.established(stream))).await;
                     }
                     Ok(Err(e)) => {
                         counters.tls_failure();

@@ -59,26 +59,37 @@ impl Client {
     ) -> anyhow::Result<()> {
         let mut token = Vec::new();
         loop {
-            let page = self
-                .query
-                .query_events(QueryEventsRequest {
-                    filter: Some(filter.clone()),
-                    page_size: 1000,
-                    page_token: token,
-                })
-                .await
-                .map_err(status)?
-                .into_inner();
-            for event in page.events {
+            let (events, next) = self.page(filter, token).await?;
+            for event in events {
                 if !each(event)? {
                     return Ok(());
                 }
             }
-            if page.next_page_token.is_empty() {
+            if next.is_empty() {
                 return Ok(());
             }
-            token = page.next_page_token;
+            token = next;
         }
+    }
+
+    /// One page of matching events (up to 1,000) from `token` (empty: the
+    /// first), and the token of the next (empty: none).
+    pub async fn page(
+        &mut self,
+        filter: &EventFilter,
+        token: Vec<u8>,
+    ) -> anyhow::Result<(Vec<StoredEvent>, Vec<u8>)> {
+        let page = self
+            .query
+            .query_events(QueryEventsRequest {
+                filter: Some(filter.clone()),
+                page_size: 1000,
+                page_token: token,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok((page.events, page.next_page_token))
     }
 
     /// Every matching event.

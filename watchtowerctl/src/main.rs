@@ -22,6 +22,7 @@
 mod client;
 mod commands;
 mod enrol;
+mod logins;
 mod render;
 mod report;
 #[cfg(test)]

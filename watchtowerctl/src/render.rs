@@ -204,6 +204,25 @@ pub fn event_cells(r: &Row) -> Vec<String> {
     ]
 }
 
+/// The `message` of an event's OCSF form: its row without the time and the host.
+#[must_use]
+pub fn ocsf_message(stored: &StoredEvent) -> Option<String> {
+    let r = row(stored);
+    let text = [&r.kind, &r.user, &r.remote, &r.outcome, &r.service, &r.detail]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!text.is_empty()).then_some(text)
+}
+
+/// An event as one OCSF event, without looking up its login.
+#[must_use]
+pub fn ocsf_event(stored: &StoredEvent) -> serde_json::Value {
+    watchtower_ocsf::event(stored, ocsf_message(stored))
+}
+
 /// A tail line: the same cells, space-separated, nothing empty.
 #[must_use]
 pub fn tail_line(r: &Row) -> String {

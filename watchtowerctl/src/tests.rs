@@ -290,10 +290,18 @@ fn report_and_export() {
     assert_eq!(args.format, Format::Jsonl);
     assert_eq!(args.output, Some(PathBuf::from("out.jsonl")));
     assert!(args.filters.failed);
+    let Command::Export(args) = command(&["export", "--format", "ocsf"]) else {
+        panic!("not export");
+    };
+    assert_eq!(args.format, Format::Ocsf);
+    let Command::Tail(args) = command(&["tail", "--format", "ocsf"]) else {
+        panic!("not tail");
+    };
+    assert_eq!(args.format, Some(crate::commands::Shown::Ocsf));
     let error = refused(&["export", "--format", "xml"]);
     assert_eq!(error.kind(), ErrorKind::InvalidValue);
     assert!(
-        error.to_string().contains("[possible values: csv, jsonl]"),
+        error.to_string().contains("[possible values: csv, jsonl, ocsf]"),
         "{error}"
     );
 }

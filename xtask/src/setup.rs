@@ -11,9 +11,10 @@ use crate::run;
 /// peers the tests log in through, the journal (systemd-journald and journalctl
 /// from systemd; logger from bsdutils), Prometheus and promtool for the exporter's
 /// tests, curl to scrape, auditd (the benchmarks' comparison; installed, not
-/// started), and fail2ban for the public corpus of real sshd lines its tests
-/// ship, which the journal parser's corpus test reads (not started).
-const PACKAGES: [&str; 18] = [
+/// started), fail2ban for the public corpus of real sshd lines its tests
+/// ship, which the journal parser's corpus test reads (not started), and
+/// Python's `jsonschema` and pip for the OCSF validator ([`OCSF_VALIDATOR`]).
+const PACKAGES: [&str; 20] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -32,7 +33,16 @@ const PACKAGES: [&str; 18] = [
     "curl",
     "auditd",
     "fail2ban",
+    "python3-jsonschema",
+    "python3-pip",
 ];
+
+/// The OCSF validator's package (`xtask/ocsf/validate_ocsf.py` checks our OCSF
+/// output with it, independently of our Rust code): the OCSF schemas 1.0 to
+/// 1.8 as JSON Schema, pure Python, installed by pip outside the repository
+/// (`WATCHTOWER_OCSF_VALIDATOR_DIR` overrides the directory, as for the script).
+const OCSF_VALIDATOR: &str = "ocsf-json-schema==1.2.0";
+const OCSF_VALIDATOR_DIR: &str = "/var/tmp/watchtower-ocsf-validator";
 
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
@@ -67,6 +77,26 @@ pub fn setup() -> anyhow::Result<()> {
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+
+    let validator_dir =
+        std::env::var("WATCHTOWER_OCSF_VALIDATOR_DIR").unwrap_or_else(|_| OCSF_VALIDATOR_DIR.to_owned());
+    let validator_ok = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import ocsf_json_schema",
+        ])
+        .arg(&validator_dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if validator_ok {
+        println!("setup: OCSF validator already installed");
+    } else {
+        println!("setup: installing the OCSF validator (ocsf-json-schema 1.2.0)");
+        run(Command::new("/usr/bin/python3")
+            .args(["-m", "pip", "install", "--no-deps", "--upgrade", "--target"])
+            .arg(&validator_dir)
+            .arg(OCSF_VALIDATOR))?;
     }
 
     let components = Command::new("rustup")

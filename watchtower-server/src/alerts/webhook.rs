@@ -1,6 +1,7 @@
 //! Alert delivery: each alert is posted as JSON to the configured webhook, with a
 //! Slack-compatible `text` (so a Slack or Mattermost incoming webhook shows it as
-//! is) and the whole alert under `alert` for other receivers. Failed deliveries
+//! is) and the whole alert under `alert` for other receivers, or (`webhook_format
+//! = "ocsf"`) as one OCSF Detection Finding for a SIEM's HTTP collector. Failed deliveries
 //! are retried with backoff, then given up; every outcome is counted and logged
 //! (the alert itself is kept in the store either way).
 
@@ -18,7 +19,27 @@ use watchtower_proto::pb::Alert;
 
 use crate::metrics::Metrics;
 
-/// The JSON body sent for an alert.
+/// What the webhook's body is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// Slack-compatible `text`, `username`, and the alert under `alert`.
+    #[default]
+    Slack,
+    /// The alert as one OCSF Detection Finding (class 2004).
+    Ocsf,
+}
+
+/// The JSON body sent for an alert in `format`.
+#[must_use]
+pub fn body(alert: &Alert, format: WebhookFormat) -> serde_json::Value {
+    match format {
+        WebhookFormat::Slack => payload(alert),
+        WebhookFormat::Ocsf => watchtower_ocsf::alert(alert),
+    }
+}
+
+/// The Slack-compatible JSON body sent for an alert.
 #[must_use]
 pub fn payload(alert: &Alert) -> serde_json::Value {
     let icon = if alert.severity == "critical" {
@@ -80,6 +101,7 @@ pub struct Webhook {
     url: String,
     tls: Option<tokio_rustls::TlsConnector>,
     timeout: Duration,
+    format: WebhookFormat,
 }
 
 impl Webhook {
@@ -114,7 +136,15 @@ impl Webhook {
             uri,
             tls,
             timeout,
+            format: WebhookFormat::default(),
         })
+    }
+
+    /// The same webhook sending bodies in `format`.
+    #[must_use]
+    pub fn with_format(mut self, format: WebhookFormat) -> Webhook {
+        self.format = format;
+        self
     }
 
     /// The URL as it may be logged.
@@ -125,7 +155,7 @@ impl Webhook {
 
     /// POST one alert; Ok when the receiver answered 2xx.
     pub async fn send(&self, alert: &Alert) -> Result<(), WebhookError> {
-        let body = serde_json::to_vec(&payload(alert)).expect("an alert serializes");
+        let body = serde_json::to_vec(&body(alert, self.format)).expect("an alert serializes");
         match tokio::time::timeout(self.timeout, self.post(body)).await {
             Ok(result) => result,
             Err(_) => Err(WebhookError::Timeout(self.timeout)),
@@ -238,6 +268,16 @@ mod tests {
         );
         assert_eq!(body["alert"]["count"], 5);
         assert_eq!(body["alert"]["rule"], "failed_logins");
+        assert_eq!(super::body(&alert, WebhookFormat::Slack), body);
+        // For a SIEM: one OCSF Detection Finding.
+        let finding = super::body(&alert, WebhookFormat::Ocsf);
+        assert_eq!(finding["class_uid"], 2004);
+        assert_eq!(finding["finding_info"]["uid"], "alert/3");
+        assert_eq!(finding["finding_info"]["desc"], "5 failed logins from 10.0.0.9");
+        assert_eq!(finding["count"], 5);
+        let config: crate::config::ServerConfig =
+            toml::from_str("[alerts]\nwebhook_format = \"ocsf\"").unwrap();
+        assert_eq!(config.alerts.webhook_format, WebhookFormat::Ocsf);
     }
 
     #[test]

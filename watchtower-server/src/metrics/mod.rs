@@ -137,6 +137,9 @@ pub struct Metrics {
     refused_events: Family<ReasonLabels, Counter>,
     time_ahead: Counter,
     tls_failures: Counter,
+    connections_refused: Family<ReasonLabels, Counter>,
+    connections_open: Gauge,
+    handshakes_open: Gauge,
     retention_removed: Counter,
     lag: Histogram,
     active_sessions: Gauge,
@@ -178,6 +181,9 @@ impl Metrics {
             refused_events: Family::default(),
             time_ahead: Counter::default(),
             tls_failures: Counter::default(),
+            connections_refused: Family::default(),
+            connections_open: Gauge::default(),
+            handshakes_open: Gauge::default(),
             retention_removed: Counter::default(),
             lag: Histogram::new([
                 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
@@ -247,6 +253,22 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes refused (no, expired or foreign certificate, ...)",
             m.tls_failures.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections to the gRPC listener closed before their TLS handshake, by the cap they \
+             met (connections_full, handshakes_full, source_handshakes_full)",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections to the gRPC listener open now (handshaking or established)",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "tls_handshakes_open",
+            "TLS handshakes in progress on the gRPC listener",
+            m.handshakes_open.clone(),
         );
         registry.register(
             "retention_removed_events",
@@ -443,6 +465,16 @@ impl Metrics {
         self.retention_removed
             .inner()
             .store(counters.retention_removed.load(Relaxed), Relaxed);
+        for (reason, n) in counters.connections_refused() {
+            self.connections_refused
+                .get_or_create(&ReasonLabels { reason })
+                .inner()
+                .store(n, Relaxed);
+        }
+        self.connections_open
+            .set(counters.connections_open.load(Relaxed) as i64);
+        self.handshakes_open
+            .set(counters.handshakes_open.load(Relaxed) as i64);
         for (reason, n) in counters.rejected() {
             self.rejected
                 .get_or_create(&ReasonLabels { reason })
@@ -572,6 +604,7 @@ mod tests {
         metrics.webhook("delivered");
         let counters = ServerCounters::default();
         counters.reject("malformed");
+        counters.refuse_connection("source_handshakes_full");
         let hosts = [HostInfo {
             host_id: "web-1".into(),
             spool: Some(SpoolHealth::default()),

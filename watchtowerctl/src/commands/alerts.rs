@@ -3,7 +3,7 @@
 use watchtower_proto::pb::Alert;
 
 use crate::client::Client;
-use crate::commands::{Period, json_line, range};
+use crate::commands::{Period, Shown, json_line, range};
 use crate::render::table;
 use crate::timearg::format_ns;
 
@@ -14,17 +14,27 @@ pub struct Args {
     /// At most this many (the newest).
     #[arg(long, default_value_t = 1000)]
     pub limit: u32,
+    /// text (a table, default), json (as `--json`), or ocsf: one OCSF Detection
+    /// Finding a line.
+    #[arg(long, value_enum)]
+    pub format: Option<Shown>,
 }
 
 pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result<()> {
     let (from, to) = range(&args.period)?;
     let alerts = client.alerts(from, to, args.limit).await?;
-    if json {
-        for alert in &alerts {
-            json_line(alert)?;
+    match Shown::of(args.format, json) {
+        Shown::Json => {
+            for alert in &alerts {
+                json_line(alert)?;
+            }
         }
-    } else {
-        println!("{}", alerts_table(&alerts));
+        Shown::Ocsf => {
+            for alert in &alerts {
+                json_line(&watchtower_ocsf::alert(alert))?;
+            }
+        }
+        Shown::Text => println!("{}", alerts_table(&alerts)),
     }
     Ok(())
 }

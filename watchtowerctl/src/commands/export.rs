@@ -1,16 +1,18 @@
-//! `export`: matching events as CSV (the rows of [`crate::render::row`]) or JSON
-//! Lines (the stored events), to a file or standard output.
+//! `export`: matching events as CSV (the rows of [`crate::render::row`]), JSON
+//! Lines (the stored events) or OCSF (one OCSF event a line), to a file or
+//! standard output.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use watchtower_proto::pb::StoredEvent;
+use watchtower_proto::pb::{EventFilter, StoredEvent};
 
 use crate::client::Client;
 use crate::commands::{Filters, Period, filter_of, range};
-use crate::render::row;
+use crate::logins::Logins;
+use crate::render::{ocsf_event, row};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -39,6 +41,9 @@ pub struct Args {
 pub enum Format {
     Csv,
     Jsonl,
+    /// One OCSF 1.8.0 event a line (Authentication, Process Activity, Network
+    /// Activity; Base Event for verdicts and health), for a SIEM.
+    Ocsf,
 }
 
 pub async fn run(args: &Args, client: &mut Client) -> anyhow::Result<()> {
@@ -55,6 +60,9 @@ pub async fn run(args: &Args, client: &mut Client) -> anyhow::Result<()> {
         }
         None => Box::new(std::io::stdout().lock()),
     };
+    if args.format == Format::Ocsf {
+        return export_ocsf(client, &filter, std::io::BufWriter::new(sink)).await;
+    }
     let mut writer = Exporter::new(args.format, std::io::BufWriter::new(sink));
     let mut n = 0u64;
     client
@@ -69,10 +77,34 @@ pub async fn run(args: &Args, client: &mut Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Events as OCSF lines, each attributed to the login it belongs to (looked up
+/// once per session).
+async fn export_ocsf(client: &mut Client, filter: &EventFilter, mut sink: impl Write) -> anyhow::Result<()> {
+    let mut logins = Logins::default();
+    let mut token = Vec::new();
+    let mut n = 0u64;
+    loop {
+        let (events, next) = client.page(filter, token).await?;
+        for stored in &events {
+            let event = logins.ocsf(client, stored).await;
+            super::write_json_line(&mut sink, &event)?;
+            n += 1;
+        }
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    sink.flush()?;
+    eprintln!("exported {n} events");
+    Ok(())
+}
+
 /// Events written one by one in a format.
 enum Exporter<W: Write> {
     Csv(Box<csv::Writer<W>>),
     Jsonl(W),
+    Ocsf(W),
 }
 
 impl<W: Write> Exporter<W> {
@@ -80,6 +112,7 @@ impl<W: Write> Exporter<W> {
         match format {
             Format::Csv => Exporter::Csv(Box::new(csv::Writer::from_writer(sink))),
             Format::Jsonl => Exporter::Jsonl(sink),
+            Format::Ocsf => Exporter::Ocsf(sink),
         }
     }
 
@@ -87,6 +120,7 @@ impl<W: Write> Exporter<W> {
         match self {
             Exporter::Csv(writer) => writer.serialize(row(stored))?,
             Exporter::Jsonl(sink) => super::write_json_line(sink, stored)?,
+            Exporter::Ocsf(sink) => super::write_json_line(sink, &ocsf_event(stored))?,
         }
         Ok(())
     }
@@ -94,7 +128,7 @@ impl<W: Write> Exporter<W> {
     fn flush(&mut self) -> anyhow::Result<()> {
         match self {
             Exporter::Csv(writer) => writer.flush()?,
-            Exporter::Jsonl(sink) => sink.flush()?,
+            Exporter::Jsonl(sink) | Exporter::Ocsf(sink) => sink.flush()?,
         }
         Ok(())
     }
@@ -145,5 +179,25 @@ time,time_unix_ns,host_id,boot_id,seq,kind,user,session,remote,outcome,service,d
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(v["event"]["host_id"], "web-1");
         }
+    }
+
+    #[test]
+    fn two_events_as_ocsf_lines() {
+        let text = export(Format::Ocsf);
+        let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["class_uid"], 3002);
+        assert_eq!(events[0]["status_id"], 2);
+        assert_eq!(events[0]["user"]["name"], "alice");
+        assert_eq!(events[0]["src_endpoint"]["ip"], "10.0.0.9");
+        assert_eq!(events[0]["metadata"]["uid"], "web-1/b/9");
+        assert_eq!(
+            events[0]["message"],
+            "login_attempt alice 10.0.0.9 failure sshd tty=ssh PAM_AUTH_ERR at authenticate"
+        );
+        assert_eq!(events[1]["class_uid"], 1007);
+        assert_eq!(events[1]["process"]["cmd_line"], "id -un");
+        assert_eq!(events[1]["actor"]["session"]["uid"], "00000000000000ab");
+        assert_eq!(events[1]["actor"]["user"]["name"], "alice");
     }
 }

@@ -108,6 +108,26 @@ pub fn range(period: &Period) -> anyhow::Result<(u64, u64)> {
 }
 
 /// One JSON object on a line of standard output, flushed.
+/// How `tail` and `alerts` write what they show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shown {
+    /// For people: lines or a table.
+    Text,
+    /// One JSON object a line, as the server sends it (what `--json` gives).
+    Json,
+    /// One OCSF 1.8.0 event a line (alerts as Detection Findings), for a forwarder
+    /// to pick up.
+    Ocsf,
+}
+
+impl Shown {
+    /// `--format` if given, else JSON under `--json`, else text.
+    #[must_use]
+    pub fn of(format: Option<Shown>, json: bool) -> Shown {
+        format.unwrap_or(if json { Shown::Json } else { Shown::Text })
+    }
+}
+
 pub fn json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     write_json_line(&mut out, value)?;

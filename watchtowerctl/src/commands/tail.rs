@@ -7,7 +7,8 @@ use anyhow::bail;
 use watchtower_proto::pb::{LiveItem, live_item};
 
 use crate::client::{Client, status};
-use crate::commands::{Filters, filter_of, json_line};
+use crate::commands::{Filters, Shown, filter_of, json_line};
+use crate::logins::Logins;
 use crate::render::{row, tail_line};
 
 #[derive(clap::Args, Debug)]
@@ -20,12 +21,17 @@ pub struct Args {
     /// Stop after this many lines.
     #[arg(long)]
     pub count: Option<usize>,
+    /// text (default), json (as `--json`), or ocsf: one OCSF event a line, alerts
+    /// as Detection Findings, for a forwarder to pick up.
+    #[arg(long, value_enum)]
+    pub format: Option<Shown>,
 }
 
 pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result<()> {
     let filter = filter_of(&args.filters, (0, 0))?;
     let mut live = client.subscribe(filter, !args.no_alerts).await?;
     let mut shown = 0usize;
+    let mut logins = Logins::default();
     loop {
         let item = tokio::select! {
             item = live.message() => item,
@@ -34,15 +40,24 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
         let Some(item) = item.map_err(status)? else {
             bail!("the server closed the tail");
         };
-        if json {
-            json_line(&item)?;
-        } else {
-            let Some(line) = line(&item) else {
-                continue;
-            };
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}")?;
-            out.flush()?;
+        match Shown::of(args.format, json) {
+            Shown::Json => json_line(&item)?,
+            Shown::Ocsf => {
+                let event = match &item.item {
+                    Some(live_item::Item::Stored(stored)) => logins.ocsf(client, stored).await,
+                    Some(live_item::Item::Alert(a)) => watchtower_ocsf::alert(a),
+                    Some(live_item::Item::Conflict(_)) | None => continue,
+                };
+                json_line(&event)?;
+            }
+            Shown::Text => {
+                let Some(line) = line(&item) else {
+                    continue;
+                };
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
         }
         shown += 1;
         if args.count.is_some_and(|c| shown >= c) {
