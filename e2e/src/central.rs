@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use watchtower_pki::ClientTls;
 use watchtower_pki::{Authority, Validity};
+use watchtower_proto::pb::ingest_client::IngestClient;
 use watchtower_proto::pb::query_client::QueryClient;
 use watchtower_proto::pb::{
-    Event, EventFilter, GetSessionRequest, GetSessionResponse, HostInfo, ListHostsRequest,
-    QueryEventsRequest, StatsRequest, StatsResponse,
+    Ack, AgentMessage, Event, EventBatch, EventFilter, GetSessionRequest, GetSessionResponse, Hello,
+    HostInfo, ListHostsRequest, QueryEventsRequest, ServerMessage, StatsRequest, StatsResponse,
+    agent_message, server_message,
 };
 
 use crate::{PATIENCE, TempDir, free_port, kill, wait_with_deadline};
@@ -550,4 +552,49 @@ pub fn ctl(pki: &Pki, server: &Server, args: &[&str]) -> (i32, String, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     eprintln!("$ watchtowerctl {}\n{stdout}{stderr}", args.join(" "));
     (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Send `batches` (numbered from 1) on one ingest stream as `host` in boot `boot`,
+/// with the host's certificate, as an agent would; the Acks in order (the stream
+/// ends when they are all in).
+#[must_use]
+pub fn ingest_batches(
+    pki: &Pki,
+    server: &Server,
+    host: &str,
+    boot: &str,
+    batches: Vec<Vec<Event>>,
+) -> Vec<Ack> {
+    runtime().block_on(async {
+        let agent = channel(&server.address(), pki.client_tls(Some(host)))
+            .await
+            .expect("agent connects");
+        let mut messages = vec![AgentMessage {
+            msg: Some(agent_message::Msg::Hello(Hello {
+                host_id: host.into(),
+                boot_id: boot.into(),
+                agent_version: "e2e".into(),
+            })),
+        }];
+        for (n, events) in batches.into_iter().enumerate() {
+            messages.push(AgentMessage {
+                msg: Some(agent_message::Msg::Batch(EventBatch {
+                    batch_id: n as u64 + 1,
+                    events,
+                })),
+            });
+        }
+        let mut answers = IngestClient::new(agent)
+            .stream(tokio_stream::iter(messages))
+            .await
+            .expect("the stream opens")
+            .into_inner();
+        let mut acks = Vec::new();
+        while let Some(ServerMessage { msg }) = answers.message().await.expect("no stream error") {
+            if let Some(server_message::Msg::Ack(ack)) = msg {
+                acks.push(ack);
+            }
+        }
+        acks
+    })
 }

@@ -72,27 +72,7 @@ fn batch(batch_id: u64, events: Vec<Event>) -> AgentMessage {
 /// Send `batches` on one ingest stream as `host`, with its certificate; the Acks
 /// in order (the stream ends when they are all in).
 fn ingest(pki: &Pki, server: &Server, host: &str, batches: Vec<Vec<Event>>) -> Vec<Ack> {
-    runtime().block_on(async {
-        let agent = channel(&server.address(), pki.client_tls(Some(host)))
-            .await
-            .expect("agent connects");
-        let mut messages = vec![hello(host)];
-        for (n, events) in batches.into_iter().enumerate() {
-            messages.push(batch(n as u64 + 1, events));
-        }
-        let mut answers = IngestClient::new(agent)
-            .stream(tokio_stream::iter(messages))
-            .await
-            .expect("the stream opens")
-            .into_inner();
-        let mut acks = Vec::new();
-        while let Some(ServerMessage { msg }) = answers.message().await.expect("no stream error") {
-            if let Some(server_message::Msg::Ack(ack)) = msg {
-                acks.push(ack);
-            }
-        }
-        acks
-    })
+    watchtower_e2e::central::ingest_batches(pki, server, host, BOOT, batches)
 }
 
 /// A query client with the reader's certificate.

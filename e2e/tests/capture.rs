@@ -125,6 +125,68 @@ fn password_login_runs_id_and_connects() {
 }
 
 #[test]
+fn an_exec_from_a_thread_that_is_not_the_leader_is_recorded_in_its_login() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let agent = Agent::start(&[]);
+    // A threaded program whose second thread calls execve (the kernel makes that
+    // thread the leader: its thread id becomes the process id).
+    let script = "import os, threading; \
+                  t = threading.Thread(target=lambda: os.execv('/bin/echo', ['echo', 'from-a-thread'])); \
+                  t.start(); t.join()";
+    let (code, output) = sshd.ssh_password(ALICE, ALICE_PASSWORD, &format!("python3 -c \"{script}\""));
+    assert_eq!(code, 0, "ssh failed: {output}\n{}", sshd.log());
+    assert!(output.contains("from-a-thread"), "{output}");
+    agent.wait_for("the ssh session's end", |e| {
+        e["kind"] == "session_end" && e["service"] == "sshd" && e["user"] == ALICE
+    });
+    let events = agent.stop();
+    let (_, start) = ssh_login(&events, ALICE);
+    let echoes: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["filename"] == "/bin/echo")
+        .collect();
+    assert_eq!(echoes.len(), 1, "{echoes:#?}");
+    assert_eq!(echoes[0]["argv"], serde_json::json!(["echo", "from-a-thread"]));
+    assert_eq!(echoes[0]["result"], 0);
+    assert_eq!(session_of(echoes[0]), session_of(start));
+    assert_eq!(echoes[0]["session_user"], ALICE);
+}
+
+#[test]
+fn a_connect_to_an_ipv4_mapped_address_is_stored_as_the_ipv4_peer() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let target = TcpTarget::start();
+    let agent = Agent::start(&[]);
+    // An IPv6 socket reaching the IPv4 listener through ::ffff:127.0.0.1.
+    let script = format!(
+        "import socket; s = socket.socket(socket.AF_INET6); s.connect(('::ffff:127.0.0.1', {}))",
+        target.port
+    );
+    let (code, output) = sshd.ssh_password(ALICE, ALICE_PASSWORD, &format!("python3 -c \"{script}\""));
+    assert_eq!(code, 0, "ssh failed: {output}\n{}", sshd.log());
+    agent.wait_for("the ssh session's end", |e| {
+        e["kind"] == "session_end" && e["service"] == "sshd" && e["user"] == ALICE
+    });
+    let events = agent.stop();
+    let (_, start) = ssh_login(&events, ALICE);
+    let connects: Vec<_> = of_kind(&events, "connect")
+        .into_iter()
+        .filter(|e| e["port"] == target.port)
+        .collect();
+    assert_eq!(connects.len(), 1, "{connects:#?}");
+    assert_eq!(connects[0]["family"], "inet");
+    assert_eq!(connects[0]["address"], "127.0.0.1");
+    assert_eq!(session_of(connects[0]), session_of(start));
+    assert_eq!(target.accepted(), 1);
+}
+
+#[test]
 fn wrong_password_and_invalid_user_are_failed_attempts() {
     if !privileged() {
         return;

@@ -16,11 +16,9 @@ use serde_json::Value;
 use watchtower_e2e::central::{HOST, Pki, Reader, Server, ctl_binary};
 use watchtower_e2e::{Agent, PATIENCE, TempDir, privileged};
 use watchtower_proto::pb::event::Body;
-use watchtower_proto::pb::ingest_client::IngestClient;
 use watchtower_proto::pb::query_client::QueryClient;
 use watchtower_proto::pb::{
-    Ack, AgentMessage, Event, EventBatch, EventFilter, EventKind, Exec, Hello, LoginAttempt, Outcome,
-    QueryEventsRequest, ServerMessage, StoredEvent, agent_message, server_message,
+    Ack, Event, EventFilter, EventKind, Exec, LoginAttempt, Outcome, QueryEventsRequest, StoredEvent,
 };
 
 /// The boot id of the events seeded into the agent's spool (the agent's own
@@ -318,39 +316,7 @@ fn a_refused_event_is_quarantined_and_every_other_event_arrives() {
 
 /// Send `batches` on one ingest stream as [`HOST`]; the Acks in order.
 fn ingest(pki: &Pki, server: &Server, batches: Vec<Vec<Event>>) -> Vec<Ack> {
-    let rt = watchtower_e2e::central::runtime();
-    rt.block_on(async {
-        let channel = watchtower_e2e::central::channel(&server.address(), pki.client_tls(Some(HOST)))
-            .await
-            .expect("agent connects");
-        let mut messages = vec![AgentMessage {
-            msg: Some(agent_message::Msg::Hello(Hello {
-                host_id: HOST.into(),
-                boot_id: SEEDED_BOOT.into(),
-                agent_version: "e2e".into(),
-            })),
-        }];
-        for (n, events) in batches.into_iter().enumerate() {
-            messages.push(AgentMessage {
-                msg: Some(agent_message::Msg::Batch(EventBatch {
-                    batch_id: n as u64 + 1,
-                    events,
-                })),
-            });
-        }
-        let mut answers = IngestClient::new(channel)
-            .stream(tokio_stream::iter(messages))
-            .await
-            .expect("the stream opens")
-            .into_inner();
-        let mut acks = Vec::new();
-        while let Some(ServerMessage { msg }) = answers.message().await.expect("no stream error") {
-            if let Some(server_message::Msg::Ack(ack)) = msg {
-                acks.push(ack);
-            }
-        }
-        acks
-    })
+    watchtower_e2e::central::ingest_batches(pki, server, HOST, SEEDED_BOOT, batches)
 }
 
 #[test]

@@ -243,12 +243,17 @@ pub fn decode(bytes: &[u8]) -> Result<KernelRecord, DecodeError> {
                     std::net::Ipv4Addr::new(r.addr[0], r.addr[1], r.addr[2], r.addr[3]),
                     r.port,
                 )),
-                family::INET6 => Destination::Inet6(std::net::SocketAddrV6::new(
-                    std::net::Ipv6Addr::from(r.addr),
-                    r.port,
-                    0,
-                    0,
-                )),
+                // An IPv4-mapped address (`::ffff:a.b.c.d`, an IPv6 socket reaching an
+                // IPv4 peer) is the IPv4 peer it reaches.
+                family::INET6 => match std::net::Ipv6Addr::from(r.addr).to_ipv4_mapped() {
+                    Some(v4) => Destination::Inet(std::net::SocketAddrV4::new(v4, r.port)),
+                    None => Destination::Inet6(std::net::SocketAddrV6::new(
+                        std::net::Ipv6Addr::from(r.addr),
+                        r.port,
+                        0,
+                        0,
+                    )),
+                },
                 family::UNIX => Destination::Unix(if r.path[0] == 0 {
                     format!("@{}", c_string(&r.path[1..]))
                 } else {
@@ -463,6 +468,20 @@ mod tests {
         record.family = family::INET6;
         record.addr = std::net::Ipv6Addr::LOCALHOST.octets();
         assert_eq!(dest(&record), Destination::Inet6("[::1]:8080".parse().unwrap()));
+        // `--remote 127.0.0.1` must find a connect to ::ffff:127.0.0.1.
+        record.addr = "::ffff:127.0.0.1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert_eq!(
+            dest(&record),
+            Destination::Inet("127.0.0.1:8080".parse().unwrap())
+        );
+        record.addr = "2001:db8::ffff:7f00:1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        assert_eq!(
+            dest(&record),
+            Destination::Inet6("[2001:db8::ffff:7f00:1]:8080".parse().unwrap())
+        );
         record.family = family::UNIX;
         record.path = fixed("/run/systemd/journal/socket");
         assert_eq!(

@@ -19,9 +19,10 @@ use crate::{btf, libpam, tracefs};
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watchtower"));
 
 /// (program, tracepoint group, tracepoint name)
-const TRACEPOINTS: [(&str, &str, &str); 8] = [
+const TRACEPOINTS: [(&str, &str, &str); 9] = [
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_exit_execve", "syscalls", "sys_exit_execve"),
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),

@@ -106,7 +106,11 @@ pub fn tracepoint_offsets(root: &Path) -> Result<TracepointOffsets, TracefsError
         },
         fork_child_pid: required(root, "sched", "sched_process_fork", "child_pid")?,
         exit_group_dead: field_offset(&exit_format, "group_dead").unwrap_or(0),
-        pad: [0; 2],
+        exec_old_pid: read_format(root, "sched", "sched_process_exec")
+            .ok()
+            .and_then(|format| field_offset(&format, "old_pid"))
+            .unwrap_or(0),
+        pad: [0; 1],
     })
 }
 
@@ -175,5 +179,6 @@ format:
         assert_eq!(offsets.execve_filename, 16);
         assert_eq!(offsets.sys_exit_ret, 16);
         assert_ne!(offsets.fork_child_pid, 0);
+        assert_eq!(offsets.exec_old_pid, 16);
     }
 }

@@ -362,7 +362,10 @@ pub struct TracepointOffsets {
     pub fork_child_pid: u32,
     /// `group_dead` of `sched_process_exit`; 0 when the kernel does not have it.
     pub exit_group_dead: u32,
-    pub pad: [u32; 2],
+    /// `old_pid` of `sched_process_exec`: the thread that called exec (a thread
+    /// other than the leader takes the leader's id); 0 when the kernel does not have it.
+    pub exec_old_pid: u32,
+    pub pad: [u32; 1],
 }
 
 const _: () = {

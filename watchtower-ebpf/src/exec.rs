@@ -1,6 +1,8 @@
 //! `execve`/`execveat` tracepoints: the file name and arguments are read at
 //! entry (the old image is gone after a successful exec) into a per-thread
 //! pending record, and the record is sent at exit with the syscall's result.
+//! `sched_process_exec` moves the record of an exec made by a thread other than
+//! the leader to the id the kernel gives that thread.
 
 use aya_ebpf::{
     helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes},
@@ -121,5 +123,34 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         emit(RecordKind::Exec, &*record);
     }
     let _ = EXEC_PENDING.remove(&tid);
+    Ok(())
+}
+
+/// A successful exec: when a thread other than the leader made it, the kernel
+/// gave that thread the leader's id before the syscall returns, so its pending
+/// record moves from the old thread id to the new one (`sys_exit_execve` then
+/// finds it).
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_exec_moved(&ctx);
+    0
+}
+
+fn try_exec_moved(ctx: &TracePointContext) -> Result<(), i64> {
+    let old_pid_off = tracepoint_offsets().exec_old_pid;
+    if old_pid_off == 0 {
+        return Ok(());
+    }
+    let (_, tid) = current_ids();
+    // SAFETY: a tracepoint field read through bpf_probe_read_kernel.
+    let old: i32 = unsafe { ctx.read_at(old_pid_off as usize) }.map_err(i64::from)?;
+    let old = old as u32;
+    if old == tid {
+        return Ok(());
+    }
+    let record = EXEC_PENDING.get_ptr(&old).ok_or(1)?;
+    // SAFETY: `record` points at the old thread's map value, copied by the helper.
+    unsafe { EXEC_PENDING.insert(&tid, &*record, 0) }.map_err(i64::from)?;
+    let _ = EXEC_PENDING.remove(&old);
     Ok(())
 }

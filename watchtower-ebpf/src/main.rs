@@ -60,7 +60,8 @@ static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
     sys_exit_ret: 0,
     fork_child_pid: 0,
     exit_group_dead: 0,
-    pad: [0; 2],
+    exec_old_pid: 0,
+    pad: [0; 1],
 };
 
 #[inline(always)]

@@ -57,6 +57,14 @@ fn pam_detail(code_name: &str, failed_step: Option<&str>) -> Option<String> {
 }
 
 /// A parent session's 16 hex digits (null for none).
+/// A session event's `session` and `user`, which are also its actor's.
+fn opened_by(r: &mut Record, session: Value, user: Value) {
+    r.set("user", user.clone());
+    r.set("session", session.clone());
+    r.actor("session", session);
+    r.actor("user", user);
+}
+
 fn parent(parent_session: Option<u64>) -> Value {
     json!(non_empty(&session_hex(parent_session)))
 }
@@ -121,10 +129,7 @@ pub(super) fn session_start(event: &Event, s: &SessionStart) -> Record {
             ("terminal", json!(s.tty)),
         ],
     );
-    r.set("user", user.clone());
-    r.set("session", opened.clone());
-    r.actor("session", opened);
-    r.actor("user", user);
+    opened_by(&mut r, opened, user);
     r.note("parent_session", parent(s.parent_session));
     r.note("remote_user", json!(s.remote_user));
     r.note("audit_session_id", json!(s.audit_session_id));
@@ -150,11 +155,7 @@ pub(super) fn session_end(event: &Event, s: &SessionEnd) -> Record {
         &mut closed,
         [("created_time", json!(start)), ("is_remote", json!(remote))],
     );
-    let user = json!({ "name": s.user });
-    r.set("user", user.clone());
-    r.set("session", closed.clone());
-    r.actor("session", closed);
-    r.actor("user", user);
+    opened_by(&mut r, closed, json!({ "name": s.user }));
     r.set("duration", json!((s.duration_ns > 0).then(|| ms(s.duration_ns))));
     r.set("start_time", json!(start));
     r.set("end_time", json!(end));

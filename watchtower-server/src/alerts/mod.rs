@@ -321,9 +321,14 @@ mod tests {
     }
 
     fn login(seq: u64, user: &str, remote: &str, outcome: Outcome) -> StoredEvent {
+        login_on("web-1", seq, user, remote, outcome)
+    }
+
+    /// An sshd login attempt of `user` on `host` from `remote`.
+    pub(super) fn login_on(host: &str, seq: u64, user: &str, remote: &str, outcome: Outcome) -> StoredEvent {
         StoredEvent {
             event: Some(Event {
-                host_id: "web-1".into(),
+                host_id: host.into(),
                 boot_id: "b".into(),
                 seq,
                 time_unix_ns: seq * 1_000_000_000,

@@ -340,7 +340,7 @@ mod tests {
     use std::sync::Arc;
 
     use tokio::sync::broadcast;
-    use watchtower_proto::pb::{Event, LoginAttempt, Outcome, StoredEvent, event::Body};
+    use watchtower_proto::pb::{Outcome, StoredEvent};
 
     use super::AlertEngine;
     use crate::Scratch;
@@ -359,23 +359,7 @@ mod tests {
 
     /// A successful sshd login of `user` on `host` from `remote`.
     fn login(host: &str, seq: u64, user: &str, remote: &str) -> StoredEvent {
-        StoredEvent {
-            event: Some(Event {
-                host_id: host.into(),
-                boot_id: "b".into(),
-                seq,
-                time_unix_ns: seq * 1_000_000_000,
-                body: Some(Body::LoginAttempt(LoginAttempt {
-                    service: "sshd".into(),
-                    user: user.into(),
-                    remote_host: Some(remote.into()),
-                    outcome: Outcome::Success as i32,
-                    ..LoginAttempt::default()
-                })),
-            }),
-            received_unix_ns: seq * 1_000_000_000,
-            ..StoredEvent::default()
-        }
+        crate::alerts::tests::login_on(host, seq, user, remote, Outcome::Success)
     }
 
     /// An alert kept: (rule, host, user, address, seqs).
