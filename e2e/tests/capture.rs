@@ -156,6 +156,37 @@ fn an_exec_from_a_thread_that_is_not_the_leader_is_recorded_in_its_login() {
 }
 
 #[test]
+fn a_program_run_from_a_memfd_is_recorded_with_the_kernels_file_name() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let agent = Agent::start(&[]);
+    // fexecve of an anonymous file: the caller passes an empty path, the kernel
+    // runs /dev/fd/N.
+    let script = "import os; fd = os.memfd_create('payload', 0); \
+                  os.write(fd, open('/bin/echo', 'rb').read()); \
+                  os.execve(fd, ['echo', 'from-a-memfd'], {})";
+    let (code, output) = sshd.ssh_password(ALICE, ALICE_PASSWORD, &format!("python3 -c \"{script}\""));
+    assert_eq!(code, 0, "ssh failed: {output}\n{}", sshd.log());
+    assert!(output.contains("from-a-memfd"), "{output}");
+    agent.wait_for("the ssh session's end", |e| {
+        e["kind"] == "session_end" && e["service"] == "sshd" && e["user"] == ALICE
+    });
+    let events = agent.stop();
+    let (_, start) = ssh_login(&events, ALICE);
+    let runs: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["argv"] == serde_json::json!(["echo", "from-a-memfd"]))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let filename = runs[0]["filename"].as_str().unwrap();
+    assert!(filename.starts_with("/dev/fd/"), "{filename:?}");
+    assert_eq!(runs[0]["result"], 0);
+    assert_eq!(session_of(runs[0]), session_of(start));
+}
+
+#[test]
 fn a_connect_to_an_ipv4_mapped_address_is_stored_as_the_ipv4_peer() {
     if !privileged() {
         return;

@@ -84,6 +84,7 @@ fn required(root: &Path, group: &str, name: &str, field: &str) -> Result<u32, Tr
 /// Every offset the programs need, from this kernel's format files.
 pub fn tracepoint_offsets(root: &Path) -> Result<TracepointOffsets, TracefsError> {
     let exit_format = read_format(root, "sched", "sched_process_exit")?;
+    let exec_format = read_format(root, "sched", "sched_process_exec").ok();
     Ok(TracepointOffsets {
         execve_filename: required(root, "syscalls", "sys_enter_execve", "filename")?,
         execve_argv: required(root, "syscalls", "sys_enter_execve", "argv")?,
@@ -106,11 +107,14 @@ pub fn tracepoint_offsets(root: &Path) -> Result<TracepointOffsets, TracefsError
         },
         fork_child_pid: required(root, "sched", "sched_process_fork", "child_pid")?,
         exit_group_dead: field_offset(&exit_format, "group_dead").unwrap_or(0),
-        exec_old_pid: read_format(root, "sched", "sched_process_exec")
-            .ok()
-            .and_then(|format| field_offset(&format, "old_pid"))
+        exec_old_pid: exec_format
+            .as_deref()
+            .and_then(|format| field_offset(format, "old_pid"))
             .unwrap_or(0),
-        pad: [0; 1],
+        exec_filename: exec_format
+            .as_deref()
+            .and_then(|format| field_offset(format, "filename"))
+            .unwrap_or(0),
     })
 }
 
@@ -180,5 +184,6 @@ format:
         assert_eq!(offsets.sys_exit_ret, 16);
         assert_ne!(offsets.fork_child_pid, 0);
         assert_eq!(offsets.exec_old_pid, 16);
+        assert_eq!(offsets.exec_filename, 8);
     }
 }

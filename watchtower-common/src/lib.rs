@@ -252,6 +252,9 @@ pub mod exec_flags {
     pub const FILENAME_CUT: u32 = 4;
     /// Some user memory could not be read (the record is partial).
     pub const READ_FAILED: u32 = 8;
+    /// The file name is the kernel's (`sched_process_exec`): the caller's could not
+    /// be read, or it ran a file descriptor (`fexecve`, a memfd: `/dev/fd/N`).
+    pub const KERNEL_FILENAME: u32 = 16;
 }
 
 /// An `execve`/`execveat`, recorded at entry and sent with its result.
@@ -365,7 +368,9 @@ pub struct TracepointOffsets {
     /// `old_pid` of `sched_process_exec`: the thread that called exec (a thread
     /// other than the leader takes the leader's id); 0 when the kernel does not have it.
     pub exec_old_pid: u32,
-    pub pad: [u32; 1],
+    /// `filename` (a `__data_loc`) of `sched_process_exec`: the file name the
+    /// kernel ran, for an exec whose own name could not be read; 0 when absent.
+    pub exec_filename: u32,
 }
 
 const _: () = {

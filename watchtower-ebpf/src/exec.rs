@@ -5,7 +5,8 @@
 //! the leader to the id the kernel gives that thread.
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes},
+    EbpfContext as _,
+    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
     macros::{map, tracepoint},
     maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
@@ -126,31 +127,47 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// A successful exec: when a thread other than the leader made it, the kernel
+/// A successful exec. When a thread other than the leader made it, the kernel
 /// gave that thread the leader's id before the syscall returns, so its pending
 /// record moves from the old thread id to the new one (`sys_exit_execve` then
-/// finds it).
+/// finds it). When the caller's file name could not be read, or it ran a file
+/// descriptor (`fexecve`, a memfd), the kernel's name for what ran is kept.
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    let _ = try_exec_moved(&ctx);
+    let _ = try_exec_done(&ctx);
     0
 }
 
-fn try_exec_moved(ctx: &TracePointContext) -> Result<(), i64> {
-    let old_pid_off = tracepoint_offsets().exec_old_pid;
-    if old_pid_off == 0 {
-        return Ok(());
-    }
+fn try_exec_done(ctx: &TracePointContext) -> Result<(), i64> {
+    let offsets = tracepoint_offsets();
     let (_, tid) = current_ids();
-    // SAFETY: a tracepoint field read through bpf_probe_read_kernel.
-    let old: i32 = unsafe { ctx.read_at(old_pid_off as usize) }.map_err(i64::from)?;
-    let old = old as u32;
-    if old == tid {
+    if offsets.exec_old_pid != 0 {
+        // SAFETY: a tracepoint field read through bpf_probe_read_kernel.
+        let old: i32 = unsafe { ctx.read_at(offsets.exec_old_pid as usize) }.map_err(i64::from)?;
+        let old = old as u32;
+        if old != tid {
+            if let Some(record) = EXEC_PENDING.get_ptr(&old) {
+                // SAFETY: `record` points at the old thread's map value, copied by the helper.
+                unsafe { EXEC_PENDING.insert(&tid, &*record, 0) }.map_err(i64::from)?;
+                let _ = EXEC_PENDING.remove(&old);
+            }
+        }
+    }
+    if offsets.exec_filename == 0 {
         return Ok(());
     }
-    let record = EXEC_PENDING.get_ptr(&old).ok_or(1)?;
-    // SAFETY: `record` points at the old thread's map value, copied by the helper.
-    unsafe { EXEC_PENDING.insert(&tid, &*record, 0) }.map_err(i64::from)?;
-    let _ = EXEC_PENDING.remove(&old);
+    let record = EXEC_PENDING.get_ptr_mut(&tid).ok_or(1)?;
+    // SAFETY: `record` is this thread's pending map value; the tracepoint's data is
+    // read through bpf_probe_read_kernel.
+    unsafe {
+        if (*record).filename[0] != 0 {
+            return Ok(());
+        }
+        let loc: u32 = ctx.read_at(offsets.exec_filename as usize).map_err(i64::from)?;
+        let name = ctx.as_ptr().cast::<u8>().add((loc & 0xffff) as usize);
+        if bpf_probe_read_kernel_str_bytes(name, &mut (*record).filename).is_ok() {
+            (*record).flags |= exec_flags::KERNEL_FILENAME;
+        }
+    }
     Ok(())
 }

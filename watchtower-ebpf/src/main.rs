@@ -61,7 +61,7 @@ static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
     fork_child_pid: 0,
     exit_group_dead: 0,
     exec_old_pid: 0,
-    pad: [0; 1],
+    exec_filename: 0,
 };
 
 #[inline(always)]
