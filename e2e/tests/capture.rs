@@ -187,6 +187,46 @@ fn a_program_run_from_a_memfd_is_recorded_with_the_kernels_file_name() {
 }
 
 #[test]
+fn a_32_bit_execve_from_a_64_bit_process_is_recorded_in_its_login() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let agent = Agent::start(&[]);
+    // Where alice can read it, wherever the checkout is.
+    let dir = watchtower_e2e::TempDir::new("compat");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = dir.0.join("compat_execve.py");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compat_execve.py"),
+        &script,
+    )
+    .unwrap();
+    let (code, output) = sshd.ssh_password(ALICE, ALICE_PASSWORD, &format!("python3 {}", script.display()));
+    assert_eq!(code, 0, "ssh failed: {output}\n{}", sshd.log());
+    assert!(!output.contains("returned"), "the compat execve failed: {output}");
+    agent.wait_for("the ssh session's end", |e| {
+        e["kind"] == "session_end" && e["service"] == "sshd" && e["user"] == ALICE
+    });
+    let events = agent.stop();
+    let (_, start) = ssh_login(&events, ALICE);
+    let sleeps: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["filename"] == "/bin/sleep")
+        .collect();
+    assert_eq!(sleeps.len(), 1, "{sleeps:#?}");
+    assert_eq!(sleeps[0]["result"], 0);
+    assert_eq!(
+        sleeps[0]["argv"],
+        serde_json::json!(["sleep", "2"]),
+        "{:#}",
+        sleeps[0]
+    );
+    assert_eq!(session_of(sleeps[0]), session_of(start));
+    assert_eq!(sleeps[0]["session_user"], ALICE);
+}
+
+#[test]
 fn a_connect_to_an_ipv4_mapped_address_is_stored_as_the_ipv4_peer() {
     if !privileged() {
         return;

@@ -153,21 +153,62 @@ fn try_exec_done(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     }
-    if offsets.exec_filename == 0 {
+    let Some(record) = EXEC_PENDING.get_ptr_mut(&tid) else {
+        return unseen_exec(ctx, offsets.exec_filename);
+    };
+    // SAFETY: `record` is this thread's pending map value.
+    if offsets.exec_filename == 0 || unsafe { (*record).filename[0] } != 0 {
         return Ok(());
     }
-    let record = EXEC_PENDING.get_ptr_mut(&tid).ok_or(1)?;
-    // SAFETY: `record` is this thread's pending map value; the tracepoint's data is
-    // read through bpf_probe_read_kernel.
+    // SAFETY: as above; the tracepoint's data is read through bpf_probe_read_kernel.
+    unsafe { kernel_filename(ctx, offsets.exec_filename, record) }
+}
+
+/// Put the kernel's name for what ran (`filename` of `sched_process_exec`, a
+/// `__data_loc` at `filename_off`) into `record`.
+///
+/// # Safety
+/// `record` points at a writable `ExecRecord` (a map value or the scratch slot).
+unsafe fn kernel_filename(
+    ctx: &TracePointContext,
+    filename_off: u32,
+    record: *mut ExecRecord,
+) -> Result<(), i64> {
+    // SAFETY: the tracepoint's data is read through bpf_probe_read_kernel; `record`
+    // is writable by the contract above.
     unsafe {
-        if (*record).filename[0] != 0 {
-            return Ok(());
-        }
-        let loc: u32 = ctx.read_at(offsets.exec_filename as usize).map_err(i64::from)?;
+        let loc: u32 = ctx.read_at(filename_off as usize).map_err(i64::from)?;
         let name = ctx.as_ptr().cast::<u8>().add((loc & 0xffff) as usize);
         if bpf_probe_read_kernel_str_bytes(name, &mut (*record).filename).is_ok() {
             (*record).flags |= exec_flags::KERNEL_FILENAME;
         }
+    }
+    Ok(())
+}
+
+/// A successful exec no syscall tracepoint saw (a 32-bit `int 0x80` execve, or a
+/// pending record lost): sent now, with the kernel's file name and no arguments
+/// (user space reads them from the new image's /proc while it runs). Execs
+/// outside sessions are left to the syscall path, which counts them.
+fn unseen_exec(ctx: &TracePointContext, filename_off: u32) -> Result<(), i64> {
+    let (tgid, _) = current_ids();
+    if tgid == agent_tgid() || filename_off == 0 {
+        return Ok(());
+    }
+    let session = current_session(tgid).map_or(0, |s| s.key);
+    if session == 0 && !capture_all() {
+        return Ok(());
+    }
+    let record = EXEC_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: `record` is this CPU's scratch slot.
+    unsafe {
+        fill_header(&raw mut (*record).header, RecordKind::Exec, session);
+        (*record).retval = 0;
+        (*record).argc = 0;
+        (*record).flags = exec_flags::READ_FAILED | exec_flags::ARGS_TRUNCATED;
+        (*record).filename[0] = 0;
+        kernel_filename(ctx, filename_off, record)?;
+        emit(RecordKind::Exec, &*record);
     }
     Ok(())
 }
