@@ -4,13 +4,13 @@
 use aya_ebpf::{
     helpers::{bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes},
     macros::{map, tracepoint},
-    maps::{LruHashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use watchtower_common::{ConnectRecord, RecordKind, family};
 
 use crate::{
-    agent_tgid, capture_all, count_out_of_scope, current_ids, current_session, emit, fill_header,
+    agent_tgid, capture_all, count_lost, count_out_of_scope, current_ids, current_session, emit, fill_header,
     tracepoint_offsets,
 };
 
@@ -18,7 +18,7 @@ use crate::{
 static CONNECT_SCRATCH: PerCpuArray<ConnectRecord> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "CONNECT_PENDING")]
-static CONNECT_PENDING: LruHashMap<u32, ConnectRecord> = LruHashMap::with_max_entries(8192, 0);
+pub(crate) static CONNECT_PENDING: HashMap<u32, ConnectRecord> = HashMap::with_max_entries(8192, 0);
 
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
@@ -87,7 +87,10 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
                 }
             }
         }
-        CONNECT_PENDING.insert(&tid, &*record, 0).map_err(i64::from)
+        if CONNECT_PENDING.insert(&tid, &*record, 0).is_err() {
+            count_lost(RecordKind::Connect);
+        }
+        Ok(())
     }
 }
 

@@ -8,23 +8,25 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
     macros::{map, tracepoint},
-    maps::{LruHashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use watchtower_common::{EXEC_ARG_LEN, EXEC_FILENAME_LEN, EXEC_MAX_ARGS, ExecRecord, RecordKind, exec_flags};
 
 use crate::{
-    agent_tgid, capture_all, count_out_of_scope, current_ids, current_session, emit, fill_header,
-    tracepoint_offsets,
+    SESSIONS, agent_tgid, capture_all, count_lost, count_out_of_scope, current_ids, current_session, emit,
+    fill_header, tracepoint_offsets,
 };
 
 /// Per-CPU space to build a record too large for the 512-byte stack.
 #[map(name = "EXEC_SCRATCH")]
 static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// Records waiting for their syscall's exit, keyed by thread id.
+/// Records waiting for their syscall's exit, keyed by thread id. Not an LRU map:
+/// a record is never evicted silently; a full map counts the exec as lost, and a
+/// thread's record goes when the thread exits (`task::try_exit`).
 #[map(name = "EXEC_PENDING")]
-static EXEC_PENDING: LruHashMap<u32, ExecRecord> = LruHashMap::with_max_entries(8192, 0);
+pub(crate) static EXEC_PENDING: HashMap<u32, ExecRecord> = HashMap::with_max_entries(8192, 0);
 
 #[tracepoint]
 pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
@@ -108,7 +110,10 @@ fn try_enter(ctx: &TracePointContext, filename_off: u32, argv_off: u32) -> Resul
         }
         (*record).argc = argc;
         (*record).flags = flags;
-        EXEC_PENDING.insert(&tid, &*record, 0).map_err(i64::from)
+        if EXEC_PENDING.insert(&tid, &*record, 0).is_err() {
+            count_lost(RecordKind::Exec);
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +151,9 @@ fn try_exec_done(ctx: &TracePointContext) -> Result<(), i64> {
         let old: i32 = unsafe { ctx.read_at(offsets.exec_old_pid as usize) }.map_err(i64::from)?;
         let old = old as u32;
         if old != tid {
+            // The old thread id is gone (the thread is the leader now): so is its
+            // session entry, which a later process reusing the id must not inherit.
+            let _ = SESSIONS.remove(&old);
             if let Some(record) = EXEC_PENDING.get_ptr(&old) {
                 // SAFETY: `record` points at the old thread's map value, copied by the helper.
                 unsafe { EXEC_PENDING.insert(&tid, &*record, 0) }.map_err(i64::from)?;

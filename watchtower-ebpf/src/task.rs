@@ -71,6 +71,9 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // A thread created inside a session got its own entry at fork time.
         let _ = SESSIONS.remove(&tid);
     }
+    // A thread that dies inside execve or connect leaves no pending record behind.
+    let _ = crate::exec::EXEC_PENDING.remove(&tid);
+    let _ = crate::connect::CONNECT_PENDING.remove(&tid);
     if !process_exit {
         return Ok(());
     }
