@@ -226,6 +226,51 @@ fn a_32_bit_execve_from_a_64_bit_process_is_recorded_in_its_login() {
     assert_eq!(sleeps[0]["session_user"], ALICE);
 }
 
+/// The file libpam.so.0 is on this machine (what the dynamic linker loads).
+fn libpam_file() -> std::path::PathBuf {
+    let out = std::process::Command::new("/sbin/ldconfig")
+        .arg("-p")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("libpam.so.0 ") && l.contains("x86-64"))
+        .unwrap_or_else(|| panic!("no libpam.so.0 in ldconfig -p:\n{text}"));
+    let path = line.rsplit("=> ").next().unwrap().trim();
+    std::fs::canonicalize(path).unwrap()
+}
+
+#[test]
+fn a_login_after_libpam_is_replaced_on_disk_is_seen() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let agent = Agent::start(&[]);
+    // What a security update does: a new file under the same name (here with the
+    // same contents, so nothing else on the machine changes).
+    let libpam = libpam_file();
+    let fresh = libpam.with_extension("wt-e2e-new");
+    std::fs::copy(&libpam, &fresh).unwrap();
+    std::fs::rename(&fresh, &libpam).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (code, output) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "id");
+    assert_eq!(code, 0, "ssh failed: {output}\n{}", sshd.log());
+    agent.wait_for("the ssh session's end", |e| {
+        e["kind"] == "session_end" && e["service"] == "sshd" && e["user"] == ALICE
+    });
+    let events = agent.stop();
+    let (login, start) = ssh_login(&events, ALICE);
+    assert_eq!(login["remote_host"], "127.0.0.1");
+    let ids: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["filename"] == "/usr/bin/id")
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:#?}");
+    assert_eq!(session_of(ids[0]), session_of(start));
+}
+
 #[test]
 fn a_connect_to_an_ipv4_mapped_address_is_stored_as_the_ipv4_peer() {
     if !privileged() {

@@ -64,7 +64,7 @@ use crate::health::{HealthContext, HealthSources, JournalState, KernelStats};
 use crate::stages::assembler::Input;
 use crate::stages::log_witness as log_witness_stage;
 use crate::stages::reader::ReaderStats;
-use crate::stages::{assembler, reader, reconciler, sender, spool_writer, stdout, ticker};
+use crate::stages::{assembler, libpam_follower, reader, reconciler, sender, spool_writer, stdout, ticker};
 use crate::stamp::Stamper;
 
 use watchtower_proto::VERSION;
@@ -316,6 +316,12 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
                 stop_kernel_rx,
                 raw,
             ));
+            let probes: libpam_follower::SharedProbes = Arc::new(Mutex::new(Some(k.ebpf)));
+            let follower = tokio::spawn(libpam_follower::follow(
+                probes.clone(),
+                k.libpam,
+                stop_kernel_tx.subscribe(),
+            ));
             (
                 Some(KernelStats {
                     counters: k.counters,
@@ -323,7 +329,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
                 }),
                 None,
                 k.attached,
-                Some(k.ebpf),
+                Some((probes, follower)),
                 Some(reader),
             )
         }
@@ -416,7 +422,11 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
     if let Some(follower) = follower {
         follower.await??;
     }
-    drop(ebpf);
+    if let Some((probes, follower)) = ebpf {
+        follower.abort();
+        let _ = follower.await;
+        drop(probes.lock().expect("probes").take());
+    }
     let _ = stop_kernel_tx.send(true);
     if let Some(reader) = reader {
         reader.await??;

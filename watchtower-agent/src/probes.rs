@@ -2,7 +2,7 @@
 //! one place: privileges, tracefs, BTF, tracepoint layouts and libpam.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -198,11 +198,64 @@ impl KernelCounters {
     }
 }
 
+/// Attach the PAM uprobes to `libpam` (loading their programs first when `load`:
+/// at start; a libpam replaced later gets the loaded programs attached to the new
+/// file, the old attachments stay on the old one). Returns what was attached.
+pub fn attach_pam(ebpf: &mut Ebpf, libpam: &Path, load: bool) -> anyhow::Result<Vec<String>> {
+    let mut attached = Vec::new();
+    let mut attach_uprobe =
+        |ebpf: &mut Ebpf, program: &str, symbols: &[(&str, bool)]| -> anyhow::Result<()> {
+            let probe: &mut UProbe = ebpf
+                .program_mut(program)
+                .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+                .try_into()?;
+            if load {
+                probe
+                    .load()
+                    .with_context(|| format!("verifier rejected {program}"))?;
+            }
+            for (symbol, required) in symbols {
+                match probe.attach(*symbol, libpam, UProbeScope::AllProcesses) {
+                    Ok(_) => attached.push(format!(
+                        "{}:{}:{symbol}",
+                        if program.ends_with("_ret") {
+                            "uretprobe"
+                        } else {
+                            "uprobe"
+                        },
+                        libpam.display()
+                    )),
+                    Err(e) if !required => {
+                        tracing::info!(symbol, error = %e, "optional PAM symbol not attached");
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                        "attaching {program} to {symbol} in {} (uprobes need CAP_SYS_ADMIN on this kernel)",
+                        libpam.display()
+                    )));
+                    }
+                }
+            }
+            Ok(())
+        };
+    attach_uprobe(ebpf, "pam_start", &[("pam_start", true)])?;
+    attach_uprobe(ebpf, "pam_start_confdir", &[("pam_start_confdir", false)])?;
+    attach_uprobe(
+        ebpf,
+        "pam_start_ret",
+        &[("pam_start", true), ("pam_start_confdir", false)],
+    )?;
+    attach_uprobe(ebpf, "pam_set_item", &[("pam_set_item", true)])?;
+    for step in PAM_STEPS {
+        attach_uprobe(ebpf, step, &[(step, true)])?;
+    }
+    let steps: Vec<(&str, bool)> = PAM_STEPS.iter().map(|s| (*s, true)).collect();
+    attach_uprobe(ebpf, "pam_call_ret", &steps)?;
+    attach_uprobe(ebpf, "pam_end", &[("pam_end", true)])?;
+    Ok(attached)
+}
+
 /// Load the object, configure it for this kernel and attach every probe.
-#[expect(
-    clippy::too_many_lines,
-    reason = "the attach sequence reads best in one place, in order"
-)]
 pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) -> anyhow::Result<Probes> {
     // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
     let unlimited = libc::rlimit {
@@ -264,54 +317,7 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
         }
     }
 
-    let libpam = &preflight.libpam;
-    let mut attach_uprobe =
-        |ebpf: &mut Ebpf, program: &str, symbols: &[(&str, bool)]| -> anyhow::Result<()> {
-            let probe: &mut UProbe = ebpf
-                .program_mut(program)
-                .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
-                .try_into()?;
-            probe
-                .load()
-                .with_context(|| format!("verifier rejected {program}"))?;
-            for (symbol, required) in symbols {
-                match probe.attach(*symbol, libpam, UProbeScope::AllProcesses) {
-                    Ok(_) => attached.push(format!(
-                        "{}:{}:{symbol}",
-                        if program.ends_with("_ret") {
-                            "uretprobe"
-                        } else {
-                            "uprobe"
-                        },
-                        libpam.display()
-                    )),
-                    Err(e) if !required => {
-                        tracing::info!(symbol, error = %e, "optional PAM symbol not attached");
-                    }
-                    Err(e) => {
-                        return Err(anyhow::Error::new(e).context(format!(
-                        "attaching {program} to {symbol} in {} (uprobes need CAP_SYS_ADMIN on this kernel)",
-                        libpam.display()
-                    )));
-                    }
-                }
-            }
-            Ok(())
-        };
-    attach_uprobe(&mut ebpf, "pam_start", &[("pam_start", true)])?;
-    attach_uprobe(&mut ebpf, "pam_start_confdir", &[("pam_start_confdir", false)])?;
-    attach_uprobe(
-        &mut ebpf,
-        "pam_start_ret",
-        &[("pam_start", true), ("pam_start_confdir", false)],
-    )?;
-    attach_uprobe(&mut ebpf, "pam_set_item", &[("pam_set_item", true)])?;
-    for step in PAM_STEPS {
-        attach_uprobe(&mut ebpf, step, &[(step, true)])?;
-    }
-    let steps: Vec<(&str, bool)> = PAM_STEPS.iter().map(|s| (*s, true)).collect();
-    attach_uprobe(&mut ebpf, "pam_call_ret", &steps)?;
-    attach_uprobe(&mut ebpf, "pam_end", &[("pam_end", true)])?;
+    attached.extend(attach_pam(&mut ebpf, &preflight.libpam, true)?);
 
     let ring = RingBuf::try_from(
         ebpf.take_map(names::EVENTS)

@@ -15,6 +15,8 @@ pub struct KernelStarted {
     pub counters: probes::KernelCounters,
     pub attached: Vec<String>,
     pub adopted: Vec<adopt::AdoptedSession>,
+    /// The libpam the PAM probes are attached to (followed when replaced).
+    pub libpam: std::path::PathBuf,
 }
 
 /// Check the machine, load and attach the probes.
@@ -56,6 +58,7 @@ pub fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
         counters,
         attached,
         adopted,
+        libpam: found.libpam,
     })
 }
 

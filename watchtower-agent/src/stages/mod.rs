@@ -9,6 +9,7 @@
 //! - [`reader`]: the kernel's ring buffer, decoded ([`crate::decode`]);
 //! - [`crate::journal`]: the journal's logins;
 //! - [`ticker`]: the clock (health records, the reconciliation window);
+//! - [`libpam_follower`]: the PAM probes attached to a libpam replaced on disk;
 //! - [`assembler`]: kernel records into events ([`crate::assemble`]);
 //! - [`reconciler`]: stamps every event ([`crate::stamp`]), cross-checks logins
 //!   with the journal ([`crate::reconcile`]) and builds the health records
@@ -23,6 +24,7 @@
 //! silent.
 
 pub mod assembler;
+pub mod libpam_follower;
 pub mod log_witness;
 pub mod reader;
 pub mod reconciler;
