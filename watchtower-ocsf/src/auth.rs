@@ -99,16 +99,28 @@ pub(super) fn login_attempt(event: &Event, a: &LoginAttempt) -> Record {
     r
 }
 
+/// A session's Logon or Logoff (always a success), and whether it is remote.
+fn session_record(
+    event: &Event,
+    activity: Id,
+    service: &str,
+    remote_host: Option<&str>,
+    process: Option<&Process>,
+) -> (Record, bool) {
+    let mut r = Record::new(AUTHENTICATION, activity);
+    let remote = login(&mut r, event, service, remote_host, process);
+    r.status(SUCCESS);
+    (r, remote)
+}
+
 pub(super) fn session_start(event: &Event, s: &SessionStart) -> Record {
-    let mut r = Record::new(AUTHENTICATION, LOGON);
-    let remote = login(
-        &mut r,
+    let (mut r, remote) = session_record(
         event,
+        LOGON,
         &s.service,
         s.remote_host.as_deref(),
         s.process.as_ref(),
     );
-    r.status(SUCCESS);
     let user = object([
         ("name", json!(s.user)),
         (
@@ -138,15 +150,13 @@ pub(super) fn session_start(event: &Event, s: &SessionStart) -> Record {
 }
 
 pub(super) fn session_end(event: &Event, s: &SessionEnd) -> Record {
-    let mut r = Record::new(AUTHENTICATION, LOGOFF);
-    let remote = login(
-        &mut r,
+    let (mut r, remote) = session_record(
         event,
+        LOGOFF,
         &s.service,
         s.remote_host.as_deref(),
         s.process.as_ref(),
     );
-    r.status(SUCCESS);
     r.set("status_detail", json!(non_empty(&s.reason)));
     let end = ms(event.time_unix_ns);
     let start = (s.duration_ns > 0).then(|| ms(event.time_unix_ns.saturating_sub(s.duration_ns)));

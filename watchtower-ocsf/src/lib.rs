@@ -59,36 +59,20 @@ struct Class {
     category_name: &'static str,
 }
 
-const AUTHENTICATION: Class = Class {
-    uid: 3002,
-    name: "Authentication",
-    category_uid: 3,
-    category_name: "Identity & Access Management",
-};
-const PROCESS_ACTIVITY: Class = Class {
-    uid: 1007,
-    name: "Process Activity",
-    category_uid: 1,
-    category_name: "System Activity",
-};
-const NETWORK_ACTIVITY: Class = Class {
-    uid: 4001,
-    name: "Network Activity",
-    category_uid: 4,
-    category_name: "Network Activity",
-};
-const DETECTION_FINDING: Class = Class {
-    uid: 2004,
-    name: "Detection Finding",
-    category_uid: 2,
-    category_name: "Findings",
-};
-const BASE_EVENT: Class = Class {
-    uid: 0,
-    name: "Base Event",
-    category_uid: 0,
-    category_name: "Uncategorized",
-};
+const fn class(uid: u32, name: &'static str, category_uid: u32, category_name: &'static str) -> Class {
+    Class {
+        uid,
+        name,
+        category_uid,
+        category_name,
+    }
+}
+
+const AUTHENTICATION: Class = class(3002, "Authentication", 3, "Identity & Access Management");
+const PROCESS_ACTIVITY: Class = class(1007, "Process Activity", 1, "System Activity");
+const NETWORK_ACTIVITY: Class = class(4001, "Network Activity", 4, "Network Activity");
+const DETECTION_FINDING: Class = class(2004, "Detection Finding", 2, "Findings");
+const BASE_EVENT: Class = class(0, "Base Event", 0, "Uncategorized");
 
 /// A value of an OCSF enum attribute (`*_id`) and its caption (the sibling
 /// attribute without `_id`).
