@@ -24,12 +24,12 @@
 //! version, `uid` the event's stable id `host/boot/seq` (`alert/<id>` for
 //! alerts), `sequence` the seq, `event_code` the kind, `logged_time` when the
 //! server stored it, `labels` the host's certificate labels as `key=value`, and
-//! `profiles` `host`. `device` is the host (`hostname` and `uid` the host id);
+//! `profiles` `host`. `device` is the host (`hostname` and `uid` the host id, `boot_uid` its boot);
 //! `actor.session` is the login session the event is attributed to (`uid` its
 //! 16 hex digits, `uid_alt` `host/boot/session`, which is unique across hosts)
 //! and `actor.user` that login's user, where the event carries them.
 //! What has no OCSF attribute is in `unmapped` (an object, always present), by
-//! the field's name in `watchtower.proto`: `boot_id`, `labels` (as an object),
+//! the field's name in `watchtower.proto`: `labels` (as an object),
 //! the PAM return codes, `tty`, `parent_session`, `argv`, ...
 
 mod activity;
@@ -208,7 +208,7 @@ impl Record {
         put(&mut out, "severity", json!(self.severity.name));
         put(&mut out, "message", json!(header.message));
         put(&mut out, "metadata", metadata);
-        let device = device(header.host_id);
+        let device = device(header.host_id, header.boot_id);
         let actor = if self.actor.is_empty() {
             Value::Null
         } else {
@@ -216,7 +216,6 @@ impl Record {
         };
         put(&mut out, "device", device);
         put(&mut out, "actor", actor);
-        self.note("boot_id", json!(header.boot_id.filter(|b| !b.is_empty())));
         if !header.labels.is_empty() {
             let labels: Map<String, Value> = header
                 .labels
@@ -428,12 +427,18 @@ fn endpoint(address: &str) -> Value {
     }
 }
 
-/// The host as a `device` (null when there is no host id).
-fn device(host_id: &str) -> Value {
-    non_empty(host_id).map_or(
-        Value::Null,
-        |host| json!({"hostname": host, "uid": host, "type_id": UNKNOWN.id, "type": UNKNOWN.name}),
-    )
+/// The host as a `device`, with the boot the event was made in (null when there
+/// is no host id).
+fn device(host_id: &str, boot_id: Option<&str>) -> Value {
+    non_empty(host_id).map_or(Value::Null, |host| {
+        object([
+            ("hostname", json!(host)),
+            ("uid", json!(host)),
+            ("boot_uid", json!(boot_id.and_then(non_empty))),
+            ("type_id", json!(UNKNOWN.id)),
+            ("type", json!(UNKNOWN.name)),
+        ])
+    })
 }
 
 /// A login session as a `session`: `uid` its 16 hex digits, `uid_alt` unique

@@ -269,7 +269,8 @@ fn a_failed_ssh_login_is_a_failed_remote_logon() {
     assert_eq!(e["metadata"]["version"], super::SCHEMA_VERSION);
     assert_eq!(e["time"], 1_700_000_000_001u64);
     assert_eq!(e["message"], "row");
-    assert_eq!(e["unmapped"]["boot_id"], "b1");
+    assert_eq!(e["device"]["boot_uid"], "b1");
+    assert!(e["unmapped"].get("boot_id").is_none());
     assert_eq!(e["unmapped"]["labels"]["env"], "prod");
 }
 
