@@ -554,6 +554,26 @@ pub fn ctl(pki: &Pki, server: &Server, args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
+/// An agent's Hello as `host` in boot `boot`.
+#[must_use]
+pub fn hello(host: &str, boot: &str) -> AgentMessage {
+    AgentMessage {
+        msg: Some(agent_message::Msg::Hello(Hello {
+            host_id: host.into(),
+            boot_id: boot.into(),
+            agent_version: "e2e".into(),
+        })),
+    }
+}
+
+/// A batch of `events` numbered `batch_id`.
+#[must_use]
+pub fn batch(batch_id: u64, events: Vec<Event>) -> AgentMessage {
+    AgentMessage {
+        msg: Some(agent_message::Msg::Batch(EventBatch { batch_id, events })),
+    }
+}
+
 /// Send `batches` (numbered from 1) on one ingest stream as `host` in boot `boot`,
 /// with the host's certificate, as an agent would; the Acks in order (the stream
 /// ends when they are all in).
@@ -569,20 +589,9 @@ pub fn ingest_batches(
         let agent = channel(&server.address(), pki.client_tls(Some(host)))
             .await
             .expect("agent connects");
-        let mut messages = vec![AgentMessage {
-            msg: Some(agent_message::Msg::Hello(Hello {
-                host_id: host.into(),
-                boot_id: boot.into(),
-                agent_version: "e2e".into(),
-            })),
-        }];
+        let mut messages = vec![hello(host, boot)];
         for (n, events) in batches.into_iter().enumerate() {
-            messages.push(AgentMessage {
-                msg: Some(agent_message::Msg::Batch(EventBatch {
-                    batch_id: n as u64 + 1,
-                    events,
-                })),
-            });
+            messages.push(batch(n as u64 + 1, events));
         }
         let mut answers = IngestClient::new(agent)
             .stream(tokio_stream::iter(messages))

@@ -15,8 +15,8 @@ use watchtower_proto::pb::event::Body;
 use watchtower_proto::pb::ingest_client::IngestClient;
 use watchtower_proto::pb::query_client::QueryClient;
 use watchtower_proto::pb::{
-    Ack, AgentHealth, AgentMessage, Alert, Event, EventBatch, Heartbeat, Hello, ListAlertsRequest,
-    LoginAttempt, Outcome, ServerMessage, agent_message, server_message,
+    Ack, AgentHealth, AgentMessage, Alert, Event, Heartbeat, ListAlertsRequest, LoginAttempt, Outcome,
+    ServerMessage, agent_message, server_message,
 };
 
 /// The boot id of every record these tests send.
@@ -50,22 +50,6 @@ fn login(host: &str, seq: u64, remote: &str) -> Event {
             outcome: Outcome::Success as i32,
             ..LoginAttempt::default()
         })),
-    }
-}
-
-fn hello(host: &str) -> AgentMessage {
-    AgentMessage {
-        msg: Some(agent_message::Msg::Hello(Hello {
-            host_id: host.into(),
-            boot_id: BOOT.into(),
-            agent_version: "e2e".into(),
-        })),
-    }
-}
-
-fn batch(batch_id: u64, events: Vec<Event>) -> AgentMessage {
-    AgentMessage {
-        msg: Some(agent_message::Msg::Batch(EventBatch { batch_id, events })),
     }
 }
 
@@ -212,14 +196,14 @@ async fn idle_stream(pki: &Pki, server: &Server, host: &str) -> tokio::task::Joi
         })),
     };
     let messages = vec![
-        hello(host),
+        watchtower_e2e::central::hello(host, BOOT),
         AgentMessage {
             msg: Some(agent_message::Msg::Heartbeat(Heartbeat {
                 time_unix_ns: now_ns(),
                 ..Heartbeat::default()
             })),
         },
-        batch(1, vec![health]),
+        watchtower_e2e::central::batch(1, vec![health]),
     ];
     let outbound = tokio_stream::iter(messages).chain(tokio_stream::pending::<AgentMessage>());
     let mut answers = IngestClient::new(agent)

@@ -201,13 +201,15 @@ impl Admission {
             held.handshakes += 1;
             held.connections += 1;
         }
-        let source_connection = SourceConnection {
+        let source_connection = SourceShare {
             admission: self.clone(),
             source,
+            count: |held| &mut held.connections,
         };
-        let handshake = SourceHandshake {
+        let handshake = SourceShare {
             admission: self.clone(),
             source,
+            count: |held| &mut held.handshakes,
         };
         let Ok(global) = self.handshakes.clone().try_acquire_owned() else {
             return Err(refused(Refusal::Handshakes));
@@ -242,36 +244,27 @@ impl Admission {
     }
 }
 
-/// One handshake's share of its source's cap.
-struct SourceHandshake {
+/// One handshake's or one connection's share of its source's caps, given back
+/// when dropped.
+struct SourceShare {
     admission: Arc<Admission>,
     source: IpAddr,
+    /// Which count of the source's load it holds.
+    count: fn(&mut SourceLoad) -> &mut usize,
 }
 
-impl Drop for SourceHandshake {
+impl Drop for SourceShare {
     fn drop(&mut self) {
+        let count = self.count;
         self.admission
-            .release_source(self.source, |held| held.handshakes -= 1);
-    }
-}
-
-/// One connection's share of its source's cap.
-struct SourceConnection {
-    admission: Arc<Admission>,
-    source: IpAddr,
-}
-
-impl Drop for SourceConnection {
-    fn drop(&mut self) {
-        self.admission
-            .release_source(self.source, |held| held.connections -= 1);
+            .release_source(self.source, |held| *count(held) -= 1);
     }
 }
 
 /// A handshake in progress: both its caps, given back when it ends either way.
 struct Handshake {
     _global: OwnedSemaphorePermit,
-    _source: SourceHandshake,
+    _source: SourceShare,
     counters: Arc<ServerCounters>,
 }
 
@@ -284,7 +277,7 @@ impl Drop for Handshake {
 /// An open connection's place under the connection cap.
 struct Connection {
     _permit: OwnedSemaphorePermit,
-    _source: SourceConnection,
+    _source: SourceShare,
     counters: Arc<ServerCounters>,
 }
 

@@ -63,10 +63,11 @@ impl Logins {
 
     /// `stored` as an OCSF event, attributed to its login when the store knows it.
     pub async fn ocsf(&mut self, client: &mut Client, stored: &StoredEvent) -> serde_json::Value {
-        let message = crate::render::ocsf_message(stored);
         match self.login_of(client, stored).await {
-            Some(login) => watchtower_ocsf::event_in_login(stored, message, &login),
-            None => watchtower_ocsf::event(stored, message),
+            Some(login) => {
+                watchtower_ocsf::event_in_login(stored, crate::render::ocsf_message(stored), &login)
+            }
+            None => crate::render::ocsf_event(stored),
         }
     }
 }

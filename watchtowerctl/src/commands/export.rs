@@ -12,7 +12,7 @@ use watchtower_proto::pb::{EventFilter, StoredEvent};
 use crate::client::Client;
 use crate::commands::{Filters, Period, filter_of, range};
 use crate::logins::Logins;
-use crate::render::{ocsf_event, row};
+use crate::render::row;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -104,15 +104,14 @@ async fn export_ocsf(client: &mut Client, filter: &EventFilter, mut sink: impl W
 enum Exporter<W: Write> {
     Csv(Box<csv::Writer<W>>),
     Jsonl(W),
-    Ocsf(W),
 }
 
 impl<W: Write> Exporter<W> {
     fn new(format: Format, sink: W) -> Self {
         match format {
             Format::Csv => Exporter::Csv(Box::new(csv::Writer::from_writer(sink))),
-            Format::Jsonl => Exporter::Jsonl(sink),
-            Format::Ocsf => Exporter::Ocsf(sink),
+            // Written by `export_ocsf`, which looks up each event's login.
+            Format::Jsonl | Format::Ocsf => Exporter::Jsonl(sink),
         }
     }
 
@@ -120,7 +119,6 @@ impl<W: Write> Exporter<W> {
         match self {
             Exporter::Csv(writer) => writer.serialize(row(stored))?,
             Exporter::Jsonl(sink) => super::write_json_line(sink, stored)?,
-            Exporter::Ocsf(sink) => super::write_json_line(sink, &ocsf_event(stored))?,
         }
         Ok(())
     }
@@ -128,7 +126,7 @@ impl<W: Write> Exporter<W> {
     fn flush(&mut self) -> anyhow::Result<()> {
         match self {
             Exporter::Csv(writer) => writer.flush()?,
-            Exporter::Jsonl(sink) | Exporter::Ocsf(sink) => sink.flush()?,
+            Exporter::Jsonl(sink) => sink.flush()?,
         }
         Ok(())
     }
@@ -183,8 +181,10 @@ time,time_unix_ns,host_id,boot_id,seq,kind,user,session,remote,outcome,service,d
 
     #[test]
     fn two_events_as_ocsf_lines() {
-        let text = export(Format::Ocsf);
-        let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let events: Vec<serde_json::Value> = [fixtures::failed_login(), fixtures::exec()]
+            .iter()
+            .map(crate::render::ocsf_event)
+            .collect();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0]["class_uid"], 3002);
         assert_eq!(events[0]["status_id"], 2);
