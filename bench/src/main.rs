@@ -2,6 +2,7 @@
 //! workload they run inside an ssh login.
 
 mod ingest;
+mod profile;
 mod query;
 mod report;
 mod rig;
@@ -34,6 +35,9 @@ enum Part {
     Completeness,
     Ingest,
     Query,
+    /// A CPU profile of the agent and the server in one full-pipeline storm of each
+    /// kind (needs perf; not part of the default run).
+    Profile,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +75,10 @@ enum Task {
         /// Events per host per ingest run (4 hosts, batches of 512 as the agent sends).
         #[arg(long, default_value_t = 50_000)]
         ingest_events_per_host: usize,
+        /// Profiles of an earlier build to show beside this run's (JSON written by the
+        /// profile part, `<work-dir>/profiles.json`), as `LABEL=PATH`.
+        #[arg(long)]
+        profile_before: Option<String>,
         /// The command line named in the report.
         #[arg(long, default_value = "cargo xtask bench")]
         command_line: String,
@@ -105,9 +113,10 @@ fn main() -> anyhow::Result<()> {
             storm_count,
             query_sizes,
             ingest_events_per_host,
+            profile_before,
             command_line,
         } => {
-            let wants = |part: Part| only.is_empty() || only.contains(&part);
+            let wants = |part: Part| (only.is_empty() && part != Part::Profile) || only.contains(&part);
             // The report is rewritten after each part, so a long run that is stopped
             // keeps what it measured.
             let write = |results: &report::Results| -> anyhow::Result<()> {
@@ -119,6 +128,13 @@ fn main() -> anyhow::Result<()> {
             };
             std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
             let mut results = report::Results::default();
+            if let Some(before) = &profile_before {
+                results.profiles_before = profile::load(before)?;
+            }
+            if wants(Part::Profile) {
+                results.profiles = profile::run_both(storm_count, &work_dir)?;
+                write(&results)?;
+            }
             if wants(Part::Overhead) || wants(Part::Completeness) {
                 let mut rig = rig::Rig::start()?;
                 for storm in [Storm::Exec, Storm::Connect] {

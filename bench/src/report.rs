@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 use crate::ingest::IngestResult;
+use crate::profile::Profile;
 use crate::query::QueryResult;
 use crate::stats::{Ratios, median};
 use crate::storms::{Completeness, Overhead};
@@ -15,6 +16,9 @@ pub struct Results {
     pub completeness: Vec<Completeness>,
     pub ingest: Option<IngestResult>,
     pub query: Option<QueryResult>,
+    pub profiles: Vec<Profile>,
+    /// The profiles of an earlier build, shown beside this run's (`--profile-before`).
+    pub profiles_before: Vec<(String, Profile)>,
 }
 
 fn shell(program: &str, args: &[&str]) -> String {
@@ -300,7 +304,52 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
             median(&q.full_scan_secs) * 1000.0
         );
     }
+    render_profiles(&mut out, results);
     out
+}
+
+fn render_profiles(out: &mut String, results: &Results) {
+    if results.profiles.is_empty() && results.profiles_before.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Where the time goes\n");
+    let _ = writeln!(
+        out,
+        "`perf record -e cpu-clock -F 499 --call-graph dwarf` on the agent and on the server during one \
+         full-pipeline storm (1 thread, inside an ssh login). Self: samples in the symbol \
+         itself; inclusive: in the symbol and what it calls (user-space symbols only). `[k]` \
+         is the kernel, `[.]` user space. Percent of the process's samples.\n"
+    );
+    let mut all: Vec<(String, &Profile)> = results
+        .profiles_before
+        .iter()
+        .map(|(label, p)| (label.clone(), p))
+        .collect();
+    all.extend(results.profiles.iter().map(|p| ("this run".to_owned(), p)));
+    for (label, p) in all {
+        for top in &p.tops {
+            let _ = writeln!(
+                out,
+                "\n### {} storm, {} ({label}; {} ops at {:.0}/s, {} samples)\n",
+                p.storm, top.process, p.count, p.rate, top.samples
+            );
+            let _ = writeln!(out, "| Self % | Symbol | Inclusive % | Symbol |");
+            let _ = writeln!(out, "|---|---|---|---|");
+            for i in 0..top.self_time.len().max(top.inclusive.len()) {
+                let cell = |e: Option<&crate::profile::Entry>| {
+                    e.map_or((String::new(), String::new()), |e| {
+                        (
+                            format!("{:.1}", e.percent),
+                            format!("`{}`", e.symbol.replace('|', "\\|")),
+                        )
+                    })
+                };
+                let (sp, ss) = cell(top.self_time.get(i));
+                let (ip, is) = cell(top.inclusive.get(i));
+                let _ = writeln!(out, "| {sp} | {ss} | {ip} | {is} |");
+            }
+        }
+    }
 }
 
 /// Today's date (UTC) for the report.

@@ -117,7 +117,7 @@ fn pid_of(name: &str) -> Option<u32> {
 }
 
 /// A child process whose stderr is collected.
-struct Watched {
+pub struct Watched {
     child: Child,
     stderr: Arc<Mutex<String>>,
 }
@@ -142,6 +142,10 @@ impl Watched {
         Ok(Watched { child, stderr })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn wait_for_log(&mut self, needle: &str) -> anyhow::Result<()> {
         let start = Instant::now();
         while !self.stderr.lock().expect("stderr").contains(needle) {
@@ -163,7 +167,7 @@ impl Watched {
     }
 
     /// SIGTERM, then the exit and what it printed on stdout.
-    fn terminate(mut self) -> anyhow::Result<String> {
+    pub fn terminate(mut self) -> anyhow::Result<String> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let mut out = String::new();
@@ -284,7 +288,7 @@ impl Rig {
     }
 
     /// The storm inside an ssh login of `wt_alice`.
-    fn storm(&self, storm: Storm, count: u64, parallel: usize) -> anyhow::Result<StormResult> {
+    pub fn storm(&self, storm: Storm, count: u64, parallel: usize) -> anyhow::Result<StormResult> {
         let command = format!(
             "{} workload {} --count {count} --parallel {parallel}",
             self.workload.display(),
@@ -306,7 +310,7 @@ impl Rig {
         Ok(result)
     }
 
-    fn agent(&self, arm: Arm) -> anyhow::Result<Watched> {
+    pub fn agent(&self, arm: Arm) -> anyhow::Result<Watched> {
         let mut command = Command::new(agent_binary());
         command
             .args(["--host-id", HOST, "--state-dir"])
@@ -324,8 +328,13 @@ impl Rig {
         Ok(agent)
     }
 
+    /// The server's process id.
+    pub fn server_pid(&self) -> u32 {
+        self.server.pid()
+    }
+
     /// The host's stored event count (cheap: its host record).
-    fn stored_total(&mut self) -> u64 {
+    pub fn stored_total(&mut self) -> u64 {
         self.reader
             .hosts()
             .iter()
@@ -335,7 +344,7 @@ impl Rig {
 
     /// Wait until the server holds `at_least` more events than `before` and the
     /// count stopped moving (the agent has delivered what it had).
-    fn wait_stored(&mut self, before: u64, at_least: u64) {
+    pub fn wait_stored(&mut self, before: u64, at_least: u64) {
         let start = Instant::now();
         let mut last = (self.stored_total(), Instant::now());
         loop {

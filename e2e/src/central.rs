@@ -370,7 +370,11 @@ pub struct Reader {
 #[must_use]
 pub fn runtime() -> tokio::runtime::Runtime {
     watchtower_pki::install_crypto_provider();
-    tokio::runtime::Builder::new_current_thread()
+    // One worker thread, not the current thread: a connection kept between
+    // `block_on` calls must still answer the server's HTTP/2 keepalive pings, or the
+    // server closes it after 20 s of a test's silence.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime")

@@ -119,9 +119,14 @@ impl LogWitness {
     /// order); a receipt for an event the batch did not hold is a finding.
     pub fn receipts(&mut self, ids: &[RecordId], receipts: &[Receipt]) -> Vec<Finding> {
         let mut findings = Vec::new();
-        let mut leaves = Vec::with_capacity(receipts.len());
-        for receipt in receipts {
-            let Some(id) = ids.iter().find(|id| id.seq == receipt.seq) else {
+        let mut valid = Vec::with_capacity(receipts.len());
+        for (position, receipt) in receipts.iter().enumerate() {
+            // Receipts come in the batch's order: look there first.
+            let id = ids
+                .get(position)
+                .filter(|id| id.seq == receipt.seq)
+                .or_else(|| ids.iter().find(|id| id.seq == receipt.seq));
+            let Some(id) = id else {
                 findings.push(self.found(
                     "bad_receipt",
                     format!("a receipt for seq {}, which the batch did not hold", receipt.seq),
@@ -135,21 +140,25 @@ impl LogWitness {
                 ));
                 continue;
             };
+            valid.push((receipt, id, record_sha256));
+        }
+        if !valid.is_empty() {
+            // Only the receipt picked is proven, so only its leaf is hashed.
+            let pick = self.choose.hash_one(valid[0].0.leaf_index) as usize % valid.len();
+            let (receipt, id, record_sha256) = valid.swap_remove(pick);
             let id = id.clone();
             let entry = if receipt.conflict {
                 LeafEntry::Conflict { id, record_sha256 }
             } else {
                 LeafEntry::Record { id, record_sha256 }
             };
-            leaves.push((receipt.leaf_index, hex(&entry.leaf_hash().0)));
-        }
-        if !leaves.is_empty() {
-            let pick = self.choose.hash_one(leaves[0].0) as usize % leaves.len();
             if self.state.pending.len() >= MAX_PENDING {
                 self.state.pending.pop_front();
                 self.state.receipts_dropped += 1;
             }
-            self.state.pending.push_back(leaves.swap_remove(pick));
+            self.state
+                .pending
+                .push_back((receipt.leaf_index, hex(&entry.leaf_hash().0)));
         }
         findings
     }

@@ -5,7 +5,12 @@
 //! - a record counts as captured only once it is fsynced: [`Spool::append`] writes a whole
 //!   group and fsyncs once for it;
 //! - the directory is fsynced whenever a file in it is created, renamed or removed;
-//! - a segment is deleted only after the ack that covers it is durable in `acked`;
+//! - a segment is deleted only after the ack that covers it is durable in `acked`; the
+//!   segment appends go on in is kept, even fully acknowledged, until a record no
+//!   longer fits in it;
+//! - other acks are made durable at most once per [`ACK_SYNC_INTERVAL`] (and when the
+//!   spool is closed): an ack lost in a crash only makes the agent send those records
+//!   again, and the server drops what it already holds by `(host, boot, seq)`;
 //! - every record carries a CRC-32; a torn or corrupt tail is cut and counted, never a crash.
 //!
 //! On-disk format, all in one directory:
@@ -58,6 +63,8 @@ const MAX_RECORD: usize = 4 * 1024 * 1024;
 /// A read can seek to within this many bytes of the record it starts at.
 const MARK_EVERY: u64 = 64 * 1024;
 const ACKED_FILE: &str = "acked";
+/// How long an ack that deletes no segment may stay in memory only.
+pub const ACK_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 const ACKED_TMP: &str = "acked.tmp";
 const SEGMENT_SUFFIX: &str = ".seg";
 const NAME_DIGITS: usize = 20;
@@ -125,6 +132,9 @@ pub struct Spool {
     /// Write handle on the last segment, when appends go on in it.
     active: Option<File>,
     acked: u64,
+    /// What `acked` on disk says, and when it was last written.
+    acked_on_disk: u64,
+    acked_written_at: std::time::Instant,
     next_index: u64,
     pending: u64,
     bytes: u64,
@@ -215,6 +225,14 @@ struct Planned {
     frames: Vec<(u64, u64, u64)>,
 }
 
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync_acked() {
+            tracing::warn!("the last ack could not be made durable (its records will be sent again): {e}");
+        }
+    }
+}
+
 impl Spool {
     /// Open (or create) the spool in `config.dir`, cutting torn or corrupt tails.
     pub fn open(config: SpoolConfig) -> Result<(Spool, OpenReport), SpoolError> {
@@ -295,6 +313,8 @@ impl Spool {
             segments,
             active,
             acked,
+            acked_on_disk: acked,
+            acked_written_at: std::time::Instant::now(),
             next_index,
             pending,
             dropped: [SPOOL_FULL, WRITE_ERROR, TOO_LARGE, QUARANTINE_FULL]
@@ -314,6 +334,12 @@ impl Spool {
     /// error the files are put back as they were, the group is counted as `write_error`,
     /// and the error is returned.
     pub fn append(&mut self, records: &[Vec<u8>]) -> Result<Appended, SpoolError> {
+        let group_bytes = records
+            .iter()
+            .filter(|r| r.len() <= MAX_RECORD)
+            .map(|r| HEADER_LEN + r.len() as u64)
+            .sum();
+        self.retire_acked_segment(group_bytes)?;
         let (plan, dropped_full, too_large) = self.plan(records);
         self.count(TOO_LARGE, too_large);
         self.count(SPOOL_FULL, dropped_full);
@@ -365,8 +391,10 @@ impl Spool {
         Ok(out)
     }
 
-    /// The server has stored every record through `through`: make that durable, then
-    /// delete the segments it covers completely.
+    /// The server has stored every record through `through`: delete the segments it
+    /// covers completely, after making the ack durable. An ack that deletes nothing
+    /// is made durable with the next one after [`ACK_SYNC_INTERVAL`], or by
+    /// [`Spool::sync_acked`].
     pub fn ack(&mut self, through: u64) -> Result<(), SpoolError> {
         if through >= self.next_index() {
             return Err(SpoolError::AckBeyondEnd {
@@ -377,7 +405,9 @@ impl Spool {
         if through <= self.acked {
             return Ok(());
         }
-        write_acked(&self.config.dir, through)?;
+        if self.removable_front(through) || self.acked_written_at.elapsed() >= ACK_SYNC_INTERVAL {
+            self.write_acked(through)?;
+        }
         let before = self.acked;
         self.pending -= self
             .segments
@@ -388,10 +418,8 @@ impl Spool {
         self.acked = through;
         let mut result = Ok(());
         let mut removed = false;
-        while let Some(segment) = self.segments.front() {
-            if segment.last().is_some_and(|last| last > through) {
-                break;
-            }
+        while self.removable_front(through) {
+            let segment = self.segments.front().expect("checked above");
             if let Err(e) = remove_if_present(&segment.path) {
                 // Left in the list: the next ack tries again.
                 result = Err(e);
@@ -408,6 +436,56 @@ impl Spool {
             sync_dir(&self.config.dir)?;
         }
         result
+    }
+
+    /// The kept segment, all of it acknowledged, is deleted before a group that does
+    /// not fit in it whole, so that the group starts a new segment as it would have
+    /// without it: it never takes room from new records.
+    fn retire_acked_segment(&mut self, group_bytes: u64) -> Result<(), SpoolError> {
+        let Some(segment) = self.segments.back() else {
+            return Ok(());
+        };
+        let acked = segment.last().is_none_or(|last| last <= self.acked);
+        let room = self.config.segment_bytes.min(self.config.max_bytes);
+        let fits = segment.len + group_bytes <= room;
+        if self.segments.len() != 1 || self.active.is_none() || !acked || fits {
+            return Ok(());
+        }
+        let (path, len) = (segment.path.clone(), segment.len);
+        self.sync_acked()?;
+        remove_if_present(&path)?;
+        self.bytes -= len;
+        self.active = None;
+        self.segments.clear();
+        sync_dir(&self.config.dir)
+    }
+
+    /// Whether the first segment holds nothing above `through` and can go. The
+    /// segment appends go on in stays even when everything in it is acknowledged:
+    /// deleting it would cost a new file and two directory fsyncs on every ack of a
+    /// sender that keeps up. It goes once a newer segment took over.
+    fn removable_front(&self, through: u64) -> bool {
+        let Some(segment) = self.segments.front() else {
+            return false;
+        };
+        let covered = segment.last().is_none_or(|last| last <= through);
+        let appending_here = self.active.is_some() && self.segments.len() == 1;
+        covered && !appending_here
+    }
+
+    /// Make the last ack durable (when the agent stops; also done on drop).
+    pub fn sync_acked(&mut self) -> Result<(), SpoolError> {
+        if self.acked > self.acked_on_disk {
+            self.write_acked(self.acked)?;
+        }
+        Ok(())
+    }
+
+    fn write_acked(&mut self, through: u64) -> Result<(), SpoolError> {
+        write_acked(&self.config.dir, through)?;
+        self.acked_on_disk = through;
+        self.acked_written_at = std::time::Instant::now();
+        Ok(())
     }
 
     /// Highest index the server has acknowledged; 0 at first.

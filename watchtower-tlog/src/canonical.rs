@@ -7,6 +7,8 @@
 //! `json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`
 //! writes, so an auditor needs no library of ours to recompute a hash.
 
+use std::io::Write as _;
+
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -29,7 +31,8 @@ fn write(out: &mut Vec<u8>, value: &Value) -> Result<(), NotCanonical> {
             if n.is_f64() {
                 return Err(NotCanonical(n.to_string()));
             }
-            out.extend_from_slice(n.to_string().as_bytes());
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{n}");
         }
         Value::String(s) => string(out, s),
         Value::Array(items) => {
@@ -44,7 +47,11 @@ fn write(out: &mut Vec<u8>, value: &Value) -> Result<(), NotCanonical> {
         }
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+            // serde_json's map is usually sorted already (a BTreeMap unless a crate
+            // asks for insertion order): sort only when it is not.
+            if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+            }
             out.push(b'{');
             for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
@@ -62,22 +69,31 @@ fn write(out: &mut Vec<u8>, value: &Value) -> Result<(), NotCanonical> {
 
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
-            c => {
-                let mut buf = [0; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    let bytes = s.as_bytes();
+    // Runs of bytes that need no escape are copied whole. Every byte of a multi-byte
+    // UTF-8 character is 0x80 or above, so only ASCII bytes are ever escaped.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..0x20 => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.extend_from_slice(escape);
         }
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 

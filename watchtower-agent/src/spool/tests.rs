@@ -147,9 +147,15 @@ fn round_trip_across_segments() {
     assert_eq!(indexes(&all_from(&spool, 5)), [5, 6, 7]);
     assert_eq!(spool.bytes(), disk_bytes(&dir));
     spool.ack(7).unwrap();
-    assert_eq!((spool.acked(), spool.pending(), spool.bytes()), (7, 0, 0));
-    assert!(segment_files(&dir).is_empty());
-    assert!(all_from(&spool, 1).is_empty());
+    // The segment appends go on in stays, all of it acknowledged.
+    assert_eq!(
+        (spool.acked(), spool.pending(), spool.bytes()),
+        (7, 0, disk_bytes(&dir))
+    );
+    assert_eq!(segment_files(&dir), [dir.join(file_name(7))]);
+    // Reads from the first index go no further than the acknowledged record kept.
+    assert_eq!(indexes(&all_from(&spool, 1)), [7]);
+    assert!(all_from(&spool, 8).is_empty());
     assert_eq!(spool.dropped().values().sum::<u64>(), 0);
     assert_eq!(spool.dropped().len(), 5, "every reason is reported, zero or not");
 }
@@ -241,10 +247,10 @@ fn indexes_are_never_reused_after_everything_was_acked() {
     let (mut spool, _) = open(&dir, 1 << 20, TWO_PER_SEGMENT);
     append_all(&mut spool, 1..=5);
     spool.ack(5).unwrap();
-    assert!(segment_files(&dir).is_empty());
-    assert_eq!(spool.bytes(), 0);
-    // The last segment went too: the next append opens a new one.
+    // Only the segment appends go on in is kept; the next record fits in it.
+    assert_eq!(segment_files(&dir), [dir.join(file_name(5))]);
     append_all(&mut spool, 6..=6);
+    assert_eq!(segment_files(&dir), [dir.join(file_name(5))]);
     spool.ack(6).unwrap();
     drop(spool);
 
@@ -301,7 +307,9 @@ fn full_spool_drops_and_counts_then_recovers_after_an_ack() {
     spool.ack(3).unwrap();
     assert_eq!(spool.append(&[payload(8, 10)]).unwrap().dropped_full, 1);
     spool.ack(4).unwrap();
-    assert_eq!(spool.bytes(), 0);
+    assert_eq!(spool.pending(), 0);
+    // The acknowledged segment is kept until a group does not fit in it; this one
+    // does not, so it starts a new segment with the whole budget.
     let appended = spool.append(&records[..4]).unwrap();
     assert_eq!(
         appended,
@@ -431,3 +439,54 @@ fn torn_header_and_zeroed_tail_are_cut() {
 mod damage;
 mod model;
 mod quarantine;
+
+#[test]
+fn an_ack_that_deletes_nothing_waits_in_memory_and_a_crash_only_resends() {
+    let tmp = TempDir::new("lazy-ack");
+    let dir = tmp.spool();
+    let (mut spool, _) = open(&dir, 1 << 20, 1 << 16);
+    append_all(&mut spool, 1..=6); // one segment
+    spool.ack(2).unwrap();
+    spool.ack(4).unwrap();
+    assert_eq!((spool.acked(), spool.pending()), (4, 2));
+    // Within the interval, no ack rewrote the file (and fsyncs) for these acks.
+    let on_disk = fs::read_to_string(dir.join("acked")).ok();
+    assert!(
+        on_disk.is_none() || on_disk.as_deref() == Some("2\n"),
+        "at most the first ack is on disk: {on_disk:?}"
+    );
+    // A crash (no drop): the reopened spool sends the unsynced acks' records again.
+    std::mem::forget(spool);
+    let (spool, report) = open(&dir, 1 << 20, 1 << 16);
+    let durable = on_disk.map_or(0, |t| t.trim().parse::<u64>().unwrap());
+    assert_eq!(
+        report.pending,
+        6 - durable,
+        "nothing lost, the unsynced acks are resent"
+    );
+    assert_eq!(
+        indexes(&all_from(&spool, durable + 1)),
+        ((durable + 1)..=6).collect::<Vec<_>>()
+    );
+    drop(spool);
+
+    // A clean close makes the last ack durable.
+    let (mut spool, _) = open(&dir, 1 << 20, 1 << 16);
+    spool.ack(5).unwrap();
+    drop(spool);
+    assert_eq!(fs::read_to_string(dir.join("acked")).unwrap(), "5\n");
+    let (spool, report) = open(&dir, 1 << 20, 1 << 16);
+    assert_eq!((spool.acked(), report.pending), (5, 1));
+}
+
+#[test]
+fn acks_are_made_durable_once_the_interval_passed() {
+    let tmp = TempDir::new("ack-interval");
+    let dir = tmp.spool();
+    let (mut spool, _) = open(&dir, 1 << 20, 1 << 16);
+    append_all(&mut spool, 1..=4);
+    std::thread::sleep(crate::spool::ACK_SYNC_INTERVAL);
+    spool.ack(3).unwrap();
+    assert_eq!(fs::read_to_string(dir.join("acked")).unwrap(), "3\n");
+    std::mem::forget(spool);
+}

@@ -23,6 +23,13 @@ pub struct ReaderStats {
 
 const BATCH: usize = 256;
 
+/// How long the reader lets records gather after the ring buffer woke it. The kernel
+/// wakes a reader only when it finds the ring empty, so while records gather no
+/// further wake-ups happen: a storm costs one wake-up, one batch through the stages
+/// and one spool fsync per window instead of one per record. It delays an event by at
+/// most this much.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(4);
+
 /// Read the ring buffer until `stop` turns true; then drain what is left and
 /// return.
 pub async fn read_ring(
@@ -39,6 +46,7 @@ pub async fn read_ring(
         let stopping = tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
+                tokio::time::sleep(GATHER).await;
                 drain(guard.get_inner_mut(), &tx, &stats, raw.as_mut()).await;
                 guard.clear_ready();
                 false

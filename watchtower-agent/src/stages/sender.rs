@@ -209,6 +209,9 @@ pub async fn run(
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+    if let Err(e) = shared.spool.lock().expect("spool lock").sync_acked() {
+        tracing::warn!("the last ack could not be made durable (its events will be sent again): {e}");
+    }
     let left = pending(&shared);
     if left > 0 {
         tracing::warn!(

@@ -69,6 +69,9 @@ pub fn open(config: &Config) -> anyhow::Result<Arc<SharedSpool>> {
     Ok(SharedSpool::new(spool))
 }
 
+/// Most events in one spool append (one fsync).
+const GROUP_MAX: usize = 4096;
+
 /// Stage: make each event durable in the spool (one fsync per group of events
 /// that arrived together), optionally echo it as a JSON line, then wake the sender.
 pub async fn run(
@@ -80,9 +83,19 @@ pub async fn run(
     let mut stdout = tokio::io::BufWriter::new(tokio::io::stdout());
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
-        while group.len() < 4096 {
+        // What came together, and what the stage before is still handing over: a
+        // batch of kernel records arrives as many events in a row.
+        let mut yielded = false;
+        while group.len() < GROUP_MAX {
             match rx.try_recv() {
-                Ok(event) => group.push(event),
+                Ok(event) => {
+                    group.push(event);
+                    yielded = false;
+                }
+                Err(_) if !yielded => {
+                    tokio::task::yield_now().await;
+                    yielded = true;
+                }
                 Err(_) => break,
             }
         }

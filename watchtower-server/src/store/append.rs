@@ -1,7 +1,8 @@
 //! Where an ingested batch becomes `RocksDB` writes: [`EventStore::append`] turns
-//! the events of one batch into a single synced write holding each new event's
+//! the events of one batch into a single write holding each new event's
 //! record, its index entries and dedup key, the session and host summaries it
-//! changes, its leaf in the tamper-evidence log and the subtree hashes it completes.
+//! changes, its leaf in the tamper-evidence log and the subtree hashes it completes,
+//! made durable by [`super::group_commit`] in one WAL sync with other hosts' batches.
 //! A resent event (same host, boot and seq, same content) is counted, not stored
 //! again; one with other content is kept as evidence under its own leaf.
 
@@ -15,8 +16,8 @@ use watchtower_tlog::{LeafEntry, RecordId};
 
 use super::keys::{self, PrimaryKey};
 use super::{
-    BY_REMOTE, BY_SESSION, BY_TIME, BY_USER, CONFLICTS, EVENTS, EventStore, HOSTS, SEEN, SESSIONS,
-    StoreError, decode, synced,
+    BY_REMOTE, BY_SESSION, BY_TIME, BY_USER, EVENTS, EventStore, HOSTS, SEEN, SESSIONS, StoreError, decode,
+    group_commit,
 };
 use crate::facets;
 
@@ -58,10 +59,6 @@ impl EventStore {
 
     /// [`EventStore::append`], each stored record carrying the host's `labels`
     /// (from its certificate).
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one batch in one pass: each event's dedup, conflict, index and log writes in order"
-    )]
     pub fn append_labelled(
         &self,
         host: &str,
@@ -163,30 +160,14 @@ impl EventStore {
             }
         }
         batch.put_cf(self.cf(HOSTS), keys::host_key(host), info.encode_to_vec());
-        // The log: leaves numbered in commit order, in the same write.
-        let mut log = self.log.lock().expect("log lock");
-        appended.first_leaf = log.size;
+        // The log: leaves numbered in commit order, in the same write, synced with
+        // the batches of other hosts.
+        let committed = self.commit(group_commit::Request { batch, leaves })?;
+        appended.first_leaf = committed.first_leaf;
         for receipt in &mut appended.receipts {
-            receipt.leaf_index += log.size;
+            receipt.leaf_index += committed.first_leaf;
         }
-        let mut head = *log;
-        if !leaves.is_empty() {
-            let mut entries = Vec::with_capacity(leaves.len());
-            for (index, (entry, conflict)) in (log.size..).zip(leaves) {
-                if let Some(record) = conflict {
-                    batch.put_cf(
-                        self.cf(CONFLICTS),
-                        keys::log_leaf_key(index),
-                        record.encode_to_vec(),
-                    );
-                }
-                entries.push(entry);
-            }
-            head = self.append_leaves(&mut batch, log.size, entries)?;
-        }
-        self.db.write_opt(batch, &synced())?;
-        appended.log_size = head.size;
-        *log = head;
+        appended.log_size = committed.head.size;
         Ok(appended)
     }
 

@@ -3,8 +3,9 @@
 //! the tamper-evidence log and its checkpoints, and the alerts. Every key and
 //! value encoding, with a table of all 15 column families, is in [`keys`].
 //!
-//! - [`append`]: an ingested batch becomes one synced `RocksDB` write (events,
-//!   index entries, dedup keys, session and host summaries, log leaves);
+//! - [`append`]: an ingested batch becomes one `RocksDB` write (events,
+//!   index entries, dedup keys, session and host summaries, log leaves), synced
+//!   together with other hosts' batches by [`group_commit`];
 //! - [`query`]: pages of events by the most selective index, session views;
 //! - [`hosts`]: host records and the open-session count;
 //! - [`log`]: the log's leaves, subtree hashes, proofs and signed checkpoints,
@@ -19,6 +20,7 @@
 pub mod alert_cursor;
 pub mod alerts;
 pub mod append;
+mod group_commit;
 pub mod hosts;
 pub mod keys;
 pub mod log;
@@ -112,12 +114,14 @@ pub struct LogHead {
 
 pub struct EventStore {
     db: DB,
-    /// The log's head; appends take it after their host lock, so leaves are
-    /// numbered in commit order.
+    /// The log's head; the group commit's leader takes it, so leaves are numbered
+    /// in commit order.
     log: Mutex<LogHead>,
     /// One writer per host at a time, so the dedup check and the write are atomic;
     /// hosts write concurrently and share WAL syncs.
     host_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Appends of many hosts share one WAL sync ([`group_commit`]).
+    group: group_commit::GroupCommit,
 }
 
 /// A stored protobuf record, or [`StoreError::Corrupt`] naming its family.
@@ -175,6 +179,7 @@ impl EventStore {
             db,
             log: Mutex::new(LogHead { size, root: [0; 32] }),
             host_locks: Mutex::new(HashMap::new()),
+            group: group_commit::GroupCommit::default(),
         };
         let root = watchtower_tlog::tree::root(&store.log_hashes(), size)?;
         store.log.lock().expect("log lock").root = root;

@@ -111,6 +111,9 @@ fn apply(spool: &mut Spool, model: &mut Model, op: &Op, config: &SpoolConfig) ->
             prop_assert!(beyond, "ack through {} was not refused", through);
         }
         Op::Reopen => {
+            // A clean close makes the last ack durable (a crash only resends, see
+            // an_ack_that_deletes_nothing_waits_in_memory_and_a_crash_only_resends).
+            spool.sync_acked().unwrap();
             let (reopened, report) = Spool::open(config.clone()).unwrap();
             let expected = OpenReport {
                 corrupt_records: 0,
@@ -135,6 +138,8 @@ fn apply(spool: &mut Spool, model: &mut Model, op: &Op, config: &SpoolConfig) ->
             let file = OpenOptions::new().write(true).open(&last_file).unwrap();
             file.set_len(file.metadata().unwrap().len() - cut).unwrap();
             drop(file);
+            // A clean close before the damage (as in Reopen).
+            spool.sync_acked().unwrap();
             let (reopened, report) = Spool::open(config.clone()).unwrap();
             model.records.remove(&last);
             model.next = last;

@@ -1,0 +1,155 @@
+//! Group commit: the synced writes of many hosts share one WAL sync.
+//!
+//! An append prepares its batch (events, indexes, summaries) under its host's lock
+//! only, then queues it here with its log leaves. The first appender to find no
+//! commit running becomes the leader: under the log lock it takes every queued
+//! batch, numbers its leaves after those before it, writes the batches one after
+//! the other to the WAL unsynced, and then syncs the WAL once for all of them. Each
+//! appender is answered only after that sync, so nothing is acknowledged before it
+//! is on disk, and leaves stay numbered in commit order. While a leader syncs, new
+//! appends queue up and go together in the next group.
+//!
+//! If the sync fails, every batch of the group is answered with the error (its
+//! agent sends it again; the dedup check then finds it if it did reach the disk).
+//! The log head still moves past the group's leaves, because the batches are in
+//! `RocksDB`'s memtable and the next leaves must not reuse their indexes.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+
+use rocksdb::WriteBatch;
+
+use super::{CONFLICTS, EventStore, LogHead, StoreError, keys};
+use watchtower_proto::pb::StoredEvent;
+
+/// One append's batch and its log leaves (each leaf's entry, and the record for a
+/// conflict leaf).
+pub(super) struct Request {
+    pub batch: WriteBatch,
+    pub leaves: Vec<(Vec<u8>, Option<StoredEvent>)>,
+}
+
+/// Where a committed request's leaves went.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Committed {
+    pub first_leaf: u64,
+    pub head: LogHead,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(u64, Request)>,
+    answers: HashMap<u64, Result<Committed, StoreError>>,
+    next_ticket: u64,
+    leading: bool,
+}
+
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    queue: Mutex<Queue>,
+    answered: Condvar,
+    /// Groups committed and the batches in them (for the metrics and the bench).
+    pub groups: std::sync::atomic::AtomicU64,
+    pub batches: std::sync::atomic::AtomicU64,
+}
+
+impl EventStore {
+    /// Commit `request` durably, with its leaves numbered in commit order.
+    pub(super) fn commit(&self, request: Request) -> Result<Committed, StoreError> {
+        let group = &self.group;
+        let mut queue = group.queue.lock().expect("commit queue");
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.waiting.push((ticket, request));
+        loop {
+            if let Some(answer) = queue.answers.remove(&ticket) {
+                return answer;
+            }
+            if queue.leading {
+                queue = group.answered.wait(queue).expect("commit queue");
+                continue;
+            }
+            queue.leading = true;
+            let requests = std::mem::take(&mut queue.waiting);
+            drop(queue);
+            let answers = self.commit_group(requests);
+            queue = group.queue.lock().expect("commit queue");
+            queue.leading = false;
+            queue.answers.extend(answers);
+            group.answered.notify_all();
+        }
+    }
+
+    /// Write every request of one group, then sync the WAL once.
+    fn commit_group(&self, requests: Vec<(u64, Request)>) -> Vec<(u64, Result<Committed, StoreError>)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut log = self.log.lock().expect("log lock");
+        let mut head = *log;
+        let mut written = Vec::with_capacity(requests.len());
+        let mut answers = Vec::with_capacity(requests.len());
+        let unsynced = rocksdb::WriteOptions::default();
+        for (ticket, Request { mut batch, leaves }) in requests {
+            let first_leaf = head.size;
+            let next = if leaves.is_empty() {
+                Ok(head)
+            } else {
+                let mut entries = Vec::with_capacity(leaves.len());
+                for (index, (entry, conflict)) in (first_leaf..).zip(leaves) {
+                    if let Some(record) = conflict {
+                        batch.put_cf(
+                            self.cf(CONFLICTS),
+                            keys::log_leaf_key(index),
+                            prost::Message::encode_to_vec(&record),
+                        );
+                    }
+                    entries.push(entry);
+                }
+                self.append_leaves(&mut batch, first_leaf, entries)
+            };
+            let result = next.and_then(|next| {
+                self.db.write_opt(batch, &unsynced)?;
+                Ok(next)
+            });
+            match result {
+                Ok(next) => {
+                    head = next;
+                    written.push((
+                        ticket,
+                        Committed {
+                            first_leaf,
+                            head: next,
+                        },
+                    ));
+                }
+                Err(e) => answers.push((ticket, Err(e))),
+            }
+        }
+        if !written.is_empty() {
+            self.group.groups.fetch_add(1, Relaxed);
+            self.group.batches.fetch_add(written.len() as u64, Relaxed);
+            // The batches are in the memtable: the head moves past them either way.
+            *log = head;
+            match self.db.flush_wal(true) {
+                Ok(()) => answers.extend(written.into_iter().map(|(t, c)| (t, Ok(c)))),
+                Err(e) => {
+                    tracing::error!("syncing the WAL failed; the group's batches are refused: {e}");
+                    answers.extend(
+                        written
+                            .into_iter()
+                            .map(|(t, _)| (t, Err(StoreError::Db(e.clone())))),
+                    );
+                }
+            }
+        }
+        answers
+    }
+}
+
+impl EventStore {
+    /// Groups committed since the store was opened, and the append batches in them.
+    #[must_use]
+    pub fn group_commits(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.group.groups.load(Relaxed), self.group.batches.load(Relaxed))
+    }
+}
