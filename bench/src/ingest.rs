@@ -73,6 +73,8 @@ pub struct Settings {
 /// The outcome: events/s per arm per round, and the ratios asked for.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct IngestResult {
+    /// Hosts sending at once.
+    pub hosts: usize,
     pub rates: Vec<(String, Vec<f64>)>,
     pub mtls_vs_raw: Ratios,
     pub mtls_vs_plaintext: Ratios,
@@ -410,7 +412,16 @@ fn run_arm(
             anyhow::Ok((stored, secs))
         })?,
         Arm::ServerBinary => {
-            let server = Server::start(pki, "127.0.0.1", &["--max-message-bytes", "16777216"]);
+            // Every bench host connects from 127.0.0.1: one source, so its share of
+            // handshakes is raised to let 64 hosts connect at once.
+            let config = work_dir.join("bench-server.toml");
+            std::fs::write(&config, "[server.connections]\nmax_handshakes_per_source = 256\n")?;
+            let config = config.to_string_lossy().into_owned();
+            let server = Server::start(
+                pki,
+                "127.0.0.1",
+                &["--max-message-bytes", "16777216", "--config", &config],
+            );
             let address = server.listen.to_string();
             let (stored, secs) = runtime.block_on(async {
                 let start = Instant::now();
@@ -434,7 +445,10 @@ pub fn run(settings: &Settings, work_dir: &Path) -> anyhow::Result<IngestResult>
     let pki = bench_pki(&hosts)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); Arm::ALL.len()];
-    let mut result = IngestResult::default();
+    let mut result = IngestResult {
+        hosts: settings.hosts,
+        ..IngestResult::default()
+    };
     for round in 0..settings.rounds {
         let mut order: Vec<usize> = (0..Arm::ALL.len()).collect();
         order.rotate_left(round % Arm::ALL.len());
@@ -453,7 +467,11 @@ pub fn run(settings: &Settings, work_dir: &Path) -> anyhow::Result<IngestResult>
                 &format!("r{round}a{i}"),
                 &runtime,
             )?;
-            eprintln!("ingest round {round}: {:<60} {rate:>10.0} events/s", arm.name());
+            eprintln!(
+                "ingest ({} hosts) round {round}: {:<60} {rate:>10.0} events/s",
+                settings.hosts,
+                arm.name()
+            );
             this[i] = rate;
             rates[i].push(rate);
         }

@@ -72,7 +72,8 @@ enum Task {
         /// Store sizes of the query benchmark (the first is the baseline).
         #[arg(long, value_delimiter = ',', default_value = "100000,1000000,10000000")]
         query_sizes: Vec<u64>,
-        /// Events per host per ingest run (4 hosts, batches of 512 as the agent sends).
+        /// Events per host per ingest run of 4 hosts (the run of 64 hosts sends as many in
+        /// all); batches of 512 as the agent sends.
         #[arg(long, default_value_t = 50_000)]
         ingest_events_per_host: usize,
         /// Profiles of an earlier build to show beside this run's (JSON written by the
@@ -159,17 +160,20 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             if wants(Part::Ingest) {
-                results.ingest = Some(ingest::run(
-                    &ingest::Settings {
-                        hosts: 4,
-                        events_per_host: ingest_events_per_host,
-                        batch: 512,
-                        window: 4,
-                        rounds,
-                    },
-                    &work_dir,
-                )?);
-                write(&results)?;
+                // The same events in all, from 4 hosts and from 64.
+                for hosts in [4, 64] {
+                    results.ingest.push(ingest::run(
+                        &ingest::Settings {
+                            hosts,
+                            events_per_host: ingest_events_per_host * 4 / hosts,
+                            batch: 512,
+                            window: 4,
+                            rounds,
+                        },
+                        &work_dir,
+                    )?);
+                    write(&results)?;
+                }
             }
             if wants(Part::Query) {
                 let scan = query_sizes.get(1).or(query_sizes.first()).copied().unwrap_or(0);

@@ -14,7 +14,8 @@ use crate::storms::{Completeness, Overhead};
 pub struct Results {
     pub overhead: Vec<Overhead>,
     pub completeness: Vec<Completeness>,
-    pub ingest: Option<IngestResult>,
+    /// One per number of hosts sending at once.
+    pub ingest: Vec<IngestResult>,
     pub query: Option<QueryResult>,
     pub profiles: Vec<Profile>,
     /// The profiles of an earlier build, shown beside this run's (`--profile-before`).
@@ -138,7 +139,7 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
             verdict(c.first_loss_at.is_none())
         );
     }
-    if let Some(i) = &results.ingest {
+    for i in &results.ingest {
         let best = i
             .rates
             .iter()
@@ -146,7 +147,10 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
             .map_or(0.0, |(_, r)| median(r));
         ratio_row(
             &mut out,
-            "ingest events/s, durable acks",
+            &format!(
+                "ingest events/s, durable acks ({} hosts, batches of 512)",
+                i.hosts
+            ),
             "server binary over mTLS / raw RocksDB WriteBatch",
             &i.binary_vs_raw,
             &format!(
@@ -156,21 +160,21 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
         );
         ratio_row(
             &mut out,
-            "ingest events/s",
+            &format!("ingest events/s ({} hosts)", i.hosts),
             "in-process mTLS / in-process plaintext gRPC",
             &i.mtls_vs_plaintext,
             "— (the cost of TLS)",
         );
         ratio_row(
             &mut out,
-            "ingest events/s",
+            &format!("ingest events/s ({} hosts)", i.hosts),
             "in-process mTLS / raw RocksDB WriteBatch",
             &i.mtls_vs_raw,
             "—",
         );
         ratio_row(
             &mut out,
-            "ingest events/s",
+            &format!("ingest events/s ({} hosts)", i.hosts),
             "EventStore::append / raw RocksDB WriteBatch",
             &i.store_vs_raw,
             "— (indexes, dedup, Merkle log)",
@@ -270,8 +274,8 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
             }
         );
     }
-    if let Some(i) = &results.ingest {
-        let _ = writeln!(out, "\n## Ingest\n");
+    for i in &results.ingest {
+        let _ = writeln!(out, "\n## Ingest, {} hosts at once\n", i.hosts);
         let _ = writeln!(out, "| Arm | Median events/s | Spread |");
         let _ = writeln!(out, "|---|---|---|");
         for (arm, rates) in &i.rates {

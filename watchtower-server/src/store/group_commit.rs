@@ -3,8 +3,9 @@
 //! An append prepares its batch (events, indexes, summaries) under its host's lock
 //! only, then queues it here with its log leaves. The first appender to find no
 //! commit running becomes the leader: under the log lock it takes every queued
-//! batch, numbers its leaves after those before it, writes the batches one after
-//! the other to the WAL unsynced, and then syncs the WAL once for all of them. Each
+//! batch, numbers its leaves after those before it, and writes the batches one
+//! after the other, only the last one synced: the WAL is one file written in order,
+//! so that one sync makes the whole group durable. Each
 //! appender is answered only after that sync, so nothing is acknowledged before it
 //! is on disk, and leaves stay numbered in commit order. While a leader syncs, new
 //! appends queue up and go together in the next group.
@@ -88,7 +89,11 @@ impl EventStore {
         let mut written = Vec::with_capacity(requests.len());
         let mut answers = Vec::with_capacity(requests.len());
         let unsynced = rocksdb::WriteOptions::default();
-        for (ticket, Request { mut batch, leaves }) in requests {
+        let synced = super::synced();
+        let last = requests.len().saturating_sub(1);
+        // Whether the group's last write, synced, made everything before it durable.
+        let mut synced_all = false;
+        for (position, (ticket, Request { mut batch, leaves })) in requests.into_iter().enumerate() {
             let first_leaf = head.size;
             let next = if leaves.is_empty() {
                 Ok(head)
@@ -106,12 +111,14 @@ impl EventStore {
                 }
                 self.append_leaves(&mut batch, first_leaf, entries)
             };
+            let sync = position == last;
             let result = next.and_then(|next| {
-                self.db.write_opt(batch, &unsynced)?;
+                self.db.write_opt(batch, if sync { &synced } else { &unsynced })?;
                 Ok(next)
             });
             match result {
                 Ok(next) => {
+                    synced_all = sync;
                     head = next;
                     written.push((
                         ticket,
@@ -129,7 +136,14 @@ impl EventStore {
             self.group.batches.fetch_add(written.len() as u64, Relaxed);
             // The batches are in the memtable: the head moves past them either way.
             *log = head;
-            match self.db.flush_wal(true) {
+            // The last write was synced, and the WAL is one file written in order: it
+            // made the earlier writes durable too. If it failed, sync them here.
+            let durable = if synced_all {
+                Ok(())
+            } else {
+                self.db.flush_wal(true)
+            };
+            match durable {
                 Ok(()) => answers.extend(written.into_iter().map(|(t, c)| (t, Ok(c)))),
                 Err(e) => {
                     tracing::error!("syncing the WAL failed; the group's batches are refused: {e}");
