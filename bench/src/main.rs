@@ -2,6 +2,7 @@
 //! workload they run inside an ssh login.
 
 mod ingest;
+mod memory;
 mod profile;
 mod query;
 mod report;
@@ -35,6 +36,8 @@ enum Part {
     Completeness,
     Ingest,
     Query,
+    /// The agent's resident size, idle and with its spool full.
+    Memory,
     /// A CPU profile of the agent and the server in one full-pipeline storm of each
     /// kind (needs perf; not part of the default run).
     Profile,
@@ -158,6 +161,11 @@ fn main() -> anyhow::Result<()> {
                         )?);
                     }
                 }
+            }
+            if wants(Part::Memory) {
+                let mut rig = rig::Rig::start()?;
+                results.memory = Some(memory::run(&mut rig, 16 * 1024 * 1024, 5000)?);
+                write(&results)?;
             }
             if wants(Part::Ingest) {
                 // The same events in all, from 4 hosts and from 64.

@@ -18,6 +18,7 @@ pub struct Results {
     pub ingest: Vec<IngestResult>,
     pub query: Option<QueryResult>,
     pub profiles: Vec<Profile>,
+    pub memory: Option<crate::memory::Memory>,
     /// The profiles of an earlier build, shown beside this run's (`--profile-before`).
     pub profiles_before: Vec<(String, Profile)>,
 }
@@ -306,6 +307,29 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
             "\nFull scan of the store of {} events (every record read and decoded): median {:.0} ms.",
             q.full_scan_size,
             median(&q.full_scan_secs) * 1000.0
+        );
+    }
+    if let Some(m) = &results.memory {
+        let _ = writeln!(out, "\n## Agent memory\n");
+        let _ = writeln!(
+            out,
+            "The agent shipping to an address where nothing listens, with `--spool-max-bytes {}`, \
+             while exec storms (4 threads, inside an ssh login) run until the spool stops growing \
+             (full: further events are dropped and counted as `spool_full`).\n",
+            m.spool_max_bytes
+        );
+        let _ = writeln!(out, "| State | Resident (MiB) | Peak (MiB) |");
+        let _ = writeln!(out, "|---|---|---|");
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let _ = writeln!(out, "| idle, no session | {:.1} | — |", mib(m.idle_rss_kib));
+        let _ = writeln!(
+            out,
+            "| spool full ({} of {} bytes, after {} execs) | {:.1} | {:.1} |",
+            m.spool_bytes,
+            m.spool_max_bytes,
+            m.execs,
+            mib(m.full_rss_kib),
+            mib(m.full_peak_kib)
         );
     }
     render_profiles(&mut out, results);

@@ -328,6 +328,21 @@ impl Rig {
         Ok(agent)
     }
 
+    /// An agent with its own `state` directory shipping to `server` (which need
+    /// not answer), with `extra` flags.
+    pub fn agent_to(&self, server: &str, state: &std::path::Path, extra: &[&str]) -> anyhow::Result<Watched> {
+        let mut command = Command::new(agent_binary());
+        command
+            .args(["--host-id", HOST, "--state-dir"])
+            .arg(state)
+            .args(self.pki.agent_args(server))
+            .args(extra)
+            .env("WATCHTOWER_LOG", "info");
+        let mut agent = Watched::spawn(&mut command)?;
+        agent.wait_for_log("witnesses running")?;
+        Ok(agent)
+    }
+
     /// The server's process id.
     pub fn server_pid(&self) -> u32 {
         self.server.pid()
