@@ -311,35 +311,31 @@ impl Rig {
     }
 
     pub fn agent(&self, arm: Arm) -> anyhow::Result<Watched> {
-        let mut command = Command::new(agent_binary());
-        command
-            .args(["--host-id", HOST, "--state-dir"])
-            .arg(&self.state.0)
-            .env("WATCHTOWER_LOG", "info");
-        let ready = if arm == Arm::CountOnly {
-            command.arg("--count-only");
-            "counting only"
+        if arm == Arm::CountOnly {
+            Self::spawn_agent(&self.state.0, &["--count-only".to_owned()], "counting only")
         } else {
-            command.args(self.pki.agent_args(&self.server.address()));
-            "witnesses running"
-        };
-        let mut agent = Watched::spawn(&mut command)?;
-        agent.wait_for_log(ready)?;
-        Ok(agent)
+            self.agent_to(&self.server.address(), &self.state.0, &[])
+        }
     }
 
     /// An agent with its own `state` directory shipping to `server` (which need
     /// not answer), with `extra` flags.
     pub fn agent_to(&self, server: &str, state: &std::path::Path, extra: &[&str]) -> anyhow::Result<Watched> {
+        let mut args = self.pki.agent_args(server);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Self::spawn_agent(state, &args, "witnesses running")
+    }
+
+    /// Start the agent with `args` and wait until it logs `ready`.
+    fn spawn_agent(state: &std::path::Path, args: &[String], ready: &str) -> anyhow::Result<Watched> {
         let mut command = Command::new(agent_binary());
         command
             .args(["--host-id", HOST, "--state-dir"])
             .arg(state)
-            .args(self.pki.agent_args(server))
-            .args(extra)
+            .args(args)
             .env("WATCHTOWER_LOG", "info");
         let mut agent = Watched::spawn(&mut command)?;
-        agent.wait_for_log("witnesses running")?;
+        agent.wait_for_log(ready)?;
         Ok(agent)
     }
 

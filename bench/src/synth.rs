@@ -54,6 +54,8 @@ pub fn exec(host: &str, boot_id: &str, seq: u64, time_unix_ns: u64) -> Event {
                 uid: 1000 + (seq % 37) as u32,
                 gid: 1000,
                 comm: "bash".to_owned(),
+                euid: None,
+                loginuid: None,
             }),
         })),
     }

@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod central;
+mod events;
 pub mod ssh_tty;
+
+pub use events::{of_kind, session_of, ssh_login};
 
 pub const ALICE: &str = "wt_alice";
 pub const ALICE_PASSWORD: &str = "alice-Pw-7194";
@@ -701,12 +704,6 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Events of one kind.
-#[must_use]
-pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["kind"] == kind).collect()
 }
 
 /// A TCP listener on loopback that accepts and counts connections.

@@ -174,6 +174,10 @@ pub fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         real_parent: btf.field_offset("task_struct", "real_parent")?.unwrap_or(0),
         tgid: btf.field_offset("task_struct", "tgid")?.unwrap_or(0),
         exit_code: btf.field_offset("task_struct", "exit_code")?.unwrap_or(0),
+        loginuid: btf.field_offset("task_struct", "loginuid")?.unwrap_or(0),
+        sessionid: btf.field_offset("task_struct", "sessionid")?.unwrap_or(0),
+        cred: btf.field_offset("task_struct", "cred")?.unwrap_or(0),
+        cred_euid: btf.field_offset("cred", "euid")?.unwrap_or(0),
         pad: 0,
     })
 }
@@ -272,5 +276,10 @@ mod tests {
         assert_ne!(offsets.real_parent, 0);
         assert_ne!(offsets.tgid, 0);
         assert_ne!(offsets.exit_code, 0);
+        assert_ne!(offsets.loginuid, 0);
+        assert_ne!(offsets.sessionid, 0);
+        assert_ne!(offsets.cred, 0);
+        assert_ne!(offsets.cred_euid, 0);
+        assert_ne!(offsets.cred, offsets.loginuid);
     }
 }

@@ -9,7 +9,7 @@ use std::mem::size_of;
 use thiserror::Error;
 use watchtower_common::{
     ConnectRecord, EXEC_MAX_ARGS, ExecRecord, ExitRecord, ForkRecord, PamCallRecord, PamFunction,
-    PamItemRecord, PamStartRecord, RecordHeader, RecordKind, exec_flags, family, pam_item,
+    PamItemRecord, PamStartRecord, RecordHeader, RecordKind, connect_via, exec_flags, family, pam_item,
 };
 
 /// Why a record was rejected.
@@ -31,6 +31,8 @@ pub enum DecodeError {
     UnknownPamItem(u32),
     #[error("unknown address family {0}")]
     UnknownFamily(u16),
+    #[error("connect record seen by unknown path {0}")]
+    UnknownConnectVia(u32),
     #[error("exec record claims {0} arguments")]
     BadArgc(u32),
 }
@@ -46,6 +48,12 @@ pub struct Task {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Effective uid (absent when the kernel's layout is unknown).
+    pub euid: Option<u32>,
+    /// Audit login uid at the time of the record (absent when unset).
+    pub loginuid: Option<u32>,
+    /// Audit session id at the time of the record (absent when unset).
+    pub audit_session_id: Option<u32>,
     pub comm: String,
 }
 
@@ -96,6 +104,7 @@ pub enum KernelRecord {
         retval: i64,
         fd: u32,
         destination: Destination,
+        via: ConnectVia,
     },
     Fork {
         task: Task,
@@ -121,6 +130,26 @@ impl KernelRecord {
             KernelRecord::Exit { .. } => RecordKind::Exit,
         };
         kind.name()
+    }
+}
+
+/// How a connect's destination was seen (`watchtower_common::connect_via`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectVia {
+    /// The `connect` system call, with its result.
+    Syscall,
+    /// A destination given to `sendto`/`sendmsg`; no result, no file descriptor.
+    Send,
+}
+
+impl ConnectVia {
+    /// The event's `via` (absent for the system call).
+    #[must_use]
+    pub const fn name(self) -> Option<&'static str> {
+        match self {
+            ConnectVia::Syscall => None,
+            ConnectVia::Send => Some("send"),
+        }
     }
 }
 
@@ -153,6 +182,11 @@ fn read<T: Copy>(bytes: &[u8], kind: RecordKind) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// `None` for the kernel's "unset" id.
+fn known_id(id: u32) -> Option<u32> {
+    (id != watchtower_common::UNSET_ID).then_some(id)
+}
+
 fn task(header: &RecordHeader) -> Task {
     Task {
         ktime_ns: header.ktime_ns,
@@ -163,6 +197,9 @@ fn task(header: &RecordHeader) -> Task {
         ppid: header.ppid,
         uid: header.uid,
         gid: header.gid,
+        euid: known_id(header.euid),
+        loginuid: known_id(header.loginuid),
+        audit_session_id: known_id(header.audit_session_id),
         comm: c_string(&header.comm),
     }
 }
@@ -261,11 +298,17 @@ pub fn decode(bytes: &[u8]) -> Result<KernelRecord, DecodeError> {
                 }),
                 other => return Err(DecodeError::UnknownFamily(other)),
             };
+            let via = match r.via {
+                connect_via::SYSCALL => ConnectVia::Syscall,
+                connect_via::SEND => ConnectVia::Send,
+                other => return Err(DecodeError::UnknownConnectVia(other)),
+            };
             KernelRecord::Connect {
                 task: task(&r.header),
                 retval: r.retval,
                 fd: r.fd,
                 destination,
+                via,
             }
         }
         RecordKind::Fork => {
@@ -325,7 +368,9 @@ pub mod encode {
             ppid: 1,
             uid,
             gid: uid,
-            pad: 0,
+            euid: uid,
+            loginuid: uid,
+            audit_session_id: 7,
             comm: c,
         }
     }
@@ -375,10 +420,39 @@ mod tests {
     }
 
     #[test]
+    fn kernel_ids_and_their_unset_value() {
+        let mut h = header(RecordKind::Fork as u32, 1, 9, 300, 1001, "su");
+        h.euid = 0;
+        let fork = ForkRecord {
+            header: h,
+            child_tid: 301,
+            pad: 0,
+        };
+        let KernelRecord::Fork { task, .. } = decode(&bytes_of(&fork)).unwrap() else {
+            panic!("not a fork");
+        };
+        assert_eq!(
+            (task.uid, task.euid, task.loginuid, task.audit_session_id),
+            (1001, Some(0), Some(1001), Some(7))
+        );
+        h.euid = watchtower_common::UNSET_ID;
+        h.loginuid = watchtower_common::UNSET_ID;
+        h.audit_session_id = watchtower_common::UNSET_ID;
+        let fork = ForkRecord { header: h, ..fork };
+        let KernelRecord::Fork { task, .. } = decode(&bytes_of(&fork)).unwrap() else {
+            panic!("not a fork");
+        };
+        assert_eq!(
+            (task.euid, task.loginuid, task.audit_session_id),
+            (None, None, None)
+        );
+    }
+
+    #[test]
     fn rejects_short_unknown_and_wrong_sized_records() {
         assert_eq!(
             decode(&[0u8; 10]),
-            Err(DecodeError::Short { len: 10, header: 64 })
+            Err(DecodeError::Short { len: 10, header: 72 })
         );
         let mut bytes = bytes_of(&header(99, 0, 0, 1, 0, "x"));
         assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(99)));
@@ -455,7 +529,7 @@ mod tests {
             fd: 3,
             addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             path: [0; UNIX_PATH_LEN],
-            pad: [0; 4],
+            via: 0,
         };
         let dest = |r: &ConnectRecord| match decode(&bytes_of(r)).unwrap() {
             KernelRecord::Connect { destination, .. } => destination,
@@ -493,6 +567,34 @@ mod tests {
         assert_eq!(dest(&record), Destination::Unix("@nscd".into()));
         record.family = 17;
         assert_eq!(decode(&bytes_of(&record)), Err(DecodeError::UnknownFamily(17)));
+    }
+
+    #[test]
+    fn connect_paths() {
+        let mut record = ConnectRecord {
+            header: header(RecordKind::Connect as u32, 5, 7, 300, 1000, "python3"),
+            retval: 0,
+            family: family::INET,
+            port: 53,
+            fd: u32::MAX,
+            addr: [10, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            path: [0; UNIX_PATH_LEN],
+            via: connect_via::SEND,
+        };
+        let via = |r: &ConnectRecord| match decode(&bytes_of(r)) {
+            Ok(KernelRecord::Connect { via, .. }) => Ok(via),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(via(&record), Ok(ConnectVia::Send));
+        record.via = connect_via::SYSCALL;
+        assert_eq!(via(&record), Ok(ConnectVia::Syscall));
+        record.via = 9;
+        assert_eq!(via(&record), Err(DecodeError::UnknownConnectVia(9)));
+        assert_eq!(
+            (ConnectVia::Syscall.name(), ConnectVia::Send.name()),
+            (None, Some("send"))
+        );
     }
 
     #[test]

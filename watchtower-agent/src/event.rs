@@ -41,6 +41,12 @@ pub struct Process {
     pub ppid: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Effective uid (a setuid program's owner; absent when the kernel's layout is unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub euid: Option<u32>,
+    /// Audit login uid: who logged in, kept across su and sudo (absent when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loginuid: Option<u32>,
     pub comm: String,
 }
 
@@ -194,9 +200,15 @@ pub struct Connect {
     pub address: String,
     pub port: Option<u16>,
     /// 0, or `-errno` (`-EINPROGRESS`: a non-blocking connect under way, counts as made).
+    /// Not known (0) when `via` is set.
     pub result: i64,
     pub error: Option<&'static str>,
+    /// `u32::MAX` when `via` is set.
     pub fd: u32,
+    /// Absent for `connect(2)`; `send` for a destination given to `sendto`/`sendmsg`
+    /// (the first per process and destination each minute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'static str>,
     pub process: Process,
 }
 
@@ -533,6 +545,8 @@ mod tests {
                     uid: 0,
                     gid: 0,
                     comm: "bash".into(),
+                    euid: None,
+                    loginuid: None,
                 },
             }),
         };

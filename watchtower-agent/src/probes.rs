@@ -19,7 +19,7 @@ use crate::{btf, libpam, tracefs};
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watchtower"));
 
 /// (program, tracepoint group, tracepoint name)
-const TRACEPOINTS: [(&str, &str, &str); 9] = [
+const TRACEPOINTS: [(&str, &str, &str); 11] = [
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("sched_process_exec", "sched", "sched_process_exec"),
@@ -29,6 +29,8 @@ const TRACEPOINTS: [(&str, &str, &str); 9] = [
     ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
     ("sys_enter_connect", "syscalls", "sys_enter_connect"),
     ("sys_exit_connect", "syscalls", "sys_exit_connect"),
+    ("sys_enter_sendto", "syscalls", "sys_enter_sendto"),
+    ("sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
 ];
 
 /// PAM steps whose return codes are recorded by the shared `pam_call_ret` program.
@@ -125,7 +127,7 @@ pub fn preflight() -> anyhow::Result<Preflight> {
             Err(e) => (
                 TaskOffsets::default(),
                 Some(format!(
-                    "{}: {e}; ppid and exit codes will be 0",
+                    "{}: {e}; ppid, exit codes, euid and login uids are not known",
                     btf::VMLINUX_BTF
                 )),
             ),
@@ -133,7 +135,7 @@ pub fn preflight() -> anyhow::Result<Preflight> {
         Err(e) => (
             TaskOffsets::default(),
             Some(format!(
-                "{} unreadable ({e}); ppid and exit codes will be 0",
+                "{} unreadable ({e}); ppid, exit codes, euid and login uids are not known",
                 btf::VMLINUX_BTF
             )),
         ),

@@ -52,6 +52,9 @@ mod tests {
     /// Raw records captured on kernel 6.18 / OpenSSH 9.2 / Debian 12 with
     /// `--record-raw`: a password login running `id` and a TCP connect to port 2399,
     /// a wrong password, then a public-key login running `su -c 'id -un' wt_bob`.
+    /// Captured with the 64-byte record header; its records were given the 72-byte
+    /// header's euid, login uid and audit session as unset (what an agent writes where
+    /// the kernel's layout is unknown) when the header grew.
     const CAPTURED: &[u8] = include_bytes!("../tests/fixtures/ssh_login_failed_login_su.raw");
 
     fn replay() -> Vec<EventBody> {

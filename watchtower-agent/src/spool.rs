@@ -6,8 +6,8 @@
 //!   group and fsyncs once for it;
 //! - the directory is fsynced whenever a file in it is created, renamed or removed;
 //! - a segment is deleted only after the ack that covers it is durable in `acked`; the
-//!   segment appends go on in is kept, even fully acknowledged, until a record no
-//!   longer fits in it;
+//!   segment appends go on in is kept, even fully acknowledged, until a group of
+//!   records no longer fits in it;
 //! - other acks are made durable at most once per [`ACK_SYNC_INTERVAL`] (and when the
 //!   spool is closed): an ack lost in a crash only makes the agent send those records
 //!   again, and the server drops what it already holds by `(host, boot, seq)`;
@@ -176,6 +176,11 @@ impl Segment {
         self.runs.last().map(|&(_, last)| last)
     }
 
+    /// Whether it holds nothing above `through` (an ack through it covers it whole).
+    fn covered_by(&self, through: u64) -> bool {
+        self.last().is_none_or(|last| last <= through)
+    }
+
     /// Every record in this segment is at or below this, and every record in later
     /// segments is above it: the order `read_from` searches by.
     fn key(&self) -> u64 {
@@ -276,7 +281,7 @@ impl Spool {
                 report.truncated_bytes += file_len - segment.end;
             }
             last_good = segment.last().unwrap_or(last_good);
-            if segment.last().is_none_or(|last| last <= acked) {
+            if segment.covered_by(acked) {
                 remove_if_present(&path)?;
                 dir_changed = true;
             } else {
@@ -445,7 +450,7 @@ impl Spool {
         let Some(segment) = self.segments.back() else {
             return Ok(());
         };
-        let acked = segment.last().is_none_or(|last| last <= self.acked);
+        let acked = segment.covered_by(self.acked);
         let room = self.config.segment_bytes.min(self.config.max_bytes);
         let fits = segment.len + group_bytes <= room;
         if self.segments.len() != 1 || self.active.is_none() || !acked || fits {
@@ -468,7 +473,7 @@ impl Spool {
         let Some(segment) = self.segments.front() else {
             return false;
         };
-        let covered = segment.last().is_none_or(|last| last <= through);
+        let covered = segment.covered_by(through);
         let appending_here = self.active.is_some() && self.segments.len() == 1;
         covered && !appending_here
     }

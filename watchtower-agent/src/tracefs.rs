@@ -93,6 +93,8 @@ pub fn tracepoint_offsets(root: &Path) -> Result<TracepointOffsets, TracefsError
         connect_fd: required(root, "syscalls", "sys_enter_connect", "fd")?,
         connect_uservaddr: required(root, "syscalls", "sys_enter_connect", "uservaddr")?,
         connect_addrlen: required(root, "syscalls", "sys_enter_connect", "addrlen")?,
+        sendto_addr: required(root, "syscalls", "sys_enter_sendto", "addr")?,
+        sendmsg_msg: required(root, "syscalls", "sys_enter_sendmsg", "msg")?,
         sys_exit_ret: {
             let execve = required(root, "syscalls", "sys_exit_execve", "ret")?;
             let connect = required(root, "syscalls", "sys_exit_connect", "ret")?;

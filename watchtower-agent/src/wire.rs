@@ -72,6 +72,8 @@ fn process(p: &Process) -> pb::Process {
         ppid: p.ppid,
         uid: p.uid,
         gid: p.gid,
+        euid: p.euid,
+        loginuid: p.loginuid,
         comm: p.comm.clone(),
     }
 }
@@ -152,6 +154,7 @@ fn connect(c: &Connect) -> pb::Connect {
         error: c.error.map(str::to_owned),
         fd: c.fd,
         process: Some(process(&c.process)),
+        via: c.via.map(str::to_owned),
     }
 }
 

@@ -114,6 +114,10 @@ impl TryFrom<u32> for RecordKind {
     }
 }
 
+/// An id the kernel does not know: the audit subsystem's `AUDIT_UID_UNSET` and
+/// `AUDIT_SID_UNSET`, also written when a field's offset is unknown.
+pub const UNSET_ID: u32 = u32::MAX;
+
 /// Common start of every record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -136,8 +140,15 @@ pub struct RecordHeader {
     pub uid: u32,
     /// Real group id.
     pub gid: u32,
-    /// Explicit padding, always 0.
-    pub pad: u32,
+    /// Effective user id ([`UNSET_ID`] when the kernel's `cred` layout is unknown).
+    /// For an exec, the ids are those after the new image was loaded (a setuid
+    /// program's owner).
+    pub euid: u32,
+    /// Audit login uid set at login by `pam_loginuid` and kept across su and sudo
+    /// ([`UNSET_ID`] when never set or the layout is unknown).
+    pub loginuid: u32,
+    /// Audit session id ([`UNSET_ID`] when never set or the layout is unknown).
+    pub audit_session_id: u32,
     /// Task command name, NUL padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -296,7 +307,20 @@ pub struct ConnectRecord {
     pub addr: [u8; 16],
     /// `sun_path` of a unix socket (an abstract socket starts with a NUL byte).
     pub path: [u8; UNIX_PATH_LEN],
-    pub pad: [u8; 4],
+    /// Where the destination was seen: one of [`connect_via`].
+    pub via: u32,
+}
+
+/// How a [`ConnectRecord`]'s destination was seen.
+pub mod connect_via {
+    /// The `connect` system call, with its result.
+    pub const SYSCALL: u32 = 0;
+    /// A destination given to `sendto`/`sendmsg` (UDP, or TCP fast open); the first
+    /// send to each destination per process and [`SEND_REPEAT_NS`], result not known.
+    pub const SEND: u32 = 1;
+    /// Sends from one process to one destination within this time after the last
+    /// recorded one are not recorded again.
+    pub const SEND_REPEAT_NS: u64 = 60_000_000_000;
 }
 
 /// A task created by a task inside a session (or by any task when capturing everything).
@@ -344,6 +368,14 @@ pub struct TaskOffsets {
     pub tgid: u32,
     /// `task_struct.exit_code`.
     pub exit_code: u32,
+    /// `task_struct.loginuid` (only with `CONFIG_AUDIT`).
+    pub loginuid: u32,
+    /// `task_struct.sessionid` (only with `CONFIG_AUDIT`).
+    pub sessionid: u32,
+    /// `task_struct.cred` (the subjective credentials).
+    pub cred: u32,
+    /// `cred.euid`.
+    pub cred_euid: u32,
     pub pad: u32,
 }
 
@@ -371,20 +403,24 @@ pub struct TracepointOffsets {
     /// `filename` (a `__data_loc`) of `sched_process_exec`: the file name the
     /// kernel ran, for an exec whose own name could not be read; 0 when absent.
     pub exec_filename: u32,
+    /// `addr` of `sys_enter_sendto`.
+    pub sendto_addr: u32,
+    /// `msg` (a `struct user_msghdr *`) of `sys_enter_sendmsg`.
+    pub sendmsg_msg: u32,
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<RecordHeader>() == 64);
-    assert!(core::mem::size_of::<PamStartRecord>() == 64 + 16 + 2 * PAM_STR_LEN);
-    assert!(core::mem::size_of::<PamItemRecord>() == 64 + 16 + PAM_STR_LEN);
-    assert!(core::mem::size_of::<PamCallRecord>() == 64 + 32);
-    assert!(core::mem::size_of::<ExecRecord>() == 64 + 16 + EXEC_FILENAME_LEN + EXEC_ARG_LEN * EXEC_MAX_ARGS);
-    assert!(core::mem::size_of::<ConnectRecord>() == 64 + 16 + 16 + UNIX_PATH_LEN + 4);
-    assert!(core::mem::size_of::<ForkRecord>() == 72);
-    assert!(core::mem::size_of::<ExitRecord>() == 72);
+    assert!(core::mem::size_of::<RecordHeader>() == 72);
+    assert!(core::mem::size_of::<PamStartRecord>() == 72 + 16 + 2 * PAM_STR_LEN);
+    assert!(core::mem::size_of::<PamItemRecord>() == 72 + 16 + PAM_STR_LEN);
+    assert!(core::mem::size_of::<PamCallRecord>() == 72 + 32);
+    assert!(core::mem::size_of::<ExecRecord>() == 72 + 16 + EXEC_FILENAME_LEN + EXEC_ARG_LEN * EXEC_MAX_ARGS);
+    assert!(core::mem::size_of::<ConnectRecord>() == 72 + 16 + 16 + UNIX_PATH_LEN + 4);
+    assert!(core::mem::size_of::<ForkRecord>() == 80);
+    assert!(core::mem::size_of::<ExitRecord>() == 80);
     assert!(core::mem::size_of::<SessionLink>() == 24);
-    assert!(core::mem::size_of::<TaskOffsets>() == 16);
-    assert!(core::mem::size_of::<TracepointOffsets>() == 48);
+    assert!(core::mem::size_of::<TaskOffsets>() == 32);
+    assert!(core::mem::size_of::<TracepointOffsets>() == 56);
     assert!((RecordKind::Exit as u32) < SLOT_SESSION_LINK);
     assert!(SLOT_SESSION_LINK < KIND_SLOTS);
 };

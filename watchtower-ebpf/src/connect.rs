@@ -1,13 +1,20 @@
-//! `connect` tracepoints: the destination is read at entry and sent with the
-//! result at exit (`-EINPROGRESS` is a non-blocking connect under way).
+//! Where processes connect and send to.
+//!
+//! The `connect` tracepoints read the destination at entry and send it with the
+//! result at exit (`-EINPROGRESS` is a non-blocking connect under way). `sendto`
+//! and `sendmsg` with a destination (UDP, TCP fast open) reach a peer without
+//! `connect`: their entry tracepoints record it, once per process and destination
+//! every [`connect_via::SEND_REPEAT_NS`].
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes},
+    helpers::{
+        bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+    },
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use watchtower_common::{ConnectRecord, RecordKind, family};
+use watchtower_common::{ConnectRecord, RecordKind, connect_via, family};
 
 use crate::{
     agent_tgid, capture_all, count_lost, count_out_of_scope, current_ids, current_session, emit, fill_header,
@@ -19,6 +26,23 @@ static CONNECT_SCRATCH: PerCpuArray<ConnectRecord> = PerCpuArray::with_max_entri
 
 #[map(name = "CONNECT_PENDING")]
 pub(crate) static CONNECT_PENDING: HashMap<u32, ConnectRecord> = HashMap::with_max_entries(8192, 0);
+
+/// A process and a destination it sent to.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SendKey {
+    tgid: u32,
+    family: u16,
+    port: u16,
+    addr: [u8; 16],
+}
+
+/// When each (process, destination) send was last recorded.
+#[map(name = "SENDS_RECORDED")]
+static SENDS_RECORDED: LruHashMap<SendKey, u64> = LruHashMap::with_max_entries(16_384, 0);
+
+/// `struct user_msghdr`: `msg_name` is its first field (the system call ABI).
+const USER_MSGHDR_NAME: usize = 0;
 
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
@@ -32,39 +56,47 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     0
 }
 
-fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
-    let (tgid, tid) = current_ids();
-    let offsets = tracepoint_offsets();
-    if tgid == agent_tgid() || offsets.connect_uservaddr == 0 {
-        return Ok(());
+#[tracepoint]
+pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
+    let _ = try_sendto(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
+    let _ = try_sendmsg(&ctx);
+    0
+}
+
+/// The session to record the current process's socket activity in, or `None`
+/// when it is the agent or outside the capture scope.
+#[inline(always)]
+fn session_in_scope(tgid: u32) -> Option<u64> {
+    if tgid == agent_tgid() {
+        return None;
     }
     let session = current_session(tgid).map_or(0, |s| s.key);
-    if session == 0 && !capture_all() {
-        count_out_of_scope(RecordKind::Connect);
-        return Ok(());
-    }
-    let record = CONNECT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
-    // SAFETY: as in exec::try_enter.
+    (session != 0 || capture_all()).then_some(session)
+}
+
+/// Fill `record`'s destination from the user `sockaddr` at `addr`. `Err` for
+/// families not recorded.
+///
+/// # Safety
+/// `record` points at a writable `ConnectRecord`.
+#[inline(always)]
+unsafe fn read_destination(record: *mut ConnectRecord, addr: *const u8, addrlen: u64) -> Result<(), i64> {
+    // SAFETY: `record` is writable by the contract; user memory is read through helpers.
     unsafe {
-        let fd: u64 = ctx.read_at(offsets.connect_fd as usize).map_err(i64::from)?;
-        let addr: u64 = ctx
-            .read_at(offsets.connect_uservaddr as usize)
-            .map_err(i64::from)?;
-        let addrlen: u64 = ctx.read_at(offsets.connect_addrlen as usize).map_err(i64::from)?;
-        let addr = addr as *const u8;
         let sa_family: u16 = bpf_probe_read_user(addr.cast::<u16>()).map_err(i64::from)?;
         if !matches!(sa_family, family::INET | family::INET6 | family::UNIX) {
-            return Ok(());
+            return Err(0);
         }
-        fill_header(&raw mut (*record).header, RecordKind::Connect, session);
-        (*record).retval = 0;
         (*record).family = sa_family;
         (*record).port = 0;
-        (*record).fd = fd as u32;
         (*record).addr = [0; 16];
         (*record).path[0] = 0;
         (*record).path[1] = 0;
-        (*record).pad = [0; 4];
         match sa_family {
             family::INET => {
                 let port: u16 = bpf_probe_read_user(addr.add(2).cast::<u16>()).unwrap_or(0);
@@ -87,6 +119,33 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    let offsets = tracepoint_offsets();
+    if tgid == agent_tgid() || offsets.connect_uservaddr == 0 {
+        return Ok(());
+    }
+    let Some(session) = session_in_scope(tgid) else {
+        count_out_of_scope(RecordKind::Connect);
+        return Ok(());
+    };
+    let record = CONNECT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: tracepoint fields read through the helper; `record` is this CPU's scratch slot.
+    unsafe {
+        let fd: u64 = ctx.read_at(offsets.connect_fd as usize).map_err(i64::from)?;
+        let addr: u64 = ctx
+            .read_at(offsets.connect_uservaddr as usize)
+            .map_err(i64::from)?;
+        let addrlen: u64 = ctx.read_at(offsets.connect_addrlen as usize).map_err(i64::from)?;
+        read_destination(record, addr as *const u8, addrlen)?;
+        fill_header(&raw mut (*record).header, RecordKind::Connect, session);
+        (*record).retval = 0;
+        (*record).fd = fd as u32;
+        (*record).via = connect_via::SYSCALL;
         if CONNECT_PENDING.insert(&tid, &*record, 0).is_err() {
             count_lost(RecordKind::Connect);
         }
@@ -98,7 +157,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let (_, tid) = current_ids();
     let record = CONNECT_PENDING.get_ptr_mut(&tid).ok_or(1)?;
     let offsets = tracepoint_offsets();
-    // SAFETY: as in exec::try_exit.
+    // SAFETY: `record` is this thread's pending map value; the field read uses the helper.
     unsafe {
         (*record).retval = ctx
             .read_at::<i64>(offsets.sys_exit_ret as usize)
@@ -106,5 +165,72 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         emit(RecordKind::Connect, &*record);
     }
     let _ = CONNECT_PENDING.remove(&tid);
+    Ok(())
+}
+
+fn try_sendto(ctx: &TracePointContext) -> Result<(), i64> {
+    let offset = tracepoint_offsets().sendto_addr;
+    if offset == 0 {
+        return Ok(());
+    }
+    // SAFETY: a tracepoint field read through the helper.
+    let addr: u64 = unsafe { ctx.read_at(offset as usize) }.map_err(i64::from)?;
+    record_send(addr as *const u8)
+}
+
+fn try_sendmsg(ctx: &TracePointContext) -> Result<(), i64> {
+    let offset = tracepoint_offsets().sendmsg_msg;
+    if offset == 0 {
+        return Ok(());
+    }
+    // SAFETY: a tracepoint field read through the helper; user memory through the user helper.
+    let name: u64 = unsafe {
+        let msg: u64 = ctx.read_at(offset as usize).map_err(i64::from)?;
+        if msg == 0 {
+            return Ok(());
+        }
+        bpf_probe_read_user((msg as *const u8).add(USER_MSGHDR_NAME).cast::<u64>()).map_err(i64::from)?
+    };
+    record_send(name as *const u8)
+}
+
+/// A send to the user `sockaddr` at `name` (null: a connected socket, whose
+/// destination was recorded when it connected).
+#[inline(always)]
+fn record_send(name: *const u8) -> Result<(), i64> {
+    if name.is_null() {
+        return Ok(());
+    }
+    let (tgid, _) = current_ids();
+    let Some(session) = session_in_scope(tgid) else {
+        return Ok(());
+    };
+    let record = CONNECT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: `record` is this CPU's scratch slot.
+    unsafe {
+        read_destination(record, name, 0)?;
+        if (*record).family == family::UNIX {
+            // Datagrams to local sockets (syslog, the journal) are not network access.
+            return Ok(());
+        }
+        let key = SendKey {
+            tgid,
+            family: (*record).family,
+            port: (*record).port,
+            addr: (*record).addr,
+        };
+        let now = bpf_ktime_get_boot_ns();
+        if let Some(last) = SENDS_RECORDED.get(&key) {
+            if now.saturating_sub(*last) < connect_via::SEND_REPEAT_NS {
+                return Ok(());
+            }
+        }
+        let _ = SENDS_RECORDED.insert(&key, &now, 0);
+        fill_header(&raw mut (*record).header, RecordKind::Connect, session);
+        (*record).retval = 0;
+        (*record).fd = u32::MAX;
+        (*record).via = connect_via::SEND;
+        emit(RecordKind::Connect, &*record);
+    }
     Ok(())
 }

@@ -15,7 +15,7 @@ use watchtower_common::{EXEC_ARG_LEN, EXEC_FILENAME_LEN, EXEC_MAX_ARGS, ExecReco
 
 use crate::{
     SESSIONS, agent_tgid, capture_all, count_lost, count_out_of_scope, current_ids, current_session, emit,
-    fill_header, tracepoint_offsets,
+    fill_credentials, fill_header, tracepoint_offsets,
 };
 
 /// Per-CPU space to build a record too large for the 512-byte stack.
@@ -164,6 +164,9 @@ fn try_exec_done(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(record) = EXEC_PENDING.get_ptr_mut(&tid) else {
         return unseen_exec(ctx, offsets.exec_filename);
     };
+    // The new image's credentials (a setuid program runs as its owner).
+    // SAFETY: `record` is this thread's pending map value.
+    fill_credentials(unsafe { &raw mut (*record).header });
     // SAFETY: `record` is this thread's pending map value.
     if offsets.exec_filename == 0 || unsafe { (*record).filename[0] } != 0 {
         return Ok(());

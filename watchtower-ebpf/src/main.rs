@@ -21,7 +21,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use watchtower_common::{KIND_SLOTS, RecordHeader, RecordKind, SessionLink, TaskOffsets, TracepointOffsets};
+use watchtower_common::{
+    KIND_SLOTS, RecordHeader, RecordKind, SessionLink, TaskOffsets, TracepointOffsets, UNSET_ID,
+};
 
 /// Default size; the agent sets the real one at load time.
 #[map(name = "EVENTS")]
@@ -46,6 +48,10 @@ static TASK_OFFSETS: TaskOffsets = TaskOffsets {
     real_parent: 0,
     tgid: 0,
     exit_code: 0,
+    loginuid: 0,
+    sessionid: 0,
+    cred: 0,
+    cred_euid: 0,
     pad: 0,
 };
 #[unsafe(no_mangle)]
@@ -62,6 +68,8 @@ static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
     exit_group_dead: 0,
     exec_old_pid: 0,
     exec_filename: 0,
+    sendto_addr: 0,
+    sendmsg_msg: 0,
 };
 
 #[inline(always)]
@@ -149,11 +157,55 @@ fn current_ppid() -> u32 {
     }
 }
 
+/// A `u32` of the current task at `offset` ([`UNSET_ID`] when the offset is unknown).
+#[inline(always)]
+fn current_task_u32(offset: u32) -> u32 {
+    if offset == 0 {
+        return UNSET_ID;
+    }
+    // SAFETY: a kernel read through bpf_probe_read_kernel, which fails cleanly.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        bpf_probe_read_kernel(task.add(offset as usize).cast::<u32>()).unwrap_or(UNSET_ID)
+    }
+}
+
+/// The current task's effective uid, through `task_struct.cred`.
+#[inline(always)]
+fn current_euid(offsets: &TaskOffsets) -> u32 {
+    if offsets.cred == 0 || offsets.cred_euid == 0 {
+        return UNSET_ID;
+    }
+    // SAFETY: kernel reads through bpf_probe_read_kernel, which fails cleanly on a bad address.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let Ok(cred) = bpf_probe_read_kernel(task.add(offsets.cred as usize).cast::<*const u8>()) else {
+            return UNSET_ID;
+        };
+        bpf_probe_read_kernel(cred.add(offsets.cred_euid as usize).cast::<u32>()).unwrap_or(UNSET_ID)
+    }
+}
+
+/// Write the current task's user and group ids, effective uid, login uid and audit
+/// session into `header` (again after an exec, whose new image may be setuid).
+#[inline(always)]
+fn fill_credentials(header: *mut RecordHeader) {
+    let uid_gid = bpf_get_current_uid_gid();
+    let offsets = task_offsets();
+    // SAFETY: `header` points to writable memory of a reserved record or a map value.
+    unsafe {
+        (*header).uid = uid_gid as u32;
+        (*header).gid = (uid_gid >> 32) as u32;
+        (*header).euid = current_euid(&offsets);
+        (*header).loginuid = current_task_u32(offsets.loginuid);
+        (*header).audit_session_id = current_task_u32(offsets.sessionid);
+    }
+}
+
 /// Fill the common header for the current task.
 #[inline(always)]
 fn fill_header(header: *mut RecordHeader, kind: RecordKind, session_key: u64) {
     let (tgid, tid) = current_ids();
-    let uid_gid = bpf_get_current_uid_gid();
     // SAFETY: `header` points to writable memory of a reserved record or a map value.
     unsafe {
         (*header).kind = kind as u32;
@@ -163,11 +215,9 @@ fn fill_header(header: *mut RecordHeader, kind: RecordKind, session_key: u64) {
         (*header).tgid = tgid;
         (*header).tid = tid;
         (*header).ppid = current_ppid();
-        (*header).uid = uid_gid as u32;
-        (*header).gid = (uid_gid >> 32) as u32;
-        (*header).pad = 0;
         (*header).comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
+    fill_credentials(header);
 }
 
 /// Copy a finished record (usually a map value) into the ring buffer, counting a failure.

@@ -187,7 +187,13 @@ fn try_call_ret(ctx: &RetProbeContext) -> Result<(), i64> {
     let mut session_key = 0u64;
     let mut parent_session_key = 0u64;
 
-    if args.function == PamFunction::OpenSession as u32 && retval == 0 {
+    // Only a privileged caller opens a login session: an ordinary user's program
+    // with its own PAM configuration (`pam_start_confdir`) can "open" one for any
+    // user name, and its activity must stay in its own session. (With the `cred`
+    // layout unknown, every caller counts as privileged.)
+    let euid = crate::current_euid(&crate::task_offsets());
+    let privileged = euid == 0 || euid == watchtower_common::UNSET_ID;
+    if args.function == PamFunction::OpenSession as u32 && retval == 0 && privileged {
         // Unique per boot: the boot-time clock in ns with the CPU number in the low byte
         // (two opens on one CPU are always more than 256 ns apart).
         // SAFETY: plain helpers.

@@ -16,6 +16,7 @@ const LAUNCH: Id = super::id(1, "Launch");
 const OPEN: Id = super::id(1, "Open");
 const FAIL: Id = super::id(4, "Fail");
 const REFUSE: Id = super::id(5, "Refuse");
+const TRAFFIC: Id = super::id(6, "Traffic");
 /// `connection_info.direction_id`.
 const OUTBOUND: Id = super::id(2, "Outbound");
 /// `file.type_id`.
@@ -125,9 +126,11 @@ pub(super) fn exec(event: &Event, e: &Exec) -> Record {
 /// A connect: `dst_endpoint` where it went (a unix socket's path as `name`),
 /// `src_endpoint` the host, `actor.process` the process that connected.
 pub(super) fn connect(event: &Event, c: &Connect) -> Record {
-    let (activity, status) = match (c.result, c.error.as_deref()) {
-        (0 | EINPROGRESS, _) | (_, Some("EINPROGRESS")) => (OPEN, SUCCESS),
-        (ECONNREFUSED, _) | (_, Some("ECONNREFUSED")) => (REFUSE, FAILURE),
+    let (activity, status) = match (c.via.as_deref(), c.result, c.error.as_deref()) {
+        // Seen without the system call's result.
+        (Some(_), _, _) => (TRAFFIC, UNKNOWN),
+        (None, 0 | EINPROGRESS, _) | (None, _, Some("EINPROGRESS")) => (OPEN, SUCCESS),
+        (None, ECONNREFUSED, _) | (None, _, Some("ECONNREFUSED")) => (REFUSE, FAILURE),
         _ => (FAIL, FAILURE),
     };
     let mut r = Record::new(NETWORK_ACTIVITY, activity);
@@ -161,7 +164,8 @@ pub(super) fn connect(event: &Event, c: &Connect) -> Record {
     r.actor("process", json!(c.process.as_ref().map(process)));
     attribute(&mut r, event, c.session, c.session_user.as_deref());
     r.note("family", json!(non_empty(&c.family)));
-    r.note("fd", json!(c.fd));
+    r.note("fd", json!(c.via.is_none().then_some(c.fd)));
+    r.note("via", json!(c.via));
     r.note("result", json!((c.result != 0).then_some(c.result)));
     r
 }

@@ -8,7 +8,7 @@
 //! | `session_start` | Authentication (3002) | 1 Logon | `session` and `actor.session` (the new session: created, remote, terminal), `user` (with the loginuid) |
 //! | `session_end` | Authentication (3002) | 2 Logoff | `status_detail` the reason (`closed`, `process_exited`), `session` and `actor.session`, `duration`, `start_time`/`end_time` |
 //! | `exec` | Process Activity (1007, 1 System Activity) | 1 Launch | `process` (the program: `pid`, `name`, `cmd_line`, `file`, `parent_process`, `user` with its `groups`), `actor.process` (the process that called exec, by its name then), `actor.session`/`actor.user` the login, `status_code` the errno name of a failed exec |
-//! | `connect` | Network Activity (4001, 4 Network Activity) | 1 Open, 5 Refuse (`ECONNREFUSED`), 4 Fail (other errors) | `dst_endpoint` (`ip` and `port`; a unix socket's path as `name`), `connection_info` (outbound, IP version), `actor.process`, `actor.session`/`actor.user` |
+//! | `connect` | Network Activity (4001, 4 Network Activity) | 1 Open, 5 Refuse (`ECONNREFUSED`), 4 Fail (other errors); a destination given to sendto/sendmsg (`via` `send`): 6 Traffic with `status_id` 0 Unknown | `dst_endpoint` (`ip` and `port`; a unix socket's path as `name`), `connection_info` (outbound, IP version), `actor.process`, `actor.session`/`actor.user` |
 //! | alert | Detection Finding (2004, 2 Findings) | 1 Create | `finding_info` (`uid` the alert id, `title` the rule or the Sigma rule's title, `desc` the summary, `analytic`, `related_events`), `severity_id` (info 1, low 2, warning/medium 3, high 4, critical 5), `count`, `evidences` (user, source address, the seqs) |
 //! | `login_verdict`, `agent_health`, an event of a kind this build does not know | Base Event (0, 0 Uncategorized) | 99 Other (`activity_name` the kind), 0 Unknown | everything in `unmapped`: the record in Watchtower's own JSON form under its kind's name |
 //!
@@ -24,7 +24,8 @@
 //! version, `uid` the event's stable id `host/boot/seq` (`alert/<id>` for
 //! alerts), `sequence` the seq, `event_code` the kind, `logged_time` when the
 //! server stored it, `labels` the host's certificate labels as `key=value`, and
-//! `profiles` `host`. `device` is the host (`hostname` and `uid` the host id, `boot_uid` its boot);
+//! `profiles` `host` and `linux/linux_users` (a process's `euid` and `auid`, its
+//! login uid). `device` is the host (`hostname` and `uid` the host id, `boot_uid` its boot);
 //! `actor.session` is the login session the event is attributed to (`uid` its
 //! 16 hex digits, `uid_alt` `host/boot/session`, which is unique across hosts)
 //! and `actor.user` that login's user, where the event carries them.
@@ -183,7 +184,7 @@ impl Record {
                 json!(header.logged_unix_ns.filter(|ns| *ns != 0).map(ms)),
             ),
             ("labels", json!((!labels.is_empty()).then_some(labels))),
-            ("profiles", json!(["host"])),
+            ("profiles", json!(["host", "linux/linux_users"])),
         ]);
         let mut out = Map::new();
         put(&mut out, "class_uid", json!(self.class.uid));
@@ -469,6 +470,8 @@ fn process(p: &Process) -> Value {
             "user",
             json!({ "uid": p.uid.to_string(), "groups": [{ "uid": p.gid.to_string() }] }),
         ),
+        ("euid", json!(p.euid)),
+        ("auid", json!(p.loginuid)),
     ])
 }
 

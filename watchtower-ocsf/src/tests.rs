@@ -32,6 +32,8 @@ fn sshd() -> Process {
         uid: 0,
         gid: 0,
         comm: "sshd".into(),
+        euid: None,
+        loginuid: None,
     }
 }
 
@@ -43,6 +45,8 @@ fn bash() -> Process {
         uid: 1001,
         gid: 1001,
         comm: "bash".into(),
+        euid: Some(0),
+        loginuid: Some(1001),
     }
 }
 
@@ -190,6 +194,21 @@ pub(crate) fn every_kind() -> Vec<StoredEvent> {
         ),
         // An event of a kind this build does not know.
         stored(12, None),
+        // A datagram's destination, seen at the kernel's send hook.
+        stored(
+            13,
+            Some(Body::Connect(Connect {
+                session: Some(SESSION),
+                session_user: Some("alice".into()),
+                family: "inet".into(),
+                address: "198.51.100.7".into(),
+                port: Some(53),
+                fd: u32::MAX,
+                via: Some("send".into()),
+                process: Some(bash()),
+                ..Connect::default()
+            })),
+        ),
     ]
 }
 
@@ -345,6 +364,22 @@ fn connects_open_refuse_and_name_unix_sockets() {
     assert_eq!(refused["status_code"], "ECONNREFUSED");
     assert_eq!(refused["connection_info"]["protocol_ver_id"], 6);
     assert_eq!(of(8)["dst_endpoint"]["name"], "/run/dbus/system_bus_socket");
+    assert_eq!(open["actor"]["process"]["euid"], 0);
+    assert_eq!(open["actor"]["process"]["auid"], 1001);
+    assert_eq!(open["unmapped"]["fd"], 3);
+}
+
+#[test]
+fn a_send_seen_without_its_result_is_traffic_of_unknown_status() {
+    let send = of(13);
+    assert_eq!(send["class_uid"], 4001);
+    assert_eq!(send["activity_id"], 6);
+    assert_eq!(send["status_id"], 0);
+    assert!(send.get("status_code").is_none(), "{send:#}");
+    assert_eq!(send["dst_endpoint"]["ip"], "198.51.100.7");
+    assert_eq!(send["dst_endpoint"]["port"], 53);
+    assert_eq!(send["unmapped"]["via"], "send");
+    assert!(send["unmapped"].get("fd").is_none(), "no descriptor: {send:#}");
 }
 
 #[test]

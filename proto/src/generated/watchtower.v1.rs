@@ -54,6 +54,12 @@ pub struct Process {
     pub gid: u32,
     #[prost(string, tag = "6")]
     pub comm: ::prost::alloc::string::String,
+    /// Effective uid (a setuid program's owner); unset when the kernel's layout is unknown.
+    #[prost(uint32, optional, tag = "7")]
+    pub euid: ::core::option::Option<u32>,
+    /// Audit login uid: who logged in, kept across su and sudo; unset when never set.
+    #[prost(uint32, optional, tag = "8")]
+    pub loginuid: ::core::option::Option<u32>,
 }
 /// One attempt to log in (or to switch user) through PAM.
 #[derive(serde::Serialize)]
@@ -195,10 +201,16 @@ pub struct Connect {
     pub result: i64,
     #[prost(string, optional, tag = "7")]
     pub error: ::core::option::Option<::prost::alloc::string::String>,
+    /// u32::MAX when via is set.
     #[prost(uint32, tag = "8")]
     pub fd: u32,
     #[prost(message, optional, tag = "9")]
     pub process: ::core::option::Option<Process>,
+    /// Unset for connect(2); "send": a destination given to sendto/sendmsg (UDP, TCP
+    /// fast open), the first per process and destination each minute. With via set,
+    /// result is not known.
+    #[prost(string, optional, tag = "10")]
+    pub via: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -65,6 +65,8 @@ fn process(task: &Task) -> Process {
         ppid: task.ppid,
         uid: task.uid,
         gid: task.gid,
+        euid: task.euid,
+        loginuid: task.loginuid,
         comm: task.comm.clone(),
     }
 }
@@ -165,6 +167,7 @@ impl<P: ProcessInfo> Assembler<P> {
                 retval,
                 fd,
                 destination,
+                via,
             } => {
                 self.count_in_sessions(task.session_key, |s| s.connects += 1);
                 let (family, address, port) = match destination {
@@ -183,6 +186,7 @@ impl<P: ProcessInfo> Assembler<P> {
                         result: retval,
                         error: errno_name(retval),
                         fd,
+                        via: via.name(),
                         process: process(&task),
                     }),
                 ));

@@ -69,8 +69,12 @@ impl<P: ProcessInfo> Assembler<P> {
             remote_host: login.remote_host.clone(),
             tty: login.tty,
             remote_user: login.remote_user,
-            loginuid: self.info.loginuid(task.tgid),
-            audit_session_id: self.info.audit_session_id(task.tgid),
+            // The kernel's ids at the time of the call; /proc (racing the process's
+            // exit) only where the kernel's layout was unknown.
+            loginuid: task.loginuid.or_else(|| self.info.loginuid(task.tgid)),
+            audit_session_id: task
+                .audit_session_id
+                .or_else(|| self.info.audit_session_id(task.tgid)),
             adopted: false,
             process: process(task),
         };
@@ -148,6 +152,8 @@ impl<P: ProcessInfo> Assembler<P> {
                     ppid: 0,
                     uid: session.loginuid.unwrap_or(0),
                     gid: 0,
+                    euid: None,
+                    loginuid: session.loginuid,
                     comm,
                 },
             }),

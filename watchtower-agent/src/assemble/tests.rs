@@ -1,7 +1,7 @@
 use watchtower_common::PamFunction;
 
 use super::*;
-use crate::decode::PamItem;
+use crate::decode::{ConnectVia, PamItem};
 use crate::event::{Outcome, PamStep, SessionEndReason};
 
 struct FixedInfo;
@@ -36,6 +36,9 @@ fn task(tgid: u32, ppid: u32, ktime_ns: u64, session_key: u64, comm: &str) -> Ta
         ppid,
         uid: 0,
         gid: 0,
+        euid: Some(0),
+        loginuid: None,
+        audit_session_id: None,
         comm: comm.into(),
     }
 }
@@ -120,6 +123,7 @@ fn ssh_password_login_session_and_close() {
             retval: -111,
             fd: 3,
             destination: Destination::Inet("127.0.0.1:9".parse().unwrap()),
+            via: ConnectVia::Syscall,
         },
         KernelRecord::PamCall {
             task: in_session(1_000_000_010),

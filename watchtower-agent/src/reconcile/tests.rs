@@ -37,6 +37,8 @@ fn attempt_like(j: &JournalLogin, service: &str, outcome: Outcome) -> LoginAttem
             uid: 0,
             gid: 0,
             comm: "sshd".into(),
+            euid: None,
+            loginuid: None,
         },
     }
 }
@@ -336,6 +338,8 @@ fn kernel_attempts_from_pam_lines(records: &[watchtower_journal::JournalEntry]) 
                         uid: 0,
                         gid: 0,
                         comm: "sshd".into(),
+                        euid: None,
+                        loginuid: None,
                     },
                 },
             ));

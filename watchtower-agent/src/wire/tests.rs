@@ -46,6 +46,8 @@ fn bash() -> Process {
         uid: 1000,
         gid: 1001,
         comm: "bash".into(),
+        euid: Some(0),
+        loginuid: Some(1000),
     }
 }
 
@@ -57,6 +59,8 @@ fn wire_bash() -> pb::Process {
         uid: 1000,
         gid: 1001,
         comm: "bash".into(),
+        euid: Some(0),
+        loginuid: Some(1000),
     }
 }
 
@@ -68,6 +72,8 @@ fn sshd() -> Process {
         uid: 0,
         gid: 0,
         comm: "sshd-session".into(),
+        euid: None,
+        loginuid: None,
     }
 }
 
@@ -79,6 +85,8 @@ fn wire_sshd() -> pb::Process {
         uid: 0,
         gid: 0,
         comm: "sshd-session".into(),
+        euid: None,
+        loginuid: None,
     }
 }
 
@@ -172,6 +180,7 @@ fn refused_connect() -> Event {
             error: Some("ECONNREFUSED"),
             fd: 7,
             process: bash(),
+            via: None,
         }),
     )
 }
@@ -558,6 +567,7 @@ fn wire_connect() {
             error: Some("ECONNREFUSED".into()),
             fd: 7,
             process: Some(wire_bash()),
+            via: None,
         }),
     );
     assert_eq!(to_wire(&refused_connect()), expected);
