@@ -116,7 +116,11 @@ fn workload(settings: &Settings, hosts: &[String], boot: &str) -> Vec<(String, V
     hosts
         .iter()
         .map(|host| {
-            let events = crate::synth::execs(host, boot, 1, settings.events_per_host, t0, 1_000);
+            // As an agent sends them: the server's arms convert them as its edge does.
+            let events: Vec<Event> = crate::synth::execs(host, boot, 1, settings.events_per_host, t0, 1_000)
+                .into_iter()
+                .map(Event::from)
+                .collect();
             let batches = events.chunks(settings.batch).map(<[Event]>::to_vec).collect();
             (host.clone(), batches)
         })
@@ -187,7 +191,12 @@ fn raw_rocksdb(dir: &Path, work: Vec<(String, Vec<Vec<Event>>)>) -> anyhow::Resu
 fn event_store(dir: &Path, work: Vec<(String, Vec<Vec<Event>>)>) -> anyhow::Result<u64> {
     let store = EventStore::open(dir)?;
     per_host_writers(work, |host, batch| {
-        let appended = store.append(host, batch, watchtower_server::now_unix_ns(), 0)?;
+        let appended = store.append(
+            host,
+            batch.into_iter().map(Into::into).collect(),
+            watchtower_server::now_unix_ns(),
+            0,
+        )?;
         Ok(appended.stored.len() as u64)
     })
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::bail;
-use watchtower_proto::pb::EventFilter;
+use watchtower_model::EventFilter;
 use watchtower_server::store::EventStore;
 
 use crate::stats::Ratios;

@@ -1,7 +1,7 @@
 //! Synthetic events shaped like the agent's: execs inside a login session, with
 //! the argv, process and session fields real ones carry (about 150 bytes encoded).
 
-use watchtower_proto::pb::{Event, Exec, Process, event};
+use watchtower_model::{Body as EventBody, Event, Exec, Process};
 
 /// `n` exec events of `host`, numbered from `first_seq`, `step_ns` apart from `t0`.
 #[must_use]
@@ -29,7 +29,7 @@ pub fn exec(host: &str, boot_id: &str, seq: u64, time_unix_ns: u64) -> Event {
         boot_id: boot_id.to_owned(),
         seq,
         time_unix_ns,
-        body: Some(event::Body::Exec(Exec {
+        body: Some(EventBody::Exec(Exec {
             session: Some(0x5eed_0000_0000_0000 | (seq / 100)),
             session_user: Some(format!("user{}", seq % 37)),
             filename: program.to_owned(),
@@ -70,7 +70,7 @@ mod tests {
         let events = execs("h", "boot", 5, 3, 1_000, 10);
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5, 6, 7]);
         assert_eq!(events[2].time_unix_ns, 1_020);
-        let size = prost::Message::encoded_len(&events[0]);
+        let size = prost::Message::encoded_len(&watchtower_proto::pb::Event::from(events[0].clone()));
         assert!((120..300).contains(&size), "{size} bytes");
     }
 }

@@ -118,7 +118,10 @@ fn ssh_su_and_sudo_read_back_through_query_events() {
         assert_eq!(s.host_id, HOST);
         assert_eq!(s.boot_id, p["boot_id"].as_str().unwrap());
         assert_eq!(s.time_unix_ns, p["time_unix_ns"].as_u64().unwrap());
-        assert_eq!(s.kind().name(), p["kind"].as_str().unwrap());
+        assert_eq!(
+            watchtower_model::Event::from(s.clone()).kind().name(),
+            p["kind"].as_str().unwrap()
+        );
     }
 
     // Every login attempt, field by field.
@@ -168,7 +171,10 @@ fn ssh_su_and_sudo_read_back_through_query_events() {
         user: BOB.into(),
         ..EventFilter::default()
     });
-    let bob_kinds: Vec<_> = bob.iter().map(|e| e.kind().name()).collect();
+    let bob_kinds: Vec<_> = bob
+        .iter()
+        .map(|e| watchtower_model::Event::from(e.clone()).kind().name())
+        .collect();
     assert_eq!(
         bob_kinds.iter().filter(|k| **k == "login_attempt").count(),
         1,

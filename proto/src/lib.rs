@@ -2,8 +2,9 @@
 //!
 //! Everything generated is under [`pb`]: messages are plain prost structs;
 //! `pb::ingest_*` and `pb::query_*` hold the tonic clients and servers. Beside it:
-//! [`VERSION`], hex helpers and the JSON forms the generated code's serde
-//! attributes name.
+//! [`VERSION`], hex helpers, the JSON forms the generated code's serde
+//! attributes name, and [`convert`]: the messages to and from the domain types
+//! of watchtower-model, which the server and watchtowerctl work with.
 
 #![allow(clippy::pedantic)]
 
@@ -14,6 +15,13 @@ pub mod pb {
     include!("generated/watchtower.v1.rs");
 }
 
+/// `From` both ways between the messages and the domain types of
+/// watchtower-model (re-exported as [`model`]).
+pub mod convert;
+
+pub use convert::UnknownItem;
+pub use watchtower_model as model;
+
 /// This build's version: what `cargo xtask dist` (and `test`) stamp in through
 /// `WATCHTOWER_VERSION`, else the crate version. Every binary's `--version`, the
 /// agent's Hello and the webhook's user agent.
@@ -22,174 +30,26 @@ pub const VERSION: &str = match option_env!("WATCHTOWER_VERSION") {
     None => env!("CARGO_PKG_VERSION"),
 };
 
-impl pb::Event {
-    /// The kind of the event's body (`Unspecified` when it has none).
-    #[must_use]
-    pub fn kind(&self) -> pb::EventKind {
-        use pb::event::Body;
-        match &self.body {
-            None => pb::EventKind::Unspecified,
-            Some(Body::LoginAttempt(_)) => pb::EventKind::LoginAttempt,
-            Some(Body::SessionStart(_)) => pb::EventKind::SessionStart,
-            Some(Body::SessionEnd(_)) => pb::EventKind::SessionEnd,
-            Some(Body::Exec(_)) => pb::EventKind::Exec,
-            Some(Body::Connect(_)) => pb::EventKind::Connect,
-            Some(Body::LoginVerdict(_)) => pb::EventKind::LoginVerdict,
-            Some(Body::AgentHealth(_)) => pb::EventKind::AgentHealth,
-        }
-    }
-}
-
-impl pb::EventKind {
-    /// The snake_case name used in configs and on the command line.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            pb::EventKind::Unspecified => "unspecified",
-            pb::EventKind::LoginAttempt => "login_attempt",
-            pb::EventKind::SessionStart => "session_start",
-            pb::EventKind::SessionEnd => "session_end",
-            pb::EventKind::Exec => "exec",
-            pb::EventKind::Connect => "connect",
-            pb::EventKind::LoginVerdict => "login_verdict",
-            pb::EventKind::AgentHealth => "agent_health",
-        }
-    }
-
-    /// Parse a snake_case name.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        [
-            pb::EventKind::LoginAttempt,
-            pb::EventKind::SessionStart,
-            pb::EventKind::SessionEnd,
-            pb::EventKind::Exec,
-            pb::EventKind::Connect,
-            pb::EventKind::LoginVerdict,
-            pb::EventKind::AgentHealth,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name)
-    }
-}
-
-impl pb::Outcome {
-    /// The snake_case name (`success`, `failure`, `unspecified`).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            pb::Outcome::Unspecified => "unspecified",
-            pb::Outcome::Success => "success",
-            pb::Outcome::Failure => "failure",
-        }
-    }
-}
-
-impl pb::Verdict {
-    /// The snake_case name (`confirmed`, `kernel_only`, ...).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            pb::Verdict::Unspecified => "unspecified",
-            pb::Verdict::Confirmed => "confirmed",
-            pb::Verdict::KernelOnly => "kernel_only",
-            pb::Verdict::JournalOnly => "journal_only",
-            pb::Verdict::Unchecked => "unchecked",
-        }
-    }
-}
-
 pub use watchtower_tlog::{hex, unhex};
 
-impl pb::StoredEvent {
-    /// The SHA-256 of this record's canonical JSON: what its leaf in the
-    /// tamper-evidence log commits to (see watchtower-tlog).
-    #[must_use]
-    pub fn record_sha256(&self) -> [u8; 32] {
-        let json = serde_json::to_value(self).expect("records have string map keys");
-        watchtower_tlog::entry::record_sha256(&json).expect("records hold no floats")
-    }
-
-    /// What an audit compares with this record's leaf: its hash and its id.
-    #[must_use]
-    pub fn audited(&self) -> watchtower_tlog::StoredRecord {
-        watchtower_tlog::StoredRecord::Present {
-            sha256: self.record_sha256(),
-            id: self.record_id(),
-        }
-    }
-
-    /// The id the record's event carries (empty when it has none).
-    #[must_use]
-    pub fn record_id(&self) -> watchtower_tlog::RecordId {
-        self.event
-            .as_ref()
-            .map(|event| watchtower_tlog::RecordId {
-                host_id: event.host_id.clone(),
-                boot_id: event.boot_id.clone(),
-                seq: event.seq,
-                time_unix_ns: event.time_unix_ns,
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// How JSON shows the contract's enums, session keys and byte strings.
+/// How the generated messages' JSON shows enums, session keys and byte strings:
+/// the domain types' forms (watchtower-model), so a message and its domain
+/// type print alike.
 pub mod json {
-    use serde::Serializer;
-
-    // An enum value this build does not know is shown as its number, so that the
-    // JSON form (which the tamper-evidence log hashes) tells every value apart.
+    use serde::{Serialize as _, Serializer};
+    pub use watchtower_model::json::{hex, hex_list, optional_session, session, sessions, text};
+    use watchtower_model::{EventKind, Outcome, Verdict};
 
     pub fn outcome<S: Serializer>(value: &i32, s: S) -> Result<S::Ok, S::Error> {
-        match crate::pb::Outcome::try_from(*value) {
-            Ok(known) => s.serialize_str(known.name()),
-            Err(_) => s.serialize_i32(*value),
-        }
+        Outcome::from(*value).serialize(s)
     }
 
     pub fn verdict<S: Serializer>(value: &i32, s: S) -> Result<S::Ok, S::Error> {
-        match crate::pb::Verdict::try_from(*value) {
-            Ok(known) => s.serialize_str(known.name()),
-            Err(_) => s.serialize_i32(*value),
-        }
+        Verdict::from(*value).serialize(s)
     }
 
     pub fn kinds<S: Serializer>(values: &[i32], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(
-            values
-                .iter()
-                .map(|v| crate::pb::EventKind::try_from(*v).map_or("unknown", crate::pb::EventKind::name)),
-        )
-    }
-
-    pub fn session<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{value:016x}"))
-    }
-
-    #[allow(clippy::ref_option)]
-    pub fn optional_session<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(v) => s.serialize_str(&format!("{v:016x}")),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn sessions<S: Serializer>(values: &[u64], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(values.iter().map(|v| format!("{v:016x}")))
-    }
-
-    pub fn hex<S: Serializer>(value: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::hex(value))
-    }
-
-    pub fn hex_list<S: Serializer>(values: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(values.iter().map(|v| super::hex(v)))
-    }
-
-    /// Bytes that are text (signed notes, log entries), shown as text.
-    pub fn text<S: Serializer>(value: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&String::from_utf8_lossy(value))
+        s.collect_seq(values.iter().map(|v| EventKind::from(*v)))
     }
 }
 

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use serde_json::{Value, json};
-use watchtower_proto::pb::{Connect, Event, Exec};
+use watchtower_model::{Connect, Event, Exec};
 
 use super::{
     FAILURE, Id, NETWORK_ACTIVITY, OTHER, PROCESS_ACTIVITY, Record, SUCCESS, UNKNOWN, endpoint, extend,

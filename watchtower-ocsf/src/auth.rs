@@ -2,7 +2,7 @@
 //! are a Logon, a session end a Logoff.
 
 use serde_json::{Value, json};
-use watchtower_proto::pb::{Event, LoginAttempt, Process, SessionEnd, SessionStart};
+use watchtower_model::{Event, LoginAttempt, Process, SessionEnd, SessionStart};
 
 use super::{
     AUTHENTICATION, Id, OTHER, Record, SUCCESS, endpoint, extend, ms, non_empty, object, outcome_status,

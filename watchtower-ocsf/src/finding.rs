@@ -3,7 +3,7 @@
 //! for a Sigma match the login the event belongs to as `actor.session`.
 
 use serde_json::{Value, json};
-use watchtower_proto::pb::Alert;
+use watchtower_model::Alert;
 
 use super::{
     DETECTION_FINDING, Header, Id, Record, endpoint, event_uid, login_session, ms, non_empty, object,

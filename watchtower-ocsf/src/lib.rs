@@ -43,8 +43,8 @@ mod tests;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
+use watchtower_model::{Body, Event, Outcome, Process, SessionSummary, StoredEvent, Verdict};
 use watchtower_proto::VERSION;
-use watchtower_proto::pb::{Event, Outcome, Process, SessionSummary, StoredEvent, Verdict, event::Body};
 
 pub use finding::alert;
 
@@ -246,7 +246,7 @@ pub fn event(stored: &StoredEvent, message: Option<String>) -> Value {
         Some(Body::LoginVerdict(v)) => {
             let mut r = base("login_verdict", to_json(v));
             r.status(outcome_status(v.outcome));
-            let verdict = Verdict::try_from(v.verdict).unwrap_or(Verdict::Unspecified);
+            let verdict = v.verdict;
             r.set("status_code", json!(verdict.name()));
             r.set("status_detail", json!(non_empty(&v.reason)));
             if matches!(verdict, Verdict::KernelOnly | Verdict::JournalOnly) {
@@ -361,11 +361,11 @@ fn to_json(record: &impl serde::Serialize) -> Value {
 }
 
 /// `status_id` of a login's outcome.
-fn outcome_status(outcome: i32) -> Id {
-    match Outcome::try_from(outcome) {
-        Ok(Outcome::Success) => SUCCESS,
-        Ok(Outcome::Failure) => FAILURE,
-        Ok(Outcome::Unspecified) | Err(_) => UNKNOWN,
+fn outcome_status(outcome: Outcome) -> Id {
+    match outcome {
+        Outcome::Success => SUCCESS,
+        Outcome::Failure => FAILURE,
+        Outcome::Unspecified | Outcome::Unknown(_) => UNKNOWN,
     }
 }
 

@@ -1,9 +1,9 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use watchtower_proto::pb::{
-    AgentHealth, Alert, Connect, Event, Exec, LoginAttempt, LoginVerdict, Outcome, Process, SessionEnd,
-    SessionStart, SessionSummary, SigmaMatch, StoredEvent, Verdict, event::Body,
+use watchtower_model::{
+    AgentHealth, Alert, Body, Connect, Event, Exec, LoginAttempt, LoginVerdict, Outcome, Process, SessionEnd,
+    SessionStart, SessionSummary, SigmaMatch, StoredEvent, Verdict,
 };
 
 use super::{alert, event, event_in_login};
@@ -64,7 +64,7 @@ pub(crate) fn every_kind() -> Vec<StoredEvent> {
                 user_known: Some(true),
                 remote_host: Some("10.0.0.9".into()),
                 tty: Some("ssh".into()),
-                outcome: Outcome::Failure as i32,
+                outcome: Outcome::Failure,
                 failed_step: Some("authenticate".into()),
                 pam_code: 7,
                 pam_code_name: "PAM_AUTH_ERR".into(),
@@ -78,7 +78,7 @@ pub(crate) fn every_kind() -> Vec<StoredEvent> {
             Some(Body::LoginAttempt(LoginAttempt {
                 service: "sudo".into(),
                 user: "root".into(),
-                outcome: Outcome::Success as i32,
+                outcome: Outcome::Success,
                 pam_code_name: "PAM_SUCCESS".into(),
                 from_session: Some(SESSION),
                 process: Some(bash()),
@@ -176,11 +176,11 @@ pub(crate) fn every_kind() -> Vec<StoredEvent> {
         stored(
             10,
             Some(Body::LoginVerdict(LoginVerdict {
-                verdict: Verdict::KernelOnly as i32,
+                verdict: Verdict::KernelOnly,
                 reason: "no_journal_record".into(),
                 program: "sshd".into(),
                 user: "alice".into(),
-                outcome: Outcome::Success as i32,
+                outcome: Outcome::Success,
                 attempts: 1,
                 ..LoginVerdict::default()
             })),

@@ -1,7 +1,7 @@
 //! What an event is about, for the indexes and for filters: its users, sessions
 //! and remote addresses, and whether it matches an [`EventFilter`].
 
-use watchtower_proto::pb::{Event, EventFilter, Outcome, event::Body};
+use watchtower_model::{Body, Event, EventFilter, Outcome};
 
 /// The users an event concerns: who logged in, or the user of the session it
 /// happened in.
@@ -65,8 +65,8 @@ pub fn remotes(event: &Event) -> Vec<&str> {
 #[must_use]
 pub fn outcome(event: &Event) -> Option<Outcome> {
     match &event.body {
-        Some(Body::LoginAttempt(a)) => Some(a.outcome()),
-        Some(Body::LoginVerdict(v)) => Some(v.outcome()),
+        Some(Body::LoginAttempt(a)) => Some(a.outcome),
+        Some(Body::LoginVerdict(v)) => Some(v.outcome),
         _ => None,
     }
 }
@@ -88,11 +88,11 @@ pub fn matches(filter: &EventFilter, event: &Event) -> bool {
     }
     if !filter.kinds.is_empty() {
         let kind = event.kind();
-        if !filter.kinds().any(|k| k == kind) {
+        if !filter.kinds.iter().copied().any(|k| k == kind) {
             return false;
         }
     }
-    if filter.outcome() != Outcome::Unspecified && outcome(event) != Some(filter.outcome()) {
+    if filter.outcome != Outcome::Unspecified && outcome(event) != Some(filter.outcome) {
         return false;
     }
     if let Some(session) = filter.session
@@ -184,11 +184,12 @@ impl InvalidEvent {
 }
 
 /// Check an event before it is stored for the certified `host`: its identity
-/// (seq, host, boot id, time), then every variable-size field against the ingest
-/// limits ([`limits`]), then the texts that become index keys. An event without a
-/// body, or with a body of a kind this server does not know (prost leaves it
-/// `None`), passes: it is stored with kind unspecified.
-pub fn check(event: &Event, host: &str) -> Result<(), InvalidEvent> {
+/// (seq, host, boot id, time), then its size as it came (`encoded_bytes`) and
+/// every variable-size field against the ingest limits ([`limits`]), then the
+/// texts that become index keys. An event without a body, or with a body of a
+/// kind this server does not know (prost leaves it `None`), passes: it is stored
+/// with kind unspecified.
+pub fn check(event: &Event, encoded_bytes: usize, host: &str) -> Result<(), InvalidEvent> {
     if event.seq == 0 {
         return Err(InvalidEvent::NoSeq);
     }
@@ -208,7 +209,7 @@ pub fn check(event: &Event, host: &str) -> Result<(), InvalidEvent> {
     if event.time_unix_ns == 0 {
         return Err(InvalidEvent::NoTime(event.seq));
     }
-    limits::check_sizes(event)?;
+    limits::check_sizes(event, encoded_bytes)?;
     let nul = |field| InvalidEvent::NulInField {
         seq: event.seq,
         field,
@@ -225,9 +226,16 @@ pub fn check(event: &Event, host: &str) -> Result<(), InvalidEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::{
+    use watchtower_model::{
         AgentHealth, Connect, EventKind, Exec, JournalWitness, LoginAttempt, LoginVerdict, SpoolHealth,
     };
+    use watchtower_proto::pb;
+
+    /// [`super::check`] with the event's size as its wire encoding has it.
+    fn check(event: &Event, host: &str) -> Result<(), InvalidEvent> {
+        use prost::Message as _;
+        super::check(event, pb::Event::from(event.clone()).encoded_len(), host)
+    }
 
     fn attempt(user: &str, remote: &str, outcome: Outcome, from: Option<u64>) -> Event {
         Event {
@@ -239,7 +247,7 @@ mod tests {
                 service: "sshd".into(),
                 user: user.into(),
                 remote_host: Some(remote.into()),
-                outcome: outcome as i32,
+                outcome: outcome,
                 from_session: from,
                 ..LoginAttempt::default()
             })),
@@ -263,12 +271,10 @@ mod tests {
         assert!(f(&|x| x.to_unix_ns = 101));
         assert!(f(&|x| x.user = "alice".into()));
         assert!(!f(&|x| x.user = "bob".into()));
-        assert!(f(
-            &|x| x.kinds = vec![EventKind::Exec as i32, EventKind::LoginAttempt as i32]
-        ));
-        assert!(!f(&|x| x.kinds = vec![EventKind::Exec as i32]));
-        assert!(f(&|x| x.set_outcome(Outcome::Failure)));
-        assert!(!f(&|x| x.set_outcome(Outcome::Success)));
+        assert!(f(&|x| x.kinds = vec![EventKind::Exec, EventKind::LoginAttempt]));
+        assert!(!f(&|x| x.kinds = vec![EventKind::Exec]));
+        assert!(f(&|x| x.outcome = Outcome::Failure));
+        assert!(!f(&|x| x.outcome = Outcome::Success));
         assert!(f(&|x| x.session = Some(7)));
         assert!(!f(&|x| x.session = Some(8)));
         assert!(f(&|x| x.remote_address = "127.0.0.1".into()));
@@ -311,7 +317,7 @@ mod tests {
         assert!(sessions(&inet).is_empty());
         // A filter on outcome never matches events without one.
         let mut filter = EventFilter::default();
-        filter.set_outcome(Outcome::Success);
+        filter.outcome = Outcome::Success;
         assert!(!matches(&filter, &inet));
     }
 
@@ -346,13 +352,12 @@ mod tests {
     #[test]
     fn an_unknown_event_kind_decodes_without_a_body_and_passes() {
         use prost::Message as _;
-        let mut bytes = attempt("alice", "::1", Outcome::Success, None).encode_to_vec();
-        let mut known = Event::decode(bytes.as_slice()).unwrap();
+        let mut known = pb::Event::from(attempt("alice", "::1", Outcome::Success, None));
         known.body = None;
-        bytes = known.encode_to_vec();
+        let mut bytes = known.encode_to_vec();
         // Field 99, length-delimited: a body kind from the future.
         bytes.extend_from_slice(&[0x9a, 0x06, 3, 0x0a, 1, b'x']);
-        let future = Event::decode(bytes.as_slice()).unwrap();
+        let future = Event::from(pb::Event::decode(bytes.as_slice()).unwrap());
         assert_eq!(
             (future.body.is_none(), future.kind()),
             (true, EventKind::Unspecified)

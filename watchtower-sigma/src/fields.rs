@@ -26,7 +26,7 @@
 //! never set: a rule that needs them does not match.
 
 use sigma_rust::Event as Fields;
-use watchtower_proto::pb::{Outcome, StoredEvent, event::Body};
+use watchtower_model::{Body, Outcome, StoredEvent};
 
 /// What kind of event, for a rule's `logsource`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +90,7 @@ pub fn command_line(argv: &[String]) -> String {
         .join(" ")
 }
 
-fn insert_process(f: &mut Fields, p: Option<&watchtower_proto::pb::Process>) {
+fn insert_process(f: &mut Fields, p: Option<&watchtower_model::Process>) {
     if let Some(p) = p {
         f.insert("ProcessId", i64::from(p.pid));
         f.insert("ParentProcessId", i64::from(p.ppid));
@@ -170,9 +170,9 @@ impl SigmaEvent {
             Some(Body::LoginAttempt(a)) => {
                 f.insert("TargetUserName", a.user.clone());
                 f.insert("Service", a.service.clone());
-                let outcome = match Outcome::try_from(a.outcome) {
-                    Ok(Outcome::Success) => "success",
-                    Ok(Outcome::Failure) => "failure",
+                let outcome = match a.outcome {
+                    Outcome::Success => "success",
+                    Outcome::Failure => "failure",
                     _ => "unknown",
                 };
                 f.insert("Outcome", outcome);

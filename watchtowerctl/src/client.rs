@@ -1,18 +1,22 @@
 //! The gRPC client of the server's query service: one mutual-TLS connection, events
-//! page by page, one method per call, and the server's errors as one line.
+//! page by page, one method per call, and the server's errors as one line. The
+//! edge of the wire: requests are built from, and replies turned into, the domain
+//! types of watchtower-model, which the commands work with.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tonic::Streaming;
 use tonic::transport::Channel;
+use watchtower_model::{
+    Alert, Event, EventFilter, HostInfo, SessionSummary, SignedCheckpoint, StoredEvent, VerifyReport,
+};
 use watchtower_pki::ClientTls;
 use watchtower_proto::pb::query_client::QueryClient;
 use watchtower_proto::pb::{
-    Alert, ConsistencyProofRequest, Event, EventFilter, GetCheckpointRequest, GetSessionRequest,
-    GetSessionResponse, HostInfo, ListAlertsRequest, ListHostsRequest, ListOpenSessionsRequest, LiveItem,
-    LogEntriesRequest, LogEntry, QueryEventsRequest, SessionSummary, SignedCheckpoint, StatsRequest,
-    StatsResponse, StoredEvent, SubscribeRequest, VerifyReport, VerifyRequest,
+    self, ConsistencyProofRequest, GetCheckpointRequest, GetSessionRequest, ListAlertsRequest,
+    ListHostsRequest, ListOpenSessionsRequest, LogEntriesRequest, QueryEventsRequest, StatsRequest,
+    StatsResponse, SubscribeRequest, VerifyRequest,
 };
 
 use crate::Cli;
@@ -30,6 +34,29 @@ pub fn status(e: tonic::Status) -> anyhow::Error {
         _ => "server error",
     };
     anyhow::anyhow!("{code}: {}", e.message())
+}
+
+/// One session: its summary and its events, oldest first.
+/// Its JSON is the wire reply's: `summary`, `events`, `truncated`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionTree {
+    pub summary: Option<SessionSummary>,
+    pub events: Vec<StoredEvent>,
+    /// The session has more events than the server sends at once.
+    pub truncated: bool,
+}
+
+/// One leaf of the log: its index, its canonical JSON entry as hashed, and the
+/// record it names as stored (`None` when it was removed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub index: u64,
+    pub entry: Vec<u8>,
+    pub record: Option<StoredEvent>,
+}
+
+fn all<W, D: From<W>>(wire: Vec<W>) -> Vec<D> {
+    wire.into_iter().map(D::from).collect()
 }
 
 /// A connection to the server's query service.
@@ -82,14 +109,14 @@ impl Client {
         let page = self
             .query
             .query_events(QueryEventsRequest {
-                filter: Some(filter.clone()),
+                filter: Some(filter.clone().into()),
                 page_size: 1000,
                 page_token: token,
             })
             .await
             .map_err(status)?
             .into_inner();
-        Ok((page.events, page.next_page_token))
+        Ok((all(page.events), page.next_page_token))
     }
 
     /// Every matching event.
@@ -104,8 +131,8 @@ impl Client {
     }
 
     /// One session: its summary and its events.
-    pub async fn session(&mut self, host_id: &str, session: u64) -> anyhow::Result<GetSessionResponse> {
-        Ok(self
+    pub async fn session(&mut self, host_id: &str, session: u64) -> anyhow::Result<SessionTree> {
+        let reply = self
             .query
             .get_session(GetSessionRequest {
                 host_id: host_id.to_owned(),
@@ -113,17 +140,22 @@ impl Client {
             })
             .await
             .map_err(status)?
-            .into_inner())
+            .into_inner();
+        Ok(SessionTree {
+            summary: reply.summary.map(Into::into),
+            events: all(reply.events),
+            truncated: reply.truncated,
+        })
     }
 
     pub async fn hosts(&mut self) -> anyhow::Result<Vec<HostInfo>> {
-        Ok(self
+        Ok(all(self
             .query
             .list_hosts(ListHostsRequest {})
             .await
             .map_err(status)?
             .into_inner()
-            .hosts)
+            .hosts))
     }
 
     /// The sessions open now (of `host`, or every host), and whether there are more.
@@ -137,19 +169,20 @@ impl Client {
             .await
             .map_err(status)?
             .into_inner();
-        Ok((reply.sessions, reply.truncated))
+        Ok((all(reply.sessions), reply.truncated))
     }
 
-    /// Events as they are stored (and alerts as they are raised, if `alerts`).
+    /// Events as they are stored (and alerts as they are raised, if `alerts`);
+    /// each item becomes a [`watchtower_model::LiveItem`] with `try_from`.
     pub async fn subscribe(
         &mut self,
         filter: EventFilter,
         alerts: bool,
-    ) -> anyhow::Result<Streaming<LiveItem>> {
+    ) -> anyhow::Result<Streaming<pb::LiveItem>> {
         Ok(self
             .query
             .subscribe(SubscribeRequest {
-                filter: Some(filter),
+                filter: Some(filter.into()),
                 alerts,
             })
             .await
@@ -172,7 +205,7 @@ impl Client {
         to_unix_ns: u64,
         limit: u32,
     ) -> anyhow::Result<Vec<Alert>> {
-        Ok(self
+        Ok(all(self
             .query
             .list_alerts(ListAlertsRequest {
                 from_unix_ns,
@@ -182,7 +215,7 @@ impl Client {
             .await
             .map_err(status)?
             .into_inner()
-            .alerts)
+            .alerts))
     }
 
     /// The server's check of the tamper-evidence log (of one host's records, or all).
@@ -192,7 +225,8 @@ impl Client {
             .verify(VerifyRequest { host_id })
             .await
             .map_err(status)?
-            .into_inner())
+            .into_inner()
+            .into())
     }
 
     /// The newest signed checkpoint of the log.
@@ -202,7 +236,8 @@ impl Client {
             .get_checkpoint(GetCheckpointRequest {})
             .await
             .map_err(status)?
-            .into_inner())
+            .into_inner()
+            .into())
     }
 
     /// The proof that the tree of `old_size` leaves is a prefix of the tree of `new_size`.
@@ -237,7 +272,16 @@ impl Client {
             if page.entries.is_empty() {
                 break;
             }
-            out.extend(page.entries.into_iter().take((size - start) as usize));
+            out.extend(
+                page.entries
+                    .into_iter()
+                    .take((size - start) as usize)
+                    .map(|e| LogEntry {
+                        index: e.index,
+                        entry: e.entry,
+                        record: e.record.map(Into::into),
+                    }),
+            );
         }
         Ok(out)
     }

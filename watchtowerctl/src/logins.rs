@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use watchtower_proto::pb::{SessionSummary, StoredEvent, event::Body};
+use watchtower_model::{Body, SessionSummary, StoredEvent};
 
 use crate::client::Client;
 

@@ -1,7 +1,7 @@
 //! Events as rows: for tables, tails and CSV.
 
 use comfy_table::{Table, presets};
-use watchtower_proto::pb::{Event, Outcome, StoredEvent, Verdict, event::Body};
+use watchtower_model::{Body, Event, Outcome, StoredEvent};
 
 use crate::timearg::{format_ns, format_span};
 
@@ -29,8 +29,8 @@ fn session(s: Option<u64>) -> String {
         .unwrap_or_default()
 }
 
-fn outcome(o: i32) -> String {
-    Outcome::try_from(o).map_or("unknown", Outcome::name).to_owned()
+fn outcome(o: Outcome) -> String {
+    o.name().to_owned()
 }
 
 fn opt(s: Option<&String>) -> String {
@@ -141,11 +141,7 @@ pub fn row(stored: &StoredEvent) -> Row {
             row.remote = opt(v.remote_address.as_ref());
             row.outcome = outcome(v.outcome);
             row.service.clone_from(&v.program);
-            row.detail = format!(
-                "{}: {}",
-                Verdict::try_from(v.verdict).map_or("unknown", Verdict::name),
-                v.reason
-            );
+            row.detail = format!("{}: {}", v.verdict.name(), v.reason);
         }
         Some(Body::AgentHealth(h)) => {
             let spool = h.spool.clone().unwrap_or_default();
@@ -236,7 +232,7 @@ pub fn tail_line(r: &Row) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::{Exec, LoginAttempt};
+    use watchtower_model::{Exec, LoginAttempt};
 
     fn stored(body: Body) -> StoredEvent {
         StoredEvent {
@@ -259,7 +255,7 @@ mod tests {
             user: "alice".into(),
             remote_host: Some("10.0.0.9".into()),
             tty: Some("ssh".into()),
-            outcome: Outcome::Failure as i32,
+            outcome: Outcome::Failure,
             failed_step: Some("authenticate".into()),
             pam_code_name: "PAM_AUTH_ERR".into(),
             ..LoginAttempt::default()

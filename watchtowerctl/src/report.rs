@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Serialize;
-use watchtower_proto::pb::{Event, Outcome, Verdict, event::Body};
+use watchtower_model::{Body, Event, Outcome, Verdict};
 
 use crate::timearg::format_ns;
 
@@ -94,7 +94,7 @@ pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u
             Some(Body::LoginAttempt(a)) => {
                 let remote = a.remote_host.clone().filter(|r| !r.is_empty());
                 let source = remote.clone().unwrap_or_else(|| format!("local ({})", a.service));
-                if a.outcome == Outcome::Failure as i32 {
+                if a.outcome == Outcome::Failure {
                     let entry = by_source
                         .entry(source.clone())
                         .or_insert((0, BTreeSet::new(), t, t));
@@ -105,7 +105,7 @@ pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u
                     let user = by_user.entry(a.user.clone()).or_default();
                     user.0 += 1;
                     user.1.insert(source);
-                } else if a.outcome == Outcome::Success as i32 {
+                } else if a.outcome == Outcome::Success {
                     if a.user == "root" {
                         report.root_logins.push(RootLogin {
                             time: format_ns(t),
@@ -138,7 +138,7 @@ pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u
                 seq: event.seq,
             }),
             Some(Body::LoginVerdict(v)) => {
-                let verdict = Verdict::try_from(v.verdict).unwrap_or(Verdict::Unspecified);
+                let verdict = v.verdict;
                 if matches!(verdict, Verdict::KernelOnly | Verdict::JournalOnly) {
                     report.verdicts.push(VerdictRow {
                         time: format_ns(t),
@@ -199,7 +199,7 @@ pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::{AgentHealth, LoginAttempt, LoginVerdict, SessionStart};
+    use watchtower_model::{AgentHealth, LoginAttempt, LoginVerdict, SessionStart};
 
     fn event(seq: u64, body: Body) -> Event {
         Event {
@@ -216,7 +216,7 @@ mod tests {
             service: "sshd".into(),
             user: user.into(),
             remote_host: remote.map(Into::into),
-            outcome: outcome as i32,
+            outcome,
             ..LoginAttempt::default()
         })
     }
@@ -243,7 +243,7 @@ mod tests {
             event(
                 10,
                 Body::LoginVerdict(LoginVerdict {
-                    verdict: Verdict::KernelOnly as i32,
+                    verdict: Verdict::KernelOnly,
                     program: "sshd".into(),
                     user: "alice".into(),
                     reason: "no journal record".into(),
@@ -253,7 +253,7 @@ mod tests {
             event(
                 11,
                 Body::LoginVerdict(LoginVerdict {
-                    verdict: Verdict::Confirmed as i32,
+                    verdict: Verdict::Confirmed,
                     ..LoginVerdict::default()
                 }),
             ),

@@ -430,6 +430,6 @@ fn unknown_commands_and_help() {
 fn filters_and_periods_default_to_everything() {
     assert_eq!(
         filter_of(&Filters::default(), range(&Period::default()).unwrap()).unwrap(),
-        watchtower_proto::pb::EventFilter::default()
+        watchtower_model::EventFilter::default()
     );
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use prost::Message as _;
 use watchtower_journal::story::Writer;
 use watchtower_journal::{Program, PublicKey, SudoLine, SudoOutcome};
+use watchtower_model::EventKind;
 
 use super::*;
 use crate::event::{LogWitnessHealth, PamStep, SessionEndReason, SessionId};
@@ -434,18 +435,18 @@ fn unchecked_login() -> Event {
     )
 }
 
-fn samples() -> Vec<(Event, pb::EventKind)> {
+fn samples() -> Vec<(Event, EventKind)> {
     vec![
-        (failed_su(), pb::EventKind::LoginAttempt),
-        (ssh_session_start(), pb::EventKind::SessionStart),
-        (ssh_session_end(), pb::EventKind::SessionEnd),
-        (failed_exec(), pb::EventKind::Exec),
-        (refused_connect(), pb::EventKind::Connect),
-        (confirmed_sshd(), pb::EventKind::LoginVerdict),
-        (journal_only_sudo(), pb::EventKind::LoginVerdict),
-        (kernel_only_su(), pb::EventKind::LoginVerdict),
-        (unchecked_login(), pb::EventKind::LoginVerdict),
-        (periodic_health(), pb::EventKind::AgentHealth),
+        (failed_su(), EventKind::LoginAttempt),
+        (ssh_session_start(), EventKind::SessionStart),
+        (ssh_session_end(), EventKind::SessionEnd),
+        (failed_exec(), EventKind::Exec),
+        (refused_connect(), EventKind::Connect),
+        (confirmed_sshd(), EventKind::LoginVerdict),
+        (journal_only_sudo(), EventKind::LoginVerdict),
+        (kernel_only_su(), EventKind::LoginVerdict),
+        (unchecked_login(), EventKind::LoginVerdict),
+        (periodic_health(), EventKind::AgentHealth),
     ]
 }
 

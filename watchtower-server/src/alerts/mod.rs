@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
-use watchtower_proto::pb::{Alert, LiveItem, StoredEvent, live_item};
+use watchtower_model::{Alert, LiveItem, StoredEvent};
 use watchtower_tlog::LeafEntry;
 
 use crate::config::AlertSection;
@@ -154,9 +154,7 @@ impl AlertEngine {
             "ALERT: {}",
             alert.summary
         );
-        let _ = self.live.send(Arc::new(LiveItem {
-            item: Some(live_item::Item::Alert(alert.clone())),
-        }));
+        let _ = self.live.send(Arc::new(LiveItem::Alert(alert.clone())));
         if let Some(webhook) = &self.webhook
             && webhook.try_send(alert).is_err()
         {
@@ -166,14 +164,14 @@ impl AlertEngine {
     }
 
     /// Evaluate one record at `leaf` (the caller keeps leaves in order).
-    fn evaluate(&self, leaf: u64, item: Option<&live_item::Item>) {
+    fn evaluate(&self, leaf: u64, item: Option<&LiveItem>) {
         self.position.lock().expect("alert position").raising_at = Some(leaf + 1);
         match item {
-            Some(live_item::Item::Stored(stored)) => {
+            Some(LiveItem::Stored(stored)) => {
                 self.observe(stored);
                 self.sigma(stored);
             }
-            Some(live_item::Item::Conflict(conflict)) => self.conflict(conflict),
+            Some(LiveItem::Conflict(conflict)) => self.conflict(conflict),
             _ => {}
         }
         let mut position = self.position.lock().expect("alert position");
@@ -203,8 +201,8 @@ impl AlertEngine {
                 let item = entry
                     .record
                     .map(|record: StoredEvent| match LeafEntry::decode(&entry.entry) {
-                        Ok(LeafEntry::Conflict { .. }) => live_item::Item::Conflict(record),
-                        _ => live_item::Item::Stored(record),
+                        Ok(LeafEntry::Conflict { .. }) => LiveItem::Conflict(record),
+                        _ => LiveItem::Stored(record),
                     });
                 self.evaluate(entry.index, item.as_ref());
             }
@@ -228,7 +226,7 @@ impl AlertEngine {
                 return;
             }
             if self.next_leaf() == leaf {
-                self.evaluate(leaf, item.item.as_ref());
+                self.evaluate(leaf, Some(&item));
             }
         }
         self.save_cursor(before);
@@ -306,9 +304,7 @@ impl AlertEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::{
-        Event, LoginAttempt, LoginVerdict, Outcome, StoredEvent, Verdict, event::Body,
-    };
+    use watchtower_model::{Body, Event, LoginAttempt, LoginVerdict, Outcome, StoredEvent, Verdict};
 
     use crate::Scratch;
 
@@ -336,7 +332,7 @@ mod tests {
                     service: "sshd".into(),
                     user: user.into(),
                     remote_host: Some(remote.into()),
-                    outcome: outcome as i32,
+                    outcome: outcome,
                     ..LoginAttempt::default()
                 })),
             }),
@@ -348,7 +344,7 @@ mod tests {
     fn raised(rx: &mut broadcast::Receiver<Arc<LiveItem>>) -> Vec<(String, Vec<u64>)> {
         let mut out = Vec::new();
         while let Ok(item) = rx.try_recv() {
-            if let Some(live_item::Item::Alert(a)) = &item.item {
+            if let LiveItem::Alert(a) = &*item {
                 out.push((a.rule.clone(), a.seqs.clone()));
             }
         }
@@ -443,14 +439,7 @@ mod tests {
                 .receipts
                 .iter()
                 .zip(appended.stored)
-                .map(|(r, stored)| {
-                    (
-                        r.leaf_index,
-                        Arc::new(LiveItem {
-                            item: Some(live_item::Item::Stored(stored)),
-                        }),
-                    )
-                })
+                .map(|(r, stored)| (r.leaf_index, Arc::new(LiveItem::Stored(stored))))
                 .collect();
             handed.push(batch);
         }
@@ -486,7 +475,7 @@ mod tests {
             body: Some(body),
         };
         let start = |session: u64, parent: Option<u64>, service: &str, user: &str, remote: Option<&str>| {
-            Body::SessionStart(watchtower_proto::pb::SessionStart {
+            Body::SessionStart(watchtower_model::SessionStart {
                 session,
                 parent_session: parent,
                 service: service.into(),
@@ -496,12 +485,12 @@ mod tests {
             })
         };
         let exec = |session: u64, file: &str, uid: u32| {
-            Body::Exec(watchtower_proto::pb::Exec {
+            Body::Exec(watchtower_model::Exec {
                 session: Some(session),
                 session_user: Some("root".into()),
                 filename: file.into(),
                 argv: vec!["bash".into(), "-i".into()],
-                process: Some(watchtower_proto::pb::Process {
+                process: Some(watchtower_model::Process {
                     pid: 90,
                     uid,
                     ..Default::default()
@@ -526,8 +515,8 @@ mod tests {
             .unwrap();
         engine.catch_up();
         let alerts: Vec<Alert> = std::iter::from_fn(|| rx.try_recv().ok())
-            .filter_map(|item| match &item.item {
-                Some(live_item::Item::Alert(a)) => Some(a.clone()),
+            .filter_map(|item| match &*item {
+                LiveItem::Alert(a) => Some(a.clone()),
                 _ => None,
             })
             .collect();
@@ -610,7 +599,7 @@ mod tests {
                 host_id: "web-1".into(),
                 seq,
                 body: Some(Body::LoginVerdict(LoginVerdict {
-                    verdict: verdict as i32,
+                    verdict: verdict,
                     program: "sshd".into(),
                     user: "alice".into(),
                     ..LoginVerdict::default()
@@ -674,8 +663,8 @@ mod tests {
                 boot_id: "b".into(),
                 seq,
                 time_unix_ns: seq,
-                body: Some(Body::AgentHealth(watchtower_proto::pb::AgentHealth {
-                    log_witness: Some(watchtower_proto::pb::LogWitnessHealth {
+                body: Some(Body::AgentHealth(watchtower_model::AgentHealth {
+                    log_witness: Some(watchtower_model::LogWitnessHealth {
                         findings: findings.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
                         last_finding: "rewound: the log shrank from 10 to 5 leaves".into(),
                         ..Default::default()

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use watchtower_proto::pb::{Alert, LoginAttempt, Outcome, StoredEvent, Verdict, event::Body};
+use watchtower_model::{Alert, Body, LoginAttempt, Outcome, StoredEvent, Verdict};
 
 use super::AlertEngine;
 use crate::now_unix_ns;
@@ -68,7 +68,7 @@ impl AlertEngine {
         match &event.body {
             Some(Body::LoginAttempt(attempt)) => {
                 let remote = attempt.remote_host.as_deref().filter(|r| !r.is_empty());
-                let outcome = Outcome::try_from(attempt.outcome).unwrap_or(Outcome::Unspecified);
+                let outcome = attempt.outcome;
                 if outcome == Outcome::Failure
                     && let Some(remote) = remote
                 {
@@ -99,12 +99,12 @@ impl AlertEngine {
                 }
             }
             Some(Body::LoginVerdict(verdict)) if self.rules.verdicts => {
-                let (rule, what) = match Verdict::try_from(verdict.verdict) {
-                    Ok(Verdict::KernelOnly) => (
+                let (rule, what) = match verdict.verdict {
+                    Verdict::KernelOnly => (
                         "kernel_only",
                         "the kernel saw a login the journal does not tell of (log suppressed or tampered?)",
                     ),
-                    Ok(Verdict::JournalOnly) => (
+                    Verdict::JournalOnly => (
                         "journal_only",
                         "the journal tells of a login the kernel did not see (a path the probes missed, or a forgery?)",
                     ),
@@ -140,7 +140,7 @@ impl AlertEngine {
 
     /// An agent's health record: alert when it reports more log-witness
     /// findings than its last record did (state: one count per host).
-    fn witness_findings(&self, host: &str, seq: u64, witness: &watchtower_proto::pb::LogWitnessHealth) {
+    fn witness_findings(&self, host: &str, seq: u64, witness: &watchtower_model::LogWitnessHealth) {
         let total: u64 = witness.findings.values().sum();
         let before = {
             let mut state = self.state.lock().expect("alert state");
@@ -340,7 +340,7 @@ mod tests {
     use std::sync::Arc;
 
     use tokio::sync::broadcast;
-    use watchtower_proto::pb::{Outcome, StoredEvent};
+    use watchtower_model::{Outcome, StoredEvent};
 
     use super::AlertEngine;
     use crate::Scratch;

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use watchtower_proto::pb::{Alert, SessionSummary, SigmaMatch, StoredEvent};
+use watchtower_model::{Alert, SessionSummary, SigmaMatch, StoredEvent};
 use watchtower_sigma::fields::Login;
 use watchtower_sigma::{RuleSet, SigmaEvent};
 

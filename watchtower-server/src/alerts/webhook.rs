@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use watchtower_proto::pb::Alert;
+use watchtower_model::Alert;
 
 use crate::metrics::Metrics;
 

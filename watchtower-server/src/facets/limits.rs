@@ -19,10 +19,9 @@
 
 use std::collections::HashMap;
 
-use prost::Message as _;
-use watchtower_proto::pb::{
-    AgentHealth, Connect, Event, Exec, JournalWitness, KernelWitness, LoginAttempt, LoginVerdict, Process,
-    SessionEnd, SessionStart, event::Body,
+use watchtower_model::{
+    AgentHealth, Body, Connect, Event, Exec, JournalWitness, KernelWitness, LoginAttempt, LoginVerdict,
+    Process, SessionEnd, SessionStart,
 };
 
 use super::InvalidEvent;
@@ -116,9 +115,10 @@ impl Sizes {
     }
 }
 
-/// Check every variable-size field of `event`, and its encoded size.
-pub(super) fn check_sizes(event: &Event) -> Result<(), InvalidEvent> {
-    let bytes = event.encoded_len();
+/// Check every variable-size field of `event`, and its size as it came
+/// (`encoded_bytes`, protobuf-encoded).
+pub(super) fn check_sizes(event: &Event, encoded_bytes: usize) -> Result<(), InvalidEvent> {
+    let bytes = encoded_bytes;
     if bytes > MAX_EVENT_BYTES {
         return Err(InvalidEvent::EventTooLarge {
             seq: event.seq,
@@ -288,6 +288,6 @@ fn agent_health(s: &Sizes, h: &AgentHealth) -> Result<(), InvalidEvent> {
 }
 
 /// Check a heartbeat's spool state before it is kept in the host's record.
-pub fn check_spool_health(spool: &watchtower_proto::pb::SpoolHealth) -> Result<(), InvalidEvent> {
+pub fn check_spool_health(spool: &watchtower_model::SpoolHealth) -> Result<(), InvalidEvent> {
     Sizes { seq: 0 }.counters("heartbeat.spool.dropped", &spool.dropped)
 }

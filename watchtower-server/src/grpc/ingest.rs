@@ -9,14 +9,16 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use prost::Message as _;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
+use watchtower_model::{self as model, LiveItem};
 use watchtower_pki::Role;
 use watchtower_proto::pb::ingest_server::Ingest;
 use watchtower_proto::pb::{
-    Ack, AgentMessage, Event, LeafProof, LiveItem, RefusedEvent, ServerMessage, WitnessReply, WitnessRequest,
-    agent_message, live_item, server_message,
+    self, Ack, AgentMessage, LeafProof, RefusedEvent, ServerMessage, WitnessReply, WitnessRequest,
+    agent_message, server_message,
 };
 
 use super::status::{Refusal, lapsed, note, refuse};
@@ -156,12 +158,9 @@ impl IngestService {
                     })
                     .await?;
                 }
-                Some(agent_message::Msg::Heartbeat(mut beat)) => {
-                    if let Some(invalid) = beat
-                        .spool
-                        .as_ref()
-                        .and_then(|s| facets::check_spool_health(s).err())
-                    {
+                Some(agent_message::Msg::Heartbeat(beat)) => {
+                    let mut spool = beat.spool.map(model::SpoolHealth::from);
+                    if let Some(invalid) = spool.as_ref().and_then(|s| facets::check_spool_health(s).err()) {
                         // The heartbeat still counts; its spool state is not kept.
                         note(
                             &self.counters,
@@ -170,15 +169,15 @@ impl IngestService {
                                 invalid,
                             },
                         );
-                        beat.spool = None;
+                        spool = None;
                     }
                     let store = self.store.clone();
                     let host = host.to_owned();
                     blocking(move || {
                         store.update_host(&host, |info| {
                             info.last_heartbeat_unix_ns = now_unix_ns();
-                            if beat.spool.is_some() {
-                                info.spool = beat.spool;
+                            if spool.is_some() {
+                                info.spool = spool;
                             }
                         })
                     })
@@ -211,7 +210,7 @@ impl IngestService {
     /// event on its own: the invalid ones are refused one by one (counted, logged,
     /// named in the Ack), the others are stored, those far ahead of the server's
     /// clock with the `ingest/time_ahead` note.
-    fn check_batch(&self, host: &str, events: Vec<Event>, received: u64) -> Result<Checked, Refusal> {
+    fn check_batch(&self, host: &str, events: Vec<pb::Event>, received: u64) -> Result<Checked, Refusal> {
         if events.len() > self.max_batch_events {
             return Err(Refusal::BatchTooLarge {
                 host: host.to_owned(),
@@ -234,7 +233,9 @@ impl IngestService {
             ..Checked::default()
         };
         for (position, event) in events.into_iter().enumerate() {
-            match facets::check(&event, host) {
+            let encoded_bytes = event.encoded_len();
+            let event = model::Event::from(event);
+            match facets::check(&event, encoded_bytes, host) {
                 Ok(()) if facets::time_ahead(&event, received) => checked.ahead.push(event),
                 Ok(()) => checked.ok.push(event),
                 Err(invalid) => {
@@ -321,7 +322,8 @@ impl IngestService {
                     "events with the id of stored ones and other content: kept as evidence, the first records stay"
                 );
             }
-            ack.receipts.extend(appended.receipts);
+            ack.receipts
+                .extend(appended.receipts.into_iter().map(pb::Receipt::from));
             stored_events.extend(appended.stored);
             conflicts.extend(appended.conflicts);
         }
@@ -340,12 +342,12 @@ impl IngestService {
         let mut committed = Vec::with_capacity(ack.receipts.len());
         for receipt in &ack.receipts {
             let item = if receipt.conflict {
-                conflicts.next().map(live_item::Item::Conflict)
+                conflicts.next().map(LiveItem::Conflict)
             } else {
-                stored_events.next().map(live_item::Item::Stored)
+                stored_events.next().map(LiveItem::Stored)
             };
             let Some(item) = item else { break };
-            let item = Arc::new(LiveItem { item: Some(item) });
+            let item = Arc::new(item);
             if !receipt.conflict {
                 // No subscriber is not an error.
                 let _ = self.live.send(item.clone());
@@ -396,7 +398,7 @@ fn witness(
         });
     }
     Ok(Some(WitnessReply {
-        checkpoint: Some(checkpoint),
+        checkpoint: Some(checkpoint.into()),
         verifier_key,
         consistency,
         inclusions,
@@ -410,9 +412,9 @@ pub const TIME_AHEAD_NOTE: &str = "ingest/time_ahead";
 /// A batch after [`IngestService::check_batch`].
 #[derive(Default)]
 struct Checked {
-    ok: Vec<Event>,
+    ok: Vec<model::Event>,
     /// Valid, but far ahead of the server's clock: stored with a note.
-    ahead: Vec<Event>,
+    ahead: Vec<model::Event>,
     refused: Vec<RefusedEvent>,
     /// The highest seq in the batch, refused events included.
     last_seq: u64,

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use watchtower_model as model;
 use watchtower_pki::Role;
 use watchtower_proto::pb::query_server::Query;
 use watchtower_proto::pb::{
@@ -13,7 +14,7 @@ use watchtower_proto::pb::{
     InclusionProofRequest, ListAlertsRequest, ListAlertsResponse, ListHostsRequest, ListHostsResponse,
     ListOpenSessionsRequest, ListOpenSessionsResponse, LiveItem, LogEntriesRequest, LogEntriesResponse,
     LogEntry, Proof, QueryEventsRequest, QueryEventsResponse, SignedCheckpoint, StatsRequest, StatsResponse,
-    SubscribeRequest, VerifyReport, VerifyRequest, live_item,
+    SubscribeRequest, VerifyReport, VerifyRequest,
 };
 
 use super::status::{Refusal, fell_behind, lapsed, refuse};
@@ -36,7 +37,7 @@ pub struct QueryService {
     pub store: Arc<EventStore>,
     pub counters: Arc<ServerCounters>,
     pub signer: Arc<CheckpointSigner>,
-    pub live: broadcast::Sender<Arc<LiveItem>>,
+    pub live: broadcast::Sender<Arc<model::LiveItem>>,
     pub revocations: Arc<Revocations>,
 }
 
@@ -98,12 +99,12 @@ impl Query for QueryService {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         } as usize;
-        let filter = request.filter.unwrap_or_default();
+        let filter = model::EventFilter::from(request.filter.unwrap_or_default());
         let store = self.store.clone();
         let (events, next_page_token) =
             blocking(move || store.query(&filter, page, &request.page_token)).await?;
         Ok(Response::new(QueryEventsResponse {
-            events,
+            events: events.into_iter().map(Into::into).collect(),
             next_page_token,
         }))
     }
@@ -122,8 +123,8 @@ impl Query for QueryService {
             )));
         };
         Ok(Response::new(GetSessionResponse {
-            summary: Some(summary),
-            events,
+            summary: Some(summary.into()),
+            events: events.into_iter().map(Into::into).collect(),
             truncated,
         }))
     }
@@ -138,7 +139,9 @@ impl Query for QueryService {
         for host in &mut hosts {
             host.connected = self.counters.is_connected(&host.host_id);
         }
-        Ok(Response::new(ListHostsResponse { hosts }))
+        Ok(Response::new(ListHostsResponse {
+            hosts: hosts.into_iter().map(Into::into).collect(),
+        }))
     }
 
     async fn list_open_sessions(
@@ -155,7 +158,10 @@ impl Query for QueryService {
         let host = Some(request.host_id).filter(|h| !h.is_empty());
         let (sessions, truncated) =
             blocking(move || store.open_session_summaries(host.as_deref(), limit)).await?;
-        Ok(Response::new(ListOpenSessionsResponse { sessions, truncated }))
+        Ok(Response::new(ListOpenSessionsResponse {
+            sessions: sessions.into_iter().map(Into::into).collect(),
+            truncated,
+        }))
     }
 
     type SubscribeStream = ReceiverStream<Result<LiveItem, Status>>;
@@ -166,7 +172,7 @@ impl Query for QueryService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let standing = self.reader(&request)?;
         let request = request.into_inner();
-        let filter = request.filter.unwrap_or_default();
+        let filter = model::EventFilter::from(request.filter.unwrap_or_default());
         let alerts = request.alerts;
         let mut live = self.live.subscribe();
         let (tx, rx) = mpsc::channel(256);
@@ -189,15 +195,15 @@ impl Query for QueryService {
                     }
                     received = live.recv() => match received {
                         Ok(item) => {
-                            let wanted = match &item.item {
-                                Some(live_item::Item::Stored(stored)) => {
+                            let wanted = match &*item {
+                                model::LiveItem::Stored(stored) => {
                                     stored.event.as_ref().is_some_and(|e| facets::matches(&filter, e))
                                 }
-                                Some(live_item::Item::Alert(_)) => alerts,
+                                model::LiveItem::Alert(_) => alerts,
                                 // The alert rules read conflicts; tails see their alert.
-                                Some(live_item::Item::Conflict(_)) | None => false,
+                                model::LiveItem::Conflict(_) => false,
                             };
-                            if wanted && tx.send(Ok((*item).clone())).await.is_err() {
+                            if wanted && tx.send(Ok(LiveItem::from((*item).clone()))).await.is_err() {
                                 break;
                             }
                         }
@@ -231,7 +237,9 @@ impl Query for QueryService {
         } as usize;
         let store = self.store.clone();
         let alerts = blocking(move || store.alerts(from_unix_ns, to, limit)).await?;
-        Ok(Response::new(ListAlertsResponse { alerts }))
+        Ok(Response::new(ListAlertsResponse {
+            alerts: alerts.into_iter().map(Into::into).collect(),
+        }))
     }
 
     async fn get_checkpoint(
@@ -241,7 +249,7 @@ impl Query for QueryService {
         self.reader(&request)?;
         let store = self.store.clone();
         match blocking(move || store.latest_checkpoint()).await? {
-            Some(signed) => Ok(Response::new(signed)),
+            Some(signed) => Ok(Response::new(signed.into())),
             None => Err(Status::not_found("the log has not been signed yet")),
         }
     }
@@ -285,7 +293,7 @@ impl Query for QueryService {
             .map(|e| LogEntry {
                 index: e.index,
                 entry: e.entry,
-                record: e.record,
+                record: e.record.map(Into::into),
             })
             .collect();
         Ok(Response::new(LogEntriesResponse { entries, log_size }))
@@ -308,7 +316,7 @@ impl Query for QueryService {
         } else {
             tracing::error!(findings = report.findings.len(), "verify: TAMPERING DETECTED");
         }
-        Ok(Response::new(report))
+        Ok(Response::new(report.into()))
     }
 
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {

@@ -20,7 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use watchtower_proto::pb::{HostInfo, Outcome, StoredEvent, event::Body};
+use watchtower_model::{Body, HostInfo, StoredEvent};
 
 use crate::counters::ServerCounters;
 use crate::facets::InvalidEvent;
@@ -386,7 +386,7 @@ impl Metrics {
             self.lag.observe(lag as f64 / 1e9);
             match &event.body {
                 Some(Body::LoginAttempt(attempt)) => {
-                    let outcome = Outcome::try_from(attempt.outcome).unwrap_or(Outcome::Unspecified);
+                    let outcome = attempt.outcome;
                     self.logins
                         .get_or_create(&LoginLabels {
                             service: service_label(&attempt.service),
@@ -591,7 +591,7 @@ pub fn classic_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::{Event, LoginAttempt, SessionStart, SpoolHealth};
+    use watchtower_model::{Event, LoginAttempt, Outcome, SessionStart, SpoolHealth};
 
     #[test]
     fn every_metric_the_grafana_dashboard_reads_is_exported() {
@@ -678,7 +678,7 @@ mod tests {
             service: "sshd".into(),
             user: "alice".into(),
             remote_host: remote.map(Into::into),
-            outcome: Outcome::Failure as i32,
+            outcome: Outcome::Failure,
             ..LoginAttempt::default()
         })
     }
@@ -743,7 +743,7 @@ mod tests {
         let login = |service: &str| {
             Body::LoginAttempt(LoginAttempt {
                 service: service.into(),
-                outcome: Outcome::Failure as i32,
+                outcome: Outcome::Failure,
                 ..LoginAttempt::default()
             })
         };

@@ -3,9 +3,8 @@
 //! is written together with the cursor just past the leaf that raised it, in one
 //! synced write, so after a crash no alert is raised twice and no leaf is skipped.
 
-use prost::Message as _;
 use rocksdb::WriteBatch;
-use watchtower_proto::pb::Alert;
+use watchtower_model::Alert;
 
 use super::alerts::RemoteRecord;
 use super::{ALERTS, EventStore, META, StoreError, keys, synced};
@@ -41,7 +40,11 @@ impl EventStore {
         if let Some(record) = remember {
             self.remote_writes(record, &mut batch)?;
         }
-        batch.put_cf(self.cf(ALERTS), keys::alert_key(alert.id), alert.encode_to_vec());
+        batch.put_cf(
+            self.cf(ALERTS),
+            keys::alert_key(alert.id),
+            keys::encode_value(alert),
+        );
         if let Some(next) = next_leaf {
             batch.put_cf(self.cf(META), keys::ALERT_CURSOR, keys::time_value(next));
         }

@@ -1,9 +1,8 @@
 //! Alerts as stored, and the addresses each user logged in from, fleet-wide and
 //! per host (for the new-address rule). The rules themselves are [`crate::alerts`]'s.
 
-use prost::Message as _;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
-use watchtower_proto::pb::Alert;
+use watchtower_model::Alert;
 
 use super::{ALERTS, EventStore, HOST_REMOTES, KNOWN_REMOTES, StoreError, decode, keys, synced};
 
@@ -40,7 +39,7 @@ impl EventStore {
         self.db.put_cf_opt(
             self.cf(ALERTS),
             keys::alert_key(alert.id),
-            alert.encode_to_vec(),
+            keys::encode_value(alert),
             &synced(),
         )?;
         Ok(())

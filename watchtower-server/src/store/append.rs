@@ -8,9 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use prost::Message as _;
 use rocksdb::WriteBatch;
-use watchtower_proto::pb::{Event, HostInfo, Receipt, SessionSummary, StoredEvent, event::Body};
+use watchtower_model::{Body, Event, HostInfo, Receipt, SessionSummary, StoredEvent};
 
 use watchtower_tlog::{LeafEntry, RecordId};
 
@@ -144,7 +143,7 @@ impl EventStore {
             let (entry, receipt) = logged(host, &stored, false, leaves.len());
             appended.receipts.push(receipt);
             leaves.push((entry, None));
-            batch.put_cf(self.cf(EVENTS), &pk.0, stored.encode_to_vec());
+            batch.put_cf(self.cf(EVENTS), &pk.0, keys::encode_value(&stored));
             in_batch.insert(seen_key.as_slice(), appended.stored.len());
             appended.stored.push(stored);
         }
@@ -155,11 +154,11 @@ impl EventStore {
                 batch.put_cf(
                     self.cf(SESSIONS),
                     keys::session_key(host, session),
-                    summary.encode_to_vec(),
+                    keys::encode_value(&summary),
                 );
             }
         }
-        batch.put_cf(self.cf(HOSTS), keys::host_key(host), info.encode_to_vec());
+        batch.put_cf(self.cf(HOSTS), keys::host_key(host), keys::encode_value(&info));
         // The log: leaves numbered in commit order, in the same write, synced with
         // the batches of other hosts.
         let committed = self.commit(group_commit::Request { batch, leaves })?;

@@ -21,7 +21,7 @@ use std::sync::{Condvar, Mutex};
 use rocksdb::WriteBatch;
 
 use super::{CONFLICTS, EventStore, LogHead, StoreError, keys};
-use watchtower_proto::pb::StoredEvent;
+use watchtower_model::StoredEvent;
 
 /// One append's batch and its log leaves (each leaf's entry, and the record for a
 /// conflict leaf).
@@ -104,7 +104,7 @@ impl EventStore {
                         batch.put_cf(
                             self.cf(CONFLICTS),
                             keys::log_leaf_key(index),
-                            prost::Message::encode_to_vec(&record),
+                            super::keys::encode_value(&record),
                         );
                     }
                     entries.push(entry);

@@ -1,8 +1,7 @@
 //! Host records (what each agent last said and sent) and session counts.
 
-use prost::Message as _;
 use rocksdb::IteratorMode;
-use watchtower_proto::pb::{HostInfo, SessionSummary};
+use watchtower_model::{HostInfo, SessionSummary};
 
 use super::{EventStore, HOSTS, SESSIONS, StoreError, decode, keys};
 
@@ -25,7 +24,7 @@ impl EventStore {
         });
         edit(&mut info);
         self.db
-            .put_cf(self.cf(HOSTS), keys::host_key(host), info.encode_to_vec())?;
+            .put_cf(self.cf(HOSTS), keys::host_key(host), keys::encode_value(&info))?;
         Ok(info)
     }
 

@@ -28,8 +28,49 @@
 //!
 //! Every number (time, seq, session, leaf index, size, alert id) is a u64
 //! big-endian; `boot` in a primary key is the whole boot id, last, so two boots
-//! never share a key. Protobuf values (`StoredEvent`, ...) are `prost` encodings
-//! of the watchtower-proto types.
+//! never share a key. The values named by type (`StoredEvent`, ...) are domain
+//! types of watchtower-model, written as the `prost` encoding of their
+//! watchtower-proto message ([`encode_value`], [`decode_value`]): the bytes on
+//! disk are the wire contract's, and nothing past this file sees them.
+
+use watchtower_model::{Alert, HostInfo, SessionSummary, SignedCheckpoint, StoredEvent};
+use watchtower_proto::pb;
+
+/// A value the store keeps: a domain type, written as its wire message.
+pub trait StoredValue: Clone + From<Self::Message> {
+    type Message: prost::Message + Default + From<Self>;
+}
+
+impl StoredValue for StoredEvent {
+    type Message = pb::StoredEvent;
+}
+
+impl StoredValue for SessionSummary {
+    type Message = pb::SessionSummary;
+}
+
+impl StoredValue for HostInfo {
+    type Message = pb::HostInfo;
+}
+
+impl StoredValue for Alert {
+    type Message = pb::Alert;
+}
+
+impl StoredValue for SignedCheckpoint {
+    type Message = pb::SignedCheckpoint;
+}
+
+/// The bytes a value is stored as.
+#[must_use]
+pub fn encode_value<V: StoredValue>(value: &V) -> Vec<u8> {
+    prost::Message::encode_to_vec(&V::Message::from(value.clone()))
+}
+
+/// A stored value read back.
+pub fn decode_value<V: StoredValue>(bytes: &[u8]) -> Result<V, prost::DecodeError> {
+    <V::Message as prost::Message>::decode(bytes).map(V::from)
+}
 
 /// Bytes after `host 0` in a primary key before the boot id: time and seq.
 const PRIMARY_FIXED: usize = 16;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use rocksdb::{DB, IteratorMode, SnapshotWithThreadMode};
-use watchtower_proto::pb::{SignedCheckpoint, StoredEvent};
+use watchtower_model::{SignedCheckpoint, StoredEvent};
 use watchtower_tlog::tlog_tiles::{self, Hash, HashReader};
 use watchtower_tlog::{LeafEntry, tree};
 
@@ -144,7 +144,7 @@ impl EventStore {
         self.db.put_cf_opt(
             self.cf(CHECKPOINTS),
             keys::checkpoint_key(signed.time_unix_ns, signed.size),
-            prost::Message::encode_to_vec(signed),
+            keys::encode_value(signed),
             &synced(),
         )?;
         Ok(())

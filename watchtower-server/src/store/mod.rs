@@ -124,9 +124,9 @@ pub struct EventStore {
     group: group_commit::GroupCommit,
 }
 
-/// A stored protobuf record, or [`StoreError::Corrupt`] naming its family.
-fn decode<M: prost::Message + Default>(bytes: &[u8], family: &'static str) -> Result<M, StoreError> {
-    M::decode(bytes).map_err(|e| StoreError::Corrupt(e, family))
+/// A stored value, or [`StoreError::Corrupt`] naming its family.
+fn decode<V: keys::StoredValue>(bytes: &[u8], family: &'static str) -> Result<V, StoreError> {
+    keys::decode_value(bytes).map_err(|e| StoreError::Corrupt(e, family))
 }
 
 /// Options for a write that must be on disk before it is acknowledged.

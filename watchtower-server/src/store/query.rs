@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions};
-use watchtower_proto::pb::{EventFilter, SessionSummary, StoredEvent};
+use watchtower_model::{EventFilter, SessionSummary, StoredEvent};
 
 use super::{
     BY_REMOTE, BY_SESSION, BY_TIME, BY_USER, EVENTS, EventStore, SESSIONS, StoreError, decode, keys,

@@ -1,7 +1,7 @@
 //! Retention by age, the store's only deletion: explicit, synced, counted.
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
-use watchtower_proto::pb::StoredEvent;
+use watchtower_model::StoredEvent;
 
 use super::append::index_entries;
 use super::keys::{self, PrimaryKey};

@@ -1,7 +1,7 @@
 //! The store's tests against a real `RocksDB`.
 
-use watchtower_proto::pb::event::Body;
-use watchtower_proto::pb::{
+use watchtower_model::Body;
+use watchtower_model::{
     Connect, Event, EventFilter, EventKind, Exec, LoginAttempt, Outcome, SessionEnd, SessionStart,
     StoredEvent,
 };
@@ -24,7 +24,7 @@ fn login(user: &str, remote: &str, outcome: Outcome, from: Option<u64>) -> Body 
         service: "sshd".into(),
         user: user.into(),
         remote_host: Some(remote.into()),
-        outcome: outcome as i32,
+        outcome: outcome,
         from_session: from,
         ..LoginAttempt::default()
     })
@@ -181,14 +181,14 @@ fn queries_use_each_index_and_every_filter() {
         query(&store, |f| {
             f.user = "alice".into();
             f.host_id = "web-1".into();
-            f.kinds = vec![EventKind::LoginAttempt as i32];
+            f.kinds = vec![EventKind::LoginAttempt];
         }),
         vec![1, 10]
     );
     assert_eq!(
         query(&store, |f| {
             f.user = "alice".into();
-            f.set_outcome(Outcome::Failure);
+            f.outcome = Outcome::Failure;
         }),
         vec![10]
     );

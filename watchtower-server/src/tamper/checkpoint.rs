@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use watchtower_proto::pb::SignedCheckpoint;
+use watchtower_model::SignedCheckpoint;
 use watchtower_tlog::CheckpointSigner as NoteSigner;
 
 use crate::store::{EventStore, StoreError};

@@ -6,11 +6,10 @@
 
 use std::collections::HashSet;
 
-use prost::Message as _;
-use watchtower_proto::pb::{Finding, StoredEvent, VerifyReport};
+use watchtower_model::{Finding, StoredEvent, VerifyReport};
 use watchtower_tlog::{Audit, CheckpointVerifier, LeafEntry, StoredRecord};
 
-use crate::store::keys::PrimaryKey;
+use crate::store::keys::{PrimaryKey, decode_value};
 use crate::store::{EventStore, StoreError};
 
 /// Check the records of `host` (or of every host) in `store` against the log,
@@ -28,7 +27,7 @@ pub fn verify(
         let (index, entry) = item?;
         let record = match view.record_of(index, &entry)? {
             None => StoredRecord::Absent,
-            Some(bytes) => match StoredEvent::decode(bytes.as_slice()) {
+            Some(bytes) => match decode_value::<StoredEvent>(bytes.as_slice()) {
                 Ok(stored) => stored.audited(),
                 Err(e) => StoredRecord::Unreadable(e.to_string()),
             },
@@ -57,7 +56,7 @@ pub fn verify(
         if logged.contains(key.as_ref()) {
             continue;
         }
-        let stored = StoredEvent::decode(&*value).ok();
+        let stored = decode_value::<StoredEvent>(&value).ok();
         if host.is_some_and(|h| stored.as_ref().is_some_and(|s| s.record_id().host_id != h)) {
             continue;
         }
@@ -91,7 +90,7 @@ fn finding(f: watchtower_tlog::Finding) -> Finding {
 
 /// A one-line account of a stored record, for findings.
 fn describe(bytes: &[u8]) -> String {
-    match StoredEvent::decode(bytes) {
+    match decode_value::<StoredEvent>(bytes) {
         Ok(StoredEvent {
             event: Some(event), ..
         }) => {
@@ -109,7 +108,8 @@ fn describe(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::{Event, Exec, event::Body};
+    use crate::store::keys::encode_value;
+    use watchtower_model::{Body, Event, Exec};
 
     use crate::Scratch;
     use crate::store::{EVENTS, LOG_LEAVES};
@@ -241,9 +241,9 @@ mod tests {
             }),
             received_unix_ns: 1,
             ..StoredEvent::default()
-        }
-        .encode_to_vec();
-        let forged = StoredEvent::decode(record.as_slice()).unwrap();
+        };
+        let record = encode_value(&record);
+        let forged = decode_value::<StoredEvent>(record.as_slice()).unwrap();
         let leaf = LeafEntry::Record {
             id: forged.record_id(),
             record_sha256: forged.record_sha256(),
@@ -256,7 +256,7 @@ mod tests {
             received_unix_ns: 1,
             ..StoredEvent::default()
         };
-        store.raw_put(EVENTS, &pk("web-1", 99), &forged.encode_to_vec());
+        store.raw_put(EVENTS, &pk("web-1", 99), &encode_value(&forged));
         let report = verify(&store, None, &pinned(&signer)).unwrap();
         let found: Vec<_> = report
             .findings

@@ -1,4 +1,4 @@
-use watchtower_proto::pb::{Connect, Event, Exec, LoginAttempt, Outcome, Process, StoredEvent, event::Body};
+use watchtower_model::{Body, Connect, Event, Exec, LoginAttempt, Outcome, Process, StoredEvent};
 
 use super::*;
 use crate::fields::Login;
@@ -137,7 +137,7 @@ detection:
             service: "sshd".into(),
             user: "root".into(),
             remote_host: Some("203.0.113.9".into()),
-            outcome: outcome as i32,
+            outcome: outcome,
             ..LoginAttempt::default()
         }))
     };

@@ -1,6 +1,6 @@
 //! `alerts`: the alerts the server's rules raised in a period, oldest first.
 
-use watchtower_proto::pb::Alert;
+use watchtower_model::Alert;
 
 use crate::client::Client;
 use crate::commands::{Period, Shown, json_line, range};

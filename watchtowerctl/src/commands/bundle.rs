@@ -19,7 +19,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use watchtower_proto::pb::{EventFilter, StoredEvent};
+use watchtower_model::{EventFilter, StoredEvent};
 use watchtower_tlog::{CheckpointVerifier, LeafEntry, StoredRecord, tree};
 
 use crate::client::Client;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use watchtower_proto::pb::{EventFilter, StoredEvent};
+use watchtower_model::{EventFilter, StoredEvent};
 
 use crate::client::Client;
 use crate::commands::{Filters, Period, filter_of, range};

@@ -1,6 +1,6 @@
 //! Hand-built events for the rendering tests.
 
-use watchtower_proto::pb::{Event, Exec, LoginAttempt, Outcome, StoredEvent, event::Body};
+use watchtower_model::{Body, Event, Exec, LoginAttempt, Outcome, StoredEvent};
 
 fn stored(seq: u64, time_unix_ns: u64, body: Body) -> StoredEvent {
     StoredEvent {
@@ -26,7 +26,7 @@ pub fn failed_login() -> StoredEvent {
             user: "alice".into(),
             remote_host: Some("10.0.0.9".into()),
             tty: Some("ssh".into()),
-            outcome: Outcome::Failure as i32,
+            outcome: Outcome::Failure,
             failed_step: Some("authenticate".into()),
             pam_code_name: "PAM_AUTH_ERR".into(),
             ..LoginAttempt::default()

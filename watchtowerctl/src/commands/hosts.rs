@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use watchtower_proto::pb::HostInfo;
+use watchtower_model::HostInfo;
 
 use crate::client::Client;
 use crate::commands::json_line;
@@ -112,7 +112,7 @@ fn cert_expiry(not_after_unix_s: i64, now_ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_proto::pb::SpoolHealth;
+    use watchtower_model::SpoolHealth;
 
     const NOW: u64 = 1_700_000_000_000_000_000;
 

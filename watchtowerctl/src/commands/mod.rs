@@ -22,7 +22,7 @@ pub mod who;
 use std::io::Write;
 
 use anyhow::{Context as _, bail};
-use watchtower_proto::pb::{EventFilter, EventKind, Outcome};
+use watchtower_model::{EventFilter, EventKind, Outcome};
 
 use crate::timearg;
 
@@ -67,11 +67,7 @@ pub fn filter_of(filters: &Filters, (from, to): (u64, u64)) -> anyhow::Result<Ev
     let kinds = filters
         .kinds
         .iter()
-        .map(|k| {
-            EventKind::from_name(k)
-                .map(|k| k as i32)
-                .with_context(|| format!("unknown kind {k:?}"))
-        })
+        .map(|k| EventKind::from_name(k).with_context(|| format!("unknown kind {k:?}")))
         .collect::<anyhow::Result<_>>()?;
     let session = filters
         .session
@@ -88,9 +84,9 @@ pub fn filter_of(filters: &Filters, (from, to): (u64, u64)) -> anyhow::Result<Ev
         user: filters.user.clone().unwrap_or_default(),
         kinds,
         outcome: if filters.failed {
-            Outcome::Failure as i32
+            Outcome::Failure
         } else {
-            0
+            Outcome::Unspecified
         },
         session,
         remote_address: filters.remote.clone().unwrap_or_default(),
@@ -165,8 +161,8 @@ mod tests {
                 from_unix_ns: 10,
                 to_unix_ns: 20,
                 user: "alice".into(),
-                kinds: vec![EventKind::LoginAttempt as i32, EventKind::Exec as i32],
-                outcome: Outcome::Failure as i32,
+                kinds: vec![EventKind::LoginAttempt, EventKind::Exec],
+                outcome: Outcome::Failure,
                 session: Some(0xab),
                 remote_address: "10.0.0.9".into(),
             }

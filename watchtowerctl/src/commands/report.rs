@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use watchtower_proto::pb::{EventFilter, EventKind, Outcome, event::Body};
+use watchtower_model::{Body, EventFilter, EventKind, Outcome};
 
 use crate::client::Client;
 use crate::commands::{Period, json_line, range};
@@ -47,7 +47,7 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
         host_id: host.clone().unwrap_or_default(),
         from_unix_ns: from,
         to_unix_ns: to,
-        kinds: kinds.iter().map(|k| *k as i32).collect(),
+        kinds: kinds.to_vec(),
         ..EventFilter::default()
     };
     let events = client.collect(&filter).await?;
@@ -56,8 +56,8 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
         host_id: host.clone().unwrap_or_default(),
         from_unix_ns: from.saturating_sub(lookback),
         to_unix_ns: from,
-        kinds: vec![EventKind::LoginAttempt as i32],
-        outcome: Outcome::Success as i32,
+        kinds: vec![EventKind::LoginAttempt],
+        outcome: Outcome::Success,
         ..EventFilter::default()
     };
     let known: HashSet<(String, String)> = client

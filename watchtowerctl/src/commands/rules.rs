@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use watchtower_proto::pb::{SessionStart, event::Body};
+use watchtower_model::{Body, SessionStart};
 use watchtower_sigma::fields::Login;
 use watchtower_sigma::{LoadedRule, RuleSet, SigmaEvent};
 

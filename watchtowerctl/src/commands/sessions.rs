@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use watchtower_proto::pb::{Event, EventKind, GetSessionResponse, SessionSummary, event::Body};
+use watchtower_model::{Body, Event, EventKind, SessionSummary};
 
-use crate::client::Client;
+use crate::client::{Client, SessionTree};
 use crate::commands::{Filters, Period, filter_of, json_line, range};
 use crate::render::{row, table};
 use crate::timearg::{format_ns, format_span};
@@ -52,7 +52,7 @@ async fn show(host: &str, session: &str, client: &mut Client, json: bool) -> any
 }
 
 /// `sessions show`'s lines: the session, then its events indented by depth.
-fn tree_lines(tree: GetSessionResponse) -> Vec<String> {
+fn tree_lines(tree: SessionTree) -> Vec<String> {
     let mut lines = Vec::new();
     let s = tree.summary.unwrap_or_default();
     lines.push(format!(
@@ -115,7 +115,7 @@ fn tree_lines(tree: GetSessionResponse) -> Vec<String> {
 
 async fn list(args: &Args, client: &mut Client, json: bool) -> anyhow::Result<()> {
     let mut filter = filter_of(&args.filters, range(&args.period)?)?;
-    filter.kinds = vec![EventKind::SessionStart as i32];
+    filter.kinds = vec![EventKind::SessionStart];
     let starts = client.collect(&filter).await?;
     let mut rows = Vec::new();
     for start in starts.iter().take(args.limit) {
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_session_as_a_tree() {
-        let tree = GetSessionResponse {
+        let tree = SessionTree {
             summary: Some(summary()),
             events: vec![fixtures::exec()],
             truncated: true,

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use anyhow::bail;
-use watchtower_proto::pb::{LiveItem, live_item};
+use watchtower_model::LiveItem;
 
 use crate::client::{Client, status};
 use crate::commands::{Filters, Shown, filter_of, json_line};
@@ -40,13 +40,17 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
         let Some(item) = item.map_err(status)? else {
             bail!("the server closed the tail");
         };
+        // An item of a kind this build does not know (a newer server's) is skipped.
+        let Ok(item) = LiveItem::try_from(item) else {
+            continue;
+        };
         match Shown::of(args.format, json) {
             Shown::Json => json_line(&item)?,
             Shown::Ocsf => {
-                let event = match &item.item {
-                    Some(live_item::Item::Stored(stored)) => logins.ocsf(client, stored).await,
-                    Some(live_item::Item::Alert(a)) => watchtower_ocsf::alert(a),
-                    Some(live_item::Item::Conflict(_)) | None => continue,
+                let event = match &item {
+                    LiveItem::Stored(stored) => logins.ocsf(client, stored).await,
+                    LiveItem::Alert(a) => watchtower_ocsf::alert(a),
+                    LiveItem::Conflict(_) => continue,
                 };
                 json_line(&event)?;
             }
@@ -66,16 +70,16 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
     }
 }
 
-/// The line of an event or an alert (none for an empty item).
+/// The line of an event or an alert (none for a conflict).
 fn line(item: &LiveItem) -> Option<String> {
-    match &item.item {
-        Some(live_item::Item::Stored(stored)) => Some(tail_line(&row(stored))),
-        Some(live_item::Item::Alert(a)) => Some(format!(
+    match item {
+        LiveItem::Stored(stored) => Some(tail_line(&row(stored))),
+        LiveItem::Alert(a) => Some(format!(
             "ALERT {} {} host={} {}",
             a.severity, a.rule, a.host_id, a.summary
         )),
         // The server sends tails the alert of a conflict, not the conflict.
-        Some(live_item::Item::Conflict(_)) | None => None,
+        LiveItem::Conflict(_) => None,
     }
 }
 
@@ -83,13 +87,11 @@ fn line(item: &LiveItem) -> Option<String> {
 mod tests {
     use super::*;
     use crate::commands::fixtures;
-    use watchtower_proto::pb::Alert;
+    use watchtower_model::Alert;
 
     #[test]
     fn events_and_alerts_as_tail_lines() {
-        let stored = |s| LiveItem {
-            item: Some(live_item::Item::Stored(s)),
-        };
+        let stored = LiveItem::Stored;
         assert_eq!(
             line(&stored(fixtures::failed_login())).unwrap(),
             "2023-11-14T22:13:20.000Z  web-1  9  login_attempt  alice  -  10.0.0.9  failure  sshd tty=ssh PAM_AUTH_ERR at authenticate"
@@ -98,20 +100,18 @@ mod tests {
             line(&stored(fixtures::exec())).unwrap(),
             "2023-11-14T22:13:21.500Z  web-1  10  exec  alice  00000000000000ab  -  -  id -un [/usr/bin/id]"
         );
-        let alert = LiveItem {
-            item: Some(live_item::Item::Alert(Alert {
-                id: 1,
-                rule: "failed_logins".into(),
-                severity: "warning".into(),
-                host_id: "web-1".into(),
-                summary: "5 failed logins for alice from 10.0.0.9".into(),
-                ..Alert::default()
-            })),
-        };
+        let alert = LiveItem::Alert(Alert {
+            id: 1,
+            rule: "failed_logins".into(),
+            severity: "warning".into(),
+            host_id: "web-1".into(),
+            summary: "5 failed logins for alice from 10.0.0.9".into(),
+            ..Alert::default()
+        });
         assert_eq!(
             line(&alert).unwrap(),
             "ALERT warning failed_logins host=web-1 5 failed logins for alice from 10.0.0.9"
         );
-        assert_eq!(line(&LiveItem { item: None }), None);
+        assert_eq!(line(&LiveItem::Conflict(fixtures::exec())), None);
     }
 }

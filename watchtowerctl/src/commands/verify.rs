@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use watchtower_proto::pb::StoredEvent;
+use watchtower_model::StoredEvent;
 use watchtower_tlog::{Audit, AuditReport, CheckpointVerifier, StoredRecord, TreeHead, tree};
 
 use crate::client::Client;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use watchtower_proto::pb::SessionSummary;
+use watchtower_model::SessionSummary;
 
 use crate::client::Client;
 use crate::commands::json_line;
