@@ -4,9 +4,12 @@
 //!
 //! # Layout
 //!
-//! - [`grpc`]: the edge. [`grpc::ingest`] takes each agent's stream,
-//!   [`grpc::query`] answers readers; [`grpc::status`] is the one place a failure
-//!   becomes a `tonic::Status` (and a refusal is counted and logged).
+//! - [`grpc`]: the edge, and the only module that sees protobuf messages:
+//!   [`grpc::ingest`] takes each agent's stream, [`grpc::query`] answers
+//!   readers, each converting to and from the domain types of watchtower-model
+//!   (everything behind the edge works with those); [`grpc::status`] is the one
+//!   place a failure becomes a `tonic::Status` (and a refusal is counted and
+//!   logged).
 //! - [`store`]: the only code that touches `RocksDB`.
 //!   **[`store::append`] turns an ingested batch into `RocksDB` writes**;
 //!   [`store::keys`] holds every key and value encoding with a table of all 15
