@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use watchtower_e2e::{
-    ALICE, ALICE_PASSWORD, Agent, BOB, Sshd, TcpTarget, TempDir, of_kind, privileged, session_of, ssh_login,
-    uid_of,
+    ALICE, ALICE_PASSWORD, Agent, BOB, BOB_PASSWORD, Sshd, TcpTarget, TempDir, of_kind, privileged,
+    session_of, ssh_login, uid_of,
 };
 
 /// Run `e2e/scripts/<name>` with `args` as alice over ssh, from a copy she can
@@ -296,4 +296,65 @@ fn a_connect_to_an_ipv4_mapped_address_is_stored_as_the_ipv4_peer() {
     assert_eq!(connects[0]["address"], "127.0.0.1");
     assert_eq!(session_of(connects[0]), session_of(start));
     assert_eq!(target.accepted(), 1);
+}
+
+#[test]
+fn a_connect_flood_cannot_push_another_users_login_out() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let closed = watchtower_e2e::free_port("127.0.0.1");
+    // Four pages of exec and connect ring buffer, and a reader that does not read:
+    // alice's flood fills it many times over before bob logs in.
+    let mut agent = Agent::start(&["--ring-buffer-bytes", "16384"]);
+    agent.pause();
+    let (code, output) = sshd.ssh_password(
+        ALICE,
+        ALICE_PASSWORD,
+        &format!(
+            "python3 -c \"import socket; [socket.socket().connect_ex(('127.0.0.1', {closed})) \
+             for _ in range(5000)]\""
+        ),
+    );
+    assert_eq!(code, 0, "{output}");
+    let (code, output) = sshd.ssh_password(BOB, BOB_PASSWORD, "true");
+    assert_eq!(code, 0, "{output}");
+    agent.resume();
+    agent.wait_for("bob's session end", |e| {
+        e["kind"] == "session_end" && e["service"] == "sshd" && e["user"] == BOB
+    });
+    let events = agent.stop();
+    let health = events.last().unwrap();
+    let lost_connects = health["lost"]["connect"].as_u64().unwrap();
+    assert!(
+        lost_connects >= 4000,
+        "the flood overflowed the exec and connect ring: {health}"
+    );
+    assert_eq!(health["lost"]["pam_start"], 0, "{health}");
+    assert_eq!(health["lost"]["pam_call"], 0, "{health}");
+    // bob's login is whole: its attempt, its session and the session's end.
+    let (attempt, start) = ssh_login(&events, BOB);
+    assert_eq!(attempt["remote_host"], "127.0.0.1", "{attempt:#}");
+    let session = session_of(start);
+    let ends: Vec<_> = of_kind(&events, "session_end")
+        .into_iter()
+        .filter(|e| session_of(e) == session)
+        .collect();
+    assert_eq!(ends.len(), 1, "bob's session ended once: {ends:#?}");
+    // alice's own login is whole as well, though most of her connects are counted, not stored.
+    let (_, alices) = ssh_login(&events, ALICE);
+    let alices = session_of(alices);
+    let stored = connects_to(&events, closed);
+    assert!(
+        stored.iter().all(|c| session_of(c) == alices),
+        "every stored connect of the flood is alice's"
+    );
+    // (The lost count may also hold a connect of sshd's, to the syslog socket, made
+    // inside a login while the ring was full.)
+    assert!(
+        stored.len() as u64 + lost_connects >= 5000,
+        "each connect of the flood stored or counted as lost: {} stored, {health}",
+        stored.len()
+    );
 }

@@ -18,7 +18,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Input>(1024);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stats = Arc::new(ReaderStats::default());
-    let reader = tokio::spawn(reader::read_ring(kernel.ring, tx, stats.clone(), stop_rx, None));
+    let reader = tokio::spawn(reader::read_rings(kernel.rings, tx, stats.clone(), stop_rx, None));
     let counter = tokio::spawn(async move {
         let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
         while let Some(input) = rx.recv().await {

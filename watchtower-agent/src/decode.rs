@@ -38,7 +38,7 @@ pub enum DecodeError {
 }
 
 /// Who did it: the task fields every record carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Task {
     pub ktime_ns: u64,
     pub cpu: u32,
@@ -117,6 +117,26 @@ pub enum KernelRecord {
 }
 
 impl KernelRecord {
+    /// The task that made the record.
+    #[must_use]
+    pub fn task(&self) -> &Task {
+        match self {
+            KernelRecord::PamStart { task, .. }
+            | KernelRecord::PamItem { task, .. }
+            | KernelRecord::PamCall { task, .. }
+            | KernelRecord::Exec { task, .. }
+            | KernelRecord::Connect { task, .. }
+            | KernelRecord::Fork { task, .. }
+            | KernelRecord::Exit { task, .. } => task,
+        }
+    }
+
+    /// When the kernel stamped the record (`CLOCK_BOOTTIME`, ns).
+    #[must_use]
+    pub fn ktime_ns(&self) -> u64 {
+        self.task().ktime_ns
+    }
+
     /// The record's kind, as the kernel counters name it.
     #[must_use]
     pub fn kind_name(&self) -> &'static str {

@@ -309,8 +309,8 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
                 None => None,
             };
             let reader_stats = Arc::new(ReaderStats::default());
-            let reader = tokio::spawn(reader::read_ring(
-                k.ring,
+            let reader = tokio::spawn(reader::read_rings(
+                k.rings,
                 records_tx.clone(),
                 reader_stats.clone(),
                 stop_kernel_rx,

@@ -155,12 +155,21 @@ pub fn preflight() -> anyhow::Result<Preflight> {
 pub struct Probes {
     /// Owns the programs and their links: dropping it detaches everything.
     pub ebpf: Ebpf,
-    pub ring: RingBuf<MapData>,
+    pub rings: Rings,
     pub counters: KernelCounters,
     /// Human-readable list of what is attached.
     pub attached: Vec<String>,
     /// Sessions that began before the agent and were written into the session map.
     pub adopted: Vec<AdoptedSession>,
+}
+
+/// The two ring buffers the probes write: a login's own records apart from the
+/// exec, connect, fork and exit records a flood can fill.
+pub struct Rings {
+    /// Exec, connect, fork and exit records (`EVENTS`).
+    pub events: RingBuf<MapData>,
+    /// PAM records and the exits of session roots (`LOGINS`).
+    pub logins: RingBuf<MapData>,
 }
 
 /// The kernel's per-CPU loss and scope counters.
@@ -321,9 +330,13 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
 
     attached.extend(attach_pam(&mut ebpf, &preflight.libpam, true)?);
 
-    let ring = RingBuf::try_from(
+    let events = RingBuf::try_from(
         ebpf.take_map(names::EVENTS)
             .ok_or_else(|| anyhow!("map {} missing", names::EVENTS))?,
+    )?;
+    let logins = RingBuf::try_from(
+        ebpf.take_map(names::LOGINS)
+            .ok_or_else(|| anyhow!("map {} missing", names::LOGINS))?,
     )?;
     let lost = PerCpuArray::try_from(
         ebpf.take_map(names::LOST)
@@ -335,7 +348,7 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
     )?;
     Ok(Probes {
         ebpf,
-        ring,
+        rings: Rings { events, logins },
         counters: KernelCounters { lost, out_of_scope },
         attached,
         adopted,

@@ -1,5 +1,5 @@
 //! The two witnesses of every login, started: the kernel's (the eBPF probes and
-//! their ring buffer, see [`crate::probes`]) and the journal's (see
+//! their ring buffers, see [`crate::probes`]) and the journal's (see
 //! [`crate::journal`]). Either may be missing, not both.
 
 use anyhow::bail;
@@ -8,10 +8,10 @@ use crate::config::{Config, Scope};
 use crate::{adopt, clock, journal, probes};
 
 /// The kernel witness, started: its probes (kept alive until shutdown) and the
-/// ring buffer to read.
+/// ring buffers to read.
 pub struct KernelStarted {
     pub ebpf: aya::Ebpf,
-    pub ring: aya::maps::RingBuf<aya::maps::MapData>,
+    pub rings: probes::Rings,
     pub counters: probes::KernelCounters,
     pub attached: Vec<String>,
     pub adopted: Vec<adopt::AdoptedSession>,
@@ -41,7 +41,7 @@ pub fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
     );
     let probes::Probes {
         ebpf,
-        ring,
+        rings,
         counters,
         attached,
         adopted,
@@ -54,7 +54,7 @@ pub fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
     }
     Ok(KernelStarted {
         ebpf,
-        ring,
+        rings,
         counters,
         attached,
         adopted,

@@ -32,8 +32,11 @@ pub const SLOT_SESSION_LINK: u32 = 15;
 
 /// Names of the maps and globals the agent and the eBPF object agree on.
 pub mod names {
-    /// Ring buffer carrying every record.
+    /// Ring buffer carrying exec, connect, fork and exit records.
     pub const EVENTS: &str = "EVENTS";
+    /// Ring buffer carrying a login's own records: PAM calls and the exit of a
+    /// session's root, so a flood in [`EVENTS`] cannot drop a login.
+    pub const LOGINS: &str = "LOGINS";
     /// Per-CPU array, indexed by record kind: records lost because the ring buffer was full.
     pub const LOST: &str = "LOST";
     /// Per-CPU array, indexed by record kind: activity seen but out of the capture scope.

@@ -29,6 +29,11 @@ use watchtower_common::{
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
+/// A login's own records (PAM calls and the exit of a session's root): a flood of
+/// exec or connect records in [`EVENTS`] cannot push a login out.
+#[map(name = "LOGINS")]
+static LOGINS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+
 #[map(name = "LOST")]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
 

@@ -14,7 +14,7 @@ use watchtower_common::{
     PamCallRecord, PamFunction, PamItemRecord, PamStartRecord, RecordKind, SessionLink, pam_item,
 };
 
-use crate::{EVENTS, SESSIONS, agent_tgid, count_lost, current_ids, current_session, fill_header};
+use crate::{LOGINS, SESSIONS, agent_tgid, count_lost, current_ids, current_session, fill_header};
 
 /// Arguments of a `pam_start*` call kept until it returns, keyed by pid_tgid.
 #[repr(C)]
@@ -97,7 +97,7 @@ fn try_pam_start_ret(ctx: &RetProbeContext) -> Result<(), i64> {
     };
     let (tgid, _) = current_ids();
     let session = current_session(tgid).map_or(0, |s| s.key);
-    let Some(mut entry) = EVENTS.reserve::<PamStartRecord>(0) else {
+    let Some(mut entry) = LOGINS.reserve::<PamStartRecord>(0) else {
         count_lost(RecordKind::PamStart);
         return Ok(());
     };
@@ -141,7 +141,7 @@ fn try_pam_set_item(ctx: &ProbeContext) -> Result<(), i64> {
     }
     let (tgid, _) = current_ids();
     let session = current_session(tgid).map_or(0, |s| s.key);
-    let Some(mut entry) = EVENTS.reserve::<PamItemRecord>(0) else {
+    let Some(mut entry) = LOGINS.reserve::<PamItemRecord>(0) else {
         count_lost(RecordKind::PamItem);
         return Ok(());
     };
@@ -235,7 +235,7 @@ fn try_call_ret(ctx: &RetProbeContext) -> Result<(), i64> {
         }
     }
 
-    let Some(mut entry) = EVENTS.reserve::<PamCallRecord>(0) else {
+    let Some(mut entry) = LOGINS.reserve::<PamCallRecord>(0) else {
         count_lost(RecordKind::PamCall);
         return Ok(());
     };
@@ -294,7 +294,7 @@ fn try_pam_end(ctx: &ProbeContext) -> Result<(), i64> {
     let status: i32 = ctx.arg(1).ok_or(1)?;
     let (tgid, _) = current_ids();
     let session = current_session(tgid).map_or(0, |s| s.key);
-    let Some(mut entry) = EVENTS.reserve::<PamCallRecord>(0) else {
+    let Some(mut entry) = LOGINS.reserve::<PamCallRecord>(0) else {
         count_lost(RecordKind::PamCall);
         return Ok(());
     };

@@ -3,13 +3,13 @@
 //! su or sudo); a process leaving a session is recorded and forgotten.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_task, helpers::bpf_probe_read_kernel, macros::tracepoint,
+    helpers::bpf_get_current_task, helpers::bpf_probe_read_kernel, macros::tracepoint, maps::RingBuf,
     programs::TracePointContext,
 };
 use watchtower_common::{ExitRecord, ForkRecord, RecordKind, SessionLink};
 
 use crate::{
-    EVENTS, SESSIONS, count_lost, count_session_link_lost, current_ids, current_session, fill_header,
+    EVENTS, LOGINS, SESSIONS, count_lost, count_session_link_lost, current_ids, current_session, fill_header,
     task_offsets, tracepoint_offsets,
 };
 
@@ -93,17 +93,27 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     };
-    let Some(mut entry) = EVENTS.reserve::<ExitRecord>(0) else {
+    // The exit of a session's root ends the login: it travels with the login's records.
+    if link.is_root != 0 {
+        emit_exit(&LOGINS, link.key, exit_code);
+    } else {
+        emit_exit(&EVENTS, link.key, exit_code);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn emit_exit(ring: &RingBuf, session_key: u64, exit_code: u32) {
+    let Some(mut entry) = ring.reserve::<ExitRecord>(0) else {
         count_lost(RecordKind::Exit);
-        return Ok(());
+        return;
     };
     let record = entry.as_mut_ptr();
     // SAFETY: `record` points into the reserved slot.
     unsafe {
-        fill_header(&raw mut (*record).header, RecordKind::Exit, link.key);
+        fill_header(&raw mut (*record).header, RecordKind::Exit, session_key);
         (*record).exit_code = exit_code;
         (*record).pad = 0;
     }
     entry.submit(0);
-    Ok(())
 }
