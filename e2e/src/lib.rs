@@ -85,9 +85,19 @@ impl TempDir {
     }
 }
 
+impl TempDir {
+    /// Where an agent keeping its state here pins its probes (see [`Agent::start_with`]).
+    #[must_use]
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new("/sys/fs/bpf").join(self.0.file_name().expect("a temp dir has a name"))
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // The probes an agent killed with this state left pinned stop with it.
+        let _ = std::fs::remove_dir_all(self.pin_dir());
     }
 }
 
@@ -529,6 +539,10 @@ impl Agent {
             .map(ToString::to_string)
             .collect();
         args.push(state.0.display().to_string());
+        // Pins of its own, so agents of one test (and of tests before) never resume
+        // each other's probes; an agent restarted on the same state resumes its own.
+        args.push("--pin-dir".into());
+        args.push(state.pin_dir().display().to_string());
         args.extend(extra.iter().map(ToString::to_string));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Agent::start_binary(&agent_binary(), wrapper, state, &args)

@@ -1,12 +1,13 @@
 //! Kernel capture, end to end: real sshd/su/sudo logins seen by the real agent.
 //! Run by `cargo xtask test` as root, one test at a time.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use watchtower_e2e::{
-    ALICE, ALICE_PASSWORD, Agent, BOB, BOB_PASSWORD, Sshd, TcpTarget, of_kind, privileged, session_of,
-    ssh_login, uid_of,
+    ALICE, ALICE_PASSWORD, Agent, BOB, BOB_PASSWORD, Sshd, TcpTarget, TempDir, of_kind, privileged,
+    session_of, ssh_login, uid_of,
 };
 
 #[test]
@@ -619,4 +620,113 @@ fn agent_mounts_tracefs_when_it_is_missing() {
         "the agent mounted tracefs"
     );
     let _ = agent.stop();
+}
+
+/// The `start` health record of an agent's output.
+fn start_record(events: &[Value]) -> &Value {
+    events
+        .iter()
+        .find(|e| e["kind"] == "agent_health" && e["reason"] == "start")
+        .expect("a start record")
+}
+
+#[test]
+fn an_agent_killed_during_a_login_misses_none_of_its_execs() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let state = Arc::new(TempDir::new("agent-state"));
+    let go = TempDir::new("restart-go");
+    std::fs::set_permissions(&go.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let signal = go.0.join("go");
+    let command = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; for i in $(seq 3000); do /bin/true wt-restart $i; done",
+        signal.display()
+    );
+    let first = Agent::start_with(&[], state.clone(), &[]);
+    assert_eq!(start_record(&first.events())["capture_start"]["how"], "fresh");
+    std::thread::scope(|scope| {
+        let login = scope.spawn(|| sshd.ssh_password(ALICE, ALICE_PASSWORD, &command));
+        let start = first.wait_for("alice's session", |e| {
+            e["kind"] == "session_start" && e["service"] == "sshd" && e["user"] == ALICE
+        });
+        let session = session_of(&start).to_owned();
+        // A crash just before the loop; the loop runs while no agent does, and the
+        // next agent starts in the middle of it.
+        let before = first.kill9();
+        std::fs::write(&signal, b"").unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let second = Agent::start_with(&[], state.clone(), &[]);
+        let (code, output) = login.join().unwrap();
+        assert_eq!(code, 0, "{output}");
+        second.wait_for("alice's session end", |e| {
+            e["kind"] == "session_end" && session_of(e) == session
+        });
+        let after = second.stop();
+
+        assert_eq!(start_record(&after)["capture_start"]["how"], "resumed");
+        let looped = |events: &[Value]| -> Vec<u64> {
+            of_kind(events, "exec")
+                .into_iter()
+                .filter(|e| e["argv"][1] == "wt-restart")
+                .map(|e| {
+                    assert_eq!(session_of(e), session, "in alice's login: {e:#}");
+                    assert_eq!(e["session_user"], ALICE, "{e:#}");
+                    e["argv"][2].as_str().unwrap().parse().unwrap()
+                })
+                .collect()
+        };
+        assert!(looped(&before).is_empty(), "the loop began after the crash");
+        let mut numbers = looped(&after);
+        numbers.sort_unstable();
+        assert_eq!(
+            numbers,
+            (1..=3000).collect::<Vec<u64>>(),
+            "every exec of the loop, once"
+        );
+        assert!(
+            of_kind(&after, "session_start").is_empty(),
+            "the running login is followed on, not adopted anew"
+        );
+        let end = of_kind(&after, "session_end")
+            .into_iter()
+            .find(|e| session_of(e) == session)
+            .unwrap();
+        assert_eq!(
+            (end["service"].as_str(), end["user"].as_str()),
+            (Some("sshd"), Some(ALICE))
+        );
+        let health = after.last().unwrap();
+        assert!(
+            health["lost"].as_object().unwrap().values().all(|v| v == 0),
+            "no loss: {health}"
+        );
+    });
+}
+
+#[test]
+fn an_agent_stopped_on_purpose_leaves_a_gap_the_next_one_reports() {
+    if !privileged() {
+        return;
+    }
+    let state = Arc::new(TempDir::new("agent-state"));
+    let first = Agent::start_with(&[], state.clone(), &[]);
+    assert!(state.pin_dir().join("links").is_dir(), "the probes are pinned");
+    let _ = first.stop();
+    assert!(
+        !state.pin_dir().join("links").exists(),
+        "an agent stopped on purpose takes its probes with it"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let second = Agent::start_with(&[], state.clone(), &[]);
+    let events = second.stop();
+    let start = &start_record(&events)["capture_start"];
+    assert_eq!(start["how"], "gap", "{start}");
+    let from = start["gap_from_unix_ns"].as_u64().unwrap();
+    let to = start["gap_to_unix_ns"].as_u64().unwrap();
+    assert!(
+        (1_000_000_000..30_000_000_000).contains(&(to - from)),
+        "the gap spans the second between the agents: {start}"
+    );
 }

@@ -56,6 +56,10 @@ pub struct CaptureSection {
     /// agent whose probes cannot load runs on the journal alone, degraded, and
     /// says so in every health record.
     pub required: bool,
+    /// Where in bpffs the probes are kept while no agent runs (programs stay
+    /// attached, ring buffers keep filling; the next agent resumes them). Removing
+    /// the directory detaches them.
+    pub pin_dir: PathBuf,
 }
 
 impl Default for CaptureSection {
@@ -64,6 +68,7 @@ impl Default for CaptureSection {
             scope: Scope::Sessions,
             ring_buffer_bytes: 16 * 1024 * 1024,
             required: false,
+            pin_dir: PathBuf::from("/sys/fs/bpf/watchtower"),
         }
     }
 }
@@ -187,6 +192,7 @@ pub struct Flags {
     pub host_id: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub ring_buffer_bytes: Option<u32>,
+    pub pin_dir: Option<PathBuf>,
     pub health_interval_secs: Option<u64>,
     pub no_journal: bool,
     pub journal_window_secs: Option<u64>,
@@ -238,6 +244,9 @@ impl Config {
         }
         if let Some(bytes) = flags.ring_buffer_bytes {
             self.capture.ring_buffer_bytes = bytes;
+        }
+        if let Some(dir) = &flags.pin_dir {
+            self.capture.pin_dir.clone_from(dir);
         }
         if let Some(secs) = flags.health_interval_secs {
             self.health.interval_secs = secs;

@@ -36,6 +36,9 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = sigterm.recv() => {}
     }
+    if let Some(kept) = kernel.kept {
+        kept.release();
+    }
     drop(kernel.ebpf);
     let _ = stop_tx.send(true);
     reader.await??;

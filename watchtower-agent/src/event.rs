@@ -250,6 +250,21 @@ pub struct AgentHealth {
     /// The agent as a witness of the server's log, when events are shipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_witness: Option<LogWitnessHealth>,
+    /// How the kernel witness began (absent in journal-only mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_start: Option<CaptureStartHealth>,
+}
+
+/// How the kernel witness began ([`crate::pins::CaptureStart`]): `fresh`,
+/// `resumed`, `gap` (nothing captured between the two times, Unix ns) or
+/// `unpinned`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CaptureStartHealth {
+    pub how: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap_from_unix_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap_to_unix_ns: Option<u64>,
 }
 
 /// What the agent verified of the server's tamper-evidence log, and what it

@@ -10,9 +10,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crate::assemble::AssemblerState;
-use crate::event::{AgentHealth, VerdictCounters};
+use crate::clock;
+use crate::event::{AgentHealth, CaptureStartHealth, VerdictCounters};
 use crate::journal::{self, JournalStats};
 use crate::log_witness::LogWitness;
+use crate::pins::CaptureStart;
 use crate::probes::KernelCounters;
 use crate::stages::reader::ReaderStats;
 use crate::stages::spool_writer::SharedSpool;
@@ -24,6 +26,8 @@ pub struct HealthContext {
     /// `kernel+journal`, `kernel` or `journal`.
     pub mode: &'static str,
     pub kernel_unavailable: Option<String>,
+    /// How the kernel witness began (none in journal-only mode).
+    pub capture_start: Option<CaptureStart>,
 }
 
 /// The kernel witness's counters, when it runs: the kernel's and the reader's.
@@ -103,6 +107,23 @@ impl HealthSources {
                 .log_witness
                 .as_ref()
                 .map(|w| w.lock().expect("log witness lock").health()),
+            capture_start: self.context.capture_start.as_ref().map(capture_start),
         }
+    }
+}
+
+/// How capture began, with a gap's bounds in Unix time.
+fn capture_start(start: &CaptureStart) -> CaptureStartHealth {
+    let (from, to) = match start {
+        CaptureStart::Gap { from_ns, to_ns } => (
+            Some(clock::boot_to_unix_ns(*from_ns)),
+            Some(clock::boot_to_unix_ns(*to_ns)),
+        ),
+        _ => (None, None),
+    };
+    CaptureStartHealth {
+        how: start.name(),
+        gap_from_unix_ns: from,
+        gap_to_unix_ns: to,
     }
 }

@@ -39,6 +39,7 @@ mod host_lookup;
 mod journal;
 mod libpam;
 mod log_witness;
+mod pins;
 mod probes;
 mod raw_file;
 mod reconcile;
@@ -64,7 +65,7 @@ use crate::health::{HealthContext, HealthSources, JournalState, KernelStats};
 use crate::stages::assembler::Input;
 use crate::stages::log_witness as log_witness_stage;
 use crate::stages::reader::ReaderStats;
-use crate::stages::{assembler, libpam_follower, reader, reconciler, sender, spool_writer, stdout, ticker};
+use crate::stages::{assembler, probe_keeper, reader, reconciler, sender, spool_writer, stdout, ticker};
 use crate::stamp::Stamper;
 
 use watchtower_proto::VERSION;
@@ -117,6 +118,10 @@ struct Cli {
     /// Kernel ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long)]
     ring_buffer_bytes: Option<u32>,
+    /// Where in bpffs the probes are kept across agent restarts (default
+    /// /sys/fs/bpf/watchtower; one directory per agent).
+    #[arg(long)]
+    pin_dir: Option<PathBuf>,
     /// Seconds between health records.
     #[arg(long)]
     health_interval_secs: Option<u64>,
@@ -191,6 +196,7 @@ fn flags(cli: &Cli) -> Flags {
         host_id: cli.host_id.clone(),
         state_dir: cli.state_dir.clone(),
         ring_buffer_bytes: cli.ring_buffer_bytes,
+        pin_dir: cli.pin_dir.clone(),
         health_interval_secs: cli.health_interval_secs,
         no_journal: cli.no_journal,
         journal_window_secs: cli.journal_window_secs,
@@ -298,9 +304,19 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
     let (stop_journal_tx, stop_journal_rx) = watch::channel(false);
     records_tx.send(Input::Health("start")).await?;
 
+    let keep_sessions = kernel.as_ref().is_ok_and(|k| k.kept.is_some());
+    let capture_start = kernel.as_ref().ok().map(|k| k.start.clone());
     let (kernel_stats, kernel_unavailable, probes_attached, ebpf, reader) = match kernel {
         Ok(k) => {
-            records_tx.send(Input::Adopt(k.adopted)).await?;
+            if k.start == pins::CaptureStart::Resumed {
+                records_tx
+                    .send(Input::Resume(
+                        assembler::SessionsFile::in_dir(&config.agent.state_dir).read(),
+                    ))
+                    .await?;
+            } else {
+                records_tx.send(Input::Adopt(k.adopted)).await?;
+            }
             let raw = match &record_raw {
                 Some(path) => Some(
                     raw_file::RawRecorder::create(path)
@@ -316,8 +332,11 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
                 stop_kernel_rx,
                 raw,
             ));
-            let probes: libpam_follower::SharedProbes = Arc::new(Mutex::new(Some(k.ebpf)));
-            let follower = tokio::spawn(libpam_follower::follow(
+            let probes: probe_keeper::SharedProbes = Arc::new(Mutex::new(Some(probe_keeper::LiveProbes {
+                ebpf: k.ebpf,
+                kept: k.kept,
+            })));
+            let keeper = tokio::spawn(probe_keeper::keep(
                 probes.clone(),
                 k.libpam,
                 stop_kernel_tx.subscribe(),
@@ -329,7 +348,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
                 }),
                 None,
                 k.attached,
-                Some((probes, follower)),
+                Some((probes, keeper)),
                 Some(reader),
             )
         }
@@ -364,6 +383,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
             probes: probes_attached,
             mode,
             kernel_unavailable,
+            capture_start,
         },
         kernel: kernel_stats,
         journal: journal_state,
@@ -371,7 +391,11 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
         resumed_after,
         log_witness: log_witness.clone(),
     };
-    let assembler = tokio::spawn(assembler::run(records_rx, assembled_tx));
+    let assembler = tokio::spawn(assembler::run(
+        records_rx,
+        assembled_tx,
+        keep_sessions.then(|| assembler::SessionsFile::in_dir(&config.agent.state_dir)),
+    ));
     let reconciler = tokio::spawn(reconciler::run(
         assembled_rx,
         events_tx,
@@ -422,10 +446,16 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
     if let Some(follower) = follower {
         follower.await??;
     }
-    if let Some((probes, follower)) = ebpf {
-        follower.abort();
-        let _ = follower.await;
-        drop(probes.lock().expect("probes").take());
+    if let Some((probes, keeper)) = ebpf {
+        keeper.abort();
+        let _ = keeper.await;
+        // Stopped on purpose: the probes stop with the agent (see crate::pins).
+        if let Some(live) = probes.lock().expect("probes").take() {
+            if let Some(kept) = live.kept {
+                kept.release();
+            }
+            drop(live.ebpf);
+        }
     }
     let _ = stop_kernel_tx.send(true);
     if let Some(reader) = reader {

@@ -8,12 +8,13 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{TracePoint, UProbe, uprobe::UProbeScope},
+    programs::{FdLink, TracePoint, UProbe, uprobe::UProbeScope},
 };
 use watchtower_common::{RecordKind, SessionLink, TaskOffsets, TracepointOffsets, names};
 
 use crate::adopt::{self, AdoptedSession};
-use crate::{btf, libpam, tracefs};
+use crate::pins::{self, CaptureStart, Kept, PinDir};
+use crate::{btf, clock, host_lookup, libpam, tracefs};
 
 /// The eBPF object built by build.rs from watchtower-ebpf.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watchtower"));
@@ -161,6 +162,10 @@ pub struct Probes {
     pub attached: Vec<String>,
     /// Sessions that began before the agent and were written into the session map.
     pub adopted: Vec<AdoptedSession>,
+    /// How capture began: resumed from an earlier agent's pins, fresh, or after a gap.
+    pub start: CaptureStart,
+    /// The pins, when the probes could be pinned.
+    pub kept: Option<KeptProbes>,
 }
 
 /// The two ring buffers the probes write: a login's own records apart from the
@@ -209,25 +214,67 @@ impl KernelCounters {
     }
 }
 
-/// Attach the PAM uprobes to `libpam` (loading their programs first when `load`:
-/// at start; a libpam replaced later gets the loaded programs attached to the new
-/// file, the old attachments stay on the old one). Returns what was attached.
-pub fn attach_pam(ebpf: &mut Ebpf, libpam: &Path, load: bool) -> anyhow::Result<Vec<String>> {
+/// The PAM uprobe programs and the symbols each is attached to (required or not).
+fn pam_programs() -> Vec<(&'static str, Vec<(&'static str, bool)>)> {
+    let mut programs = vec![
+        ("pam_start", vec![("pam_start", true)]),
+        ("pam_start_confdir", vec![("pam_start_confdir", false)]),
+        (
+            "pam_start_ret",
+            vec![("pam_start", true), ("pam_start_confdir", false)],
+        ),
+        ("pam_set_item", vec![("pam_set_item", true)]),
+    ];
+    for step in PAM_STEPS {
+        programs.push((step, vec![(step, true)]));
+    }
+    programs.push(("pam_call_ret", PAM_STEPS.iter().map(|s| (*s, true)).collect()));
+    programs.push(("pam_end", vec![("pam_end", true)]));
+    programs
+}
+
+/// Load the PAM uprobe programs (before any [`attach_pam`]).
+pub fn load_pam(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    for (program, _) in pam_programs() {
+        let probe: &mut UProbe = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+            .try_into()?;
+        probe
+            .load()
+            .with_context(|| format!("verifier rejected {program}"))?;
+    }
+    Ok(())
+}
+
+/// Attach the loaded PAM uprobes to `libpam` (at start; a libpam replaced later
+/// gets them attached to the new file, the old attachments stay on the old one),
+/// each link pinned in `pins` when given. Returns what was attached.
+pub fn attach_pam(ebpf: &mut Ebpf, libpam: &Path, pins: Option<&PinDir>) -> anyhow::Result<Vec<String>> {
+    let file = std::fs::metadata(libpam)
+        .map(|m| {
+            (
+                std::os::unix::fs::MetadataExt::dev(&m),
+                std::os::unix::fs::MetadataExt::ino(&m),
+            )
+        })
+        .with_context(|| format!("reading {}", libpam.display()))?;
     let mut attached = Vec::new();
-    let mut attach_uprobe =
-        |ebpf: &mut Ebpf, program: &str, symbols: &[(&str, bool)]| -> anyhow::Result<()> {
-            let probe: &mut UProbe = ebpf
-                .program_mut(program)
-                .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
-                .try_into()?;
-            if load {
-                probe
-                    .load()
-                    .with_context(|| format!("verifier rejected {program}"))?;
-            }
-            for (symbol, required) in symbols {
-                match probe.attach(*symbol, libpam, UProbeScope::AllProcesses) {
-                    Ok(_) => attached.push(format!(
+    for (program, symbols) in pam_programs() {
+        let probe: &mut UProbe = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+            .try_into()?;
+        for (symbol, required) in symbols {
+            match probe.attach(symbol, libpam, UProbeScope::AllProcesses) {
+                Ok(id) => {
+                    if let Some(pins) = pins {
+                        let link: FdLink = probe.take_link(id)?.try_into()?;
+                        let name = format!("pam-{program}-{symbol}-{}-{}", file.0, file.1);
+                        link.pin(pins.link(&name))
+                            .with_context(|| format!("pinning {name}"))?;
+                    }
+                    attached.push(format!(
                         "{}:{}:{symbol}",
                         if program.ends_with("_ret") {
                             "uretprobe"
@@ -235,39 +282,41 @@ pub fn attach_pam(ebpf: &mut Ebpf, libpam: &Path, load: bool) -> anyhow::Result<
                             "uprobe"
                         },
                         libpam.display()
-                    )),
-                    Err(e) if !required => {
-                        tracing::info!(symbol, error = %e, "optional PAM symbol not attached");
-                    }
-                    Err(e) => {
-                        return Err(anyhow::Error::new(e).context(format!(
+                    ));
+                }
+                Err(e) if !required => {
+                    tracing::info!(symbol, error = %e, "optional PAM symbol not attached");
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
                         "attaching {program} to {symbol} in {} (uprobes need CAP_SYS_ADMIN on this kernel)",
                         libpam.display()
                     )));
-                    }
                 }
             }
-            Ok(())
-        };
-    attach_uprobe(ebpf, "pam_start", &[("pam_start", true)])?;
-    attach_uprobe(ebpf, "pam_start_confdir", &[("pam_start_confdir", false)])?;
-    attach_uprobe(
-        ebpf,
-        "pam_start_ret",
-        &[("pam_start", true), ("pam_start_confdir", false)],
-    )?;
-    attach_uprobe(ebpf, "pam_set_item", &[("pam_set_item", true)])?;
-    for step in PAM_STEPS {
-        attach_uprobe(ebpf, step, &[(step, true)])?;
+        }
     }
-    let steps: Vec<(&str, bool)> = PAM_STEPS.iter().map(|s| (*s, true)).collect();
-    attach_uprobe(ebpf, "pam_call_ret", &steps)?;
-    attach_uprobe(ebpf, "pam_end", &[("pam_end", true)])?;
     Ok(attached)
 }
 
-/// Load the object, configure it for this kernel and attach every probe.
-pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) -> anyhow::Result<Probes> {
+/// The file a path names now: (device, inode), following links.
+#[must_use]
+pub fn file_of(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// What [`load`] needs to know besides the machine.
+pub struct LoadOptions<'a> {
+    pub capture_all: bool,
+    pub ring_buffer_bytes: u32,
+    pub pin_dir: &'a Path,
+    pub state_dir: &'a Path,
+}
+
+/// Load the object, configure it for this kernel and attach every probe, pinned
+/// in bpffs; or resume the probes an earlier agent left pinned (see [`crate::pins`]).
+pub fn load(preflight: &Preflight, options: &LoadOptions<'_>) -> anyhow::Result<Probes> {
     // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
@@ -277,58 +326,92 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
     }
-    let agent_tgid = std::process::id();
-    let capture_all = u32::from(capture_all);
-    let mut ebpf = EbpfLoader::new()
-        .override_global(names::AGENT_TGID, &agent_tgid, true)
+    let now_ns = clock::boottime_ns();
+    let mut wanted = Kept {
+        boot_id: host_lookup::boot_id()?,
+        object: pins::object_id(EBPF_OBJECT),
+        capture_all: options.capture_all,
+        ring_buffer_bytes: options.ring_buffer_bytes,
+        pin_dir: options.pin_dir.to_path_buf(),
+        libpam_files: Vec::new(),
+        alive_ns: now_ns,
+    };
+    let kept = Kept::read(options.state_dir);
+    let pin_dir = PinDir::new(options.pin_dir);
+    let mut start = pins::decide(kept.as_ref(), &wanted, pin_dir.links_pinned(), now_ns);
+    if start != CaptureStart::Resumed {
+        // Another build's or another setting's probes: detached before ours attach.
+        pin_dir.remove()?;
+    }
+    let pins = match pin_dir.create() {
+        Ok(()) => Some(pin_dir),
+        Err(error) => {
+            tracing::warn!(
+                "{error:#}: the probes are not kept across agent restarts (each restart is a capture gap)"
+            );
+            start = CaptureStart::Unpinned;
+            None
+        }
+    };
+    let capture_all = u32::from(options.capture_all);
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global(names::CAPTURE_ALL, &capture_all, true)
         .override_global(names::TASK_OFFSETS, &preflight.task_offsets, true)
         .override_global(names::TRACEPOINT_OFFSETS, &preflight.tracepoint_offsets, true)
-        .map_max_entries(names::EVENTS, ring_buffer_bytes)
-        .load(EBPF_OBJECT)
-        .context(
-            "the kernel refused the eBPF object (it needs BPF ring buffers, kernel >= 5.8, \
-             and the verifier's acceptance; see the error above)",
-        )?;
-    let mut attached = Vec::new();
-
-    // Session inheritance first, so no fork of a new session is missed.
-    for (program, group, name) in TRACEPOINTS {
-        let tp: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
-            .try_into()?;
-        tp.load()
-            .with_context(|| format!("verifier rejected {program}"))?;
-        tp.attach(group, name)
-            .with_context(|| format!("attaching tracepoint {group}/{name}"))?;
-        attached.push(format!("tracepoint:{group}/{name}"));
+        .map_max_entries(names::EVENTS, options.ring_buffer_bytes);
+    let map_paths: Vec<(&str, PathBuf)> = match &pins {
+        Some(pins) => names::PINNED.iter().map(|name| (*name, pins.map(name))).collect(),
+        None => Vec::new(),
+    };
+    for (name, path) in &map_paths {
+        loader.map_pin_path(name, path.as_path());
     }
-
-    // With fork and exit followed, adopt the sessions that are already running (a fork
-    // between the scan and the map write is the only window, and it is tiny).
-    let adopted = adopt::group(&adopt::scan_proc(agent_tgid));
+    let mut ebpf = loader.load(EBPF_OBJECT).context(
+        "the kernel refused the eBPF object (it needs BPF ring buffers, kernel >= 5.8, \
+         and the verifier's acceptance; see the error above)",
+    )?;
     {
-        let mut sessions: aya::maps::HashMap<_, u32, SessionLink> = aya::maps::HashMap::try_from(
-            ebpf.map_mut(names::SESSIONS)
-                .ok_or_else(|| anyhow!("map {} missing", names::SESSIONS))?,
+        let mut agent: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
+            ebpf.map_mut(names::AGENT)
+                .ok_or_else(|| anyhow!("map {} missing", names::AGENT))?,
         )?;
-        for session in &adopted {
-            for pid in &session.members {
-                let link = SessionLink {
-                    key: session.key,
-                    parent_key: 0,
-                    is_root: u32::from(session.root == Some(*pid)),
-                    pad: 0,
-                };
-                sessions
-                    .insert(pid, link, 0)
-                    .with_context(|| format!("adopting pid {pid} into session {:#x}", session.key))?;
-            }
-        }
+        agent.set(0, std::process::id(), 0)?;
     }
-
-    attached.extend(attach_pam(&mut ebpf, &preflight.libpam, true)?);
+    let mut attached = Vec::new();
+    let mut adopted = Vec::new();
+    load_pam(&mut ebpf)?;
+    if start == CaptureStart::Resumed {
+        let kept = kept.expect("resumed from a description");
+        tracing::info!(
+            pin_dir = %options.pin_dir.display(),
+            "resumed the probes of the previous agent: capture went on while no agent ran"
+        );
+        attached.extend(
+            TRACEPOINTS
+                .iter()
+                .map(|(_, group, name)| format!("tracepoint:{group}/{name} (resumed)")),
+        );
+        wanted.libpam_files = kept.libpam_files;
+        if let Some(file) = file_of(&preflight.libpam)
+            && !wanted.libpam_files.contains(&file)
+        {
+            tracing::warn!(libpam = %preflight.libpam.display(), "libpam was replaced while no agent ran: attaching to the new file");
+            attached.extend(attach_pam(&mut ebpf, &preflight.libpam, pins.as_ref())?);
+            wanted.libpam_files.push(file);
+        }
+    } else {
+        attached.extend(attach_tracepoints(&mut ebpf, pins.as_ref())?);
+        // With fork and exit followed, adopt the sessions that are already running (a
+        // fork between the scan and the map write is the only window, and it is tiny).
+        adopted = adopt::group(&adopt::scan_proc(std::process::id()));
+        write_adopted(&mut ebpf, &adopted)?;
+        attached.extend(attach_pam(&mut ebpf, &preflight.libpam, pins.as_ref())?);
+        wanted.libpam_files.extend(file_of(&preflight.libpam));
+    }
+    if pins.is_some() {
+        wanted.write(options.state_dir)?;
+    }
 
     let events = RingBuf::try_from(
         ebpf.take_map(names::EVENTS)
@@ -352,5 +435,102 @@ pub fn load(preflight: &Preflight, capture_all: bool, ring_buffer_bytes: u32) ->
         counters: KernelCounters { lost, out_of_scope },
         attached,
         adopted,
+        start,
+        kept: pins.map(|pins| KeptProbes {
+            pins,
+            kept: wanted,
+            state_dir: options.state_dir.to_path_buf(),
+        }),
     })
+}
+
+/// Attach the tracepoints, session inheritance first so no fork of a new session
+/// is missed; each link pinned in `pins` when given.
+fn attach_tracepoints(ebpf: &mut Ebpf, pins: Option<&PinDir>) -> anyhow::Result<Vec<String>> {
+    let mut attached = Vec::new();
+    for (program, group, name) in TRACEPOINTS {
+        let tp: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+            .try_into()?;
+        tp.load()
+            .with_context(|| format!("verifier rejected {program}"))?;
+        let id = tp
+            .attach(group, name)
+            .with_context(|| format!("attaching tracepoint {group}/{name}"))?;
+        if let Some(pins) = pins {
+            let link: FdLink = tp.take_link(id)?.try_into()?;
+            link.pin(pins.link(program))
+                .with_context(|| format!("pinning {program}"))?;
+        }
+        attached.push(format!("tracepoint:{group}/{name}"));
+    }
+    Ok(attached)
+}
+
+/// Write the sessions found running into the kernel's session map.
+fn write_adopted(ebpf: &mut Ebpf, adopted: &[AdoptedSession]) -> anyhow::Result<()> {
+    let mut sessions: aya::maps::HashMap<_, u32, SessionLink> = aya::maps::HashMap::try_from(
+        ebpf.map_mut(names::SESSIONS)
+            .ok_or_else(|| anyhow!("map {} missing", names::SESSIONS))?,
+    )?;
+    for session in adopted {
+        for pid in &session.members {
+            let link = SessionLink {
+                key: session.key,
+                parent_key: 0,
+                is_root: u32::from(session.root == Some(*pid)),
+                pad: 0,
+            };
+            sessions
+                .insert(pid, link, 0)
+                .with_context(|| format!("adopting pid {pid} into session {:#x}", session.key))?;
+        }
+    }
+    Ok(())
+}
+
+/// Pinned probes and their description in the state directory.
+pub struct KeptProbes {
+    pins: PinDir,
+    kept: Kept,
+    state_dir: PathBuf,
+}
+
+impl KeptProbes {
+    /// The pins, for links attached later (a replaced libpam).
+    #[must_use]
+    pub fn pins(&self) -> &PinDir {
+        &self.pins
+    }
+
+    /// A libpam file the PAM probes were attached to as well.
+    pub fn attached_to(&mut self, file: (u64, u64)) {
+        if !self.kept.libpam_files.contains(&file) {
+            self.kept.libpam_files.push(file);
+        }
+        self.save();
+    }
+
+    /// An agent is reading the probes now.
+    pub fn alive(&mut self) {
+        self.kept.alive_ns = clock::boottime_ns();
+        self.save();
+    }
+
+    fn save(&self) {
+        if let Err(error) = self.kept.write(&self.state_dir) {
+            tracing::warn!("{error:#}");
+        }
+    }
+
+    /// The agent stops on purpose: its probes stop with it (the links detach now;
+    /// the maps go once the agent's last descriptor closes). The description stays,
+    /// so the next agent on this boot reports the time between as a gap.
+    pub fn release(mut self) {
+        self.alive();
+        if let Err(error) = self.pins.remove() {
+            tracing::error!("{error:#}: the probes stay attached until it is removed");
+        }
+    }
 }

@@ -286,6 +286,11 @@ fn agent_health(h: &AgentHealth) -> pb::AgentHealth {
             findings: w.findings.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             last_finding: w.last_finding.clone(),
         }),
+        capture_start: h.capture_start.as_ref().map(|c| pb::CaptureStart {
+            how: c.how.to_owned(),
+            gap_from_unix_ns: c.gap_from_unix_ns,
+            gap_to_unix_ns: c.gap_to_unix_ns,
+        }),
     }
 }
 

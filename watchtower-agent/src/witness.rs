@@ -5,7 +5,7 @@
 use anyhow::bail;
 
 use crate::config::{Config, Scope};
-use crate::{adopt, clock, journal, probes};
+use crate::{adopt, clock, journal, pins, probes};
 
 /// The kernel witness, started: its probes (kept alive until shutdown) and the
 /// ring buffers to read.
@@ -15,6 +15,10 @@ pub struct KernelStarted {
     pub counters: probes::KernelCounters,
     pub attached: Vec<String>,
     pub adopted: Vec<adopt::AdoptedSession>,
+    /// How capture began (resumed, fresh, after a gap).
+    pub start: pins::CaptureStart,
+    /// The pins, when the probes could be pinned.
+    pub kept: Option<probes::KeptProbes>,
     /// The libpam the PAM probes are attached to (followed when replaced).
     pub libpam: std::path::PathBuf,
 }
@@ -30,8 +34,12 @@ pub fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
     }
     let probes = probes::load(
         &found,
-        config.capture.scope == Scope::All,
-        config.capture.ring_buffer_bytes,
+        &probes::LoadOptions {
+            capture_all: config.capture.scope == Scope::All,
+            ring_buffer_bytes: config.capture.ring_buffer_bytes,
+            pin_dir: &config.capture.pin_dir,
+            state_dir: &config.agent.state_dir,
+        },
     )?;
     tracing::info!(
         probes = probes.attached.len(),
@@ -45,7 +53,15 @@ pub fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
         counters,
         attached,
         adopted,
+        start,
+        kept,
     } = probes;
+    if let pins::CaptureStart::Gap { from_ns, to_ns } = start {
+        tracing::error!(
+            seconds = (to_ns.saturating_sub(from_ns)) as f64 / 1e9,
+            "capture gap: the probes of an earlier agent on this boot were gone or could not be resumed"
+        );
+    }
     if !adopted.is_empty() {
         tracing::info!(
             sessions = adopted.len(),
@@ -58,6 +74,8 @@ pub fn start_kernel(config: &Config) -> anyhow::Result<KernelStarted> {
         counters,
         attached,
         adopted,
+        start,
+        kept,
         libpam: found.libpam,
     })
 }

@@ -43,8 +43,24 @@ pub mod names {
     pub const OUT_OF_SCOPE: &str = "OUT_OF_SCOPE";
     /// Hash map tgid -> [`crate::SessionLink`]: the kernel's session tree.
     pub const SESSIONS: &str = "SESSIONS";
-    /// Global: the agent's own tgid, whose activity is never recorded.
-    pub const AGENT_TGID: &str = "AGENT_TGID";
+    /// Array, slot 0: the running agent's tgid, whose activity is never recorded.
+    pub const AGENT: &str = "AGENT";
+    /// The maps kept in bpffs so that the programs, which stay attached while no
+    /// agent runs, keep filling them and the next agent resumes them: every map but
+    /// the per-CPU scratch space each loaded object has for itself.
+    pub const PINNED: [&str; 11] = [
+        EVENTS,
+        LOGINS,
+        LOST,
+        OUT_OF_SCOPE,
+        SESSIONS,
+        AGENT,
+        "EXEC_PENDING",
+        "CONNECT_PENDING",
+        "SENDS_RECORDED",
+        "PAM_START_ARGS",
+        "PAM_CALL_ARGS",
+    ];
     /// Global: non-zero to record every exec/connect, not only those inside a login session.
     pub const CAPTURE_ALL: &str = "CAPTURE_ALL";
     /// Global: [`crate::TaskOffsets`] read from the kernel's BTF (0 when unknown).

@@ -19,7 +19,7 @@ use aya_ebpf::{
         generated::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     },
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use watchtower_common::{
     KIND_SLOTS, RecordHeader, RecordKind, SessionLink, TaskOffsets, TracepointOffsets, UNSET_ID,
@@ -44,8 +44,12 @@ static OUT_OF_SCOPE: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS
 #[map(name = "SESSIONS")]
 static SESSIONS: HashMap<u32, SessionLink> = HashMap::with_max_entries(65_536, 0);
 
-#[unsafe(no_mangle)]
-static AGENT_TGID: u32 = 0;
+/// Slot 0: the running agent's tgid, whose activity is never recorded. A map, not
+/// a constant: the programs outlive the agent that loaded them (pinned), and the
+/// agent that resumes them writes its own.
+#[map(name = "AGENT")]
+static AGENT: Array<u32> = Array::with_max_entries(1, 0);
+
 #[unsafe(no_mangle)]
 static CAPTURE_ALL: u32 = 0;
 #[unsafe(no_mangle)]
@@ -79,8 +83,7 @@ static TRACEPOINT_OFFSETS: TracepointOffsets = TracepointOffsets {
 
 #[inline(always)]
 fn agent_tgid() -> u32 {
-    // SAFETY: a global written once by the loader before the programs run.
-    unsafe { core::ptr::read_volatile(&raw const AGENT_TGID) }
+    AGENT.get(0).copied().unwrap_or(0)
 }
 
 #[inline(always)]

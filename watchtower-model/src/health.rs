@@ -23,6 +23,21 @@ pub struct AgentHealth {
     pub resumed_after_seq: Option<u64>,
     pub spool: Option<SpoolHealth>,
     pub log_witness: Option<LogWitnessHealth>,
+    /// How the kernel witness began (absent in journal-only mode, and from the JSON
+    /// of records made before it existed, whose hashes stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_start: Option<CaptureStart>,
+}
+
+/// How an agent's kernel witness began: `fresh`, `resumed` (the previous agent's
+/// pinned probes kept capturing while no agent ran), `gap` (an agent ran earlier on
+/// this boot but its probes were gone: nothing was captured between the two times)
+/// or `unpinned` (the probes end with this agent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CaptureStart {
+    pub how: String,
+    pub gap_from_unix_ns: Option<u64>,
+    pub gap_to_unix_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -40,7 +40,7 @@ pub use event::{
     Body, Connect, Event, Exec, JournalWitness, KernelWitness, LoginAttempt, LoginVerdict, Process,
     SessionEnd, SessionStart,
 };
-pub use health::{AgentHealth, JournalHealth, LogWitnessHealth, SpoolHealth, VerdictCounters};
+pub use health::{AgentHealth, CaptureStart, JournalHealth, LogWitnessHealth, SpoolHealth, VerdictCounters};
 pub use kinds::{EventKind, Outcome, Verdict};
 pub use log::{Finding, SignedCheckpoint, VerifyReport};
 pub use stored::{EventFilter, HostInfo, LiveItem, Receipt, SessionSummary, StoredEvent};

@@ -247,7 +247,7 @@ mod tests {
                 service: "sshd".into(),
                 user: user.into(),
                 remote_host: Some(remote.into()),
-                outcome: outcome,
+                outcome,
                 from_session: from,
                 ..LoginAttempt::default()
             })),

@@ -1,6 +1,6 @@
 //! The access review of a period (ISO 27001 A.12.4): who failed to log in from
 //! where, who became root, who logged in from somewhere new, where the kernel and
-//! the journal disagree, and which agents lost events.
+//! the journal disagree, which agents lost events, and when nothing was captured.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -62,6 +62,16 @@ pub struct AgentProblem {
     pub last_report: String,
 }
 
+/// A time nothing was captured on a host: its agent was stopped, or its probes
+/// could not be resumed (see the agent's `capture_start`).
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CaptureGap {
+    pub host: String,
+    pub from: String,
+    pub to: String,
+    pub seconds: u64,
+}
+
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Report {
     pub from: String,
@@ -72,6 +82,7 @@ pub struct Report {
     pub new_sources: Vec<NewSource>,
     pub verdicts: Vec<VerdictRow>,
     pub agent_problems: Vec<AgentProblem>,
+    pub capture_gaps: Vec<CaptureGap>,
 }
 
 /// Build the review from the period's events (oldest first) and the (user,
@@ -151,6 +162,19 @@ pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u
                 }
             }
             Some(Body::AgentHealth(h)) => {
+                if let Some(start) = h
+                    .capture_start
+                    .as_ref()
+                    .filter(|s| h.reason == "start" && s.how == "gap")
+                    && let (Some(gap_from), Some(gap_to)) = (start.gap_from_unix_ns, start.gap_to_unix_ns)
+                {
+                    report.capture_gaps.push(CaptureGap {
+                        host: event.host_id.clone(),
+                        from: format_ns(gap_from),
+                        to: format_ns(gap_to),
+                        seconds: gap_to.saturating_sub(gap_from) / 1_000_000_000,
+                    });
+                }
                 let kernel_lost: u64 = h.lost.values().sum();
                 let spool_dropped: u64 = h.spool.as_ref().map_or(0, |s| s.dropped.values().sum());
                 if kernel_lost + spool_dropped > 0 {
@@ -199,7 +223,7 @@ pub fn build(events: &[Event], known_before: &HashSet<(String, String)>, from: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchtower_model::{AgentHealth, LoginAttempt, LoginVerdict, SessionStart};
+    use watchtower_model::{AgentHealth, CaptureStart, LoginAttempt, LoginVerdict, SessionStart};
 
     fn event(seq: u64, body: Body) -> Event {
         Event {
@@ -264,6 +288,29 @@ mod tests {
                     ..AgentHealth::default()
                 }),
             ),
+            event(
+                13,
+                Body::AgentHealth(AgentHealth {
+                    reason: "start".into(),
+                    capture_start: Some(CaptureStart {
+                        how: "gap".into(),
+                        gap_from_unix_ns: Some(10_000_000_000),
+                        gap_to_unix_ns: Some(12_500_000_000),
+                    }),
+                    ..AgentHealth::default()
+                }),
+            ),
+            event(
+                14,
+                Body::AgentHealth(AgentHealth {
+                    reason: "start".into(),
+                    capture_start: Some(CaptureStart {
+                        how: "resumed".into(),
+                        ..CaptureStart::default()
+                    }),
+                    ..AgentHealth::default()
+                }),
+            ),
         ];
         let known: HashSet<_> = [("alice".to_owned(), "10.0.0.7".to_owned())].into();
         let r = build(&events, &known, 0, 0);
@@ -300,6 +347,15 @@ mod tests {
                 kernel_lost: 4,
                 spool_dropped: 0,
                 last_report: format_ns(12_000_000_000),
+            }]
+        );
+        assert_eq!(
+            r.capture_gaps,
+            vec![CaptureGap {
+                host: "web-1".into(),
+                from: format_ns(10_000_000_000),
+                to: format_ns(12_500_000_000),
+                seconds: 2,
             }]
         );
     }

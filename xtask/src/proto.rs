@@ -77,6 +77,11 @@ fn generate(out_dir: &Path) -> anyhow::Result<()> {
             "#[serde(serialize_with = \"crate::json::optional_session\")]",
         );
     }
+    // Absent from older records: leaving it out of their JSON keeps their hashes.
+    builder = builder.field_attribute(
+        "watchtower.v1.AgentHealth.capture_start",
+        "#[serde(skip_serializing_if = \"Option::is_none\")]",
+    );
     builder = builder.field_attribute(
         "watchtower.v1.SessionSummary.child_sessions",
         "#[serde(serialize_with = \"crate::json::sessions\")]",

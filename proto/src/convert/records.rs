@@ -23,6 +23,7 @@ impl From<pb::AgentHealth> for model::AgentHealth {
             resumed_after_seq: m.resumed_after_seq,
             spool: m.spool.map(Into::into),
             log_witness: m.log_witness.map(Into::into),
+            capture_start: m.capture_start.map(Into::into),
         }
     }
 }
@@ -46,6 +47,27 @@ impl From<model::AgentHealth> for pb::AgentHealth {
             resumed_after_seq: d.resumed_after_seq,
             spool: d.spool.map(Into::into),
             log_witness: d.log_witness.map(Into::into),
+            capture_start: d.capture_start.map(Into::into),
+        }
+    }
+}
+
+impl From<pb::CaptureStart> for model::CaptureStart {
+    fn from(m: pb::CaptureStart) -> Self {
+        Self {
+            how: m.how,
+            gap_from_unix_ns: m.gap_from_unix_ns,
+            gap_to_unix_ns: m.gap_to_unix_ns,
+        }
+    }
+}
+
+impl From<model::CaptureStart> for pb::CaptureStart {
+    fn from(d: model::CaptureStart) -> Self {
+        Self {
+            how: d.how,
+            gap_from_unix_ns: d.gap_from_unix_ns,
+            gap_to_unix_ns: d.gap_to_unix_ns,
         }
     }
 }

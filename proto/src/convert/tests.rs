@@ -97,6 +97,11 @@ fn records() -> Vec<pb::StoredEvent> {
                 ..Default::default()
             }),
             resumed_after_seq: Some(3),
+            capture_start: Some(pb::CaptureStart {
+                how: "gap".into(),
+                gap_from_unix_ns: Some(1),
+                gap_to_unix_ns: Some(2),
+            }),
             ..Default::default()
         }),
     ];

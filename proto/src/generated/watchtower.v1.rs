@@ -444,6 +444,29 @@ pub struct AgentHealth {
     pub spool: ::core::option::Option<SpoolHealth>,
     #[prost(message, optional, tag = "16")]
     pub log_witness: ::core::option::Option<LogWitnessHealth>,
+    /// How the kernel witness began (absent in journal-only mode).
+    #[prost(message, optional, tag = "17")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_start: ::core::option::Option<CaptureStart>,
+}
+/// How an agent's kernel witness began. The probes are pinned in bpffs, so they keep
+/// capturing while no agent runs (a crash, a kill, a restart):
+/// - fresh: no agent ran earlier on this boot;
+/// - resumed: the previous agent's probes were resumed; nothing was missed but what
+///    the ring buffers could not hold meanwhile, which `lost` counts;
+/// - gap: an agent ran earlier on this boot, but its probes were gone (it was stopped
+///    on purpose) or could not be resumed (another build or settings): nothing was
+///    captured from gap_from_unix_ns to gap_to_unix_ns;
+/// - unpinned: no bpffs, the probes end with this agent.
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CaptureStart {
+    #[prost(string, tag = "1")]
+    pub how: ::prost::alloc::string::String,
+    #[prost(uint64, optional, tag = "2")]
+    pub gap_from_unix_ns: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "3")]
+    pub gap_to_unix_ns: ::core::option::Option<u64>,
 }
 /// The agent as a witness of the server's log (Witness): what it verified, and
 /// what it found wrong.

@@ -21,7 +21,7 @@ use crate::event::{Connect, EventBody, Exec, Process, SessionId, errno_name};
 use crate::host_lookup::ProcessInfo;
 
 use pam::Transaction;
-use session::LiveSession;
+pub use session::LiveSession;
 
 /// Arguments read from /proc can replace a partial kernel copy only if they agree
 /// with every argument the kernel did read (cut ones as prefixes).
@@ -56,6 +56,10 @@ pub struct Assembler<P> {
     sessions: HashMap<u64, LiveSession>,
     info: P,
     counters: AssemblerCounters,
+    /// A session began or ended since [`Assembler::take_session_changes`].
+    sessions_changed: bool,
+    /// Activity was counted into a session since then.
+    sessions_counted: bool,
 }
 
 fn process(task: &Task) -> Process {
@@ -78,6 +82,8 @@ impl<P: ProcessInfo> Assembler<P> {
             sessions: HashMap::new(),
             info,
             counters: AssemblerCounters::default(),
+            sessions_changed: false,
+            sessions_counted: false,
         }
     }
 

@@ -13,8 +13,12 @@ const MAX_SESSIONS: usize = 65_536;
 /// Nesting followed when counting activity into enclosing sessions.
 const MAX_NESTING: usize = 16;
 
-#[derive(Debug)]
-pub(super) struct LiveSession {
+/// A login session the assembler follows; kept in the state directory so an agent
+/// that resumes the probes (see [`crate::pins`]) follows it on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveSession {
+    /// The session's key (its id).
+    pub(super) key: u64,
     pub(super) parent: u64,
     pub(super) service: String,
     pub(super) user: String,
@@ -47,8 +51,38 @@ impl<P: ProcessInfo> Assembler<P> {
                 return;
             };
             bump(session);
+            self.sessions_counted = true;
             key = session.parent;
         }
+    }
+
+    /// The sessions followed now, to keep across an agent restart.
+    #[must_use]
+    pub fn live_sessions(&self) -> Vec<LiveSession> {
+        let mut sessions: Vec<LiveSession> = self.sessions.values().cloned().collect();
+        sessions.sort_by_key(|s| s.opened_ns);
+        sessions
+    }
+
+    /// Follow on the sessions an earlier agent kept (their starts were reported then).
+    pub fn resume(&mut self, sessions: Vec<LiveSession>) {
+        for session in sessions {
+            self.sessions.insert(session.key, session);
+        }
+    }
+
+    /// Whether a session began or ended (`.0`) or was counted into (`.1`) since the
+    /// last call.
+    pub fn take_session_changes(&mut self) -> (bool, bool) {
+        let changes = (self.sessions_changed, self.sessions_counted);
+        self.sessions_changed = false;
+        self.sessions_counted = false;
+        changes
+    }
+
+    /// Put back a count change [`Self::take_session_changes`] took, to be kept later.
+    pub fn note_counted(&mut self) {
+        self.sessions_counted = true;
     }
 
     /// A session opened by a PAM transaction: remembered, and its `session_start`.
@@ -79,6 +113,7 @@ impl<P: ProcessInfo> Assembler<P> {
             process: process(task),
         };
         let live = LiveSession {
+            key: session_key,
             parent: parent_session_key,
             service: login.service,
             user: login.user,
@@ -100,6 +135,7 @@ impl<P: ProcessInfo> Assembler<P> {
             self.counters.evicted += 1;
         }
         self.sessions.insert(session_key, live);
+        self.sessions_changed = true;
         out.push((now, EventBody::SessionStart(start)));
     }
 
@@ -119,9 +155,11 @@ impl<P: ProcessInfo> Assembler<P> {
             .or_else(|| session.members.first().copied())
             .unwrap_or(0);
         let comm = self.info.comm(leader).unwrap_or_default();
+        self.sessions_changed = true;
         self.sessions.insert(
             session.key,
             LiveSession {
+                key: session.key,
                 parent: 0,
                 service: "unknown".into(),
                 user: user.clone(),
@@ -170,6 +208,7 @@ impl<P: ProcessInfo> Assembler<P> {
         let Some(s) = self.sessions.remove(&key) else {
             return;
         };
+        self.sessions_changed = true;
         out.push((
             task.ktime_ns,
             EventBody::SessionEnd(SessionEnd {

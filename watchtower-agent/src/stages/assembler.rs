@@ -5,7 +5,7 @@
 
 use tokio::sync::mpsc;
 
-use crate::assemble::{Assembler, AssemblerState};
+use crate::assemble::{Assembler, AssemblerState, LiveSession};
 use crate::clock;
 use crate::decode::KernelRecord;
 use crate::event::EventBody;
@@ -18,6 +18,8 @@ pub enum Input {
     Health(&'static str),
     /// Sessions found running at start-up.
     Adopt(Vec<crate::adopt::AdoptedSession>),
+    /// Sessions an earlier agent followed, when its probes are resumed.
+    Resume(Vec<LiveSession>),
     /// A login the journal told of.
     Journal(Box<watchtower_journal::JournalLogin>),
     /// Time passes: close the reconciliation window on old logins.
@@ -40,10 +42,56 @@ pub enum Assembled {
     },
 }
 
-/// Run until the inputs close (or the reconciler stopped).
-pub async fn run(mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Assembled>) -> anyhow::Result<()> {
+/// The sessions the assembler follows, kept in the state directory for an agent
+/// that resumes the probes ([`crate::pins`]): written whenever a session begins or
+/// ends, and at each tick when only their counts changed (so a session's counts
+/// may miss up to a second of activity across a crash).
+pub struct SessionsFile {
+    path: std::path::PathBuf,
+}
+
+impl SessionsFile {
+    #[must_use]
+    pub fn in_dir(state_dir: &std::path::Path) -> SessionsFile {
+        SessionsFile {
+            path: state_dir.join("sessions.json"),
+        }
+    }
+
+    /// The sessions kept (none when the file is missing or unreadable).
+    #[must_use]
+    pub fn read(&self) -> Vec<LiveSession> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return Vec::new();
+        };
+        serde_json::from_str(&text).unwrap_or_else(|error| {
+            tracing::warn!(%error, path = %self.path.display(), "ignoring unreadable kept sessions");
+            Vec::new()
+        })
+    }
+
+    fn write(&self, sessions: &[LiveSession]) {
+        let partial = self.path.with_extension("json.partial");
+        let written = serde_json::to_vec(sessions)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&partial, bytes))
+            .and_then(|()| std::fs::rename(&partial, &self.path));
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %self.path.display(), "cannot keep the sessions");
+        }
+    }
+}
+
+/// Run until the inputs close (or the reconciler stopped); the sessions followed
+/// are kept in `sessions_file` when given.
+pub async fn run(
+    mut rx: mpsc::Receiver<Input>,
+    tx: mpsc::Sender<Assembled>,
+    sessions_file: Option<SessionsFile>,
+) -> anyhow::Result<()> {
     let mut assembler = Assembler::new(ProcFs);
     while let Some(input) = rx.recv().await {
+        let tick = matches!(input, Input::Tick);
         let message = match input {
             Input::Records(records) => {
                 let mut out = Vec::new();
@@ -60,6 +108,14 @@ pub async fn run(mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Assembled>) -> 
                 }
                 Assembled::Events(out)
             }
+            Input::Resume(sessions) => {
+                tracing::info!(
+                    sessions = sessions.len(),
+                    "following on the sessions of the previous agent"
+                );
+                assembler.resume(sessions);
+                Assembled::Events(Vec::new())
+            }
             Input::Journal(login) => Assembled::Journal(login),
             Input::Tick => Assembled::Tick,
             Input::Health(reason) => Assembled::Health {
@@ -70,6 +126,15 @@ pub async fn run(mut rx: mpsc::Receiver<Input>, tx: mpsc::Sender<Assembled>) -> 
                 },
             },
         };
+        if let Some(file) = &sessions_file {
+            let (changed, counted) = assembler.take_session_changes();
+            if changed || (counted && tick) {
+                file.write(&assembler.live_sessions());
+            } else if counted {
+                // Counts alone wait for the next tick.
+                assembler.note_counted();
+            }
+        }
         if matches!(&message, Assembled::Events(out) if out.is_empty()) {
             continue;
         }

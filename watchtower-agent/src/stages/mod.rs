@@ -6,10 +6,11 @@
 //! ticker ──┘                                                  └──▶ spool_writer ··▶ sender
 //! ```
 //!
-//! - [`reader`]: the kernel's ring buffer, decoded ([`crate::decode`]);
+//! - [`reader`]: the kernel's two ring buffers, decoded ([`crate::decode`]) and merged in time order;
 //! - [`crate::journal`]: the journal's logins;
 //! - [`ticker`]: the clock (health records, the reconciliation window);
-//! - [`libpam_follower`]: the PAM probes attached to a libpam replaced on disk;
+//! - [`probe_keeper`]: the PAM probes attached to a libpam replaced on disk, and
+//!   the pinned probes' description kept current ([`crate::pins`]);
 //! - [`assembler`]: kernel records into events ([`crate::assemble`]);
 //! - [`reconciler`]: stamps every event ([`crate::stamp`]), cross-checks logins
 //!   with the journal ([`crate::reconcile`]) and builds the health records
@@ -24,8 +25,8 @@
 //! silent.
 
 pub mod assembler;
-pub mod libpam_follower;
 pub mod log_witness;
+pub mod probe_keeper;
 pub mod reader;
 pub mod reconciler;
 pub mod sender;

@@ -9,7 +9,7 @@ use watchtower_journal::{Program, PublicKey, SudoLine, SudoOutcome};
 use watchtower_model::EventKind;
 
 use super::*;
-use crate::event::{LogWitnessHealth, PamStep, SessionEndReason, SessionId};
+use crate::event::{CaptureStartHealth, LogWitnessHealth, PamStep, SessionEndReason, SessionId};
 
 const HOST: &str = "web-01.example.net";
 const BOOT: &str = "3f1c2a9e-8b4d-4e0f-9a7c-5d6e7f8a9b0c";
@@ -228,6 +228,11 @@ fn periodic_health() -> Event {
                 receipts_pending: 12,
                 findings: BTreeMap::from([("rewound".to_owned(), 1)]),
                 last_finding: "rewound: the log shrank".into(),
+            }),
+            capture_start: Some(CaptureStartHealth {
+                how: "gap",
+                gap_from_unix_ns: Some(NOW_NS - 3_000_000_000),
+                gap_to_unix_ns: Some(NOW_NS - 1_000_000_000),
             }),
         })),
     )
@@ -641,6 +646,11 @@ fn wire_agent_health() {
                 receipts_pending: 12,
                 findings: HashMap::from([("rewound".into(), 1)]),
                 last_finding: "rewound: the log shrank".into(),
+            }),
+            capture_start: Some(pb::CaptureStart {
+                how: "gap".into(),
+                gap_from_unix_ns: Some(NOW_NS - 3_000_000_000),
+                gap_to_unix_ns: Some(NOW_NS - 1_000_000_000),
             }),
         }),
     );

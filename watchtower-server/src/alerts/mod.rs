@@ -332,7 +332,7 @@ mod tests {
                     service: "sshd".into(),
                     user: user.into(),
                     remote_host: Some(remote.into()),
-                    outcome: outcome,
+                    outcome,
                     ..LoginAttempt::default()
                 })),
             }),
@@ -599,7 +599,7 @@ mod tests {
                 host_id: "web-1".into(),
                 seq,
                 body: Some(Body::LoginVerdict(LoginVerdict {
-                    verdict: verdict,
+                    verdict,
                     program: "sshd".into(),
                     user: "alice".into(),
                     ..LoginVerdict::default()

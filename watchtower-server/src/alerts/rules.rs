@@ -133,6 +133,12 @@ impl AlertEngine {
                 if let Some(witness) = &health.log_witness {
                     self.witness_findings(host, event.seq, witness);
                 }
+                if health.reason == "start"
+                    && let Some(start) = &health.capture_start
+                    && start.how == "gap"
+                {
+                    self.capture_gap(host, event.seq, start);
+                }
             }
             _ => {}
         }
@@ -167,6 +173,25 @@ impl AlertEngine {
             ),
         );
         a.count = total - before;
+        a.seqs = vec![seq];
+        self.raise(a);
+    }
+
+    /// An agent started after a time nothing was captured on its host (its
+    /// predecessor on this boot was stopped, or its probes could not be resumed).
+    fn capture_gap(&self, host: &str, seq: u64, start: &watchtower_model::CaptureStart) {
+        let (Some(from), Some(to)) = (start.gap_from_unix_ns, start.gap_to_unix_ns) else {
+            return;
+        };
+        let mut a = alert(
+            "capture_gap",
+            "high",
+            host,
+            format!(
+                "nothing was captured on {host} for {:.1} s before its agent started again",
+                to.saturating_sub(from) as f64 / 1e9
+            ),
+        );
         a.seqs = vec![seq];
         self.raise(a);
     }
@@ -392,6 +417,52 @@ mod tests {
             address.into(),
             vec![seq],
         )
+    }
+
+    fn agent_start(seq: u64, how: &str, gap: Option<(u64, u64)>) -> StoredEvent {
+        StoredEvent {
+            event: Some(watchtower_model::Event {
+                host_id: "web-1".into(),
+                boot_id: "b".into(),
+                seq,
+                time_unix_ns: seq,
+                body: Some(watchtower_model::Body::AgentHealth(
+                    watchtower_model::AgentHealth {
+                        reason: "start".into(),
+                        capture_start: Some(watchtower_model::CaptureStart {
+                            how: how.into(),
+                            gap_from_unix_ns: gap.map(|g| g.0),
+                            gap_to_unix_ns: gap.map(|g| g.1),
+                        }),
+                        ..Default::default()
+                    },
+                )),
+            }),
+            ..StoredEvent::default()
+        }
+    }
+
+    #[test]
+    fn an_agent_starting_after_a_capture_gap_raises_one_alert_and_a_resumed_one_none() {
+        let (_dir, engine) = engine();
+        engine.observe(&agent_start(1, "resumed", None));
+        engine.observe(&agent_start(2, "fresh", None));
+        engine.observe(&agent_start(3, "gap", Some((1_000_000_000, 3_500_000_000))));
+        let (facts, summaries) = kept(&engine);
+        assert_eq!(
+            facts,
+            [(
+                "capture_gap".into(),
+                "web-1".into(),
+                String::new(),
+                String::new(),
+                vec![3]
+            )]
+        );
+        assert_eq!(
+            summaries,
+            ["nothing was captured on web-1 for 2.5 s before its agent started again"]
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ fn login(user: &str, remote: &str, outcome: Outcome, from: Option<u64>) -> Body 
         service: "sshd".into(),
         user: user.into(),
         remote_host: Some(remote.into()),
-        outcome: outcome,
+        outcome,
         from_session: from,
         ..LoginAttempt::default()
     })

@@ -137,7 +137,7 @@ detection:
             service: "sshd".into(),
             user: "root".into(),
             remote_host: Some("203.0.113.9".into()),
-            outcome: outcome,
+            outcome,
             ..LoginAttempt::default()
         }))
     };

@@ -159,7 +159,7 @@ fn report_text(r: &Report) -> Result<String, std::fmt::Error> {
     writeln!(out, "Agents that lost events")?;
     writeln!(
         out,
-        "{}",
+        "{}\n",
         table(
             &["HOST", "KERNEL LOST", "SPOOL DROPPED", "LAST REPORT"],
             r.agent_problems.iter().map(|p| vec![
@@ -167,6 +167,20 @@ fn report_text(r: &Report) -> Result<String, std::fmt::Error> {
                 p.kernel_lost.to_string(),
                 p.spool_dropped.to_string(),
                 p.last_report.clone()
+            ])
+        )
+    )?;
+    writeln!(out, "Times nothing was captured")?;
+    writeln!(
+        out,
+        "{}",
+        table(
+            &["HOST", "FROM", "TO", "SECONDS"],
+            r.capture_gaps.iter().map(|g| vec![
+                g.host.clone(),
+                g.from.clone(),
+                g.to.clone(),
+                g.seconds.to_string()
             ])
         )
     )?;
@@ -223,8 +237,11 @@ mod tests {
                 "",
                 "Agents that lost events",
                 " HOST  KERNEL LOST  SPOOL DROPPED  LAST REPORT",
+                "",
+                "Times nothing was captured",
+                " HOST  FROM  TO  SECONDS",
             ]
         );
-        assert!(text.ends_with("LAST REPORT \n"));
+        assert!(text.ends_with("SECONDS \n"));
     }
 }
