@@ -142,11 +142,6 @@ impl PinDir {
     }
 
     #[must_use]
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    #[must_use]
     pub fn map(&self, name: &str) -> PathBuf {
         self.root.join("maps").join(name)
     }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{FdLink, TracePoint, UProbe, uprobe::UProbeScope},
+    programs::{TracePoint, UProbe, links::FdLink, uprobe::UProbeScope},
 };
 use watchtower_common::{RecordKind, SessionLink, TaskOffsets, TracepointOffsets, names};
 
@@ -371,13 +371,7 @@ pub fn load(preflight: &Preflight, options: &LoadOptions<'_>) -> anyhow::Result<
         "the kernel refused the eBPF object (it needs BPF ring buffers, kernel >= 5.8, \
          and the verifier's acceptance; see the error above)",
     )?;
-    {
-        let mut agent: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
-            ebpf.map_mut(names::AGENT)
-                .ok_or_else(|| anyhow!("map {} missing", names::AGENT))?,
-        )?;
-        agent.set(0, std::process::id(), 0)?;
-    }
+    write_agent_tgid(&mut ebpf)?;
     let mut attached = Vec::new();
     let mut adopted = Vec::new();
     load_pam(&mut ebpf)?;
@@ -413,6 +407,34 @@ pub fn load(preflight: &Preflight, options: &LoadOptions<'_>) -> anyhow::Result<
         wanted.write(options.state_dir)?;
     }
 
+    let (rings, counters) = take_maps(&mut ebpf)?;
+    Ok(Probes {
+        ebpf,
+        rings,
+        counters,
+        attached,
+        adopted,
+        start,
+        kept: pins.map(|pins| KeptProbes {
+            pins,
+            kept: wanted,
+            state_dir: options.state_dir.to_path_buf(),
+        }),
+    })
+}
+
+/// Tell the probes (ours, or those resumed) which process is the agent.
+fn write_agent_tgid(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let mut agent: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
+        ebpf.map_mut(names::AGENT)
+            .ok_or_else(|| anyhow!("map {} missing", names::AGENT))?,
+    )?;
+    agent.set(0, std::process::id(), 0)?;
+    Ok(())
+}
+
+/// The maps user space reads, taken out of the object.
+fn take_maps(ebpf: &mut Ebpf) -> anyhow::Result<(Rings, KernelCounters)> {
     let events = RingBuf::try_from(
         ebpf.take_map(names::EVENTS)
             .ok_or_else(|| anyhow!("map {} missing", names::EVENTS))?,
@@ -429,19 +451,7 @@ pub fn load(preflight: &Preflight, options: &LoadOptions<'_>) -> anyhow::Result<
         ebpf.take_map(names::OUT_OF_SCOPE)
             .ok_or_else(|| anyhow!("map {} missing", names::OUT_OF_SCOPE))?,
     )?;
-    Ok(Probes {
-        ebpf,
-        rings: Rings { events, logins },
-        counters: KernelCounters { lost, out_of_scope },
-        attached,
-        adopted,
-        start,
-        kept: pins.map(|pins| KeptProbes {
-            pins,
-            kept: wanted,
-            state_dir: options.state_dir.to_path_buf(),
-        }),
-    })
+    Ok((Rings { events, logins }, KernelCounters { lost, out_of_scope }))
 }
 
 /// Attach the tracepoints, session inheritance first so no fork of a new session

@@ -316,8 +316,10 @@ mod tests {
         assert_eq!(remotes(&inet), vec!["10.0.0.1"]);
         assert!(sessions(&inet).is_empty());
         // A filter on outcome never matches events without one.
-        let mut filter = EventFilter::default();
-        filter.outcome = Outcome::Success;
+        let filter = EventFilter {
+            outcome: Outcome::Success,
+            ..EventFilter::default()
+        };
         assert!(!matches(&filter, &inet));
     }
 

@@ -288,29 +288,6 @@ mod tests {
                     ..AgentHealth::default()
                 }),
             ),
-            event(
-                13,
-                Body::AgentHealth(AgentHealth {
-                    reason: "start".into(),
-                    capture_start: Some(CaptureStart {
-                        how: "gap".into(),
-                        gap_from_unix_ns: Some(10_000_000_000),
-                        gap_to_unix_ns: Some(12_500_000_000),
-                    }),
-                    ..AgentHealth::default()
-                }),
-            ),
-            event(
-                14,
-                Body::AgentHealth(AgentHealth {
-                    reason: "start".into(),
-                    capture_start: Some(CaptureStart {
-                        how: "resumed".into(),
-                        ..CaptureStart::default()
-                    }),
-                    ..AgentHealth::default()
-                }),
-            ),
         ];
         let known: HashSet<_> = [("alice".to_owned(), "10.0.0.7".to_owned())].into();
         let r = build(&events, &known, 0, 0);
@@ -349,6 +326,36 @@ mod tests {
                 last_report: format_ns(12_000_000_000),
             }]
         );
+    }
+
+    #[test]
+    fn the_review_lists_the_times_nothing_was_captured() {
+        let events = vec![
+            event(
+                13,
+                Body::AgentHealth(AgentHealth {
+                    reason: "start".into(),
+                    capture_start: Some(CaptureStart {
+                        how: "gap".into(),
+                        gap_from_unix_ns: Some(10_000_000_000),
+                        gap_to_unix_ns: Some(12_500_000_000),
+                    }),
+                    ..AgentHealth::default()
+                }),
+            ),
+            event(
+                14,
+                Body::AgentHealth(AgentHealth {
+                    reason: "start".into(),
+                    capture_start: Some(CaptureStart {
+                        how: "resumed".into(),
+                        ..CaptureStart::default()
+                    }),
+                    ..AgentHealth::default()
+                }),
+            ),
+        ];
+        let r = build(&events, &HashSet::new(), 0, 0);
         assert_eq!(
             r.capture_gaps,
             vec![CaptureGap {

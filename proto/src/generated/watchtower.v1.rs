@@ -451,15 +451,16 @@ pub struct AgentHealth {
 }
 /// How an agent's kernel witness began. The probes are pinned in bpffs, so they keep
 /// capturing while no agent runs (a crash, a kill, a restart):
-/// - fresh: no agent ran earlier on this boot;
-/// - resumed: the previous agent's probes were resumed; nothing was missed but what
-///    the ring buffers could not hold meanwhile, which `lost` counts;
-/// - gap: an agent ran earlier on this boot, but its probes were gone (it was stopped
-///    on purpose) or could not be resumed (another build or settings): nothing was
-///    captured from gap_from_unix_ns to gap_to_unix_ns;
-/// - unpinned: no bpffs, the probes end with this agent.
+///
+/// * fresh: no agent ran earlier on this boot;
+/// * resumed: the previous agent's probes were resumed; nothing was missed but what
+///   the ring buffers could not hold meanwhile, which `lost` counts;
+/// * gap: an agent ran earlier on this boot, but its probes were gone (it was stopped
+///   on purpose) or could not be resumed (another build or settings): nothing was
+///   captured from gap_from_unix_ns to gap_to_unix_ns;
+/// * unpinned: no bpffs, the probes end with this agent.
 #[derive(serde::Serialize)]
-#[derive(Clone, PartialEq, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CaptureStart {
     #[prost(string, tag = "1")]
     pub how: ::prost::alloc::string::String,

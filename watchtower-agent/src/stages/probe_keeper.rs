@@ -47,7 +47,7 @@ pub async fn keep(probes: SharedProbes, libpam: PathBuf, mut stop: watch::Receiv
             return;
         };
         checks += 1;
-        if checks % CHECKS_PER_STAMP == 0
+        if checks.is_multiple_of(CHECKS_PER_STAMP)
             && let Some(kept) = live.kept.as_mut()
         {
             kept.alive();

@@ -168,9 +168,7 @@ fn read_ring(
         if !all && taken == MAX_PER_READ {
             return Some(last);
         }
-        let Some(item) = ring.next() else {
-            return None;
-        };
+        let item = ring.next()?;
         taken += 1;
         stats.records.fetch_add(1, Ordering::Relaxed);
         if let Some(raw) = raw.as_deref_mut() {
