@@ -73,6 +73,15 @@ pub fn ppid_from_stat(stat: &str) -> Option<u32> {
     after_comm.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Whether a `/proc/PID/stat` line is of a process that has exited (a zombie
+/// waiting for its parent, or dead): no login runs in it.
+#[must_use]
+pub fn exited_from_stat(stat: &str) -> bool {
+    stat.rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next())
+        .is_some_and(|state| matches!(state, "Z" | "X" | "x"))
+}
+
 /// Every process of this host that belongs to a login (audit) session, except `skip`.
 #[must_use]
 pub fn scan_proc(skip: u32) -> Vec<ProcEntry> {
@@ -86,6 +95,9 @@ pub fn scan_proc(skip: u32) -> Vec<ProcEntry> {
             // them before reading their stat.
             let audit_session_id = read_proc_u32(pid, "sessionid")?;
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            if exited_from_stat(&stat) {
+                return None;
+            }
             Some(ProcEntry {
                 pid,
                 ppid: ppid_from_stat(&stat)?,
@@ -107,6 +119,13 @@ mod tests {
             audit_session_id: sid,
             loginuid: uid,
         }
+    }
+
+    #[test]
+    fn an_exited_process_is_no_login() {
+        assert!(exited_from_stat("5681 (sshd) Z 5679 5681 5681 0 -1"));
+        assert!(!exited_from_stat("5681 (sshd: a) Z) S 5679 5681 5681 0 -1"));
+        assert!(!exited_from_stat("garbage"));
     }
 
     #[test]
