@@ -168,6 +168,9 @@ pub struct Sshd {
     pub dir: TempDir,
     /// The journal's time when this sshd started (for its log).
     since: String,
+    /// The wall clock when this sshd started: what the journal holds from before
+    /// is another test's.
+    pub started_unix_ns: u64,
 }
 
 /// How [`Sshd::start_with`] configures sshd (its [`Default`] is [`Sshd::start`]'s).
@@ -231,6 +234,7 @@ impl Sshd {
         std::fs::write(format!("{d}/sshd_config"), config).unwrap();
         // sshd logs through /dev/log into the journal, as on a real host.
         let since = journal_now();
+        let started_unix_ns = unix_now_ns();
         let child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-f", &format!("{d}/sshd_config")])
             .spawn()
@@ -240,6 +244,7 @@ impl Sshd {
             port,
             dir,
             since,
+            started_unix_ns,
         };
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -258,6 +263,16 @@ impl Sshd {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// Whether `verdict` is of a login after this sshd started. The journal is the
+    /// host's, and an agent reads it from a second before it started: a verdict on
+    /// an earlier test's login can come first.
+    #[must_use]
+    pub fn since_start(&self, verdict: &serde_json::Value) -> bool {
+        verdict["login_time_unix_ns"]
+            .as_u64()
+            .is_none_or(|t| t >= self.started_unix_ns)
     }
 
     /// The fingerprint of alice's key as sshd logs it (`SHA256:...`).
@@ -394,6 +409,13 @@ impl Drop for Sshd {
             let _ = self.child.wait();
         }
     }
+}
+
+fn unix_now_ns() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(now.as_nanos()).unwrap()
 }
 
 fn journal_now() -> String {

@@ -13,8 +13,12 @@ use watchtower_e2e::{
 
 const WINDOW: &str = "3";
 
-fn verdicts(events: &[Value]) -> Vec<&Value> {
+/// The verdicts on logins since `sshd` started.
+fn verdicts<'a>(events: &'a [Value], sshd: &Sshd) -> Vec<&'a Value> {
     of_kind(events, "login_verdict")
+        .into_iter()
+        .filter(|v| sshd.since_start(v))
+        .collect()
 }
 
 /// The kernel's `login_attempt` event a verdict refers to.
@@ -44,10 +48,12 @@ fn password_publickey_failed_and_invalid_logins_are_confirmed_with_the_method() 
     assert_ne!(code, 0);
     let (code, _) = sshd.ssh_password("wt_nosuchuser", "whatever", "true");
     assert_ne!(code, 0);
-    agent.wait_for_count("verdicts", 4, |e| e["kind"] == "login_verdict");
+    agent.wait_for_count("verdicts", 4, |e| {
+        e["kind"] == "login_verdict" && sshd.since_start(e)
+    });
     let events = agent.stop();
 
-    let verdicts = verdicts(&events);
+    let verdicts = verdicts(&events, &sshd);
     assert_eq!(verdicts.len(), 4, "{verdicts:#?}");
     for v in &verdicts {
         assert_eq!(v["verdict"], "confirmed", "{v:#}");
@@ -107,7 +113,7 @@ fn a_login_while_journald_is_stopped_is_kernel_only_and_the_next_is_confirmed() 
     let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
     assert_eq!(code, 0);
     let verdict = agent.wait_for("a kernel_only verdict", |e| {
-        e["kind"] == "login_verdict" && e["verdict"] == "kernel_only"
+        e["kind"] == "login_verdict" && sshd.since_start(e) && e["verdict"] == "kernel_only"
     });
     assert!(
         logged_in.elapsed().as_secs() >= 3,
@@ -117,7 +123,7 @@ fn a_login_while_journald_is_stopped_is_kernel_only_and_the_next_is_confirmed() 
     let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
     assert_eq!(code, 0);
     agent.wait_for("a confirmed verdict after journald came back", |e| {
-        e["kind"] == "login_verdict" && e["verdict"] == "confirmed"
+        e["kind"] == "login_verdict" && sshd.since_start(e) && e["verdict"] == "confirmed"
     });
     let events = agent.stop();
 
@@ -131,7 +137,7 @@ fn a_login_while_journald_is_stopped_is_kernel_only_and_the_next_is_confirmed() 
         verdict["time_unix_ns"].as_u64().unwrap()
             >= attempt["time_unix_ns"].as_u64().unwrap() + 3_000_000_000
     );
-    let kinds: Vec<_> = verdicts(&events)
+    let kinds: Vec<_> = verdicts(&events, &sshd)
         .iter()
         .map(|v| v["verdict"].as_str().unwrap())
         .collect();
@@ -167,7 +173,7 @@ fn an_agent_started_before_any_journal_existed_reads_it_once_journald_runs() {
     let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
     assert_eq!(code, 0);
     agent.wait_for("a kernel_only verdict", |e| {
-        e["kind"] == "login_verdict" && e["verdict"] == "kernel_only"
+        e["kind"] == "login_verdict" && sshd.since_start(e) && e["verdict"] == "kernel_only"
     });
     journald.restart();
     let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
@@ -175,11 +181,11 @@ fn an_agent_started_before_any_journal_existed_reads_it_once_journald_runs() {
     let (code, _) = sshd.ssh_password(ALICE, "wrong-password", "true");
     assert_ne!(code, 0);
     agent.wait_for_count("two verdicts after journald started", 3, |e| {
-        e["kind"] == "login_verdict"
+        e["kind"] == "login_verdict" && sshd.since_start(e)
     });
     let events = agent.stop();
 
-    let got: Vec<_> = verdicts(&events)
+    let got: Vec<_> = verdicts(&events, &sshd)
         .iter()
         .map(|v| {
             (
@@ -218,7 +224,7 @@ fn a_forged_sshd_line_is_journal_only() {
         ],
     );
     let verdict = agent.wait_for("a journal_only verdict", |e| {
-        e["kind"] == "login_verdict" && e["verdict"] == "journal_only"
+        e["kind"] == "login_verdict" && sshd.since_start(e) && e["verdict"] == "journal_only"
     });
     let events = agent.stop();
 
@@ -237,7 +243,7 @@ fn a_forged_sshd_line_is_journal_only() {
         of_kind(&events, "login_attempt").is_empty(),
         "no PAM login happened"
     );
-    assert_eq!(verdicts(&events).len(), 1);
+    assert_eq!(verdicts(&events, &sshd).len(), 1);
 }
 
 #[test]
@@ -254,11 +260,11 @@ fn a_sudo_command_carries_its_command_from_the_journal() {
     );
     assert!(output.contains("root"), "{output}");
     agent.wait_for("the sudo verdict", |e| {
-        e["kind"] == "login_verdict" && e["program"] == "sudo"
+        e["kind"] == "login_verdict" && sshd.since_start(e) && e["program"] == "sudo"
     });
     let events = agent.stop();
 
-    let verdicts = verdicts(&events);
+    let verdicts = verdicts(&events, &sshd);
     let sudo: Vec<_> = verdicts.iter().filter(|v| v["program"] == "sudo").collect();
     assert_eq!(sudo.len(), 1, "{verdicts:#?}");
     let v = sudo[0];
@@ -301,7 +307,9 @@ fn without_capabilities_the_agent_runs_on_the_journal_alone() {
     );
     let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
     assert_eq!(code, 0);
-    let verdict = agent.wait_for("the journal's login", |e| e["kind"] == "login_verdict");
+    let verdict = agent.wait_for("the journal's login", |e| {
+        e["kind"] == "login_verdict" && sshd.since_start(e)
+    });
     let events = agent.stop();
 
     let start = &events[0];
@@ -339,22 +347,26 @@ fn a_restarted_agent_resumes_after_its_saved_cursor() {
     let first = Agent::start_with(&[], state.clone(), &["--journal-window-secs", WINDOW]);
     let (code, _) = sshd.ssh_password(ALICE, ALICE_PASSWORD, "true");
     assert_eq!(code, 0);
-    first.wait_for("the first login's verdict", |e| e["kind"] == "login_verdict");
+    first.wait_for("the first login's verdict", |e| {
+        e["kind"] == "login_verdict" && sshd.since_start(e)
+    });
     let first_events = first.stop();
     // While no agent runs: only the journal keeps this one.
     let (code, _) = sshd.ssh_password(ALICE, "wrong-password", "true");
     assert_ne!(code, 0);
     let second = Agent::start_with(&[], state, &["--journal-window-secs", WINDOW]);
-    let verdict = second.wait_for("the missed login", |e| e["kind"] == "login_verdict");
+    let verdict = second.wait_for("the missed login", |e| {
+        e["kind"] == "login_verdict" && sshd.since_start(e)
+    });
     let second_events = second.stop();
 
-    let first_verdicts = verdicts(&first_events);
+    let first_verdicts = verdicts(&first_events, &sshd);
     assert_eq!(first_verdicts.len(), 1);
     assert_eq!(first_verdicts[0]["verdict"], "confirmed");
     assert_eq!(first_verdicts[0]["outcome"], "success");
     // The second agent reports the login it could not have seen, once, as
     // unchecked (not an alert), and does not repeat the first.
-    let second_verdicts = verdicts(&second_events);
+    let second_verdicts = verdicts(&second_events, &sshd);
     assert_eq!(second_verdicts.len(), 1, "{second_verdicts:#?}");
     assert_eq!(verdict["verdict"], "unchecked");
     assert_eq!(verdict["reason"], "before_kernel_watch");
@@ -383,7 +395,7 @@ fn no_journal_means_kernel_only_mode_without_verdicts() {
     assert_eq!(start["journal"]["error"], "disabled by configuration");
     assert_eq!(start["verdicts"], Value::Null);
     assert_eq!(of_kind(&events, "login_attempt").len(), 1);
-    assert!(verdicts(&events).is_empty());
+    assert!(verdicts(&events, &sshd).is_empty());
 }
 
 /// Records written behind a saved cursor: more than journalctl's follow default.
@@ -470,8 +482,9 @@ fn sshd_tries_and_verdicts(options: &SshdOptions, tries: impl FnOnce(&Sshd)) -> 
     let sshd = Sshd::start_with(options);
     let agent = Agent::start(&["--journal-window-secs", WINDOW]);
     tries(&sshd);
-    let sshd_only =
-        |e: &Value, kind: &str| e["kind"] == kind && (e["service"] == "sshd" || e["program"] == "sshd");
+    let sshd_only = |e: &Value, kind: &str| {
+        e["kind"] == kind && (e["service"] == "sshd" || e["program"] == "sshd") && sshd.since_start(e)
+    };
     let started = Instant::now();
     loop {
         let events = agent.events();
