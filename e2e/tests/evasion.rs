@@ -52,9 +52,10 @@ fn connects_to(events: &[Value], port: u16) -> Vec<&Value> {
         .collect()
 }
 
-/// A connect seen `via` a send: alice's, to 127.0.0.1:`port`, in `session`.
-fn assert_alices(connect: &Value, port: u16, via: &str, session: &str) {
-    assert_eq!(connect["via"], via, "{connect:#}");
+/// A connect seen `via` a send or the socket hook (`None`: the connect system
+/// call): alice's, to 127.0.0.1:`port`, in `session`.
+fn assert_alices(connect: &Value, port: u16, via: Option<&str>, session: &str) {
+    assert_eq!(connect["via"].as_str(), via, "{connect:#}");
     assert_eq!(connect["family"], "inet");
     assert_eq!(connect["address"], "127.0.0.1");
     assert_eq!(connect["port"], port);
@@ -131,13 +132,13 @@ fn udp_datagrams_are_recorded_once_per_destination() {
     let (events, session) = alices_login(agent);
     let repeated = connects_to(&events, ports[0]);
     assert_eq!(repeated.len(), 1, "the first of twenty sends: {repeated:#?}");
-    assert_alices(repeated[0], ports[0], "send", &session);
+    assert_alices(repeated[0], ports[0], Some("send"), &session);
     let once = connects_to(&events, ports[1]);
     assert_eq!(once.len(), 1, "{once:#?}");
-    assert_alices(once[0], ports[1], "send", &session);
+    assert_alices(once[0], ports[1], Some("send"), &session);
     let third = connects_to(&events, ports[2]);
     assert_eq!(third.len(), 2, "sendmsg, then connect(2): {third:#?}");
-    assert_alices(third[0], ports[2], "send", &session);
+    assert_alices(third[0], ports[2], Some("send"), &session);
     assert_eq!(
         third[1]["via"],
         Value::Null,
@@ -171,7 +172,7 @@ fn a_tcp_fast_open_connect_is_recorded_in_its_login() {
     let (events, session) = alices_login(agent);
     let connects = connects_to(&events, target.port);
     assert_eq!(connects.len(), 1, "{connects:#?}");
-    assert_alices(connects[0], target.port, "send", &session);
+    assert_alices(connects[0], target.port, Some("send"), &session);
     assert_eq!(target.accepted(), 1);
 }
 
@@ -357,4 +358,68 @@ fn a_connect_flood_cannot_push_another_users_login_out() {
         "each connect of the flood stored or counted as lost: {} stored, {health}",
         stored.len()
     );
+}
+
+/// A connect that makes no connect system call (`io_uring`), by a 32-bit
+/// `socketcall`, or with its address in a page not yet resident: run by
+/// `script` as alice to a listener; recorded once, in her login.
+fn a_connect_by(script: &str, printed: &str, via: Option<&str>) {
+    let sshd = Sshd::start();
+    let target = TcpTarget::start();
+    let agent = Agent::start(&[]);
+    let output = run_as_alice(&sshd, script, &target.port.to_string());
+    assert!(output.contains(&format!("{printed} 0")), "{script}: {output}");
+    let (events, session) = alices_login(agent);
+    let connects = connects_to(&events, target.port);
+    assert_eq!(connects.len(), 1, "{connects:#?}");
+    assert_alices(connects[0], target.port, via, &session);
+    if via.is_none() {
+        assert_eq!(connects[0]["result"], 0, "{:#}", connects[0]);
+    }
+    assert_eq!(target.accepted(), 1);
+}
+
+#[test]
+fn a_connect_through_io_uring_is_recorded_in_its_login() {
+    if !privileged() {
+        return;
+    }
+    a_connect_by("io_uring_connect.py", "io_uring connect", Some("kernel"));
+}
+
+#[test]
+fn a_32_bit_socketcall_connect_is_recorded_in_its_login() {
+    if !privileged() {
+        return;
+    }
+    a_connect_by("compat_connect.py", "socketcall connect", Some("kernel"));
+}
+
+#[test]
+fn a_connect_whose_address_is_not_resident_is_recorded_with_its_result() {
+    if !privileged() {
+        return;
+    }
+    a_connect_by("unresident_connect.py", "unresident connect", None);
+}
+
+#[test]
+fn udp_datagrams_sent_by_sendmmsg_are_recorded_once() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let agent = Agent::start(&[]);
+    let output = run_as_alice(&sshd, "sendmmsg_udp.py", &port.to_string());
+    assert!(output.contains("sendmmsg sent 2"), "{output}");
+    let (events, session) = alices_login(agent);
+    let sends = connects_to(&events, port);
+    assert_eq!(sends.len(), 1, "two datagrams, one destination: {sends:#?}");
+    assert_alices(sends[0], port, Some("send"), &session);
+    receiver.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 8];
+    let received = (0..2).filter(|_| receiver.recv(&mut buf).is_ok()).count();
+    assert_eq!(received, 2, "the sends happened");
 }

@@ -160,6 +160,9 @@ pub enum ConnectVia {
     Syscall,
     /// A destination given to `sendto`/`sendmsg`; no result, no file descriptor.
     Send,
+    /// A connect the system call tracepoints did not see (`io_uring`, a 32-bit
+    /// `socketcall`), from the socket hook; no result, no file descriptor.
+    Kernel,
 }
 
 impl ConnectVia {
@@ -169,6 +172,7 @@ impl ConnectVia {
         match self {
             ConnectVia::Syscall => None,
             ConnectVia::Send => Some("send"),
+            ConnectVia::Kernel => Some("kernel"),
         }
     }
 }
@@ -321,6 +325,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelRecord, DecodeError> {
             let via = match r.via {
                 connect_via::SYSCALL => ConnectVia::Syscall,
                 connect_via::SEND => ConnectVia::Send,
+                connect_via::KERNEL => ConnectVia::Kernel,
                 other => return Err(DecodeError::UnknownConnectVia(other)),
             };
             KernelRecord::Connect {
@@ -609,6 +614,9 @@ mod tests {
         assert_eq!(via(&record), Ok(ConnectVia::Send));
         record.via = connect_via::SYSCALL;
         assert_eq!(via(&record), Ok(ConnectVia::Syscall));
+        record.via = connect_via::KERNEL;
+        assert_eq!(via(&record), Ok(ConnectVia::Kernel));
+        assert_eq!(ConnectVia::Kernel.name(), Some("kernel"));
         record.via = 9;
         assert_eq!(via(&record), Err(DecodeError::UnknownConnectVia(9)));
         assert_eq!(

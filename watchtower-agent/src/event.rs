@@ -206,7 +206,9 @@ pub struct Connect {
     /// `u32::MAX` when `via` is set.
     pub fd: u32,
     /// Absent for `connect(2)`; `send` for a destination given to `sendto`/`sendmsg`
-    /// (the first per process and destination each minute).
+    /// (the first per process and destination each minute); `kernel` for a connect
+    /// the system call tracepoints do not see (`io_uring`, a 32-bit `socketcall`),
+    /// from the cgroup socket hook (likewise once a minute).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<&'static str>,
     pub process: Process,
@@ -253,6 +255,10 @@ pub struct AgentHealth {
     /// How the kernel witness began (absent in journal-only mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_start: Option<CaptureStartHealth>,
+    /// What the assembler let go because its bounds were reached, by reason
+    /// (`unprivileged_pam_transaction`, `pam_transaction`, `session`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub evicted: BTreeMap<&'static str, u64>,
 }
 
 /// How the kernel witness began ([`crate::pins::CaptureStart`]): `fresh`,

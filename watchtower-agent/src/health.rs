@@ -108,6 +108,7 @@ impl HealthSources {
                 .as_ref()
                 .map(|w| w.lock().expect("log witness lock").health()),
             capture_start: self.context.capture_start.as_ref().map(capture_start),
+            evicted: assembler.counters.evicted(),
         }
     }
 }

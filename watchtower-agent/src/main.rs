@@ -39,6 +39,7 @@ mod host_lookup;
 mod journal;
 mod libpam;
 mod log_witness;
+mod mounts;
 mod pins;
 mod probes;
 mod raw_file;

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::mounts;
+
 /// File in the state directory describing the pinned probes.
 const KEPT_FILE: &str = "probes.json";
 
@@ -40,6 +42,9 @@ pub struct Kept {
     /// The last time (`CLOCK_BOOTTIME` ns) an agent was seen reading them.
     #[serde(default)]
     pub alive_ns: u64,
+    /// Whether the cgroup socket hooks are attached with them.
+    #[serde(default)]
+    pub socket_hooks: bool,
 }
 
 impl Kept {
@@ -163,8 +168,15 @@ impl PinDir {
             .root
             .parent()
             .context("the pin directory needs a parent on bpffs")?;
-        if !on_bpffs(parent) {
-            mount_bpffs(parent)?;
+        if !mounts::is_mounted_at("bpf", parent) {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            mounts::mount("bpf", parent).with_context(|| {
+                format!(
+                    "{} is not a bpffs and mounting one there failed",
+                    parent.display()
+                )
+            })?;
+            tracing::info!(path = %parent.display(), "mounted bpffs");
         }
         for dir in ["maps", "links"] {
             let dir = self.root.join(dir);
@@ -189,43 +201,6 @@ impl PinDir {
     }
 }
 
-/// Whether a bpffs is mounted at `path` (as `/proc/self/mounts` lists it).
-fn on_bpffs(path: &Path) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return false;
-    };
-    mounts_bpffs_at(&mounts, path)
-}
-
-fn mounts_bpffs_at(mounts: &str, path: &Path) -> bool {
-    mounts.lines().any(|line| {
-        let mut fields = line.split_whitespace().skip(1);
-        matches!((fields.next(), fields.next()), (Some(at), Some("bpf")) if Path::new(at) == path)
-    })
-}
-
-fn mount_bpffs(at: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
-    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).context("NUL in path")?;
-    let fstype = std::ffi::CString::new("bpf").expect("no NUL");
-    // SAFETY: plain mount(2) with valid C strings and no data.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("{} is not a bpffs and mounting one there failed", at.display()));
-    }
-    tracing::info!(path = %at.display(), "mounted bpffs");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +214,7 @@ mod tests {
             pin_dir: "/sys/fs/bpf/watchtower".into(),
             libpam_files: vec![(1, 2)],
             alive_ns: 500,
+            socket_hooks: true,
         }
     }
 
@@ -285,17 +261,6 @@ mod tests {
         };
         assert_eq!(decide(Some(&kept()), &wanted, true, 1000), CaptureStart::Fresh);
         assert_eq!(decide(None, &kept(), true, 1000), CaptureStart::Fresh);
-    }
-
-    #[test]
-    fn a_bpffs_is_found_by_its_mount_point() {
-        let mounts = "sysfs /sys sysfs rw 0 0\nbpf /sys/fs/bpf bpf rw,relatime,mode=700 0 0\n";
-        assert!(mounts_bpffs_at(mounts, Path::new("/sys/fs/bpf")));
-        assert!(!mounts_bpffs_at(mounts, Path::new("/sys")));
-        assert!(!mounts_bpffs_at(
-            "none /sys/fs/bpf tmpfs rw 0 0\n",
-            Path::new("/sys/fs/bpf")
-        ));
     }
 
     #[test]

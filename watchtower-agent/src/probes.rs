@@ -8,13 +8,13 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{TracePoint, UProbe, links::FdLink, uprobe::UProbeScope},
+    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint, UProbe, links::FdLink, uprobe::UProbeScope},
 };
 use watchtower_common::{RecordKind, SessionLink, TaskOffsets, TracepointOffsets, names};
 
 use crate::adopt::{self, AdoptedSession};
 use crate::pins::{self, CaptureStart, Kept, PinDir};
-use crate::{btf, clock, host_lookup, libpam, tracefs};
+use crate::{btf, clock, host_lookup, libpam, mounts, tracefs};
 
 /// The eBPF object built by build.rs from watchtower-ebpf.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watchtower"));
@@ -33,6 +33,11 @@ const TRACEPOINTS: [(&str, &str, &str); 11] = [
     ("sys_enter_sendto", "syscalls", "sys_enter_sendto"),
     ("sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
 ];
+
+/// The cgroup socket-address programs, attached at the root of the cgroup v2
+/// hierarchy (so to every socket): the kernel's copy of every connect and send
+/// destination, `io_uring` and 32-bit calls included.
+const SOCKET_HOOKS: [&str; 4] = ["sock_connect4", "sock_connect6", "sock_sendmsg4", "sock_sendmsg6"];
 
 /// PAM steps whose return codes are recorded by the shared `pam_call_ret` program.
 const PAM_STEPS: [&str; 6] = [
@@ -335,6 +340,7 @@ pub fn load(preflight: &Preflight, options: &LoadOptions<'_>) -> anyhow::Result<
         pin_dir: options.pin_dir.to_path_buf(),
         libpam_files: Vec::new(),
         alive_ns: now_ns,
+        socket_hooks: false,
     };
     let kept = Kept::read(options.state_dir);
     let pin_dir = PinDir::new(options.pin_dir);
@@ -381,11 +387,8 @@ pub fn load(preflight: &Preflight, options: &LoadOptions<'_>) -> anyhow::Result<
             pin_dir = %options.pin_dir.display(),
             "resumed the probes of the previous agent: capture went on while no agent ran"
         );
-        attached.extend(
-            TRACEPOINTS
-                .iter()
-                .map(|(_, group, name)| format!("tracepoint:{group}/{name} (resumed)")),
-        );
+        attached.extend(resumed(&kept));
+        wanted.socket_hooks = kept.socket_hooks;
         wanted.libpam_files = kept.libpam_files;
         if let Some(file) = file_of(&preflight.libpam)
             && !wanted.libpam_files.contains(&file)
@@ -396,6 +399,9 @@ pub fn load(preflight: &Preflight, options: &LoadOptions<'_>) -> anyhow::Result<
         }
     } else {
         attached.extend(attach_tracepoints(&mut ebpf, pins.as_ref())?);
+        let hooks = attach_socket_hooks(&mut ebpf, pins.as_ref(), options.state_dir)?;
+        wanted.socket_hooks = !hooks.is_empty();
+        attached.extend(hooks);
         // With fork and exit followed, adopt the sessions that are already running (a
         // fork between the scan and the map write is the only window, and it is tiny).
         adopted = adopt::group(&adopt::scan_proc(std::process::id()));
@@ -421,6 +427,67 @@ pub fn load(preflight: &Preflight, options: &LoadOptions<'_>) -> anyhow::Result<
             state_dir: options.state_dir.to_path_buf(),
         }),
     })
+}
+
+/// What the resumed probes of an earlier agent are attached to.
+fn resumed(kept: &Kept) -> Vec<String> {
+    let tracepoints = TRACEPOINTS
+        .iter()
+        .map(|(_, group, name)| format!("tracepoint:{group}/{name} (resumed)"));
+    let hooks = SOCKET_HOOKS
+        .iter()
+        .filter(|_| kept.socket_hooks)
+        .map(|name| format!("cgroup:{name} (resumed)"));
+    tracepoints.chain(hooks).collect()
+}
+
+/// Attach the socket hooks at the cgroup v2 root, each link pinned in `pins` when
+/// given. Without a cgroup v2 hierarchy (or the right to attach there) the agent
+/// runs on without them, and says what it then misses.
+fn attach_socket_hooks(
+    ebpf: &mut Ebpf,
+    pins: Option<&PinDir>,
+    state_dir: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let root = match mounts::open_cgroup2_root(&state_dir.join("cgroup2")) {
+        Ok(root) => root,
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "no cgroup v2 hierarchy to attach the socket hooks to: connects and sends through \
+                 io_uring, 32-bit calls and sendmmsg are not seen"
+            );
+            return Ok(Vec::new());
+        }
+    };
+    let mut attached = Vec::new();
+    for program in SOCKET_HOOKS {
+        let hook: &mut CgroupSockAddr = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+            .try_into()?;
+        hook.load()
+            .with_context(|| format!("verifier rejected {program}"))?;
+        let id = match hook.attach(&root, CgroupAttachMode::Single) {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    program,
+                    "socket hook not attached: connects and sends through io_uring, 32-bit calls \
+                     and sendmmsg are not seen"
+                );
+                continue;
+            }
+        };
+        if let Some(pins) = pins {
+            let link: FdLink = hook.take_link(id)?.try_into()?;
+            link.pin(pins.link(program))
+                .with_context(|| format!("pinning {program}"))?;
+        }
+        attached.push(format!("cgroup:{program}"));
+    }
+    Ok(attached)
 }
 
 /// Tell the probes (ours, or those resumed) which process is the agent.

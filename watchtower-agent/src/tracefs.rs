@@ -30,21 +30,7 @@ pub fn ensure_mounted() -> Result<(PathBuf, bool), TracefsError> {
             return Ok((PathBuf::from(root), false));
         }
     }
-    let target = std::ffi::CString::new(TRACEFS).expect("no NUL");
-    let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
-    // SAFETY: plain mount(2) with valid C strings and no data.
-    let rc = unsafe {
-        libc::mount(
-            fstype.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(TracefsError::Mount(std::io::Error::last_os_error()));
-    }
+    crate::mounts::mount("tracefs", Path::new(TRACEFS)).map_err(TracefsError::Mount)?;
     Ok((PathBuf::from(TRACEFS), true))
 }
 

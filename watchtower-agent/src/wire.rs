@@ -291,6 +291,7 @@ fn agent_health(h: &AgentHealth) -> pb::AgentHealth {
             gap_from_unix_ns: c.gap_from_unix_ns,
             gap_to_unix_ns: c.gap_to_unix_ns,
         }),
+        evicted: counts(&h.evicted),
     }
 }
 

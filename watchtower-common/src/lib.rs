@@ -304,6 +304,9 @@ pub struct ExecRecord {
 
 /// Address families recorded by the connect probe.
 pub mod family {
+    /// Not read yet: the `connect` entry tracepoint could not read the caller's
+    /// `sockaddr` (its page not resident); the socket hook fills in the kernel's copy.
+    pub const UNREAD: u16 = 0;
     pub const UNIX: u16 = 1;
     pub const INET: u16 = 2;
     pub const INET6: u16 = 10;
@@ -337,6 +340,10 @@ pub mod connect_via {
     /// A destination given to `sendto`/`sendmsg` (UDP, or TCP fast open); the first
     /// send to each destination per process and [`SEND_REPEAT_NS`], result not known.
     pub const SEND: u32 = 1;
+    /// A connect the system call tracepoints did not see (`io_uring`, a 32-bit
+    /// `socketcall`, TCP fast open's connect inside `sendmsg`), seen by the cgroup
+    /// socket hook with the kernel's copy of the destination; result not known.
+    pub const KERNEL: u32 = 2;
     /// Sends from one process to one destination within this time after the last
     /// recorded one are not recorded again.
     pub const SEND_REPEAT_NS: u64 = 60_000_000_000;

@@ -5,14 +5,21 @@
 //! and `sendmsg` with a destination (UDP, TCP fast open) reach a peer without
 //! `connect`: their entry tracepoints record it, once per process and destination
 //! every [`connect_via::SEND_REPEAT_NS`].
+//!
+//! The cgroup socket hooks (`connect4`/`connect6`, `sendmsg4`/`sendmsg6`, attached
+//! at the cgroup v2 root) see the kernel's copy of every destination, whatever
+//! path the call took: inside a `connect` the tracepoints follow they put it in
+//! the pending record (so an address in a page not yet resident is not lost);
+//! otherwise (io_uring, a 32-bit `socketcall`, `sendmmsg`) they record it
+//! themselves, `via` [`connect_via::KERNEL`] or [`connect_via::SEND`].
 
 use aya_ebpf::{
     helpers::{
         bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
     },
-    macros::{map, tracepoint},
+    macros::{cgroup_sock_addr, map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{SockAddrContext, TracePointContext},
 };
 use watchtower_common::{ConnectRecord, RecordKind, connect_via, family};
 
@@ -54,6 +61,33 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let _ = try_exit(&ctx);
     0
+}
+
+/// What a cgroup socket-address program returns: let the call go on.
+const ALLOW: i32 = 1;
+
+#[cgroup_sock_addr(connect4)]
+pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
+    let _ = try_sock_connect(&ctx, family::INET);
+    ALLOW
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
+    let _ = try_sock_connect(&ctx, family::INET6);
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    let _ = try_sock_send(&ctx, family::INET);
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    let _ = try_sock_send(&ctx, family::INET6);
+    ALLOW
 }
 
 #[tracepoint]
@@ -141,7 +175,14 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
             .read_at(offsets.connect_uservaddr as usize)
             .map_err(i64::from)?;
         let addrlen: u64 = ctx.read_at(offsets.connect_addrlen as usize).map_err(i64::from)?;
-        read_destination(record, addr as *const u8, addrlen)?;
+        match read_destination(record, addr as *const u8, addrlen) {
+            Ok(()) => {}
+            // Not resident yet: the socket hook, which sees the kernel's copy, fills
+            // it in; a family it does not see is counted lost at exit.
+            Err(error) if error < 0 => (*record).family = family::UNREAD,
+            // A family not recorded.
+            Err(_) => return Ok(()),
+        }
         fill_header(&raw mut (*record).header, RecordKind::Connect, session);
         (*record).retval = 0;
         (*record).fd = fd as u32;
@@ -159,10 +200,15 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let offsets = tracepoint_offsets();
     // SAFETY: `record` is this thread's pending map value; the field read uses the helper.
     unsafe {
-        (*record).retval = ctx
-            .read_at::<i64>(offsets.sys_exit_ret as usize)
-            .unwrap_or(i64::MIN);
-        emit(RecordKind::Connect, &*record);
+        if (*record).family == family::UNREAD {
+            // Neither the caller's memory nor a socket hook gave the destination.
+            count_lost(RecordKind::Connect);
+        } else {
+            (*record).retval = ctx
+                .read_at::<i64>(offsets.sys_exit_ret as usize)
+                .unwrap_or(i64::MIN);
+            emit(RecordKind::Connect, &*record);
+        }
     }
     let _ = CONNECT_PENDING.remove(&tid);
     Ok(())
@@ -213,6 +259,22 @@ fn record_send(name: *const u8) -> Result<(), i64> {
             // Datagrams to local sockets (syslog, the journal) are not network access.
             return Ok(());
         }
+        emit_unless_recent(record, tgid, session, connect_via::SEND);
+    }
+    Ok(())
+}
+
+/// Emit the destination in `record` `via` a send or the socket hook, unless this
+/// process reached it within [`connect_via::SEND_REPEAT_NS`] (then it was recorded:
+/// by the `sendto` tracepoint before the hook of the same send saw it, or by an
+/// earlier send).
+///
+/// # Safety
+/// `record` points at this CPU's scratch record, its destination filled in.
+#[inline(always)]
+unsafe fn emit_unless_recent(record: *mut ConnectRecord, tgid: u32, session: u64, via: u32) {
+    // SAFETY: `record` is writable by the contract.
+    unsafe {
         let key = SendKey {
             tgid,
             family: (*record).family,
@@ -222,15 +284,87 @@ fn record_send(name: *const u8) -> Result<(), i64> {
         let now = bpf_ktime_get_boot_ns();
         if let Some(last) = SENDS_RECORDED.get(&key) {
             if now.saturating_sub(*last) < connect_via::SEND_REPEAT_NS {
-                return Ok(());
+                return;
             }
         }
         let _ = SENDS_RECORDED.insert(&key, &now, 0);
         fill_header(&raw mut (*record).header, RecordKind::Connect, session);
         (*record).retval = 0;
         (*record).fd = u32::MAX;
-        (*record).via = connect_via::SEND;
+        (*record).via = via;
         emit(RecordKind::Connect, &*record);
+    }
+}
+
+/// Fill `record`'s destination from the kernel's copy a socket hook sees.
+///
+/// # Safety
+/// `record` points at a writable `ConnectRecord`; `ctx` is the hook's context.
+#[inline(always)]
+unsafe fn kernel_destination(record: *mut ConnectRecord, ctx: &SockAddrContext, inet: u16) {
+    // SAFETY: `ctx.sock_addr` is the kernel's `bpf_sock_addr` for this call; the
+    // fields are read with the sizes the verifier allows; `record` is writable.
+    unsafe {
+        let sa = ctx.sock_addr;
+        (*record).family = inet;
+        (*record).path[0] = 0;
+        (*record).path[1] = 0;
+        // `user_port` holds the port in network byte order in its low 16 bits.
+        let port = core::ptr::read_volatile(&raw const (*sa).user_port) as u16;
+        (*record).port = u16::from_be(port);
+        if inet == family::INET {
+            let ip = core::ptr::read_volatile(&raw const (*sa).user_ip4).to_ne_bytes();
+            (*record).addr = [ip[0], ip[1], ip[2], ip[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        } else {
+            let words = [
+                core::ptr::read_volatile(&raw const (*sa).user_ip6[0]),
+                core::ptr::read_volatile(&raw const (*sa).user_ip6[1]),
+                core::ptr::read_volatile(&raw const (*sa).user_ip6[2]),
+                core::ptr::read_volatile(&raw const (*sa).user_ip6[3]),
+            ];
+            // The words hold the address's bytes in network order, as in memory.
+            (*record).addr = core::mem::transmute::<[u32; 4], [u8; 16]>(words);
+        }
+    }
+}
+
+/// A connect seen by the `connect4`/`connect6` hook: into the pending record of a
+/// `connect` the tracepoints follow, or recorded here when none is pending.
+fn try_sock_connect(ctx: &SockAddrContext, inet: u16) -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    if tgid == agent_tgid() {
+        return Ok(());
+    }
+    if let Some(pending) = CONNECT_PENDING.get_ptr_mut(&tid) {
+        // SAFETY: this thread's pending map value.
+        unsafe { kernel_destination(pending, ctx, inet) };
+        return Ok(());
+    }
+    // Out of scope is not counted here: the tracepoint counted a connect(2) already.
+    let Some(session) = session_in_scope(tgid) else {
+        return Ok(());
+    };
+    let record = CONNECT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: `record` is this CPU's scratch slot.
+    unsafe {
+        kernel_destination(record, ctx, inet);
+        emit_unless_recent(record, tgid, session, connect_via::KERNEL);
+    }
+    Ok(())
+}
+
+/// A datagram to a destination seen by the `sendmsg4`/`sendmsg6` hook (any path:
+/// `sendto`, `sendmsg`, `sendmmsg`, io_uring, 32-bit calls).
+fn try_sock_send(ctx: &SockAddrContext, inet: u16) -> Result<(), i64> {
+    let (tgid, _) = current_ids();
+    let Some(session) = session_in_scope(tgid) else {
+        return Ok(());
+    };
+    let record = CONNECT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
+    // SAFETY: `record` is this CPU's scratch slot.
+    unsafe {
+        kernel_destination(record, ctx, inet);
+        emit_unless_recent(record, tgid, session, connect_via::SEND);
     }
     Ok(())
 }

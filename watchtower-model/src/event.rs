@@ -150,8 +150,10 @@ pub struct Connect {
     pub fd: u32,
     pub process: Option<Process>,
     /// Unset for connect(2); "send": a destination given to sendto/sendmsg (UDP, TCP
-    /// fast open), the first per process and destination each minute. With via set,
-    /// result is not known.
+    /// fast open), the first per process and destination each minute; "kernel": a
+    /// connect the system call tracepoints do not see (`io_uring`, 32-bit `socketcall`),
+    /// from the cgroup socket hook, likewise once a minute. With via set, result is
+    /// not known.
     pub via: Option<String>,
 }
 

@@ -27,6 +27,10 @@ pub struct AgentHealth {
     /// of records made before it existed, whose hashes stay as they were).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_start: Option<CaptureStart>,
+    /// What the assembler let go because its bounds were reached, by reason
+    /// (absent from the JSON when none, as in records made before it existed).
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub evicted: HashMap<String, u64>,
 }
 
 /// How an agent's kernel witness began: `fresh`, `resumed` (the previous agent's

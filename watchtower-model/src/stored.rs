@@ -73,6 +73,9 @@ pub struct HostInfo {
     /// Ring-buffer losses in the kernel by record kind, as the agent's latest health
     /// record reported them (since that agent started).
     pub kernel_lost: HashMap<String, u64>,
+    /// The assembler's evictions by reason, as the agent's latest health record
+    /// reported them (since that agent started).
+    pub assembler_evicted: HashMap<String, u64>,
     /// From the certificate of the agent's latest connection: its labels, serial
     /// number (hex) and expiry (seconds since the epoch).
     pub labels: HashMap<String, String>,

@@ -127,7 +127,9 @@ pub(super) fn exec(event: &Event, e: &Exec) -> Record {
 /// `src_endpoint` the host, `actor.process` the process that connected.
 pub(super) fn connect(event: &Event, c: &Connect) -> Record {
     let (activity, status) = match (c.via.as_deref(), c.result, c.error.as_deref()) {
-        // Seen without the system call's result.
+        // A connect seen by the socket hook, without the system call's result.
+        (Some("kernel"), _, _) => (OPEN, UNKNOWN),
+        // A send: traffic, without a result.
         (Some(_), _, _) => (TRAFFIC, UNKNOWN),
         (None, 0 | EINPROGRESS, _) | (None, _, Some("EINPROGRESS")) => (OPEN, SUCCESS),
         (None, ECONNREFUSED, _) | (None, _, Some("ECONNREFUSED")) => (REFUSE, FAILURE),

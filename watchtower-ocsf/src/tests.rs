@@ -209,6 +209,21 @@ pub(crate) fn every_kind() -> Vec<StoredEvent> {
                 ..Connect::default()
             })),
         ),
+        // A connect through io_uring, seen at the kernel's socket hook.
+        stored(
+            14,
+            Some(Body::Connect(Connect {
+                session: Some(SESSION),
+                session_user: Some("alice".into()),
+                family: "inet".into(),
+                address: "198.51.100.7".into(),
+                port: Some(443),
+                fd: u32::MAX,
+                via: Some("kernel".into()),
+                process: Some(bash()),
+                ..Connect::default()
+            })),
+        ),
     ]
 }
 
@@ -380,6 +395,16 @@ fn a_send_seen_without_its_result_is_traffic_of_unknown_status() {
     assert_eq!(send["dst_endpoint"]["port"], 53);
     assert_eq!(send["unmapped"]["via"], "send");
     assert!(send["unmapped"].get("fd").is_none(), "no descriptor: {send:#}");
+}
+
+#[test]
+fn a_connect_seen_at_the_socket_hook_is_an_open_of_unknown_status() {
+    let connect = of(14);
+    assert_eq!(connect["class_uid"], 4001);
+    assert_eq!(connect["activity_id"], 1);
+    assert_eq!(connect["status_id"], 0);
+    assert_eq!(connect["dst_endpoint"]["port"], 443);
+    assert_eq!(connect["unmapped"]["via"], "kernel");
 }
 
 #[test]

@@ -24,6 +24,7 @@ impl From<pb::AgentHealth> for model::AgentHealth {
             spool: m.spool.map(Into::into),
             log_witness: m.log_witness.map(Into::into),
             capture_start: m.capture_start.map(Into::into),
+            evicted: m.evicted,
         }
     }
 }
@@ -48,6 +49,7 @@ impl From<model::AgentHealth> for pb::AgentHealth {
             spool: d.spool.map(Into::into),
             log_witness: d.log_witness.map(Into::into),
             capture_start: d.capture_start.map(Into::into),
+            evicted: d.evicted,
         }
     }
 }
@@ -283,6 +285,7 @@ impl From<pb::HostInfo> for model::HostInfo {
             connected: m.connected,
             spool: m.spool.map(Into::into),
             kernel_lost: m.kernel_lost,
+            assembler_evicted: m.assembler_evicted,
             labels: m.labels,
             cert_serial: m.cert_serial,
             cert_not_after_unix_s: m.cert_not_after_unix_s,
@@ -305,6 +308,7 @@ impl From<model::HostInfo> for pb::HostInfo {
             connected: d.connected,
             spool: d.spool.map(Into::into),
             kernel_lost: d.kernel_lost,
+            assembler_evicted: d.assembler_evicted,
             labels: d.labels,
             cert_serial: d.cert_serial,
             cert_not_after_unix_s: d.cert_not_after_unix_s,

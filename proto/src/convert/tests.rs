@@ -102,6 +102,7 @@ fn records() -> Vec<pb::StoredEvent> {
                 gap_from_unix_ns: Some(1),
                 gap_to_unix_ns: Some(2),
             }),
+            evicted: HashMap::from([("session".into(), 4)]),
             ..Default::default()
         }),
     ];
@@ -171,6 +172,7 @@ fn the_rest_converts_both_ways_without_change() {
     assert_eq!(pb::Alert::from(model::Alert::from(alert.clone())), alert);
     let host = pb::HostInfo {
         kernel_lost: HashMap::from([("exec".into(), 1)]),
+        assembler_evicted: HashMap::from([("pam_transaction".into(), 2)]),
         ..Default::default()
     };
     assert_eq!(pb::HostInfo::from(model::HostInfo::from(host.clone())), host);

@@ -207,8 +207,10 @@ pub struct Connect {
     #[prost(message, optional, tag = "9")]
     pub process: ::core::option::Option<Process>,
     /// Unset for connect(2); "send": a destination given to sendto/sendmsg (UDP, TCP
-    /// fast open), the first per process and destination each minute. With via set,
-    /// result is not known.
+    /// fast open), the first per process and destination each minute; "kernel": a
+    /// connect the system call tracepoints do not see (io_uring, 32-bit socketcall),
+    /// from the cgroup socket hook, likewise once a minute. With via set, result is
+    /// not known.
     #[prost(string, optional, tag = "10")]
     pub via: ::core::option::Option<::prost::alloc::string::String>,
 }
@@ -448,6 +450,12 @@ pub struct AgentHealth {
     #[prost(message, optional, tag = "17")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_start: ::core::option::Option<CaptureStart>,
+    /// What the agent's assembler let go because its bounds were reached, by reason:
+    /// `unprivileged_pam_transaction` (an ordinary user's PAM transactions go first),
+    /// `pam_transaction` (a login in flight), `session` (an open login: what it runs
+    /// after is no longer attributed to it).
+    #[prost(map = "string, uint64", tag = "18")]
+    pub evicted: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
 }
 /// How an agent's kernel witness began. The probes are pinned in bpffs, so they keep
 /// capturing while no agent runs (a crash, a kill, a restart):
@@ -871,6 +879,13 @@ pub struct HostInfo {
     /// record reported them (since that agent started).
     #[prost(map = "string, uint64", tag = "12")]
     pub kernel_lost: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
+    /// The assembler's evictions by reason, as the agent's latest health record
+    /// reported them (since that agent started).
+    #[prost(map = "string, uint64", tag = "16")]
+    pub assembler_evicted: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        u64,
+    >,
     /// From the certificate of the agent's latest connection: its labels, serial
     /// number (hex) and expiry (seconds since the epoch).
     #[prost(map = "string, string", tag = "13")]

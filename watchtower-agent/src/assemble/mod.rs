@@ -40,8 +40,31 @@ fn consistent_with_kernel(kernel: &[String], proc: &[String], truncated: bool) -
 pub struct AssemblerCounters {
     /// PAM calls on a handle whose `pam_start` was not seen.
     pub pam_orphans: u64,
-    /// Transactions or sessions forgotten because the bounds were reached.
-    pub evicted: u64,
+    /// PAM transactions of unprivileged callers forgotten because the bound was
+    /// reached (these go first).
+    pub evicted_unprivileged_transactions: u64,
+    /// PAM transactions of privileged callers (logins in flight) forgotten.
+    pub evicted_transactions: u64,
+    /// Open sessions forgotten because the bound was reached.
+    pub evicted_sessions: u64,
+}
+
+impl AssemblerCounters {
+    /// The evictions by reason, as health records report them (only those that happened).
+    #[must_use]
+    pub fn evicted(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        [
+            (
+                "unprivileged_pam_transaction",
+                self.evicted_unprivileged_transactions,
+            ),
+            ("pam_transaction", self.evicted_transactions),
+            ("session", self.evicted_sessions),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
 }
 
 /// The assembler's state as health records report it.

@@ -24,7 +24,7 @@ use crate::host_lookup::ProcessInfo;
 const PAM_SUCCESS: i32 = 0;
 const PAM_NEW_AUTHTOK_REQD: i32 = 12;
 /// Bound on what is remembered for transactions whose end was never seen.
-const MAX_TRANSACTIONS: usize = 8192;
+pub(super) const MAX_TRANSACTIONS: usize = 8192;
 
 #[derive(Debug, Default)]
 pub(super) struct Transaction {
@@ -39,6 +39,9 @@ pub(super) struct Transaction {
     verdict_reported: bool,
     from_session: u64,
     session: Option<u64>,
+    /// The caller's effective uid was 0 at `pam_start` (or is not known), as
+    /// sshd's, su's and sudo's is.
+    privileged: bool,
 }
 
 impl<P: ProcessInfo> Assembler<P> {
@@ -79,19 +82,26 @@ impl<P: ProcessInfo> Assembler<P> {
         own
     }
 
+    /// Keep the transactions under [`MAX_TRANSACTIONS`]: the oldest of an
+    /// unprivileged caller goes first (an ordinary user's flood of `pam_start`
+    /// calls pushes out only its own), then the oldest of all.
     fn bound_transactions(&mut self) {
         while self.transactions.len() >= MAX_TRANSACTIONS {
-            let oldest = self
-                .transactions
-                .iter()
-                .min_by_key(|(_, t)| t.started_ns)
-                .map(|(k, _)| *k);
-            match oldest {
-                Some(k) => {
-                    self.transactions.remove(&k);
-                    self.counters.evicted += 1;
-                }
-                None => break,
+            let oldest = |privileged: bool| {
+                self.transactions
+                    .iter()
+                    .filter(|(_, t)| t.privileged == privileged)
+                    .min_by_key(|(_, t)| t.started_ns)
+                    .map(|(k, _)| *k)
+            };
+            if let Some(k) = oldest(false) {
+                self.transactions.remove(&k);
+                self.counters.evicted_unprivileged_transactions += 1;
+            } else if let Some(k) = oldest(true) {
+                self.transactions.remove(&k);
+                self.counters.evicted_transactions += 1;
+            } else {
+                break;
             }
         }
     }
@@ -110,6 +120,7 @@ impl<P: ProcessInfo> Assembler<P> {
             user,
             started_ns: task.ktime_ns,
             from_session: task.session_key,
+            privileged: task.euid.is_none_or(|euid| euid == 0),
             ..Transaction::default()
         };
         if retval != PAM_SUCCESS || handle == 0 {

@@ -132,7 +132,7 @@ impl<P: ProcessInfo> Assembler<P> {
                 .map(|(k, _)| *k)
         {
             self.sessions.remove(&oldest);
-            self.counters.evicted += 1;
+            self.counters.evicted_sessions += 1;
         }
         self.sessions.insert(session_key, live);
         self.sessions_changed = true;

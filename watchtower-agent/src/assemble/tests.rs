@@ -433,3 +433,49 @@ fn authenticate_only_applications_succeed_at_pam_end() {
         (Outcome::Success, Some(0), None)
     );
 }
+
+/// An ordinary user's program calling `pam_start` in a loop (its own PAM
+/// configuration) fills the transaction table; its own transactions are let go,
+/// not the login in flight.
+#[test]
+fn a_flood_of_an_ordinary_users_pam_starts_cannot_push_a_login_in_flight_out() {
+    let mut assembler = Assembler::new(FixedInfo);
+    let mut out = Vec::new();
+    let sshd = |t| task(500, 400, t, 0, "sshd");
+    let mallory = |t| Task {
+        uid: 1002,
+        euid: Some(1002),
+        ..task(900, 1, t, 0, "python3")
+    };
+    assembler.push(start(sshd(1), 0x55, "sshd", "alice"), &mut out);
+    let flood = pam::MAX_TRANSACTIONS as u64 + 100;
+    for i in 0..flood {
+        assembler.push(start(mallory(2 + i), 0x1000 + i, "sshd", "root"), &mut out);
+    }
+    assembler.push(
+        call(sshd(flood + 10), 0x55, PamFunction::Authenticate, 7),
+        &mut out,
+    );
+    let counters = assembler.counters();
+    assert_eq!(
+        counters.evicted_unprivileged_transactions,
+        1 + flood - pam::MAX_TRANSACTIONS as u64
+    );
+    assert_eq!((counters.evicted_transactions, counters.pam_orphans), (0, 0));
+    assert_eq!(
+        counters.evicted(),
+        std::collections::BTreeMap::from([("unprivileged_pam_transaction", 101)])
+    );
+    let attempts: Vec<_> = out
+        .iter()
+        .filter_map(|(_, e)| match e {
+            EventBody::LoginAttempt(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts.len(), 1, "{attempts:#?}");
+    assert_eq!(
+        (attempts[0].service.as_str(), attempts[0].user.as_str()),
+        ("sshd", "alice")
+    );
+}

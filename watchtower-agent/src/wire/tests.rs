@@ -234,6 +234,7 @@ fn periodic_health() -> Event {
                 gap_from_unix_ns: Some(NOW_NS - 3_000_000_000),
                 gap_to_unix_ns: Some(NOW_NS - 1_000_000_000),
             }),
+            evicted: BTreeMap::from([("session", 2)]),
         })),
     )
 }
@@ -652,6 +653,7 @@ fn wire_agent_health() {
                 gap_from_unix_ns: Some(NOW_NS - 3_000_000_000),
                 gap_to_unix_ns: Some(NOW_NS - 1_000_000_000),
             }),
+            evicted: HashMap::from([("session".into(), 2)]),
         }),
     );
     assert_eq!(to_wire(&periodic_health()), expected);

@@ -136,6 +136,7 @@ impl EventStore {
             info.boot_id.clone_from(&event.boot_id);
             if let Some(Body::AgentHealth(health)) = &event.body {
                 info.kernel_lost.clone_from(&health.lost);
+                info.assembler_evicted.clone_from(&health.evicted);
                 if health.spool.is_some() {
                     info.spool.clone_from(&health.spool);
                 }
