@@ -45,6 +45,8 @@ pub fn exec(host: &str, boot_id: &str, seq: u64, time_unix_ns: u64) -> Event {
             ],
             argv_truncated: false,
             argv_incomplete: false,
+            env: Vec::new(),
+            env_cut: false,
             result: 0,
             error: None,
             process: Some(Process {

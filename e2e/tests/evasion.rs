@@ -218,7 +218,7 @@ fn a_program_run_from_a_memfd_is_recorded_with_the_kernels_file_name() {
     // runs /dev/fd/N.
     let script = "import os; fd = os.memfd_create('payload', 0); \
                   os.write(fd, open('/bin/echo', 'rb').read()); \
-                  os.execve(fd, ['echo', 'from-a-memfd'], {})";
+                  os.execve(fd, ['echo', 'from-a-memfd'], {'LD_PRELOAD': '/tmp/wt-none.so'})";
     let (code, output) = sshd.ssh_password(ALICE, ALICE_PASSWORD, &format!("python3 -c \"{script}\""));
     assert_eq!(code, 0, "ssh failed: {output}\n{}", sshd.log());
     assert!(output.contains("from-a-memfd"), "{output}");
@@ -235,6 +235,13 @@ fn a_program_run_from_a_memfd_is_recorded_with_the_kernels_file_name() {
     let filename = runs[0]["filename"].as_str().unwrap();
     assert!(filename.starts_with("/dev/fd/"), "{filename:?}");
     assert_eq!(runs[0]["result"], 0);
+    // What the caller set to change what runs, read from the new image.
+    assert_eq!(
+        runs[0]["env"],
+        serde_json::json!(["LD_PRELOAD=/tmp/wt-none.so"]),
+        "{:#}",
+        runs[0]
+    );
     assert_eq!(session_of(runs[0]), session_of(start));
 }
 
@@ -422,4 +429,45 @@ fn udp_datagrams_sent_by_sendmmsg_are_recorded_once() {
     let mut buf = [0u8; 8];
     let received = (0..2).filter(|_| receiver.recv(&mut buf).is_ok()).count();
     assert_eq!(received, 2, "the sends happened");
+}
+
+/// The environment variables that change what a program runs are recorded with
+/// its exec; hiding one behind more strings than the probe looks through is not
+/// silent: the exec says its environment was cut.
+#[test]
+fn the_environment_that_changes_what_runs_is_recorded_and_hiding_it_is_flagged() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let agent = Agent::start(&[]);
+    let (code, output) = sshd.ssh_password(
+        ALICE,
+        ALICE_PASSWORD,
+        "env LD_PRELOAD=/tmp/wt-none.so BASH_ENV=/tmp/wt-rc /bin/true; \
+         env $(seq -f 'WT_PAD%g=x' 1 300) LD_AUDIT=/tmp/wt-audit.so /bin/echo padded",
+    );
+    assert_eq!(code, 0, "ssh failed: {output}\n{}", sshd.log());
+    let (events, session) = alices_login(agent);
+    let exec_of = |filename: &str| -> Vec<Value> {
+        of_kind(&events, "exec")
+            .into_iter()
+            .filter(|e| e["filename"] == filename)
+            .cloned()
+            .collect()
+    };
+    let trues = exec_of("/bin/true");
+    assert_eq!(trues.len(), 1, "{trues:#?}");
+    assert_eq!(session_of(&trues[0]), session);
+    assert_eq!(
+        trues[0]["env"],
+        serde_json::json!(["LD_PRELOAD=/tmp/wt-none.so", "BASH_ENV=/tmp/wt-rc"]),
+        "{:#}",
+        trues[0]
+    );
+    assert_eq!(trues[0].get("env_cut"), None, "{:#}", trues[0]);
+    let echoes = exec_of("/bin/echo");
+    assert_eq!(echoes.len(), 1, "{echoes:#?}");
+    assert_eq!(echoes[0]["env_cut"], true, "{:#}", echoes[0]);
+    assert_eq!(echoes[0].get("env"), None, "beyond the scan: {:#}", echoes[0]);
 }

@@ -178,6 +178,9 @@ pub fn task_offsets(btf: &Btf) -> Result<TaskOffsets, BtfError> {
         sessionid: btf.field_offset("task_struct", "sessionid")?.unwrap_or(0),
         cred: btf.field_offset("task_struct", "cred")?.unwrap_or(0),
         cred_euid: btf.field_offset("cred", "euid")?.unwrap_or(0),
+        mm: btf.field_offset("task_struct", "mm")?.unwrap_or(0),
+        mm_env_start: btf.field_offset("mm_struct", "env_start")?.unwrap_or(0),
+        mm_env_end: btf.field_offset("mm_struct", "env_end")?.unwrap_or(0),
         pad: 0,
     })
 }
@@ -280,6 +283,8 @@ mod tests {
         assert_ne!(offsets.sessionid, 0);
         assert_ne!(offsets.cred, 0);
         assert_ne!(offsets.cred_euid, 0);
+        assert_ne!(offsets.mm, 0);
+        assert!(offsets.mm_env_end > offsets.mm_env_start && offsets.mm_env_start > 0);
         assert_ne!(offsets.cred, offsets.loginuid);
     }
 }

@@ -98,6 +98,10 @@ pub enum KernelRecord {
         truncated: bool,
         /// Some user memory could not be read.
         partial: bool,
+        /// The new image's variables that change what runs (`LD_PRELOAD=...`).
+        env: Vec<String>,
+        /// The environment went on past what the probe looked through.
+        env_cut: bool,
     },
     Connect {
         task: Task,
@@ -295,6 +299,13 @@ pub fn decode(bytes: &[u8]) -> Result<KernelRecord, DecodeError> {
                     & (exec_flags::ARGS_TRUNCATED | exec_flags::ARG_CUT | exec_flags::FILENAME_CUT)
                     != 0,
                 partial: r.flags & exec_flags::READ_FAILED != 0,
+                env: r
+                    .env
+                    .iter()
+                    .filter(|slot| slot[0] != 0)
+                    .map(|slot| c_string(slot))
+                    .collect(),
+                env_cut: r.flags & exec_flags::ENV_CUT != 0,
             }
         }
         RecordKind::Connect => {
@@ -414,7 +425,9 @@ pub mod encode {
 mod tests {
     use super::encode::{bytes_of, fixed, header};
     use super::*;
-    use watchtower_common::{EXEC_ARG_LEN, EXEC_FILENAME_LEN, PAM_STR_LEN, UNIX_PATH_LEN};
+    use watchtower_common::{
+        EXEC_ARG_LEN, EXEC_ENV_LEN, EXEC_FILENAME_LEN, EXEC_MAX_ENV, PAM_STR_LEN, UNIX_PATH_LEN,
+    };
 
     #[test]
     fn pam_start_round_trips() {
@@ -522,6 +535,7 @@ mod tests {
             flags: exec_flags::ARG_CUT,
             filename: fixed::<EXEC_FILENAME_LEN>("/usr/bin/id"),
             args,
+            env: [[0; EXEC_ENV_LEN]; EXEC_MAX_ENV],
         };
         let KernelRecord::Exec {
             filename,
@@ -529,6 +543,8 @@ mod tests {
             truncated,
             partial,
             retval,
+            env,
+            env_cut,
             ..
         } = decode(&bytes_of(&record)).unwrap()
         else {
@@ -539,6 +555,17 @@ mod tests {
         assert!(truncated);
         assert!(!partial);
         assert_eq!(retval, -2);
+        assert!(env.is_empty() && !env_cut);
+        // The filled slots of the environment, in order; empty ones skipped.
+        let mut with_env = record;
+        with_env.env[0] = fixed("LD_PRELOAD=/tmp/evil.so");
+        with_env.env[2] = fixed("BASH_ENV=/tmp/rc");
+        with_env.flags |= exec_flags::ENV_CUT;
+        let KernelRecord::Exec { env, env_cut, .. } = decode(&bytes_of(&with_env)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(env, ["LD_PRELOAD=/tmp/evil.so", "BASH_ENV=/tmp/rc"]);
+        assert!(env_cut);
         let mut bad = record;
         bad.argc = 17;
         assert_eq!(decode(&bytes_of(&bad)), Err(DecodeError::BadArgc(17)));

@@ -185,6 +185,14 @@ pub struct Exec {
     pub argv_truncated: bool,
     /// Some argument could not be read from the process's memory (empty in `argv`).
     pub argv_incomplete: bool,
+    /// The new image's environment variables that change what runs (`LD_PRELOAD`,
+    /// `LD_LIBRARY_PATH`, `LD_AUDIT`, `BASH_ENV`), as `NAME=value`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// The environment was longer than the probe looks through: such a variable
+    /// may lie beyond it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub env_cut: bool,
     /// 0, or `-errno`.
     pub result: i64,
     pub error: Option<&'static str>,
@@ -557,6 +565,8 @@ mod tests {
                 argv: vec!["id".into()],
                 argv_truncated: false,
                 argv_incomplete: false,
+                env: Vec::new(),
+                env_cut: false,
                 result: 0,
                 error: None,
                 process: Process {

@@ -54,7 +54,8 @@ mod tests {
     /// a wrong password, then a public-key login running `su -c 'id -un' wt_bob`.
     /// Captured with the 64-byte record header; its records were given the 72-byte
     /// header's euid, login uid and audit session as unset (what an agent writes where
-    /// the kernel's layout is unknown) when the header grew.
+    /// the kernel's layout is unknown) when the header grew, and empty environment
+    /// slots when exec records gained them.
     const CAPTURED: &[u8] = include_bytes!("../tests/fixtures/ssh_login_failed_login_su.raw");
 
     fn replay() -> Vec<EventBody> {

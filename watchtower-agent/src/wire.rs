@@ -137,6 +137,8 @@ fn exec(e: &Exec) -> pb::Exec {
         argv: e.argv.clone(),
         argv_truncated: e.argv_truncated,
         argv_incomplete: e.argv_incomplete,
+        env: e.env.clone(),
+        env_cut: e.env_cut,
         result: e.result,
         error: e.error.map(str::to_owned),
         process: Some(process(&e.process)),

@@ -22,6 +22,12 @@ pub const EXEC_FILENAME_LEN: usize = 256;
 pub const EXEC_ARG_LEN: usize = 128;
 /// Arguments kept of an `execve`; more are flagged with [`exec_flags::ARGS_TRUNCATED`].
 pub const EXEC_MAX_ARGS: usize = 16;
+/// Bytes kept of one environment variable that changes what runs, NUL included.
+pub const EXEC_ENV_LEN: usize = 128;
+/// Such variables kept of an exec (`LD_PRELOAD`, `LD_LIBRARY_PATH`, `LD_AUDIT`, `BASH_ENV`).
+pub const EXEC_MAX_ENV: usize = 4;
+/// Environment strings of a new image the exec probe looks through.
+pub const EXEC_ENV_SCAN: usize = 128;
 /// Bytes of a `sockaddr_un` path.
 pub const UNIX_PATH_LEN: usize = 108;
 /// Number of record kinds, the size of the per-kind counter maps.
@@ -285,6 +291,10 @@ pub mod exec_flags {
     /// The file name is the kernel's (`sched_process_exec`): the caller's could not
     /// be read, or it ran a file descriptor (`fexecve`, a memfd: `/dev/fd/N`).
     pub const KERNEL_FILENAME: u32 = 16;
+    /// The new image's environment was longer than the probe looks through
+    /// ([`crate::EXEC_ENV_SCAN`] strings) or could not be read: a variable that
+    /// changes what runs may be beyond what `env` holds.
+    pub const ENV_CUT: u32 = 32;
 }
 
 /// An `execve`/`execveat`, recorded at entry and sent with its result.
@@ -300,6 +310,9 @@ pub struct ExecRecord {
     pub flags: u32,
     pub filename: [u8; EXEC_FILENAME_LEN],
     pub args: [[u8; EXEC_ARG_LEN]; EXEC_MAX_ARGS],
+    /// The environment variables of the new image that change what runs (empty
+    /// slots start with NUL), read at `sched_process_exec`.
+    pub env: [[u8; EXEC_ENV_LEN]; EXEC_MAX_ENV],
 }
 
 /// Address families recorded by the connect probe.
@@ -402,6 +415,11 @@ pub struct TaskOffsets {
     pub cred: u32,
     /// `cred.euid`.
     pub cred_euid: u32,
+    /// `task_struct.mm`.
+    pub mm: u32,
+    /// `mm_struct.env_start` and `env_end`: the new image's environment strings.
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub pad: u32,
 }
 
@@ -440,12 +458,15 @@ const _: () = {
     assert!(core::mem::size_of::<PamStartRecord>() == 72 + 16 + 2 * PAM_STR_LEN);
     assert!(core::mem::size_of::<PamItemRecord>() == 72 + 16 + PAM_STR_LEN);
     assert!(core::mem::size_of::<PamCallRecord>() == 72 + 32);
-    assert!(core::mem::size_of::<ExecRecord>() == 72 + 16 + EXEC_FILENAME_LEN + EXEC_ARG_LEN * EXEC_MAX_ARGS);
+    assert!(
+        core::mem::size_of::<ExecRecord>()
+            == 72 + 16 + EXEC_FILENAME_LEN + EXEC_ARG_LEN * EXEC_MAX_ARGS + EXEC_ENV_LEN * EXEC_MAX_ENV
+    );
     assert!(core::mem::size_of::<ConnectRecord>() == 72 + 16 + 16 + UNIX_PATH_LEN + 4);
     assert!(core::mem::size_of::<ForkRecord>() == 80);
     assert!(core::mem::size_of::<ExitRecord>() == 80);
     assert!(core::mem::size_of::<SessionLink>() == 24);
-    assert!(core::mem::size_of::<TaskOffsets>() == 32);
+    assert!(core::mem::size_of::<TaskOffsets>() == 44);
     assert!(core::mem::size_of::<TracepointOffsets>() == 56);
     assert!((RecordKind::Exit as u32) < SLOT_SESSION_LINK);
     assert!(SLOT_SESSION_LINK < KIND_SLOTS);

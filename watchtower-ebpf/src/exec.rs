@@ -2,21 +2,51 @@
 //! entry (the old image is gone after a successful exec) into a per-thread
 //! pending record, and the record is sent at exit with the syscall's result.
 //! `sched_process_exec` moves the record of an exec made by a thread other than
-//! the leader to the id the kernel gives that thread.
+//! the leader to the id the kernel gives that thread, and reads from the new
+//! image's environment the variables that change what runs (`LD_PRELOAD`,
+//! `LD_LIBRARY_PATH`, `LD_AUDIT`, `BASH_ENV`): its stack is resident then.
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
+    helpers::{
+        bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes,
+    },
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use watchtower_common::{EXEC_ARG_LEN, EXEC_FILENAME_LEN, EXEC_MAX_ARGS, ExecRecord, RecordKind, exec_flags};
+use watchtower_common::{
+    EXEC_ARG_LEN, EXEC_ENV_SCAN, EXEC_FILENAME_LEN, EXEC_MAX_ARGS, EXEC_MAX_ENV, ExecRecord, RecordKind,
+    exec_flags,
+};
 
 use crate::{
     SESSIONS, agent_tgid, capture_all, count_lost, count_out_of_scope, current_ids, current_session, emit,
-    fill_credentials, fill_header, tracepoint_offsets,
+    fill_credentials, fill_header, task_offsets, tracepoint_offsets,
 };
+
+/// Bytes of one environment string looked at (a longer one is skipped over in
+/// pieces of this size, never taken for the start of another).
+const ENV_PIECE: usize = 256;
+
+/// The scan of one environment, kept in a map value rather than in registers:
+/// the verifier then sees one state per loop step, not one per path taken.
+#[repr(C)]
+struct EnvScan {
+    piece: [u8; ENV_PIECE],
+    /// The next string's address, and the environment's end.
+    at: u64,
+    end: u64,
+    /// Slots of the record filled.
+    kept: u32,
+    /// Non-zero: the piece at `at` continues a string longer than a piece.
+    continued: u32,
+}
+
+/// Per-CPU space for the environment scan.
+#[map(name = "ENV_SCRATCH")]
+static ENV_SCRATCH: PerCpuArray<EnvScan> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU space to build a record too large for the 512-byte stack.
 #[map(name = "EXEC_SCRATCH")]
@@ -73,6 +103,7 @@ fn try_enter(ctx: &TracePointContext, filename_off: u32, argv_off: u32) -> Resul
         fill_header(&raw mut (*record).header, RecordKind::Exec, session);
         (*record).retval = 0;
         (*record).argc = 0;
+        clear_env(record);
         let mut flags = 0u32;
         (*record).filename[0] = 0;
         match bpf_probe_read_user_str_bytes(filename as *const u8, &mut (*record).filename) {
@@ -167,6 +198,8 @@ fn try_exec_done(ctx: &TracePointContext) -> Result<(), i64> {
     // The new image's credentials (a setuid program runs as its owner).
     // SAFETY: `record` is this thread's pending map value.
     fill_credentials(unsafe { &raw mut (*record).header });
+    // SAFETY: as above.
+    unsafe { read_env(record) };
     // SAFETY: `record` is this thread's pending map value.
     if offsets.exec_filename == 0 || unsafe { (*record).filename[0] } != 0 {
         return Ok(());
@@ -218,8 +251,112 @@ fn unseen_exec(ctx: &TracePointContext, filename_off: u32) -> Result<(), i64> {
         (*record).argc = 0;
         (*record).flags = exec_flags::READ_FAILED | exec_flags::ARGS_TRUNCATED;
         (*record).filename[0] = 0;
+        clear_env(record);
+        read_env(record);
         kernel_filename(ctx, filename_off, record)?;
         emit(RecordKind::Exec, &*record);
     }
     Ok(())
+}
+
+/// Mark every environment slot of `record` empty.
+///
+/// # Safety
+/// `record` points at a writable `ExecRecord`.
+#[inline(always)]
+unsafe fn clear_env(record: *mut ExecRecord) {
+    // SAFETY: writable by the contract.
+    unsafe {
+        for slot in 0..EXEC_MAX_ENV {
+            (*record).env[slot][0] = 0;
+        }
+    }
+}
+
+/// Whether `piece` starts with one of the variables that change what runs
+/// (`LD_PRELOAD=`, `LD_LIBRARY_PATH=`, `LD_AUDIT=`, `BASH_ENV=`): its first 16
+/// bytes compared as two words, without a branch per byte.
+#[inline(always)]
+fn wanted(piece: &[u8; ENV_PIECE]) -> bool {
+    let word = |at: usize| {
+        u64::from_le_bytes([
+            piece[at],
+            piece[at + 1],
+            piece[at + 2],
+            piece[at + 3],
+            piece[at + 4],
+            piece[at + 5],
+            piece[at + 6],
+            piece[at + 7],
+        ])
+    };
+    let (w0, w1) = (word(0), word(8));
+    let of = |text: &[u8; 8]| u64::from_le_bytes(*text);
+    let preload = (w0 ^ of(b"LD_PRELO")) | ((w1 ^ of(b"AD=\0\0\0\0\0")) & 0xff_ffff);
+    let library = (w0 ^ of(b"LD_LIBRA")) | (w1 ^ of(b"RY_PATH="));
+    let audit = (w0 ^ of(b"LD_AUDIT")) | ((w1 ^ u64::from(b'=')) & 0xff);
+    let bash = (w0 ^ of(b"BASH_ENV")) | ((w1 ^ u64::from(b'=')) & 0xff);
+    preload == 0 || library == 0 || audit == 0 || bash == 0
+}
+
+/// Read the current (new) image's environment, from `mm->env_start` to
+/// `env_end`, and keep in `record` the variables [`wanted`] picks. More strings
+/// than [`EXEC_ENV_SCAN`] (or an unreadable one) set [`exec_flags::ENV_CUT`].
+///
+/// # Safety
+/// `record` points at a writable `ExecRecord`.
+#[inline(always)]
+unsafe fn read_env(record: *mut ExecRecord) {
+    use core::ptr::{read_volatile, write_volatile};
+    let offsets = task_offsets();
+    if offsets.mm == 0 || offsets.mm_env_start == 0 || offsets.mm_env_end == 0 {
+        return;
+    }
+    let Some(scan) = ENV_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: kernel memory through bpf_probe_read_kernel, user memory through the
+    // user helpers; `record` is writable by the contract; `scan` is this CPU's slot.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let Ok(mm) = bpf_probe_read_kernel(task.add(offsets.mm as usize).cast::<*const u8>()) else {
+            return;
+        };
+        if mm.is_null() {
+            return;
+        }
+        let (Ok(start), Ok(end)) = (
+            bpf_probe_read_kernel(mm.add(offsets.mm_env_start as usize).cast::<u64>()),
+            bpf_probe_read_kernel(mm.add(offsets.mm_env_end as usize).cast::<u64>()),
+        ) else {
+            return;
+        };
+        write_volatile(&raw mut (*scan).at, start);
+        write_volatile(&raw mut (*scan).end, end);
+        write_volatile(&raw mut (*scan).kept, 0);
+        write_volatile(&raw mut (*scan).continued, 0);
+        for _ in 0..EXEC_ENV_SCAN {
+            let at = read_volatile(&raw const (*scan).at);
+            if at >= read_volatile(&raw const (*scan).end) {
+                return;
+            }
+            let Ok(read) = bpf_probe_read_user_str_bytes(at as *const u8, &mut (*scan).piece) else {
+                break;
+            };
+            let len = read.len() as u64;
+            let kept = read_volatile(&raw const (*scan).kept) as usize;
+            if read_volatile(&raw const (*scan).continued) == 0
+                && kept < EXEC_MAX_ENV
+                && wanted(&(*scan).piece)
+            {
+                let _ = bpf_probe_read_user_str_bytes(at as *const u8, &mut (*record).env[kept]);
+                write_volatile(&raw mut (*scan).kept, kept as u32 + 1);
+            }
+            // A full piece has no NUL in it: the string goes on in the next.
+            let continued = len >= ENV_PIECE as u64 - 1;
+            write_volatile(&raw mut (*scan).continued, u32::from(continued));
+            write_volatile(&raw mut (*scan).at, at + len + u64::from(!continued));
+        }
+        (*record).flags |= exec_flags::ENV_CUT;
+    }
 }

@@ -61,6 +61,9 @@ static TASK_OFFSETS: TaskOffsets = TaskOffsets {
     sessionid: 0,
     cred: 0,
     cred_euid: 0,
+    mm: 0,
+    mm_env_start: 0,
+    mm_env_end: 0,
     pad: 0,
 };
 #[unsafe(no_mangle)]

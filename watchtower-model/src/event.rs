@@ -133,6 +133,13 @@ pub struct Exec {
     pub result: i64,
     pub error: Option<String>,
     pub process: Option<Process>,
+    /// The new image's environment variables that change what runs, as
+    /// NAME=value (absent from the JSON when none, as in records made before).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// The environment went on past what the probe looked through.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub env_cut: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -184,6 +184,8 @@ impl From<pb::Exec> for model::Exec {
             result: m.result,
             error: m.error,
             process: m.process.map(Into::into),
+            env: m.env,
+            env_cut: m.env_cut,
         }
     }
 }
@@ -200,6 +202,8 @@ impl From<model::Exec> for pb::Exec {
             result: d.result,
             error: d.error,
             process: d.process.map(Into::into),
+            env: d.env,
+            env_cut: d.env_cut,
         }
     }
 }

@@ -52,6 +52,8 @@ fn records() -> Vec<pb::StoredEvent> {
             argv: vec!["true".into()],
             result: -2,
             process: process(),
+            env: vec!["LD_PRELOAD=/tmp/x.so".into()],
+            env_cut: true,
             ..Default::default()
         }),
         Body::Connect(pb::Connect {

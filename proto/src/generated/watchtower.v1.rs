@@ -181,6 +181,14 @@ pub struct Exec {
     pub error: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(message, optional, tag = "9")]
     pub process: ::core::option::Option<Process>,
+    /// The new image's environment variables that change what runs (LD_PRELOAD,
+    /// LD_LIBRARY_PATH, LD_AUDIT, BASH_ENV) as NAME=value, read by the kernel probe.
+    #[prost(string, repeated, tag = "10")]
+    pub env: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The environment was longer than the probe looks through (128 strings): such
+    /// a variable may lie beyond it.
+    #[prost(bool, tag = "11")]
+    pub env_cut: bool,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -157,40 +157,7 @@ impl<P: ProcessInfo> Assembler<P> {
                     out,
                 );
             }
-            KernelRecord::Exec {
-                task,
-                retval,
-                filename,
-                argv,
-                truncated,
-                partial,
-            } => {
-                self.count_in_sessions(task.session_key, |s| s.execs += 1);
-                // Arguments in pages not yet faulted in cannot be read by the probe; after a
-                // successful exec the same arguments are in /proc while the process lives.
-                let (argv, truncated, incomplete) = if partial && retval == 0 {
-                    match self.info.cmdline(task.tgid) {
-                        Some(proc) if consistent_with_kernel(&argv, &proc, truncated) => (proc, false, false),
-                        _ => (argv, truncated, true),
-                    }
-                } else {
-                    (argv, truncated, partial)
-                };
-                out.push((
-                    task.ktime_ns,
-                    EventBody::Exec(Exec {
-                        session: SessionId::from_key(task.session_key),
-                        session_user: self.session_user(task.session_key),
-                        filename,
-                        argv,
-                        argv_truncated: truncated,
-                        argv_incomplete: incomplete,
-                        result: retval,
-                        error: errno_name(retval),
-                        process: process(&task),
-                    }),
-                ));
-            }
+            record @ KernelRecord::Exec { .. } => self.exec(record, out),
             KernelRecord::Connect {
                 task,
                 retval,
@@ -225,6 +192,51 @@ impl<P: ProcessInfo> Assembler<P> {
             }
             KernelRecord::Exit { task, .. } => self.exit(&task, out),
         }
+    }
+
+    /// An exec record: its event, the arguments from /proc when the probe could
+    /// not read them all.
+    fn exec(&mut self, record: KernelRecord, out: &mut Vec<(u64, EventBody)>) {
+        let KernelRecord::Exec {
+            task,
+            retval,
+            filename,
+            argv,
+            truncated,
+            partial,
+            env,
+            env_cut,
+        } = record
+        else {
+            return;
+        };
+        self.count_in_sessions(task.session_key, |s| s.execs += 1);
+        // Arguments in pages not yet faulted in cannot be read by the probe; after a
+        // successful exec the same arguments are in /proc while the process lives.
+        let (argv, truncated, incomplete) = if partial && retval == 0 {
+            match self.info.cmdline(task.tgid) {
+                Some(proc) if consistent_with_kernel(&argv, &proc, truncated) => (proc, false, false),
+                _ => (argv, truncated, true),
+            }
+        } else {
+            (argv, truncated, partial)
+        };
+        out.push((
+            task.ktime_ns,
+            EventBody::Exec(Exec {
+                session: SessionId::from_key(task.session_key),
+                session_user: self.session_user(task.session_key),
+                filename,
+                argv,
+                argv_truncated: truncated,
+                argv_incomplete: incomplete,
+                env,
+                env_cut,
+                result: retval,
+                error: errno_name(retval),
+                process: process(&task),
+            }),
+        ));
     }
 }
 

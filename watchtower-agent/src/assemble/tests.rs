@@ -117,6 +117,8 @@ fn ssh_password_login_session_and_close() {
             argv: vec!["id".into()],
             truncated: false,
             partial: false,
+            env: Vec::new(),
+            env_cut: false,
         },
         KernelRecord::Connect {
             task: task(502, 501, 10, 0xa00, "bash"),
@@ -202,6 +204,8 @@ fn unreadable_arguments_are_repaired_from_proc_only_when_consistent() {
         argv: argv.into_iter().map(String::from).collect(),
         truncated: false,
         partial,
+        env: Vec::new(),
+        env_cut: false,
     };
     let argv_of = |e: &EventBody| match e {
         EventBody::Exec(x) => (x.argv.clone(), x.argv_incomplete),
@@ -250,6 +254,8 @@ fn adopted_session_is_attributed_and_ended_only_by_its_root() {
             argv: vec!["id".into()],
             truncated: false,
             partial: false,
+            env: Vec::new(),
+            env_cut: false,
         },
         &mut out,
     );
@@ -342,6 +348,8 @@ fn su_inside_ssh_is_a_child_session() {
             argv: vec!["id".into()],
             truncated: false,
             partial: false,
+            env: Vec::new(),
+            env_cut: false,
         },
         KernelRecord::PamCall {
             task: su(20, 0xb00),

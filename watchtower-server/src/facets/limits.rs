@@ -13,8 +13,8 @@
 //! | class | fields | at most |
 //! |-------|--------|---------|
 //! | name  | user, service, host, tty, address, comm, program, reasons, map keys, ... | [`MAX_NAME_BYTES`] |
-//! | text  | file name, argv items, commands, journal lines, cursors, errors | [`MAX_TEXT_BYTES`] |
-//! | list  | argv, journal lines, probes, every counter map | [`MAX_VALUES`] values |
+//! | text  | file name, argv and env items, commands, journal lines, cursors, errors | [`MAX_TEXT_BYTES`] |
+//! | list  | argv, env, journal lines, probes, every counter map | [`MAX_VALUES`] values |
 //! | event | the whole event, protobuf-encoded | [`MAX_EVENT_BYTES`] |
 
 use std::collections::HashMap;
@@ -180,6 +180,7 @@ fn exec(s: &Sizes, e: &Exec) -> Result<(), InvalidEvent> {
     ])?;
     s.text("exec.filename", &e.filename)?;
     s.list("exec.argv", &e.argv, MAX_TEXT_BYTES)?;
+    s.list("exec.env", &e.env, MAX_TEXT_BYTES)?;
     s.process("exec.process.comm", e.process.as_ref())
 }
 
