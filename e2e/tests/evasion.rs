@@ -471,3 +471,28 @@ fn the_environment_that_changes_what_runs_is_recorded_and_hiding_it_is_flagged()
     assert_eq!(echoes[0]["env_cut"], true, "{:#}", echoes[0]);
     assert_eq!(echoes[0].get("env"), None, "beyond the scan: {:#}", echoes[0]);
 }
+
+#[test]
+fn a_failed_exec_whose_file_name_is_not_resident_is_recorded_with_its_name() {
+    if !privileged() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let agent = Agent::start(&[]);
+    let output = run_as_alice(&sshd, "unresident_exec.py", "");
+    assert!(output.contains("unresident exec -2"), "{output}");
+    let (events, session) = alices_login(agent);
+    let tries: Vec<_> = of_kind(&events, "exec")
+        .into_iter()
+        .filter(|e| e["argv"] == serde_json::json!(["wt-unresident"]))
+        .collect();
+    assert_eq!(tries.len(), 1, "{tries:#?}");
+    assert_eq!(
+        tries[0]["filename"], "/nonexistent/wt-unresident-exec",
+        "{:#}",
+        tries[0]
+    );
+    assert_eq!(tries[0]["result"], -2);
+    assert_eq!(tries[0]["error"], "ENOENT");
+    assert_eq!(session_of(tries[0]), session);
+}

@@ -54,7 +54,7 @@ pub mod names {
     /// The maps kept in bpffs so that the programs, which stay attached while no
     /// agent runs, keep filling them and the next agent resumes them: every map but
     /// the per-CPU scratch space each loaded object has for itself.
-    pub const PINNED: [&str; 11] = [
+    pub const PINNED: [&str; 12] = [
         EVENTS,
         LOGINS,
         LOST,
@@ -62,6 +62,7 @@ pub mod names {
         SESSIONS,
         AGENT,
         "EXEC_PENDING",
+        "EXEC_UNREAD_NAME",
         "CONNECT_PENDING",
         "SENDS_RECORDED",
         "PAM_START_ARGS",

@@ -26,6 +26,11 @@ use crate::{
     fill_credentials, fill_header, task_offsets, tracepoint_offsets,
 };
 
+/// The user address of a file name the entry could not read (its page not
+/// resident), by thread id: read again at exit, after the kernel faulted it in.
+#[map(name = "EXEC_UNREAD_NAME")]
+pub(crate) static EXEC_UNREAD_NAME: HashMap<u32, u64> = HashMap::with_max_entries(8192, 0);
+
 /// Bytes of one environment string looked at (a longer one is skipped over in
 /// pieces of this size, never taken for the start of another).
 const ENV_PIECE: usize = 256;
@@ -109,7 +114,10 @@ fn try_enter(ctx: &TracePointContext, filename_off: u32, argv_off: u32) -> Resul
         match bpf_probe_read_user_str_bytes(filename as *const u8, &mut (*record).filename) {
             Ok(read) if read.len() >= EXEC_FILENAME_LEN - 1 => flags |= exec_flags::FILENAME_CUT,
             Ok(_) => {}
-            Err(_) => flags |= exec_flags::READ_FAILED,
+            Err(_) => {
+                flags |= exec_flags::READ_FAILED;
+                let _ = EXEC_UNREAD_NAME.insert(&tid, &filename, 0);
+            }
         }
         let argv = argv as *const u64;
         let mut argc = 0u32;
@@ -157,6 +165,14 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         (*record).retval = ctx
             .read_at::<i64>(offsets.sys_exit_ret as usize)
             .unwrap_or(i64::MIN);
+        if let Some(name) = EXEC_UNREAD_NAME.get(&tid) {
+            // A failed exec has no kernel name: the kernel copied the caller's, so
+            // its page is resident now.
+            if (*record).filename[0] == 0 {
+                let _ = bpf_probe_read_user_str_bytes(*name as *const u8, &mut (*record).filename);
+            }
+            let _ = EXEC_UNREAD_NAME.remove(&tid);
+        }
         emit(RecordKind::Exec, &*record);
     }
     let _ = EXEC_PENDING.remove(&tid);
@@ -185,6 +201,7 @@ fn try_exec_done(ctx: &TracePointContext) -> Result<(), i64> {
             // The old thread id is gone (the thread is the leader now): so is its
             // session entry, which a later process reusing the id must not inherit.
             let _ = SESSIONS.remove(&old);
+            let _ = EXEC_UNREAD_NAME.remove(&old);
             if let Some(record) = EXEC_PENDING.get_ptr(&old) {
                 // SAFETY: `record` points at the old thread's map value, copied by the helper.
                 unsafe { EXEC_PENDING.insert(&tid, &*record, 0) }.map_err(i64::from)?;

@@ -73,6 +73,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     }
     // A thread that dies inside execve or connect leaves no pending record behind.
     let _ = crate::exec::EXEC_PENDING.remove(&tid);
+    let _ = crate::exec::EXEC_UNREAD_NAME.remove(&tid);
     let _ = crate::connect::CONNECT_PENDING.remove(&tid);
     if !process_exit {
         return Ok(());
