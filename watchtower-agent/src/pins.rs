@@ -156,6 +156,13 @@ impl PinDir {
         self.root.join("links").join(name)
     }
 
+    /// Pin `link` as `name`: it stays attached until the pin is removed.
+    pub fn keep(&self, name: &str, link: aya::programs::links::FdLink) -> anyhow::Result<()> {
+        link.pin(self.link(name))
+            .with_context(|| format!("pinning {name}"))?;
+        Ok(())
+    }
+
     /// Whether any link is pinned (the probes of an earlier agent still run).
     #[must_use]
     pub fn links_pinned(&self) -> bool {

@@ -8,7 +8,7 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint, UProbe, links::FdLink, uprobe::UProbeScope},
+    programs::{CgroupAttachMode, CgroupSockAddr, TracePoint, UProbe, uprobe::UProbeScope},
 };
 use watchtower_common::{RecordKind, SessionLink, TaskOffsets, TracepointOffsets, names};
 
@@ -274,10 +274,8 @@ pub fn attach_pam(ebpf: &mut Ebpf, libpam: &Path, pins: Option<&PinDir>) -> anyh
             match probe.attach(symbol, libpam, UProbeScope::AllProcesses) {
                 Ok(id) => {
                     if let Some(pins) = pins {
-                        let link: FdLink = probe.take_link(id)?.try_into()?;
                         let name = format!("pam-{program}-{symbol}-{}-{}", file.0, file.1);
-                        link.pin(pins.link(&name))
-                            .with_context(|| format!("pinning {name}"))?;
+                        pins.keep(&name, probe.take_link(id)?.try_into()?)?;
                     }
                     attached.push(format!(
                         "{}:{}:{symbol}",
@@ -481,9 +479,7 @@ fn attach_socket_hooks(
             }
         };
         if let Some(pins) = pins {
-            let link: FdLink = hook.take_link(id)?.try_into()?;
-            link.pin(pins.link(program))
-                .with_context(|| format!("pinning {program}"))?;
+            pins.keep(program, hook.take_link(id)?.try_into()?)?;
         }
         attached.push(format!("cgroup:{program}"));
     }
@@ -536,9 +532,7 @@ fn attach_tracepoints(ebpf: &mut Ebpf, pins: Option<&PinDir>) -> anyhow::Result<
             .attach(group, name)
             .with_context(|| format!("attaching tracepoint {group}/{name}"))?;
         if let Some(pins) = pins {
-            let link: FdLink = tp.take_link(id)?.try_into()?;
-            link.pin(pins.link(program))
-                .with_context(|| format!("pinning {program}"))?;
+            pins.keep(program, tp.take_link(id)?.try_into()?)?;
         }
         attached.push(format!("tracepoint:{group}/{name}"));
     }

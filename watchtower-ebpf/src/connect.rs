@@ -341,22 +341,20 @@ fn try_sock_connect(ctx: &SockAddrContext, inet: u16) -> Result<(), i64> {
         return Ok(());
     }
     // Out of scope is not counted here: the tracepoint counted a connect(2) already.
-    let Some(session) = session_in_scope(tgid) else {
-        return Ok(());
-    };
-    let record = CONNECT_SCRATCH.get_ptr_mut(0).ok_or(1)?;
-    // SAFETY: `record` is this CPU's scratch slot.
-    unsafe {
-        kernel_destination(record, ctx, inet);
-        emit_unless_recent(record, tgid, session, connect_via::KERNEL);
-    }
-    Ok(())
+    record_kernel_destination(ctx, inet, tgid, connect_via::KERNEL)
 }
 
 /// A datagram to a destination seen by the `sendmsg4`/`sendmsg6` hook (any path:
 /// `sendto`, `sendmsg`, `sendmmsg`, io_uring, 32-bit calls).
 fn try_sock_send(ctx: &SockAddrContext, inet: u16) -> Result<(), i64> {
     let (tgid, _) = current_ids();
+    record_kernel_destination(ctx, inet, tgid, connect_via::SEND)
+}
+
+/// Record the destination a socket hook sees, `via` the given path, when `tgid`
+/// is in scope (once per destination and [`connect_via::SEND_REPEAT_NS`]).
+#[inline(always)]
+fn record_kernel_destination(ctx: &SockAddrContext, inet: u16, tgid: u32, via: u32) -> Result<(), i64> {
     let Some(session) = session_in_scope(tgid) else {
         return Ok(());
     };
@@ -364,7 +362,7 @@ fn try_sock_send(ctx: &SockAddrContext, inet: u16) -> Result<(), i64> {
     // SAFETY: `record` is this CPU's scratch slot.
     unsafe {
         kernel_destination(record, ctx, inet);
-        emit_unless_recent(record, tgid, session, connect_via::SEND);
+        emit_unless_recent(record, tgid, session, via);
     }
     Ok(())
 }

@@ -60,6 +60,28 @@ pub const EVICTION_REASONS: [&str; 4] = [
     "other",
 ];
 
+/// Set `family`'s gauges of `host` from `counts`, each under its cause if it is one
+/// of `allowed`, else summed under `other`.
+fn set_by_cause<const N: usize>(
+    family: &Family<HostCauseLabels, Gauge>,
+    host: &str,
+    allowed: &[&'static str; N],
+    counts: &std::collections::HashMap<String, u64>,
+) {
+    let mut by_cause: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for (cause, n) in counts {
+        *by_cause.entry(fixed(allowed, cause)).or_default() += n;
+    }
+    for (cause, n) in by_cause {
+        family
+            .get_or_create(&HostCauseLabels {
+                host: host.to_owned(),
+                cause,
+            })
+            .set(n as i64);
+    }
+}
+
 /// `value` if it is one of `allowed`, else `other` (the last of `allowed`).
 fn fixed<const N: usize>(allowed: &[&'static str; N], value: &str) -> &'static str {
     allowed
@@ -535,31 +557,19 @@ impl Metrics {
                     .set(s.quarantined as i64);
                 spool += s.dropped.values().sum::<u64>();
             }
-            let mut causes: BTreeMap<&'static str, u64> = BTreeMap::new();
-            for (cause, n) in &host.kernel_lost {
-                kernel += n;
-                *causes.entry(fixed(&KERNEL_CAUSES, cause)).or_default() += n;
-            }
-            for (cause, n) in causes {
-                self.host_kernel_lost
-                    .get_or_create(&HostCauseLabels {
-                        host: host.host_id.clone(),
-                        cause,
-                    })
-                    .set(n as i64);
-            }
-            let mut reasons: BTreeMap<&'static str, u64> = BTreeMap::new();
-            for (reason, n) in &host.assembler_evicted {
-                *reasons.entry(fixed(&EVICTION_REASONS, reason)).or_default() += n;
-            }
-            for (cause, n) in reasons {
-                self.host_assembler_evicted
-                    .get_or_create(&HostCauseLabels {
-                        host: host.host_id.clone(),
-                        cause,
-                    })
-                    .set(n as i64);
-            }
+            kernel += host.kernel_lost.values().sum::<u64>();
+            set_by_cause(
+                &self.host_kernel_lost,
+                &host.host_id,
+                &KERNEL_CAUSES,
+                &host.kernel_lost,
+            );
+            set_by_cause(
+                &self.host_assembler_evicted,
+                &host.host_id,
+                &EVICTION_REASONS,
+                &host.assembler_evicted,
+            );
         }
         self.hosts.set(snapshot.hosts.len() as i64);
         self.stale_hosts.set(stale);
