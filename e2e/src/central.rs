@@ -49,6 +49,7 @@ impl Pki {
         };
         let ca = Authority::generate("watchtower e2e CA", Validity::days(2)).expect("CA");
         write("ca.pem", &ca.cert_pem());
+        write("ca.key", &ca.key_pem());
         let server = ca
             .issue_server(
                 &[

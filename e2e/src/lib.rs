@@ -21,6 +21,7 @@ use serde_json::Value;
 
 pub mod central;
 mod events;
+pub mod fleet;
 pub mod ssh_tty;
 
 pub use events::{of_kind, session_of, ssh_login};

@@ -389,6 +389,29 @@ impl Authority {
 
     /// The server's certificate: each name is an IP address or a DNS name.
     pub fn issue_server(&self, names: &[String], validity: Validity) -> Result<Issued, PkiError> {
+        self.issue_named(names, validity, vec![ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// A certificate for a node of the fleet's NATS cluster or one of its clients
+    /// (front doors, indexers): server and client authentication, each name an IP
+    /// address or a DNS name. NATS maps a client to its user by the DNS name.
+    pub fn issue_node(&self, names: &[String], validity: Validity) -> Result<Issued, PkiError> {
+        self.issue_named(
+            names,
+            validity,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    fn issue_named(
+        &self,
+        names: &[String],
+        validity: Validity,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<Issued, PkiError> {
         let mut params = base_params(
             names.first().map_or("watchtower-server", String::as_str),
             validity,
@@ -405,7 +428,7 @@ impl Authority {
                     ),
                 });
         }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = usages;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         self.sign(&params)
     }

@@ -19,6 +19,65 @@ pub struct ServerConfig {
     pub log: LogSection,
     pub exporter: ExporterSection,
     pub alerts: AlertSection,
+    pub fleet: FleetSection,
+}
+
+/// What a server does in fleet mode (see the README's "Past one server").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FleetRole {
+    /// Authenticates agents, checks their batches and publishes them to the
+    /// JetStream ingest stream; acknowledges an agent only after JetStream did.
+    /// Holds no state.
+    FrontDoor,
+    /// Owns one shard: consumes it, stores it exactly as a single server does and
+    /// acknowledges JetStream after the synced write; serves the Query service over
+    /// its shard.
+    Indexer,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetSection {
+    /// Unset: a single server with its own store (the default).
+    pub role: Option<FleetRole>,
+    /// NATS servers (`tls://host:port`), any of the cluster's nodes.
+    pub nats_urls: Vec<String>,
+    /// The CA of the NATS servers' certificates.
+    pub nats_ca: Option<PathBuf>,
+    /// This server's client certificate and key for NATS (mutual TLS).
+    pub nats_cert: Option<PathBuf>,
+    pub nats_key: Option<PathBuf>,
+    /// The JetStream stream of agents' messages; subjects `<stream>.<shard>` in
+    /// lower case.
+    pub stream: String,
+    /// How many shards the hosts are spread over (by a hash of the host name).
+    /// Changing it moves hosts between shards: see the README.
+    pub shards: u32,
+    /// An indexer's shard (0 ..< shards).
+    pub shard: u32,
+    /// Copies JetStream keeps of every message (3 for a three-node cluster).
+    pub replicas: usize,
+    /// The stream's size limit in bytes: when it is full, publishes are refused
+    /// and agents are told (they keep their spool); nothing unconsumed is dropped.
+    pub max_bytes: i64,
+}
+
+impl Default for FleetSection {
+    fn default() -> Self {
+        Self {
+            role: None,
+            nats_urls: Vec::new(),
+            nats_ca: None,
+            nats_cert: None,
+            nats_key: None,
+            stream: "WATCHTOWER".to_owned(),
+            shards: 1,
+            shard: 0,
+            replicas: 3,
+            max_bytes: 8 << 30,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +311,27 @@ impl ServerConfig {
             self.alerts.webhook_attempts >= 1,
             "alerts.webhook_attempts must be at least 1"
         );
+        if self.fleet.role.is_some() {
+            let fleet = &self.fleet;
+            anyhow::ensure!(!fleet.nats_urls.is_empty(), "fleet.role needs fleet.nats_urls");
+            anyhow::ensure!(fleet.shards >= 1, "fleet.shards must be at least 1");
+            anyhow::ensure!(
+                fleet.shard < fleet.shards,
+                "fleet.shard {} is not below fleet.shards {}",
+                fleet.shard,
+                fleet.shards
+            );
+            anyhow::ensure!(
+                !fleet.stream.is_empty()
+                    && fleet
+                        .stream
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "fleet.stream must be letters, digits and _ (a JetStream stream name)"
+            );
+            anyhow::ensure!(fleet.replicas >= 1, "fleet.replicas must be at least 1");
+            anyhow::ensure!(fleet.max_bytes > 0, "fleet.max_bytes must be positive");
+        }
         Ok(())
     }
 
@@ -277,7 +357,12 @@ impl ServerConfig {
                 .chars()
                 .filter(|c| !c.is_whitespace() && *c != '+')
                 .collect();
-            format!("watchtower/{}", if host.is_empty() { "server" } else { &host })
+            let host = if host.is_empty() { "server" } else { &host };
+            match self.fleet.role {
+                // Each shard keeps its own log: its own name.
+                Some(FleetRole::Indexer) => format!("watchtower/{host}/shard-{}", self.fleet.shard),
+                _ => format!("watchtower/{host}"),
+            }
         })
     }
 }

@@ -37,6 +37,7 @@ pub mod alerts;
 pub mod config;
 pub mod counters;
 pub mod facets;
+pub mod fleet;
 pub mod grpc;
 pub mod metrics;
 pub mod store;
@@ -104,6 +105,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    if config.fleet.role == Some(config::FleetRole::FrontDoor) {
+        return fleet::front_door::serve(config, shutdown).await;
+    }
     let tls = tls::server_config(&tls::TlsFiles {
         ca: config.tls.ca.clone(),
         cert: config.tls.cert.clone(),
@@ -118,6 +122,14 @@ pub async fn serve(
             config.server.data_dir.display()
         )
     })?);
+    // An indexer joins the stream before it listens: a NATS it cannot reach stops it here.
+    let fleet_js = if config.fleet.role == Some(config::FleetRole::Indexer) {
+        let js = fleet::connect(&config.fleet).await?;
+        fleet::ensure_stream(&js, &config.fleet).await?;
+        Some(js)
+    } else {
+        None
+    };
     let signer = Arc::new(
         CheckpointSigner::load(&config.signing_key(), &config.origin(), &store)?
             .publishing_to(config.log.publish_checkpoint_to.clone()),
@@ -231,6 +243,16 @@ pub async fn serve(
         revocations: revocations.clone(),
         verifier_key: signer.verifier_key().to_owned(),
     };
+    // An indexer stores what its shard of the stream holds; agents reach front doors.
+    let indexer = fleet_js.map(|js| {
+        tokio::spawn(fleet::indexer::run(
+            js,
+            config.fleet.clone(),
+            ingest.clone(),
+            stopping.clone(),
+        ))
+    });
+    let ingest = indexer.is_none().then_some(ingest);
     let query = grpc::query::QueryService {
         store: store.clone(),
         counters: counters.clone(),
@@ -244,7 +266,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .tcp_keepalive(Some(Duration::from_secs(30)))
-        .add_service(IngestServer::new(ingest).max_decoding_message_size(max))
+        .add_optional_service(ingest.map(|ingest| IngestServer::new(ingest).max_decoding_message_size(max)))
         .add_service(QueryServer::new(query).max_decoding_message_size(max))
         .serve_with_incoming_shutdown(
             tls::incoming(listener, tls, admission, counters, revocations),
@@ -267,6 +289,10 @@ pub async fn serve(
             }
         }
     };
+    if let Some(indexer) = indexer {
+        // Stops at its next fetch; what it stored is acknowledged or comes again.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, indexer).await;
+    }
     retention.abort();
     checkpoints.abort();
     revocation_watch.abort();

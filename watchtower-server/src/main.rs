@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use watchtower_server::config::ServerConfig;
+use watchtower_server::config::{FleetRole, ServerConfig};
 
 use watchtower_proto::VERSION;
 
@@ -79,12 +79,50 @@ struct Cli {
     /// How often the tamper-evidence log is signed when it grew (default 60 s).
     #[arg(long)]
     checkpoint_interval_secs: Option<u64>,
+    /// The key that signs the log's checkpoints (default: beside the TLS key,
+    /// `checkpoint-signing.key`; each shard's indexer needs its own).
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
     /// Also write every new checkpoint to this file (an offsite copy, for
     /// `watchtowerctl verify --witness`).
     #[arg(long)]
     publish_checkpoint_to: Option<PathBuf>,
+    /// Fleet mode (see the README): `front-door` publishes agents' batches to the
+    /// NATS JetStream stream; `indexer` stores one shard of it. Unset: one server.
+    #[arg(long, value_enum)]
+    fleet_role: Option<FleetRoleArg>,
+    /// A NATS server of the cluster (`tls://host:port`); repeatable.
+    #[arg(long = "nats-url")]
+    nats_urls: Vec<String>,
+    /// The CA of the NATS servers' certificates.
+    #[arg(long)]
+    nats_ca: Option<PathBuf>,
+    /// This server's client certificate for NATS (mutual TLS).
+    #[arg(long)]
+    nats_cert: Option<PathBuf>,
+    /// This server's client key for NATS.
+    #[arg(long)]
+    nats_key: Option<PathBuf>,
+    /// How many shards the hosts are spread over (default 1).
+    #[arg(long)]
+    shards: Option<u32>,
+    /// An indexer's shard (0 ..< shards).
+    #[arg(long)]
+    shard: Option<u32>,
+    /// Copies JetStream keeps of every message (default 3).
+    #[arg(long)]
+    fleet_replicas: Option<usize>,
+    /// The stream's size limit in bytes (default 8 GiB); when full, agents keep their spool.
+    #[arg(long)]
+    fleet_max_bytes: Option<i64>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum FleetRoleArg {
+    FrontDoor,
+    Indexer,
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,8 +184,41 @@ fn config_of(cli: &Cli) -> anyhow::Result<ServerConfig> {
     if let Some(secs) = cli.checkpoint_interval_secs {
         config.log.checkpoint_interval_secs = secs;
     }
+    if let Some(path) = &cli.signing_key {
+        config.log.signing_key = Some(path.clone());
+    }
     if let Some(path) = &cli.publish_checkpoint_to {
         config.log.publish_checkpoint_to = Some(path.clone());
+    }
+    if let Some(role) = cli.fleet_role {
+        config.fleet.role = Some(match role {
+            FleetRoleArg::FrontDoor => FleetRole::FrontDoor,
+            FleetRoleArg::Indexer => FleetRole::Indexer,
+        });
+    }
+    if !cli.nats_urls.is_empty() {
+        config.fleet.nats_urls.clone_from(&cli.nats_urls);
+    }
+    for (flag, field) in [
+        (&cli.nats_ca, &mut config.fleet.nats_ca),
+        (&cli.nats_cert, &mut config.fleet.nats_cert),
+        (&cli.nats_key, &mut config.fleet.nats_key),
+    ] {
+        if let Some(path) = flag {
+            *field = Some(path.clone());
+        }
+    }
+    if let Some(n) = cli.shards {
+        config.fleet.shards = n;
+    }
+    if let Some(n) = cli.shard {
+        config.fleet.shard = n;
+    }
+    if let Some(n) = cli.fleet_replicas {
+        config.fleet.replicas = n;
+    }
+    if let Some(n) = cli.fleet_max_bytes {
+        config.fleet.max_bytes = n;
     }
     config.validate()?;
     Ok(config)

@@ -13,8 +13,9 @@ use crate::run;
 /// tests, curl to scrape, auditd (the benchmarks' comparison; installed, not
 /// started), fail2ban for the public corpus of real sshd lines its tests
 /// ship, which the journal parser's corpus test reads (not started), and
-/// Python's `jsonschema` and pip for the OCSF validator ([`OCSF_VALIDATOR`]).
-const PACKAGES: [&str; 20] = [
+/// Python's `jsonschema` and pip for the OCSF validator ([`OCSF_VALIDATOR`]),
+/// and `nats-server` for the fleet tests (a JetStream cluster on loopback ports).
+const PACKAGES: [&str; 21] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -35,6 +36,7 @@ const PACKAGES: [&str; 20] = [
     "fail2ban",
     "python3-jsonschema",
     "python3-pip",
+    "nats-server",
 ];
 
 /// The OCSF validator's package (`xtask/ocsf/validate_ocsf.py` checks our OCSF

@@ -48,15 +48,15 @@ pub struct IngestService {
 pub const MAX_WITNESS_LEAVES: usize = 1000;
 
 /// What the agent's certificate says beyond its host: bound by the CA.
-#[derive(Clone, Debug, Default)]
-struct Certified {
-    labels: std::collections::HashMap<String, String>,
-    serial: String,
-    not_after_unix_s: i64,
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Certified {
+    pub labels: std::collections::HashMap<String, String>,
+    pub serial: String,
+    pub not_after_unix_s: i64,
 }
 
 impl Certified {
-    fn of<T>(request: &Request<T>) -> Certified {
+    pub(crate) fn of<T>(request: &Request<T>) -> Certified {
         request
             .peer_certs()
             .and_then(|certs| {
@@ -87,10 +87,6 @@ fn classify(host: &str, status: &Status) -> Option<Refusal> {
 }
 
 impl IngestService {
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one match over the agent's message kinds, each step in order"
-    )]
     async fn serve_agent(
         &self,
         host: &str,
@@ -139,49 +135,10 @@ impl IngestService {
                             },
                         ));
                     }
-                    let store = self.store.clone();
-                    let host = host.to_owned();
-                    let certified = certified.clone();
-                    blocking(move || {
-                        store.update_host(&host, |info| {
-                            info.boot_id = hello.boot_id;
-                            info.agent_version = hello.agent_version;
-                            info.labels = certified.labels;
-                            info.cert_serial = certified.serial;
-                            info.cert_not_after_unix_s = certified.not_after_unix_s;
-                            let now = now_unix_ns();
-                            info.last_heartbeat_unix_ns = now;
-                            if info.first_seen_unix_ns == 0 {
-                                info.first_seen_unix_ns = now;
-                            }
-                        })
-                    })
-                    .await?;
+                    self.record_hello(host, hello, certified).await?;
                 }
                 Some(agent_message::Msg::Heartbeat(beat)) => {
-                    let mut spool = beat.spool.map(model::SpoolHealth::from);
-                    if let Some(invalid) = spool.as_ref().and_then(|s| facets::check_spool_health(s).err()) {
-                        // The heartbeat still counts; its spool state is not kept.
-                        note(
-                            &self.counters,
-                            &Refusal::InvalidHeartbeat {
-                                host: host.to_owned(),
-                                invalid,
-                            },
-                        );
-                        spool = None;
-                    }
-                    let store = self.store.clone();
-                    let host = host.to_owned();
-                    blocking(move || {
-                        store.update_host(&host, |info| {
-                            info.last_heartbeat_unix_ns = now_unix_ns();
-                            if spool.is_some() {
-                                info.spool = spool;
-                            }
-                        })
-                    })
-                    .await?;
+                    self.record_heartbeat(host, beat).await?;
                 }
                 Some(agent_message::Msg::Batch(batch)) => {
                     let received = now_unix_ns();
@@ -189,7 +146,7 @@ impl IngestService {
                         .check_batch(host, batch.events, received)
                         .map_err(|refusal| refuse(&self.counters, refusal))?;
                     let ack = self
-                        .store_checked(host, certified, batch.batch_id, checked, received)
+                        .store_checked(host, &certified.labels, batch.batch_id, checked, received)
                         .await?;
                     if tx
                         .send(Ok(ServerMessage {
@@ -205,68 +162,91 @@ impl IngestService {
         }
     }
 
+    /// Keep what an agent's Hello and certificate say in its host record.
+    pub(crate) async fn record_hello(
+        &self,
+        host: &str,
+        hello: pb::Hello,
+        certified: &Certified,
+    ) -> Result<(), Status> {
+        let store = self.store.clone();
+        let host = host.to_owned();
+        let certified = certified.clone();
+        blocking(move || {
+            store.update_host(&host, |info| {
+                info.boot_id = hello.boot_id;
+                info.agent_version = hello.agent_version;
+                info.labels = certified.labels;
+                info.cert_serial = certified.serial;
+                info.cert_not_after_unix_s = certified.not_after_unix_s;
+                let now = now_unix_ns();
+                info.last_heartbeat_unix_ns = now;
+                if info.first_seen_unix_ns == 0 {
+                    info.first_seen_unix_ns = now;
+                }
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Keep a heartbeat's time and spool state in the host record (a spool state
+    /// that fails its checks is counted and left out).
+    pub(crate) async fn record_heartbeat(&self, host: &str, beat: pb::Heartbeat) -> Result<(), Status> {
+        let mut spool = beat.spool.map(model::SpoolHealth::from);
+        if let Some(invalid) = spool.as_ref().and_then(|s| facets::check_spool_health(s).err()) {
+            // The heartbeat still counts; its spool state is not kept.
+            note(
+                &self.counters,
+                &Refusal::InvalidHeartbeat {
+                    host: host.to_owned(),
+                    invalid,
+                },
+            );
+            spool = None;
+        }
+        let store = self.store.clone();
+        let host = host.to_owned();
+        blocking(move || {
+            store.update_host(&host, |info| {
+                info.last_heartbeat_unix_ns = now_unix_ns();
+                if spool.is_some() {
+                    info.spool = spool;
+                }
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Check a batch: refused whole when it is over the event limit or names
     /// another host than the certificate (nothing of it stored); otherwise each
     /// event on its own: the invalid ones are refused one by one (counted, logged,
     /// named in the Ack), the others are stored, those far ahead of the server's
     /// clock with the `ingest/time_ahead` note.
-    fn check_batch(&self, host: &str, events: Vec<pb::Event>, received: u64) -> Result<Checked, Refusal> {
-        if events.len() > self.max_batch_events {
-            return Err(Refusal::BatchTooLarge {
-                host: host.to_owned(),
-                events: events.len(),
-                max: self.max_batch_events,
-            });
-        }
-        if let Some(other) = events.iter().find(|e| e.host_id != host) {
-            return Err(Refusal::InvalidEvent {
-                host: host.to_owned(),
-                invalid: InvalidEvent::HostMismatch {
-                    seq: other.seq,
-                    claimed: other.host_id.clone(),
-                    certified: host.to_owned(),
-                },
-            });
-        }
-        let mut checked = Checked {
-            last_seq: events.iter().map(|e| e.seq).max().unwrap_or(0),
-            ..Checked::default()
-        };
-        for (position, event) in events.into_iter().enumerate() {
-            let encoded_bytes = event.encoded_len();
-            let event = model::Event::from(event);
-            match facets::check(&event, encoded_bytes, host) {
-                Ok(()) if facets::time_ahead(&event, received) => checked.ahead.push(event),
-                Ok(()) => checked.ok.push(event),
-                Err(invalid) => {
-                    self.metrics.refused_event(invalid.reason());
-                    checked.refused.push(RefusedEvent {
-                        position: u32::try_from(position).unwrap_or(u32::MAX),
-                        seq: event.seq,
-                        reason: invalid.reason().to_owned(),
-                        detail: invalid.to_string(),
-                    });
-                    note(
-                        &self.counters,
-                        &Refusal::EventRefused {
-                            host: host.to_owned(),
-                            position,
-                            invalid,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(checked)
+    pub(crate) fn check_batch(
+        &self,
+        host: &str,
+        events: Vec<pb::Event>,
+        received: u64,
+    ) -> Result<Checked, Refusal> {
+        check_batch(
+            &self.metrics,
+            &self.counters,
+            self.max_batch_events,
+            host,
+            events,
+            received,
+        )
     }
 
     /// Store what a checked batch holds (one synced write per group of events
     /// with the same labels: the ones far ahead carry a note), publish it to
     /// live tails, and build the Ack.
-    async fn store_checked(
+    pub(crate) async fn store_checked(
         &self,
         host: &str,
-        certified: &Certified,
+        labels: &std::collections::HashMap<String, String>,
         batch_id: u64,
         checked: Checked,
         received: u64,
@@ -279,9 +259,9 @@ impl IngestService {
         } = checked;
         self.metrics.refused(refused.len());
         self.metrics.time_ahead(ahead.len());
-        let mut ahead_labels = certified.labels.clone();
+        let mut ahead_labels = labels.clone();
         ahead_labels.insert(TIME_AHEAD_NOTE.to_owned(), "true".to_owned());
-        let groups: Vec<_> = [(certified.labels.clone(), ok), (ahead_labels, ahead)]
+        let groups: Vec<_> = [(labels.clone(), ok), (ahead_labels, ahead)]
             .into_iter()
             .filter(|(_, events)| !events.is_empty())
             .collect();
@@ -405,19 +385,77 @@ fn witness(
     }))
 }
 
+/// [`IngestService::check_batch`], for the front door too.
+pub(crate) fn check_batch(
+    metrics: &Metrics,
+    counters: &ServerCounters,
+    max_batch_events: usize,
+    host: &str,
+    events: Vec<pb::Event>,
+    received: u64,
+) -> Result<Checked, Refusal> {
+    if events.len() > max_batch_events {
+        return Err(Refusal::BatchTooLarge {
+            host: host.to_owned(),
+            events: events.len(),
+            max: max_batch_events,
+        });
+    }
+    if let Some(other) = events.iter().find(|e| e.host_id != host) {
+        return Err(Refusal::InvalidEvent {
+            host: host.to_owned(),
+            invalid: InvalidEvent::HostMismatch {
+                seq: other.seq,
+                claimed: other.host_id.clone(),
+                certified: host.to_owned(),
+            },
+        });
+    }
+    let mut checked = Checked {
+        last_seq: events.iter().map(|e| e.seq).max().unwrap_or(0),
+        ..Checked::default()
+    };
+    for (position, event) in events.into_iter().enumerate() {
+        let encoded_bytes = event.encoded_len();
+        let event = model::Event::from(event);
+        match facets::check(&event, encoded_bytes, host) {
+            Ok(()) if facets::time_ahead(&event, received) => checked.ahead.push(event),
+            Ok(()) => checked.ok.push(event),
+            Err(invalid) => {
+                metrics.refused_event(invalid.reason());
+                checked.refused.push(RefusedEvent {
+                    position: u32::try_from(position).unwrap_or(u32::MAX),
+                    seq: event.seq,
+                    reason: invalid.reason().to_owned(),
+                    detail: invalid.to_string(),
+                });
+                note(
+                    counters,
+                    &Refusal::EventRefused {
+                        host: host.to_owned(),
+                        position,
+                        invalid,
+                    },
+                );
+            }
+        }
+    }
+    Ok(checked)
+}
+
 /// The server's note on a stored event whose time is far ahead of its receive
 /// time (see `StoredEvent.labels` in the proto).
 pub const TIME_AHEAD_NOTE: &str = "ingest/time_ahead";
 
 /// A batch after [`IngestService::check_batch`].
 #[derive(Default)]
-struct Checked {
-    ok: Vec<model::Event>,
+pub(crate) struct Checked {
+    pub(crate) ok: Vec<model::Event>,
     /// Valid, but far ahead of the server's clock: stored with a note.
-    ahead: Vec<model::Event>,
-    refused: Vec<RefusedEvent>,
+    pub(crate) ahead: Vec<model::Event>,
+    pub(crate) refused: Vec<RefusedEvent>,
     /// The highest seq in the batch, refused events included.
-    last_seq: u64,
+    pub(crate) last_seq: u64,
 }
 
 #[tonic::async_trait]

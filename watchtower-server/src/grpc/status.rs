@@ -324,6 +324,28 @@ pub fn fell_behind(missed: u64) -> Status {
     ))
 }
 
+/// A front door's batch that JetStream did not confirm (fleet mode): the agent
+/// keeps it and sends it again. `RESOURCE_EXHAUSTED` when the stream is full
+/// (its indexers are behind or down), `UNAVAILABLE` otherwise.
+#[must_use]
+pub fn unconfirmed(host: &str, full: bool, error: &str) -> Status {
+    tracing::warn!(
+        host,
+        full,
+        error,
+        "the ingest stream did not confirm a batch: the agent keeps it"
+    );
+    if full {
+        Status::resource_exhausted(format!(
+            "the fleet's ingest stream is full (its indexers are behind): batch kept by the agent ({error})"
+        ))
+    } else {
+        Status::unavailable(format!(
+            "the fleet's ingest stream did not confirm the batch: {error}"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

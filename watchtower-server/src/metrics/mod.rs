@@ -189,6 +189,7 @@ pub struct Metrics {
     host_assembler_evicted: Family<HostCauseLabels, Gauge>,
     alerts: Family<RuleLabels, Counter>,
     webhook: Family<ResultLabels, Counter>,
+    fleet: Family<ResultLabels, Counter>,
     log_size: Gauge,
     last_checkpoint: FloatGauge,
     alert_read_back: Counter,
@@ -235,6 +236,7 @@ impl Metrics {
             host_assembler_evicted: Family::default(),
             alerts: Family::default(),
             webhook: Family::default(),
+            fleet: Family::default(),
             log_size: Gauge::default(),
             last_checkpoint: FloatGauge::default(),
             alert_read_back: Counter::default(),
@@ -383,6 +385,13 @@ impl Metrics {
             m.webhook.clone(),
         );
         registry.register(
+            "fleet_messages",
+            "Fleet mode: messages through the JetStream ingest stream, by result (published, \
+             duplicate, publish_failed, stream_full at a front door; stored, malformed, \
+             store_retry at an indexer)",
+            m.fleet.clone(),
+        );
+        registry.register(
             "log_leaves",
             "Leaves in the tamper-evidence log (every event ever stored)",
             m.log_size.clone(),
@@ -470,6 +479,11 @@ impl Metrics {
                 rule: rule.to_owned(),
             })
             .inc();
+    }
+
+    /// `n` fleet messages with `result` (see `fleet_messages`).
+    pub fn fleet(&self, result: &'static str, n: u64) {
+        self.fleet.get_or_create(&ResultLabels { result }).inc_by(n);
     }
 
     pub fn webhook(&self, result: &'static str) {

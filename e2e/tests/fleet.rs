@@ -1,0 +1,300 @@
+//! Fleet mode on a real three-node NATS JetStream cluster (mutual TLS, users
+//! by certificate): two front doors, two indexers, agents that fail over
+//! between front doors, and a NATS node, an indexer and a front door killed
+//! with -9 during the run. Every event made must be stored in exactly one
+//! shard, exactly once, in order.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use watchtower_e2e::central::{Pki, Reader, Server};
+use watchtower_e2e::fleet::{self, NatsCluster, try_ingest_batch};
+use watchtower_proto::pb::event::Body;
+use watchtower_proto::pb::{Event, Exec};
+
+const HOSTS: [&str; 4] = ["fleet-a", "fleet-b", "fleet-c", "fleet-d"];
+const BOOT: &str = "fleet-boot";
+const EVENTS_PER_BATCH: u64 = 100;
+const BATCHES_PER_PHASE: u64 = 5;
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn execs(host: &str, seqs: std::ops::Range<u64>) -> Vec<Event> {
+    let now = now_ns();
+    seqs.map(|seq| Event {
+        host_id: host.into(),
+        boot_id: BOOT.into(),
+        seq,
+        time_unix_ns: now + seq,
+        body: Some(Body::Exec(Exec {
+            filename: format!("/usr/bin/step-{seq}"),
+            ..Exec::default()
+        })),
+    })
+    .collect()
+}
+
+fn server_args(cluster_args: &[String], role: &str, shard: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--fleet-role",
+        role,
+        "--shards",
+        "2",
+        "--fleet-replicas",
+        "3",
+        // Within each node's 1 GiB file store.
+        "--fleet-max-bytes",
+        "268435456",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if let Some(shard) = shard {
+        // Each shard's log is signed with its own key.
+        let key = std::env::temp_dir().join(format!("wt-fleet-{}-shard-{shard}.key", std::process::id()));
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        args.extend([
+            "--shard".to_owned(),
+            shard.to_owned(),
+            "--signing-key".to_owned(),
+            key.display().to_string(),
+        ]);
+    }
+    args.extend(cluster_args.iter().cloned());
+    args
+}
+
+fn start(pki: &Pki, args: &[String]) -> Server {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(pki, "127.0.0.1", &args)
+}
+
+/// An agent's delivery: each batch to the first front door that answers, resent
+/// to the next one when a front door is gone or did not confirm, until acked.
+struct Agents {
+    next_batch: BTreeMap<&'static str, u64>,
+    /// Which front door each agent uses now.
+    door: BTreeMap<&'static str, usize>,
+    failovers: usize,
+}
+
+impl Agents {
+    fn new() -> Agents {
+        Agents {
+            next_batch: HOSTS.iter().map(|h| (*h, 1)).collect(),
+            door: HOSTS.iter().enumerate().map(|(n, h)| (*h, n % 2)).collect(),
+            failovers: 0,
+        }
+    }
+
+    fn send_phase(&mut self, pki: &Pki, doors: &[String]) {
+        for host in HOSTS {
+            for _ in 0..BATCHES_PER_PHASE {
+                let id = self.next_batch[host];
+                let first = (id - 1) * EVENTS_PER_BATCH + 1;
+                let start = Instant::now();
+                loop {
+                    let door = self.door[host];
+                    match try_ingest_batch(
+                        pki,
+                        &doors[door],
+                        host,
+                        BOOT,
+                        id,
+                        execs(host, first..first + EVENTS_PER_BATCH),
+                    ) {
+                        Ok(ack) => {
+                            assert_eq!(ack.last_seq, first + EVENTS_PER_BATCH - 1);
+                            assert!(ack.refused.is_empty(), "{:?}", ack.refused);
+                            break;
+                        }
+                        Err(e) => {
+                            eprintln!("[agent {host}] front door {door}: {e}; failing over");
+                            self.failovers += 1;
+                            self.door.insert(host, (door + 1) % doors.len());
+                            assert!(
+                                start.elapsed() < Duration::from_mins(2),
+                                "batch {id} of {host} never acknowledged"
+                            );
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                }
+                self.next_batch.insert(host, id + 1);
+            }
+        }
+    }
+
+    fn made(&self, host: &str) -> u64 {
+        (self.next_batch[host] - 1) * EVENTS_PER_BATCH
+    }
+}
+
+/// Every event of every host in the two indexers' stores, by host and shard.
+fn stored(readers: &mut [Reader]) -> BTreeMap<String, Vec<(usize, Vec<u64>)>> {
+    let mut found: BTreeMap<String, Vec<(usize, Vec<u64>)>> = BTreeMap::new();
+    for host in HOSTS {
+        for (shard, reader) in readers.iter_mut().enumerate() {
+            let seqs: Vec<u64> = reader.host_events(host).iter().map(|e| e.seq).collect();
+            if !seqs.is_empty() {
+                found.entry(host.to_owned()).or_default().push((shard, seqs));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_stores_every_event_once() {
+    if !fleet::nats_available() {
+        return;
+    }
+    let pki = Pki::new();
+    fleet::add_certificates(&pki, &HOSTS);
+    let mut cluster = NatsCluster::start(&pki);
+    let indexer_args = cluster.server_args(&pki, "indexer");
+    let door_args = cluster.server_args(&pki, "front-door");
+    let mut indexers: Vec<Server> = ["0", "1"]
+        .iter()
+        .map(|shard| start(&pki, &server_args(&indexer_args, "indexer", Some(shard))))
+        .collect();
+    let mut doors: Vec<Server> = (0..2)
+        .map(|_| start(&pki, &server_args(&door_args, "front-door", None)))
+        .collect();
+    let addresses: Vec<String> = doors.iter().map(Server::address).collect();
+    let mut agents = Agents::new();
+
+    agents.send_phase(&pki, &addresses);
+    eprintln!("--- kill -9 NATS node n3");
+    cluster.nodes[2].kill9();
+    agents.send_phase(&pki, &addresses);
+    eprintln!("--- kill -9 indexer of shard 0; its shard waits in the stream");
+    indexers[0].kill9();
+    agents.send_phase(&pki, &addresses);
+    indexers[0].restart();
+    eprintln!("--- kill -9 front door 0; its agents move to front door 1");
+    doors[0].kill9();
+    agents.send_phase(&pki, &addresses);
+    assert!(agents.failovers >= 2, "the agents of front door 0 failed over");
+    // A batch resent after an Ack that never arrived: JetStream knows its ids.
+    let resent = try_ingest_batch(
+        &pki,
+        &addresses[1],
+        HOSTS[0],
+        BOOT,
+        1,
+        execs(HOSTS[0], 1..1 + EVENTS_PER_BATCH),
+    )
+    .expect("resend acknowledged");
+    assert_eq!((resent.stored, resent.duplicates), (0, EVENTS_PER_BATCH as u32));
+    cluster.nodes[2].restart();
+
+    let mut readers: Vec<Reader> = indexers.iter().map(|i| Reader::connect(&pki, i)).collect();
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let found = loop {
+        let found = stored(&mut readers);
+        let complete = HOSTS.iter().all(|host| {
+            found.get(*host).is_some_and(|shards| {
+                shards.iter().map(|(_, s)| s.len() as u64).sum::<u64>() >= agents.made(host)
+            })
+        });
+        if complete || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut shards_used = [0usize; 2];
+    for host in HOSTS {
+        let shards = found
+            .get(host)
+            .unwrap_or_else(|| panic!("nothing of {host} stored"));
+        assert_eq!(
+            shards.len(),
+            1,
+            "{host} is stored in exactly one shard: {:?}",
+            shards.iter().map(|(s, e)| (s, e.len())).collect::<Vec<_>>()
+        );
+        let (shard, seqs) = &shards[0];
+        shards_used[*shard] += 1;
+        let want: Vec<u64> = (1..=agents.made(host)).collect();
+        assert_eq!(seqs, &want, "{host}: every event once, in order");
+    }
+    assert!(
+        shards_used.iter().all(|&n| n > 0),
+        "both shards hold hosts: {shards_used:?}"
+    );
+    for (shard, reader) in readers.iter_mut().enumerate() {
+        let hosts = reader.hosts();
+        for host in &hosts {
+            assert_eq!(host.boot_id, BOOT, "shard {shard} keeps {}'s Hello", host.host_id);
+        }
+    }
+    for indexer in &indexers {
+        let metrics = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", &indexer.exporter_url("/metrics")])
+            .output()
+            .expect("curl");
+        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        assert!(
+            !metrics.lines().any(
+                |l| l.starts_with("watchtower_fleet_messages_total{result=\"malformed\"}")
+                    && !l.ends_with(" 0")
+            ),
+            "no malformed message:\n{metrics}"
+        );
+    }
+    drop(doors);
+}
+
+#[test]
+fn only_front_doors_publish_and_only_indexers_consume() {
+    if !fleet::nats_available() {
+        return;
+    }
+    let pki = Pki::new();
+    fleet::add_certificates(&pki, &HOSTS);
+    let cluster = NatsCluster::start(&pki);
+    // An indexer's key used as a front door: its publishes are refused, the agent
+    // is not acknowledged and keeps its batch.
+    let as_indexer = cluster.server_args(&pki, "indexer");
+    let mut door = start(&pki, &server_args(&as_indexer, "front-door", None));
+    let refused = try_ingest_batch(&pki, &door.address(), HOSTS[0], BOOT, 1, execs(HOSTS[0], 1..11));
+    let error = refused.expect_err("an indexer's identity cannot publish events");
+    assert!(
+        error.contains("did not confirm") || error.contains("stream"),
+        "{error}"
+    );
+    door.kill9();
+    // A front door's key used as an indexer: it may not open a consumer.
+    let as_door = cluster.server_args(&pki, "front-door");
+    let indexer = start(&pki, &server_args(&as_door, "indexer", Some("0")));
+    let began = Instant::now();
+    while !indexer.log().contains("cannot open the consumer") {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the consumer was opened:\n{}",
+            indexer.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A certificate of the same CA that names no NATS user is turned away.
+    let stranger = cluster.server_args(&pki, "nats-stranger");
+    let out = std::process::Command::new(watchtower_e2e::central::server_binary())
+        .args(["--listen", "127.0.0.1:0", "--no-exporter", "--ca"])
+        .arg(pki.path("ca.pem"))
+        .arg("--cert")
+        .arg(pki.path("server.pem"))
+        .arg("--key")
+        .arg(pki.path("server.key"))
+        .args(server_args(&stranger, "front-door", None))
+        .output()
+        .expect("run the server");
+    assert!(!out.status.success(), "a stranger's front door started");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stream"), "{stderr}");
+}

@@ -1,0 +1,272 @@
+//! Fleet mode: past one server, on NATS JetStream.
+//!
+//! Agents keep their protocol (gRPC over mutual TLS to a [`front_door`]). A front
+//! door checks each batch as a single server does and publishes every message of
+//! an agent (its Hello, heartbeats and each event) to the replicated stream on
+//! the subject of the host's shard, the event with the de-duplication id
+//! `host/boot/seq`; it acknowledges the agent only after JetStream confirmed every
+//! publish. An [`indexer`] owns one shard: it consumes it with a durable
+//! consumer, stores it exactly as a single server stores a batch (same checks,
+//! same `RocksDB` writes, same tamper-evidence log) and acknowledges JetStream
+//! only after its synced write.
+//!
+//! The stream is a work queue (a message goes when its shard's indexer has
+//! acknowledged it), with no age limit and `discard: new`: when it is full a
+//! publish is refused and the agent keeps its spool, so nothing unconsumed is
+//! ever dropped. Deletes and purges are denied on the stream.
+
+pub mod front_door;
+pub mod indexer;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+
+use crate::config::FleetSection;
+use crate::grpc::ingest::Certified;
+
+/// JetStream's window for de-duplicating a resent event by its id; later
+/// resends are dropped by the indexer's store as at a single server.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_mins(10);
+
+/// The shard of `host` among `shards` (FNV-1a of the name: stable across
+/// versions and machines).
+#[must_use]
+pub fn shard_of(host: &str, shards: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in host.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % shards.max(1)
+}
+
+/// The subject of `shard`'s messages.
+#[must_use]
+pub fn subject(fleet: &FleetSection, shard: u32) -> String {
+    format!("{}.{shard}", fleet.stream.to_ascii_lowercase())
+}
+
+/// The header names of a message on the stream.
+pub mod header {
+    pub const HOST: &str = "Watchtower-Host";
+    /// `hello`, `heartbeat` or `event`.
+    pub const KIND: &str = "Watchtower-Kind";
+    /// When the front door received the agent's message (ns since the epoch).
+    pub const RECEIVED: &str = "Watchtower-Received";
+    /// The agent certificate's labels, serial and expiry (JSON).
+    pub const CERTIFIED: &str = "Watchtower-Certified";
+}
+
+/// What a message on the stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Hello,
+    Heartbeat,
+    Event,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Hello => "hello",
+            Kind::Heartbeat => "heartbeat",
+            Kind::Event => "event",
+        }
+    }
+}
+
+/// The headers of one message: who sent it, when, and what its certificate says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub host: String,
+    pub kind: Kind,
+    pub received_unix_ns: u64,
+    pub certified: Certified,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CertifiedJson {
+    labels: HashMap<String, String>,
+    serial: String,
+    not_after_unix_s: i64,
+}
+
+/// Why a message on the stream is not one a front door wrote.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("header {0} missing")]
+    Missing(&'static str),
+    #[error("header {name} is not valid: {value:?}")]
+    Invalid { name: &'static str, value: String },
+}
+
+impl Envelope {
+    /// The message's headers, with `id` as JetStream's de-duplication id.
+    #[must_use]
+    pub fn headers(&self, id: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, self.host.as_str());
+        headers.insert(header::KIND, self.kind.as_str());
+        headers.insert(header::RECEIVED, self.received_unix_ns.to_string().as_str());
+        let certified = CertifiedJson {
+            labels: self.certified.labels.clone(),
+            serial: self.certified.serial.clone(),
+            not_after_unix_s: self.certified.not_after_unix_s,
+        };
+        let json = serde_json::to_string(&certified).expect("labels serialize");
+        headers.insert(header::CERTIFIED, json.as_str());
+        if let Some(id) = id {
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+        }
+        headers
+    }
+
+    /// Read the headers a front door wrote.
+    pub fn of(headers: Option<&HeaderMap>) -> Result<Envelope, EnvelopeError> {
+        let get = |name: &'static str| {
+            headers
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+                .ok_or(EnvelopeError::Missing(name))
+        };
+        let invalid = |name: &'static str, value: String| EnvelopeError::Invalid { name, value };
+        let host = get(header::HOST)?;
+        watchtower_pki::validate_name(&host).map_err(|_| invalid(header::HOST, host.clone()))?;
+        let kind = match get(header::KIND)?.as_str() {
+            "hello" => Kind::Hello,
+            "heartbeat" => Kind::Heartbeat,
+            "event" => Kind::Event,
+            other => return Err(invalid(header::KIND, other.to_owned())),
+        };
+        let received = get(header::RECEIVED)?;
+        let received_unix_ns = received
+            .parse()
+            .map_err(|_| invalid(header::RECEIVED, received))?;
+        let json = get(header::CERTIFIED)?;
+        let certified: CertifiedJson =
+            serde_json::from_str(&json).map_err(|_| invalid(header::CERTIFIED, json.clone()))?;
+        Ok(Envelope {
+            host,
+            kind,
+            received_unix_ns,
+            certified: Certified {
+                labels: certified.labels,
+                serial: certified.serial,
+                not_after_unix_s: certified.not_after_unix_s,
+            },
+        })
+    }
+}
+
+/// Connect to NATS with mutual TLS as `fleet` says.
+pub async fn connect(fleet: &FleetSection) -> anyhow::Result<jetstream::Context> {
+    let mut options = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(Duration::from_secs(10)))
+        .event_callback(|event| async move {
+            tracing::info!(%event, "NATS connection");
+        });
+    if let Some(ca) = &fleet.nats_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&fleet.nats_cert, &fleet.nats_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let client = options
+        .connect(fleet.nats_urls.as_slice())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", fleet.nats_urls.join(",")))?;
+    Ok(jetstream::new(client))
+}
+
+/// The stream's configuration (the same from every front door and indexer).
+#[must_use]
+pub fn stream_config(fleet: &FleetSection) -> stream::Config {
+    stream::Config {
+        name: fleet.stream.clone(),
+        subjects: vec![format!("{}.*", fleet.stream.to_ascii_lowercase())],
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        max_bytes: fleet.max_bytes,
+        max_age: Duration::ZERO,
+        storage: stream::StorageType::File,
+        num_replicas: fleet.replicas,
+        duplicate_window: DUPLICATE_WINDOW,
+        deny_delete: true,
+        deny_purge: true,
+        ..stream::Config::default()
+    }
+}
+
+/// Create the stream if it is not there yet; an existing one is used as it is.
+pub async fn ensure_stream(js: &jetstream::Context, fleet: &FleetSection) -> anyhow::Result<stream::Stream> {
+    js.get_or_create_stream(stream_config(fleet))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the JetStream stream {}: {e}", fleet.stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("web-1", 1), 0);
+        assert_eq!(shard_of("web-1", 2), shard_of("web-1", 2));
+        let counts = (0..1000).fold([0u32; 4], |mut counts, n| {
+            counts[shard_of(&format!("host-{n}"), 4) as usize] += 1;
+            counts
+        });
+        assert!(counts.iter().all(|&c| c > 200), "{counts:?}");
+    }
+
+    #[test]
+    fn an_envelope_reads_back_and_a_foreign_one_is_named() {
+        let envelope = Envelope {
+            host: "web-1".into(),
+            kind: Kind::Event,
+            received_unix_ns: 42,
+            certified: Certified {
+                labels: [("env".to_owned(), "prod \"eu\"".to_owned())].into(),
+                serial: "0a".into(),
+                not_after_unix_s: 7,
+            },
+        };
+        let headers = envelope.headers(Some("web-1/b/1"));
+        assert_eq!(Envelope::of(Some(&headers)), Ok(envelope));
+        assert_eq!(
+            headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .map(async_nats::HeaderValue::as_str),
+            Some("web-1/b/1")
+        );
+        assert_eq!(Envelope::of(None), Err(EnvelopeError::Missing(header::HOST)));
+        let mut forged = headers.clone();
+        forged.insert(header::KIND, "truncate");
+        assert_eq!(
+            Envelope::of(Some(&forged)),
+            Err(EnvelopeError::Invalid {
+                name: header::KIND,
+                value: "truncate".into()
+            })
+        );
+        let mut forged = headers;
+        forged.insert(header::HOST, "../etc");
+        assert!(Envelope::of(Some(&forged)).is_err());
+    }
+
+    #[test]
+    fn the_stream_never_drops_what_is_not_consumed() {
+        let config = stream_config(&FleetSection::default());
+        assert_eq!(config.retention, stream::RetentionPolicy::WorkQueue);
+        assert_eq!(config.discard, stream::DiscardPolicy::New);
+        assert_eq!(config.max_age, Duration::ZERO);
+        assert!(config.deny_delete && config.deny_purge);
+        assert_eq!(config.subjects, vec!["watchtower.*".to_owned()]);
+    }
+}
