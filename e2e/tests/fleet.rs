@@ -149,8 +149,51 @@ fn stored(readers: &mut [Reader]) -> BTreeMap<String, Vec<(usize, Vec<u64>)>> {
     found
 }
 
+/// One view of every shard through a query node: every event once, in time
+/// order, each host complete; the hosts and stats of all shards.
+fn check_query_view(pki: &Pki, indexers: &[Server], agents: &Agents) {
+    // One view of every shard through the query node.
+    let mut query_args = server_args(&[], "query", None);
+    for indexer in indexers {
+        query_args.extend(["--indexer".to_owned(), indexer.address()]);
+    }
+    for (flag, value) in [
+        ("--indexer-cert", pki.path("reader.pem")),
+        ("--indexer-key", pki.path("reader.key")),
+    ] {
+        query_args.extend([flag.to_owned(), value.display().to_string()]);
+    }
+    query_args.extend(["--indexer-server-name".to_owned(), "localhost".to_owned()]);
+    let query_node = start(pki, &query_args);
+    let mut view = Reader::connect(pki, &query_node);
+    let all = view.events(&watchtower_proto::pb::EventFilter::default());
+    let made: u64 = HOSTS.iter().map(|h| agents.made(h)).sum();
+    assert_eq!(
+        all.len() as u64,
+        made,
+        "the query node returns every event of every shard once"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].time_unix_ns <= w[1].time_unix_ns),
+        "events come in time order across shards"
+    );
+    for host in HOSTS {
+        let seqs: Vec<u64> = all.iter().filter(|e| e.host_id == host).map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=agents.made(host)).collect::<Vec<_>>(),
+            "{host} through the query node"
+        );
+        assert_eq!(view.host_events(host).len() as u64, agents.made(host));
+    }
+    let hosts: Vec<String> = view.hosts().into_iter().map(|h| h.host_id).collect();
+    assert_eq!(hosts, HOSTS.map(str::to_owned).to_vec());
+    assert_eq!(view.stats().events_stored, made);
+}
+
 #[test]
-fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_stores_every_event_once() {
+fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_one_query_view_holds_every_event_once()
+{
     if !fleet::nats_available() {
         return;
     }
@@ -228,6 +271,7 @@ fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_stores_ev
         shards_used.iter().all(|&n| n > 0),
         "both shards hold hosts: {shards_used:?}"
     );
+    check_query_view(&pki, &indexers, &agents);
     for (shard, reader) in readers.iter_mut().enumerate() {
         let hosts = reader.hosts();
         for host in &hosts {

@@ -34,6 +34,8 @@ pub enum FleetRole {
     /// acknowledges JetStream after the synced write; serves the Query service over
     /// its shard.
     Indexer,
+    /// Serves the Query service over every shard, asking each shard's indexer.
+    Query,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,13 @@ pub struct FleetSection {
     /// The stream's size limit in bytes: when it is full, publishes are refused
     /// and agents are told (they keep their spool); nothing unconsumed is dropped.
     pub max_bytes: i64,
+    /// A query node's indexers (`https://host:port`), in shard order.
+    pub indexers: Vec<String>,
+    /// The reader or admin certificate and key a query node shows its indexers.
+    pub indexer_cert: Option<PathBuf>,
+    pub indexer_key: Option<PathBuf>,
+    /// The name the indexers' certificates carry (default: each address's host).
+    pub indexer_server_name: Option<String>,
 }
 
 impl Default for FleetSection {
@@ -76,6 +85,10 @@ impl Default for FleetSection {
             shard: 0,
             replicas: 3,
             max_bytes: 8 << 30,
+            indexers: Vec::new(),
+            indexer_cert: None,
+            indexer_key: None,
+            indexer_server_name: None,
         }
     }
 }
@@ -311,7 +324,14 @@ impl ServerConfig {
             self.alerts.webhook_attempts >= 1,
             "alerts.webhook_attempts must be at least 1"
         );
-        if self.fleet.role.is_some() {
+        if self.fleet.role == Some(FleetRole::Query) {
+            anyhow::ensure!(
+                self.fleet.indexers.len() == self.fleet.shards as usize,
+                "a query node needs one fleet.indexers address per shard ({} shards, {} indexers)",
+                self.fleet.shards,
+                self.fleet.indexers.len()
+            );
+        } else if self.fleet.role.is_some() {
             let fleet = &self.fleet;
             anyhow::ensure!(!fleet.nats_urls.is_empty(), "fleet.role needs fleet.nats_urls");
             anyhow::ensure!(fleet.shards >= 1, "fleet.shards must be at least 1");

@@ -105,8 +105,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    if config.fleet.role == Some(config::FleetRole::FrontDoor) {
-        return fleet::front_door::serve(config, shutdown).await;
+    match config.fleet.role {
+        Some(config::FleetRole::FrontDoor) => return fleet::front_door::serve(config, shutdown).await,
+        Some(config::FleetRole::Query) => return fleet::query_node::serve(config, shutdown).await,
+        Some(config::FleetRole::Indexer) | None => {}
     }
     let tls = tls::server_config(&tls::TlsFiles {
         ca: config.tls.ca.clone(),

@@ -88,7 +88,8 @@ struct Cli {
     #[arg(long)]
     publish_checkpoint_to: Option<PathBuf>,
     /// Fleet mode (see the README): `front-door` publishes agents' batches to the
-    /// NATS JetStream stream; `indexer` stores one shard of it. Unset: one server.
+    /// NATS JetStream stream; `indexer` stores one shard of it; `query` serves
+    /// queries over every shard. Unset: one server.
     #[arg(long, value_enum)]
     fleet_role: Option<FleetRoleArg>,
     /// A NATS server of the cluster (`tls://host:port`); repeatable.
@@ -115,6 +116,18 @@ struct Cli {
     /// The stream's size limit in bytes (default 8 GiB); when full, agents keep their spool.
     #[arg(long)]
     fleet_max_bytes: Option<i64>,
+    /// A query node's indexer (`https://host:port`), one per shard in shard order; repeatable.
+    #[arg(long = "indexer")]
+    indexers: Vec<String>,
+    /// The reader or admin certificate a query node shows its indexers.
+    #[arg(long)]
+    indexer_cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long)]
+    indexer_key: Option<PathBuf>,
+    /// The name in the indexers' certificates (default: each address's host).
+    #[arg(long)]
+    indexer_server_name: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -123,6 +136,7 @@ struct Cli {
 enum FleetRoleArg {
     FrontDoor,
     Indexer,
+    Query,
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,7 +208,14 @@ fn config_of(cli: &Cli) -> anyhow::Result<ServerConfig> {
         config.fleet.role = Some(match role {
             FleetRoleArg::FrontDoor => FleetRole::FrontDoor,
             FleetRoleArg::Indexer => FleetRole::Indexer,
+            FleetRoleArg::Query => FleetRole::Query,
         });
+    }
+    if !cli.indexers.is_empty() {
+        config.fleet.indexers.clone_from(&cli.indexers);
+    }
+    if let Some(name) = &cli.indexer_server_name {
+        config.fleet.indexer_server_name = Some(name.clone());
     }
     if !cli.nats_urls.is_empty() {
         config.fleet.nats_urls.clone_from(&cli.nats_urls);
@@ -203,6 +224,8 @@ fn config_of(cli: &Cli) -> anyhow::Result<ServerConfig> {
         (&cli.nats_ca, &mut config.fleet.nats_ca),
         (&cli.nats_cert, &mut config.fleet.nats_cert),
         (&cli.nats_key, &mut config.fleet.nats_key),
+        (&cli.indexer_cert, &mut config.fleet.indexer_cert),
+        (&cli.indexer_key, &mut config.fleet.indexer_key),
     ] {
         if let Some(path) = flag {
             *field = Some(path.clone());

@@ -260,26 +260,14 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let tls = tls::server_config(&tls::TlsFiles {
-        ca: config.tls.ca.clone(),
-        cert: config.tls.cert.clone(),
-        key: config.tls.key.clone(),
-        crls: config.tls.crls.clone(),
-    })?;
     let js = super::connect(&config.fleet).await?;
     super::ensure_stream(&js, &config.fleet).await?;
     let counters = Arc::new(ServerCounters::default());
     let metrics = Arc::new(Metrics::new(0));
     let revocations = Revocations::load(config.tls.revoked.clone());
     let revocation_watch = revocations.watch();
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
+    let (listener, admission, tls) = super::listen(&config, &counters).await?;
     let address = listener.local_addr()?;
-    let open_files = crate::admission::raise_open_file_limit()
-        .map_err(|e| anyhow::anyhow!("cannot read the open-file limit: {e}"))?;
-    let limits = config.server.connections.within_open_files(open_files);
-    let admission = crate::admission::Admission::new(limits, counters.clone());
     let front_door = FrontDoor {
         js,
         fleet: config.fleet.clone(),
@@ -289,10 +277,7 @@ pub async fn serve(
         revocations: revocations.clone(),
     };
     tracing::info!(%address, stream = %config.fleet.stream, shards = config.fleet.shards, "watchtower-server front door listening (mutual TLS)");
-    let result = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_keepalive(Some(Duration::from_secs(30)))
+    let result = super::grpc_server()
         .add_service(IngestServer::new(front_door).max_decoding_message_size(config.ingest.max_message_bytes))
         .serve_with_incoming_shutdown(
             tls::incoming(listener, tls, admission, counters, revocations),

@@ -17,6 +17,7 @@
 
 pub mod front_door;
 pub mod indexer;
+pub mod query_node;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -159,6 +160,44 @@ impl Envelope {
             },
         })
     }
+}
+
+/// The gRPC listener of a front door or query node: bound, with its
+/// connection caps and mutual TLS.
+pub async fn listen(
+    config: &crate::config::ServerConfig,
+    counters: &std::sync::Arc<crate::counters::ServerCounters>,
+) -> anyhow::Result<(
+    tokio::net::TcpListener,
+    std::sync::Arc<crate::admission::Admission>,
+    std::sync::Arc<rustls::ServerConfig>,
+)> {
+    let tls = crate::tls::server_config(&crate::tls::TlsFiles {
+        ca: config.tls.ca.clone(),
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+        crls: config.tls.crls.clone(),
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
+    let open_files = crate::admission::raise_open_file_limit()
+        .map_err(|e| anyhow::anyhow!("cannot read the open-file limit: {e}"))?;
+    let limits = config.server.connections.within_open_files(open_files);
+    Ok((
+        listener,
+        crate::admission::Admission::new(limits, counters.clone()),
+        tls,
+    ))
+}
+
+/// tonic's server with the keepalives a single server uses.
+#[must_use]
+pub fn grpc_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
 }
 
 /// Connect to NATS with mutual TLS as `fleet` says.
