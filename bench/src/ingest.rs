@@ -111,7 +111,7 @@ fn bench_pki(hosts: &[String]) -> anyhow::Result<Pki> {
 
 /// The batches of every host for one arm of one round (a boot id of their own, so
 /// nothing is a duplicate of an earlier run).
-fn workload(settings: &Settings, hosts: &[String], boot: &str) -> Vec<(String, Vec<Vec<Event>>)> {
+pub(crate) fn workload(settings: &Settings, hosts: &[String], boot: &str) -> Vec<(String, Vec<Vec<Event>>)> {
     let t0 = watchtower_server::now_unix_ns() - 3_600_000_000_000;
     hosts
         .iter()
@@ -127,7 +127,7 @@ fn workload(settings: &Settings, hosts: &[String], boot: &str) -> Vec<(String, V
         .collect()
 }
 
-fn total(work: &[(String, Vec<Vec<Event>>)]) -> u64 {
+pub(crate) fn total(work: &[(String, Vec<Vec<Event>>)]) -> u64 {
     work.iter()
         .map(|(_, b)| b.iter().map(Vec::len).sum::<usize>() as u64)
         .sum()
@@ -269,7 +269,7 @@ async fn serve_in_process(
 }
 
 /// How a client reaches the server.
-enum Link<'a> {
+pub(crate) enum Link<'a> {
     Plain,
     Tls(&'a Pki),
 }
@@ -345,7 +345,7 @@ async fn drive(
     Ok(stored)
 }
 
-async fn grpc_clients(
+pub(crate) async fn grpc_clients(
     address: &str,
     link: Link<'_>,
     work: Vec<(String, Vec<Vec<Event>>)>,

@@ -1,6 +1,7 @@
 //! `watchtower-bench`: the benchmarks behind `cargo xtask bench`, and the storm
 //! workload they run inside an ssh login.
 
+mod fleet;
 mod ingest;
 mod memory;
 mod profile;
@@ -35,6 +36,9 @@ enum Part {
     Overhead,
     Completeness,
     Ingest,
+    /// Ingest through a front door and a three-node NATS JetStream cluster into one
+    /// indexer and into two, against one server (needs nats-server).
+    Fleet,
     Query,
     /// The agent's resident size, idle and with its spool full.
     Memory,
@@ -182,6 +186,10 @@ fn main() -> anyhow::Result<()> {
                     )?);
                     write(&results)?;
                 }
+            }
+            if wants(Part::Fleet) {
+                results.fleet = Some(fleet::run(ingest_events_per_host, rounds)?);
+                write(&results)?;
             }
             if wants(Part::Query) {
                 let scan = query_sizes.get(1).or(query_sizes.first()).copied().unwrap_or(0);

@@ -17,6 +17,7 @@ pub struct Results {
     /// One per number of hosts sending at once.
     pub ingest: Vec<IngestResult>,
     pub query: Option<QueryResult>,
+    pub fleet: Option<crate::fleet::FleetResult>,
     pub profiles: Vec<Profile>,
     pub memory: Option<crate::memory::Memory>,
     /// The profiles of an earlier build, shown beside this run's (`--profile-before`).
@@ -181,6 +182,22 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
             "— (indexes, dedup, Merkle log)",
         );
     }
+    if let Some(f) = &results.fleet {
+        ratio_row(
+            &mut out,
+            &format!("ingest events/s until stored ({} hosts, batches of 512)", f.hosts),
+            "front door + JetStream R3 + one indexer / one server",
+            &f.fleet_vs_single,
+            "— (the price of replication)",
+        );
+        ratio_row(
+            &mut out,
+            &format!("ingest events/s until stored ({} hosts, batches of 512)", f.hosts),
+            "two indexers (2 shards) / one indexer",
+            &f.two_vs_one,
+            "— (the shards' gain on one machine)",
+        );
+    }
     if let Some(q) = &results.query {
         for (i, size) in q.sizes.iter().enumerate().skip(1) {
             let ratio = &q.vs_smallest[i];
@@ -280,6 +297,21 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
         let _ = writeln!(out, "| Arm | Median events/s | Spread |");
         let _ = writeln!(out, "|---|---|---|");
         for (arm, rates) in &i.rates {
+            let (lo, hi) = rates
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            let _ = writeln!(out, "| {arm} | {:.0} | {lo:.0}–{hi:.0} |", median(rates));
+        }
+    }
+    if let Some(f) = &results.fleet {
+        let _ = writeln!(
+            out,
+            "\n## Fleet ingest, {} hosts, {} events per run\n\nEach fleet run starts a fresh three-node NATS cluster on this machine (mutual TLS, replicas 3) and is timed from the first batch until the indexers' stores hold every event.\n",
+            f.hosts, f.events_per_run
+        );
+        let _ = writeln!(out, "| Arm | Median events/s | Spread |");
+        let _ = writeln!(out, "|---|---|---|");
+        for (arm, rates) in &f.rates {
             let (lo, hi) = rates
                 .iter()
                 .fold((f64::INFINITY, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));

@@ -151,8 +151,8 @@ fn stored(readers: &mut [Reader]) -> BTreeMap<String, Vec<(usize, Vec<u64>)>> {
 
 /// One view of every shard through a query node: every event once, in time
 /// order, each host complete; the hosts and stats of all shards.
-fn check_query_view(pki: &Pki, indexers: &[Server], agents: &Agents) {
-    // One view of every shard through the query node.
+/// A query node over `indexers` (with the reader certificate).
+fn start_query_node(pki: &Pki, indexers: &[Server]) -> Server {
     let mut query_args = server_args(&[], "query", None);
     for indexer in indexers {
         query_args.extend(["--indexer".to_owned(), indexer.address()]);
@@ -164,7 +164,11 @@ fn check_query_view(pki: &Pki, indexers: &[Server], agents: &Agents) {
         query_args.extend([flag.to_owned(), value.display().to_string()]);
     }
     query_args.extend(["--indexer-server-name".to_owned(), "localhost".to_owned()]);
-    let query_node = start(pki, &query_args);
+    start(pki, &query_args)
+}
+
+fn check_query_view(pki: &Pki, indexers: &[Server], agents: &Agents) {
+    let query_node = start_query_node(pki, indexers);
     let mut view = Reader::connect(pki, &query_node);
     let all = view.events(&watchtower_proto::pb::EventFilter::default());
     let made: u64 = HOSTS.iter().map(|h| agents.made(h)).sum();
@@ -341,4 +345,88 @@ fn only_front_doors_publish_and_only_indexers_consume() {
     assert!(!out.status.success(), "a stranger's front door started");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stream"), "{stderr}");
+}
+
+/// The real agent with two front doors: front door 0 is killed with -9 while an
+/// exec burst streams; the agent moves to front door 1 and every event it made
+/// is stored once, found through the query node.
+#[test]
+fn the_real_agent_fails_over_to_another_front_door_and_loses_nothing() {
+    use serde_json::Value;
+    use watchtower_e2e::central::HOST;
+    if !watchtower_e2e::privileged() || !fleet::nats_available() {
+        return;
+    }
+    let pki = Pki::new();
+    fleet::add_certificates(&pki, &[]);
+    let cluster = NatsCluster::start(&pki);
+    let indexer_args = cluster.server_args(&pki, "indexer");
+    let door_args = cluster.server_args(&pki, "front-door");
+    let indexers: Vec<Server> = ["0", "1"]
+        .iter()
+        .map(|shard| start(&pki, &server_args(&indexer_args, "indexer", Some(shard))))
+        .collect();
+    let mut doors: Vec<Server> = (0..2)
+        .map(|_| start(&pki, &server_args(&door_args, "front-door", None)))
+        .collect();
+    let mut flags = pki.agent_args(&doors[0].address());
+    flags.extend(
+        [
+            "--server",
+            &doors[1].address(),
+            "--no-journal",
+            "--scope",
+            "all",
+            "--witness-interval-secs",
+            "0",
+        ]
+        .map(str::to_owned),
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = watchtower_e2e::Agent::start(&flags);
+    let is_true = |e: &Value| e["kind"] == "exec" && e["filename"] == "/bin/true";
+    let burst = std::thread::spawn(|| {
+        let script = "i=0; while [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done";
+        assert!(
+            std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .status()
+                .unwrap()
+                .success()
+        );
+    });
+    agent.wait_for_count("the first 500 execs", 500, is_true);
+    eprintln!("--- kill -9 front door 0");
+    doors[0].kill9();
+    burst.join().unwrap();
+    agent.wait_for_count("all 3,000 execs", 3000, is_true);
+    let printed = agent.stop();
+    let want: Vec<u64> = {
+        let mut seqs: Vec<u64> = printed.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        seqs.sort_unstable();
+        seqs
+    };
+    let query_node = start_query_node(&pki, &indexers);
+    let mut view = Reader::connect(&pki, &query_node);
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let stored = loop {
+        let stored = view.host_events(HOST);
+        if stored.len() >= want.len() || Instant::now() > deadline {
+            break stored;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let mut seqs: Vec<u64> = stored.iter().map(|e| e.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, want, "every event the agent made is stored once");
+    let trues = stored
+        .iter()
+        .filter(|e| matches!(&e.body, Some(Body::Exec(x)) if x.filename == "/bin/true"))
+        .count();
+    assert_eq!(trues, 3000);
+    assert!(agent_moved(&doors[1]), "the agent reached front door 1");
+}
+
+fn agent_moved(door: &Server) -> bool {
+    door.log().contains("agent connected (front door)")
 }

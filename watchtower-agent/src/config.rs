@@ -135,6 +135,10 @@ pub struct ServerSection {
     /// checkpoint, consistency with the last one verified, the inclusion of this
     /// agent's receipts); 0: off.
     pub witness_interval_secs: u64,
+    /// More servers (the other front doors of a fleet) to move to in turn when
+    /// the current one cannot be reached or ends the stream before storing
+    /// anything; what is not acknowledged stays in the spool either way.
+    pub failover: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -148,6 +152,7 @@ impl Default for ServerSection {
             heartbeat_secs: 10,
             checkpoint_key: None,
             witness_interval_secs: 60,
+            failover: Vec::new(),
         }
     }
 }
@@ -197,7 +202,8 @@ pub struct Flags {
     pub no_journal: bool,
     pub journal_window_secs: Option<u64>,
     pub require_kernel: bool,
-    pub server: Option<String>,
+    /// The server, then the ones to fail over to.
+    pub servers: Vec<String>,
     pub server_name: Option<String>,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
@@ -261,8 +267,9 @@ impl Config {
         if flags.require_kernel {
             self.capture.required = true;
         }
-        if let Some(server) = &flags.server {
-            self.server.address = Some(server.clone());
+        if let Some((first, failover)) = flags.servers.split_first() {
+            self.server.address = Some(first.clone());
+            self.server.failover = failover.to_vec();
         }
         if let Some(name) = &flags.server_name {
             self.server.server_name.clone_from(name);
@@ -309,8 +316,12 @@ impl Config {
         if self.health.interval_secs == 0 {
             return Err("health.interval_secs must be at least 1".into());
         }
-        if let Some(address) = &self.server.address
-            && !address.starts_with("https://")
+        if let Some(address) = self
+            .server
+            .address
+            .iter()
+            .chain(&self.server.failover)
+            .find(|a| !a.starts_with("https://"))
         {
             return Err(format!(
                 "server.address {address:?} must be https://HOST:PORT (mutual TLS only)"

@@ -141,8 +141,10 @@ struct Cli {
     require_kernel: bool,
     /// Ship events to this server, `https://HOST:PORT` (mutual TLS). Events wait in
     /// an on-disk spool (<state-dir>/spool) until the server has stored them.
-    #[arg(long)]
-    server: Option<String>,
+    /// Repeatable: the others are a fleet's other front doors, moved to in turn
+    /// when the current one is down.
+    #[arg(long = "server")]
+    servers: Vec<String>,
     /// The name the server's certificate must carry (default localhost).
     #[arg(long)]
     server_name: Option<String>,
@@ -169,7 +171,7 @@ struct Cli {
     /// Benchmark arm: attach the probes and only read and count the kernel's records
     /// (no sessions, no journal, no output) until stopped, then print the counts
     /// as one JSON line. Measures what the probes alone cost (`cargo xtask bench`).
-    #[arg(long, conflicts_with_all = ["stdout", "server"])]
+    #[arg(long, conflicts_with_all = ["stdout", "servers"])]
     count_only: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -202,7 +204,7 @@ fn flags(cli: &Cli) -> Flags {
         no_journal: cli.no_journal,
         journal_window_secs: cli.journal_window_secs,
         require_kernel: cli.require_kernel,
-        server: cli.server.clone(),
+        servers: cli.servers.clone(),
         server_name: cli.server_name.clone(),
         ca: cli.ca.clone(),
         cert: cli.cert.clone(),

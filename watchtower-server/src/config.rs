@@ -392,6 +392,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_fleet_configs_load_and_name_their_roles() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/fleet");
+        for (file, role) in [
+            ("front-door.toml", FleetRole::FrontDoor),
+            ("indexer.toml", FleetRole::Indexer),
+            ("query.toml", FleetRole::Query),
+        ] {
+            let config = ServerConfig::load(&dir.join(file)).unwrap();
+            assert_eq!(config.fleet.role, Some(role), "{file}");
+            config.validate().unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let indexer = ServerConfig::load(&dir.join("indexer.toml")).unwrap();
+        assert!(indexer.origin().ends_with("/shard-0"), "{}", indexer.origin());
+        let mut query = ServerConfig::load(&dir.join("query.toml")).unwrap();
+        query.fleet.indexers.pop();
+        assert!(query.validate().is_err(), "one indexer per shard");
+    }
+
+    #[test]
     fn defaults_match_xtask_certs_and_round_trip() {
         let config = ServerConfig::default();
         assert_eq!(config.tls.ca, PathBuf::from("certs/ca.pem"));

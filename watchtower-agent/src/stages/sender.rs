@@ -48,6 +48,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 pub struct ServerLink {
     /// `https://host:port`
     pub address: String,
+    /// The servers to move to in turn when the current one is down.
+    pub failover: Vec<String>,
     /// The name the server's certificate must carry.
     pub server_name: String,
     pub ca: PathBuf,
@@ -80,6 +82,7 @@ impl ServerLink {
         }
         Ok(ServerLink {
             address: address.to_owned(),
+            failover: config.server.failover.clone(),
             server_name: config.server.server_name.clone(),
             ca: config.server.ca.clone(),
             cert,
@@ -99,15 +102,19 @@ pub(super) fn tls_of(link: &ServerLink) -> anyhow::Result<ClientTls> {
 }
 
 pub(super) async fn connect(link: &ServerLink, tls: &ClientTls) -> anyhow::Result<Channel> {
+    connect_to(&link.address, tls).await
+}
+
+async fn connect_to(address: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
     let channel = tls
-        .endpoint(&link.address, Duration::from_secs(5))?
+        .endpoint(address, Duration::from_secs(5))?
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
         .tcp_keepalive(Some(Duration::from_secs(10)))
         .connect()
         .await
-        .with_context(|| format!("connecting to {}", link.address))?;
+        .with_context(|| format!("connecting to {address}"))?;
     Ok(channel)
 }
 
@@ -159,6 +166,10 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let tls = tls_of(&link)?;
+    let addresses: Vec<&str> = std::iter::once(link.address.as_str())
+        .chain(link.failover.iter().map(String::as_str))
+        .collect();
+    let mut current = 0;
     let mut backoff = BACKOFF_MIN;
     let mut drain_until: Option<tokio::time::Instant> = None;
     let mut shape = FULL_BATCHES;
@@ -174,6 +185,7 @@ pub async fn run(
         let acked_before = shared.spool.lock().expect("spool lock").acked();
         let link_state = Link {
             server: &link,
+            address: addresses[current],
             tls: &tls,
             identity: &identity,
             shared: &shared,
@@ -183,6 +195,11 @@ pub async fn run(
         let ended = session(&link_state, &mut stop, drain_until).await;
         if shared.spool.lock().expect("spool lock").acked() > acked_before {
             // The link worked for a while: retry fast.
+            backoff = BACKOFF_MIN;
+        } else if addresses.len() > 1 && !matches!(ended, Ended::Stopped) {
+            // Nothing stored there: the next front door, at once.
+            current = (current + 1) % addresses.len();
+            tracing::warn!(server = addresses[current], "moving to the next server");
             backoff = BACKOFF_MIN;
         }
         let error = match ended {
@@ -299,6 +316,8 @@ fn pending(shared: &SharedSpool) -> u64 {
 /// What one connection works with.
 struct Link<'a> {
     server: &'a ServerLink,
+    /// The server this connection goes to (`server.address` or a failover).
+    address: &'a str,
     tls: &'a ClientTls,
     identity: &'a (String, String),
     shared: &'a Arc<SharedSpool>,
@@ -560,7 +579,7 @@ async fn closed(
 async fn open_stream(
     link: &Link<'_>,
 ) -> Result<(mpsc::Sender<AgentMessage>, tonic::Streaming<ServerMessage>), Ended> {
-    let channel = connect(link.server, link.tls).await.map_err(Ended::Failed)?;
+    let channel = connect_to(link.address, link.tls).await.map_err(Ended::Failed)?;
     let mut client = IngestClient::new(channel);
     let (tx, rx) = mpsc::channel::<AgentMessage>(WINDOW + 4);
     let (host_id, boot_id) = link.identity;
@@ -584,7 +603,7 @@ async fn open_stream(
             )));
         }
     };
-    tracing::info!(server = %link.server.address, "connected to the server");
+    tracing::info!(server = link.address, "connected to the server");
     Ok((tx, acks))
 }
 
