@@ -139,8 +139,35 @@ pub fn ensure_users() {
 }
 
 /// A free TCP port on `ip` (bound, then released).
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`), where no
+/// outgoing connection's source port can land on it between this choice and the
+/// bind of the process it is meant for (a NATS node's route port, say, while the
+/// other nodes already dial theirs).
 #[must_use]
 pub fn free_port(ip: &str) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let low = 10_000u32;
+    if ephemeral_low > low + 1000 {
+        let span = ephemeral_low - low;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = low
+                + (std::process::id()
+                    .wrapping_mul(7919)
+                    .wrapping_add(n.wrapping_mul(104_729)))
+                    % span;
+            let port = u16::try_from(port).expect("below 65536");
+            if TcpListener::bind((ip, port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
 }
 

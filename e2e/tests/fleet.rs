@@ -153,9 +153,15 @@ fn stored(readers: &mut [Reader]) -> BTreeMap<String, Vec<(usize, Vec<u64>)>> {
 /// order, each host complete; the hosts and stats of all shards.
 /// A query node over `indexers` (with the reader certificate).
 fn start_query_node(pki: &Pki, indexers: &[Server]) -> Server {
+    let addresses: Vec<String> = indexers.iter().map(Server::address).collect();
+    query_node_over(pki, &addresses)
+}
+
+/// A query node whose shards are the indexers at `addresses`, in order.
+fn query_node_over(pki: &Pki, addresses: &[String]) -> Server {
     let mut query_args = server_args(&[], "query", None);
-    for indexer in indexers {
-        query_args.extend(["--indexer".to_owned(), indexer.address()]);
+    for address in addresses {
+        query_args.extend(["--indexer".to_owned(), address.clone()]);
     }
     for (flag, value) in [
         ("--indexer-cert", pki.path("reader.pem")),
@@ -429,4 +435,202 @@ fn the_real_agent_fails_over_to_another_front_door_and_loses_nothing() {
 
 fn agent_moved(door: &Server) -> bool {
     door.log().contains("agent connected (front door)")
+}
+
+/// The verifier key of shard `shard`'s log, as its indexer wrote it.
+fn shard_key(shard: usize) -> String {
+    std::env::temp_dir()
+        .join(format!("wt-fleet-{}-shard-{shard}.pub", std::process::id()))
+        .display()
+        .to_string()
+}
+
+/// `watchtowerctl verify --json` through `server` with both shards' keys.
+fn verify_fleet(pki: &Pki, server: &Server, state: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let (k0, k1) = (shard_key(0), shard_key(1));
+    let args = [
+        &[
+            "verify",
+            "--json",
+            "--public-key",
+            &k0,
+            "--public-key",
+            &k1,
+            "--state",
+            state,
+        ][..],
+        extra,
+    ]
+    .concat();
+    let (code, out, err) = watchtower_e2e::central::ctl(pki, server, &args);
+    assert_ne!(code, 2, "{err}");
+    (
+        code,
+        serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out}")),
+    )
+}
+
+/// Change one stored exec of `host` in the stopped indexer's `RocksDB`, as an
+/// intruder with its files would. Returns its seq.
+fn rewrite_an_exec(data: &std::path::Path, host: &str) -> u64 {
+    use prost::Message as _;
+    let options = rocksdb::Options::default();
+    let families = rocksdb::DB::list_cf(&options, data).expect("list column families");
+    let db = rocksdb::DB::open_cf(&options, data, &families).expect("open the indexer's RocksDB");
+    let events = db.cf_handle("events").expect("events family");
+    let prefix = format!("{host}\0");
+    for item in db.iterator_cf(
+        events,
+        rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward),
+    ) {
+        let (key, value) = item.unwrap();
+        assert!(key.starts_with(prefix.as_bytes()), "no exec of {host} stored");
+        let mut stored = watchtower_proto::pb::StoredEvent::decode(&*value).unwrap();
+        let event = stored.event.as_mut().unwrap();
+        if let Some(Body::Exec(exec)) = &mut event.body {
+            exec.filename = "/usr/bin/innocent".into();
+            let seq = event.seq;
+            db.put_cf(events, &key, stored.encode_to_vec()).unwrap();
+            db.flush_cf(events).unwrap();
+            return seq;
+        }
+    }
+    panic!("no exec of {host} stored");
+}
+
+/// Each shard keeps and signs its own log. The real agent gets its receipts
+/// and proofs through the query node and proves them against its shard's key;
+/// `watchtowerctl verify` through the query node checks both shards' logs; a
+/// record rewritten in one indexer's files is named in that shard's report; and
+/// a query node that shows one shard's log in place of the other is caught.
+#[test]
+fn every_shards_log_is_proven_through_the_query_node_to_its_agent_and_to_an_auditor() {
+    use serde_json::Value;
+    use watchtower_e2e::central::HOST;
+    if !watchtower_e2e::privileged() || !fleet::nats_available() {
+        return;
+    }
+    let pki = Pki::new();
+    fleet::add_certificates(&pki, &[]);
+    let cluster = NatsCluster::start(&pki);
+    let mut indexer_args = cluster.server_args(&pki, "indexer");
+    indexer_args.extend(["--checkpoint-interval-secs".to_owned(), "1".to_owned()]);
+    let door_args = cluster.server_args(&pki, "front-door");
+    let mut indexers: Vec<Server> = ["0", "1"]
+        .iter()
+        .map(|shard| start(&pki, &server_args(&indexer_args, "indexer", Some(shard))))
+        .collect();
+    let door = start(&pki, &server_args(&door_args, "front-door", None));
+    let query_node = start_query_node(&pki, &indexers);
+
+    // The agent pins the first key it is shown (no --checkpoint-key): its shard's.
+    let state = std::sync::Arc::new(watchtower_e2e::TempDir::new("fleet-witness-agent"));
+    let mut flags = pki.agent_args(&door.address());
+    flags.extend(
+        [
+            "--no-journal",
+            "--scope",
+            "all",
+            "--witness-url",
+            &query_node.address(),
+            "--witness-interval-secs",
+            "1",
+        ]
+        .map(str::to_owned),
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = watchtower_e2e::Agent::start_with(&[], state.clone(), &flags);
+    for _ in 0..5 {
+        assert!(
+            std::process::Command::new("/bin/true")
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let witness = |e: &Value| e["kind"] == "agent_health" && e["log_witness"].is_object();
+    let proven = agent.wait_for("receipts asked for and proven through the query node", |e| {
+        witness(e) && e["log_witness"]["receipts_verified"].as_u64() >= Some(5)
+    });
+    assert_eq!(
+        proven["log_witness"]["findings"],
+        serde_json::json!({}),
+        "{proven}"
+    );
+    drop(agent.stop());
+    assert!(
+        door.log().contains("agent connected (front door)"),
+        "the agent shipped through the front door"
+    );
+
+    // The agent's host lives in one shard; the agent kept that shard's checkpoint.
+    let mut readers: Vec<Reader> = indexers.iter().map(|i| Reader::connect(&pki, i)).collect();
+    let home = (0..2)
+        .find(|&s| !readers[s].host_events(HOST).is_empty())
+        .expect("the agent's events are in a shard");
+    drop(readers);
+    let kept = std::fs::read_to_string(state.0.join("log-witness.checkpoint")).unwrap();
+    let home_key = std::fs::read_to_string(shard_key(home)).unwrap();
+    assert!(
+        home_key.starts_with(kept.lines().next().unwrap()),
+        "the agent's checkpoint is its shard's log: {kept:?} vs {home_key:?}"
+    );
+
+    // The auditor: both shards' logs through the query node, and the agent's
+    // checkpoint proven consistent with its shard's log.
+    let audit = watchtower_e2e::TempDir::new("fleet-audit");
+    let audit_state = audit.0.join("checkpoints.json").display().to_string();
+    let agent_copy = state.0.join("log-witness.checkpoint").display().to_string();
+    let (code, report) = verify_fleet(&pki, &query_node, &audit_state, &["--witness", &agent_copy]);
+    assert_eq!(code, 0, "{report}");
+    let logs = report["logs"].as_array().expect("one report per shard");
+    assert_eq!(logs.len(), 2, "{report}");
+    for (shard, log) in logs.iter().enumerate() {
+        assert_eq!(log["ok"], true, "shard {shard}: {log}");
+        assert!(
+            log["origin"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/shard-{shard}")),
+            "{log}"
+        );
+    }
+    assert!(logs[home]["records_intact"].as_u64() > Some(5), "{report}");
+
+    // The intruder with one indexer's files rewrites an exec of the agent's host.
+    indexers[home].terminate();
+    let seq = rewrite_an_exec(&indexers[home].data.0, HOST);
+    indexers[home].restart();
+    let (code, report) = verify_fleet(&pki, &query_node, &audit_state, &[]);
+    assert_eq!(code, 1, "{report}");
+    let logs = report["logs"].as_array().unwrap();
+    assert_eq!(logs[1 - home]["ok"], true, "the other shard is intact: {report}");
+    let findings: Vec<(&str, u64)> = logs[home]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["problem"].as_str().unwrap(), f["seq"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(findings, vec![("changed", seq)], "{report}");
+
+    // A query node that shows shard `home`'s log as both shards (misconfigured,
+    // or an intruder's) cannot pass the other shard off as checked.
+    let twice = query_node_over(
+        &pki,
+        &[indexers[1 - home].address(), indexers[1 - home].address()],
+    );
+    let fresh = watchtower_e2e::TempDir::new("fleet-audit-twice");
+    let fresh_state = fresh.0.join("checkpoints.json").display().to_string();
+    let (code, report) = verify_fleet(&pki, &twice, &fresh_state, &[]);
+    assert_eq!(code, 1, "{report}");
+    let problems: Vec<&str> = report["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["findings"].as_array().unwrap().iter())
+        .map(|f| f["problem"].as_str().unwrap())
+        .collect();
+    assert!(problems.contains(&"missing_log"), "{report}");
+    assert!(problems.contains(&"duplicate_log"), "{report}");
 }

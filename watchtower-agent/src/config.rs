@@ -139,6 +139,11 @@ pub struct ServerSection {
     /// the current one cannot be reached or ends the stream before storing
     /// anything; what is not acknowledged stays in the spool either way.
     pub failover: Vec<String>,
+    /// Where the log is proven to this agent, when not by `address`: in a fleet,
+    /// a query node (front doors keep no log; their Acks say `receipts_later`).
+    pub witness_url: Option<String>,
+    /// The name the witness server's certificate must carry (default: `server_name`).
+    pub witness_server_name: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -153,6 +158,8 @@ impl Default for ServerSection {
             checkpoint_key: None,
             witness_interval_secs: 60,
             failover: Vec::new(),
+            witness_url: None,
+            witness_server_name: None,
         }
     }
 }
@@ -210,6 +217,8 @@ pub struct Flags {
     pub key: Option<PathBuf>,
     pub checkpoint_key: Option<PathBuf>,
     pub witness_interval_secs: Option<u64>,
+    pub witness_url: Option<String>,
+    pub witness_server_name: Option<String>,
     pub spool_max_bytes: Option<u64>,
 }
 
@@ -288,6 +297,12 @@ impl Config {
         }
         if let Some(secs) = flags.witness_interval_secs {
             self.server.witness_interval_secs = secs;
+        }
+        if let Some(url) = &flags.witness_url {
+            self.server.witness_url = Some(url.clone());
+        }
+        if let Some(name) = &flags.witness_server_name {
+            self.server.witness_server_name = Some(name.clone());
         }
         if let Some(bytes) = flags.spool_max_bytes {
             self.spool.max_bytes = bytes;

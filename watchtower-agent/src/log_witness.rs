@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use watchtower_proto::pb::{Receipt, WitnessReply, WitnessRequest};
+use watchtower_proto::pb::{EventRef, Receipt, WitnessReply, WitnessRequest};
 use watchtower_tlog::{CheckpointVerifier, LeafEntry, RecordId, TreeHead, hex, tree, unhex};
 
 use crate::event::LogWitnessHealth;
@@ -52,12 +52,25 @@ struct State {
     checkpoint: Option<Kept>,
     /// Receipts not yet proven: (leaf index, leaf hash).
     pending: VecDeque<(u64, String)>,
+    /// Events acknowledged by a fleet's front door, whose receipts are asked for
+    /// once their shard's indexer has logged them.
+    #[serde(default)]
+    awaiting: VecDeque<Awaited>,
     receipts_verified: u64,
     receipts_dropped: u64,
     findings: BTreeMap<String, u64>,
     last_finding: String,
     /// Set by the first finding: the log is no longer checked.
     broken: bool,
+}
+
+/// An event acknowledged before it was logged (`Ack.receipts_later`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Awaited {
+    host_id: String,
+    boot_id: String,
+    seq: u64,
+    time_unix_ns: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,19 +176,88 @@ impl LogWitness {
         findings
     }
 
+    /// A fleet front door's Ack of the batch of events `ids`, which holds no
+    /// receipts: one of its events (not among the `refused` seqs), chosen at
+    /// random, is kept, and its receipt asked for later.
+    pub fn await_receipt(&mut self, ids: &[RecordId], refused: &[u64]) {
+        let logged: Vec<&RecordId> = ids.iter().filter(|id| !refused.contains(&id.seq)).collect();
+        if logged.is_empty() {
+            return;
+        }
+        let pick = self.choose.hash_one(logged[0].seq) as usize % logged.len();
+        let id = logged[pick];
+        if self.state.awaiting.len() + self.state.pending.len() >= MAX_PENDING {
+            self.state.awaiting.pop_front();
+            self.state.receipts_dropped += 1;
+        }
+        self.state.awaiting.push_back(Awaited {
+            host_id: id.host_id.clone(),
+            boot_id: id.boot_id.clone(),
+            seq: id.seq,
+            time_unix_ns: id.time_unix_ns,
+        });
+    }
+
     /// What to ask the server for; `None` once the log is no longer checked.
     #[must_use]
     pub fn request(&self) -> Option<WitnessRequest> {
+        let leaves: Vec<u64> = self
+            .state
+            .pending
+            .iter()
+            .take(LEAVES_PER_ROUND)
+            .map(|(leaf, _)| *leaf)
+            .collect();
+        let receipts_for = self
+            .state
+            .awaiting
+            .iter()
+            .take(LEAVES_PER_ROUND - leaves.len())
+            .map(|a| EventRef {
+                boot_id: a.boot_id.clone(),
+                seq: a.seq,
+            })
+            .collect();
         (!self.state.broken).then(|| WitnessRequest {
             kept_size: self.state.checkpoint.as_ref().map_or(0, |k| k.size),
-            leaves: self
-                .state
-                .pending
-                .iter()
-                .take(LEAVES_PER_ROUND)
-                .map(|(leaf, _)| *leaf)
-                .collect(),
+            leaves,
+            receipts_for,
         })
+    }
+
+    /// The receipts the server gave for awaited events: each becomes a kept leaf
+    /// (rebuilt from this agent's own event id), to be proven like an Ack's.
+    fn take_receipts(&mut self, receipts: &[Receipt]) -> Option<Finding> {
+        for receipt in receipts {
+            let Some(at) = self
+                .state
+                .awaiting
+                .iter()
+                .position(|a| a.seq == receipt.seq && a.boot_id == receipt.boot_id)
+            else {
+                continue;
+            };
+            let Ok(record_sha256) = <[u8; 32]>::try_from(receipt.record_sha256.as_slice()) else {
+                return Some(self.found(
+                    "bad_receipt",
+                    format!("the receipt of seq {} holds no record hash", receipt.seq),
+                ));
+            };
+            let awaited = self.state.awaiting.remove(at).expect("found above");
+            let entry = LeafEntry::Record {
+                id: RecordId {
+                    host_id: awaited.host_id,
+                    boot_id: awaited.boot_id,
+                    seq: awaited.seq,
+                    time_unix_ns: awaited.time_unix_ns,
+                },
+                record_sha256,
+            };
+            self.state
+                .pending
+                .push_back((receipt.leaf_index, hex(&entry.leaf_hash().0)));
+        }
+        None
     }
 
     /// Check the server's answer; an accepted checkpoint is kept and the receipts
@@ -246,6 +328,9 @@ impl LogWitness {
                 }
                 Err(e) => return vec![self.broke("forked", e.to_string())],
             }
+        }
+        if let Some(finding) = self.take_receipts(&reply.receipts) {
+            return vec![finding];
         }
         if let Some(finding) = self.prove_receipts(reply, head) {
             return vec![finding];
@@ -328,7 +413,7 @@ impl LogWitness {
         LogWitnessHealth {
             checkpoint_size: self.state.checkpoint.as_ref().map_or(0, |k| k.size),
             receipts_verified: self.state.receipts_verified,
-            receipts_pending: self.state.pending.len() as u64,
+            receipts_pending: (self.state.pending.len() + self.state.awaiting.len()) as u64,
             findings: self.state.findings.clone(),
             last_finding: self.state.last_finding.clone(),
         }
@@ -365,6 +450,8 @@ mod tests {
     struct Server {
         signer: CheckpointSigner,
         log: MemoryLog,
+        /// Every receipt given, for a fleet's witness replies.
+        logged: Vec<Receipt>,
     }
 
     fn id(seq: u64) -> RecordId {
@@ -382,33 +469,49 @@ mod tests {
             Server {
                 signer: CheckpointSigner::from_signer_key(&skey).unwrap(),
                 log: MemoryLog::default(),
+                logged: Vec::new(),
             }
         }
 
         /// Store events `seqs`: their receipts.
         fn store(&mut self, seqs: std::ops::RangeInclusive<u64>) -> Vec<Receipt> {
-            seqs.map(|seq| {
-                let record_sha256 = [seq as u8; 32];
-                let index = self.log.size();
-                self.log.push(
-                    LeafEntry::Record {
-                        id: id(seq),
-                        record_sha256,
+            let receipts: Vec<Receipt> = seqs
+                .map(|seq| {
+                    let record_sha256 = [seq as u8; 32];
+                    let index = self.log.size();
+                    self.log.push(
+                        LeafEntry::Record {
+                            id: id(seq),
+                            record_sha256,
+                        }
+                        .leaf_hash(),
+                    );
+                    Receipt {
+                        seq,
+                        leaf_index: index,
+                        record_sha256: record_sha256.to_vec(),
+                        conflict: false,
+                        boot_id: "b".into(),
                     }
-                    .leaf_hash(),
-                );
-                Receipt {
-                    seq,
-                    leaf_index: index,
-                    record_sha256: record_sha256.to_vec(),
-                    conflict: false,
-                }
-            })
-            .collect()
+                })
+                .collect();
+            self.logged.extend(receipts.iter().cloned());
+            receipts
         }
 
         fn reply(&self, request: &WitnessRequest) -> WitnessReply {
             let size = self.log.size();
+            let receipts: Vec<Receipt> = self
+                .logged
+                .iter()
+                .filter(|r| {
+                    request
+                        .receipts_for
+                        .iter()
+                        .any(|e| e.seq == r.seq && e.boot_id == r.boot_id)
+                })
+                .cloned()
+                .collect();
             WitnessReply {
                 checkpoint: Some(SignedCheckpoint {
                     note: self.signer.sign(size, self.log.root()),
@@ -426,6 +529,7 @@ mod tests {
                 inclusions: request
                     .leaves
                     .iter()
+                    .chain(receipts.iter().map(|r| &r.leaf_index))
                     .filter(|&&l| l < size)
                     .map(|&leaf_index| LeafProof {
                         leaf_index,
@@ -436,6 +540,7 @@ mod tests {
                             .collect(),
                     })
                     .collect(),
+                receipts,
             }
         }
     }
@@ -496,6 +601,7 @@ mod tests {
         let mut older = Server {
             signer: server.signer,
             log: MemoryLog::default(),
+            logged: Vec::new(),
         };
         older.store(1..=5);
         assert_eq!(round(&mut witness, &older), vec!["rewound"]);
@@ -518,6 +624,7 @@ mod tests {
         let mut forked = Server {
             signer: server.signer,
             log: MemoryLog::default(),
+            logged: Vec::new(),
         };
         forked.store(1..=2);
         forked.log.push(
@@ -552,5 +659,42 @@ mod tests {
         assert_eq!(witness.health().receipts_verified, 1);
         let bad = witness.receipts(&ids(1..=1), &server.store(7..=7));
         assert_eq!(bad[0].kind, "bad_receipt");
+    }
+
+    #[test]
+    fn a_fleet_agent_asks_for_its_receipts_once_the_indexer_logged_them() {
+        let dir = Scratch::new("log-witness-fleet");
+        let mut server = Server::new();
+        let mut witness = pinned_witness(&dir, &server);
+        // Acknowledged by a front door: no receipts, seq 3 refused.
+        witness.await_receipt(&ids(1..=5), &[3]);
+        let request = witness.request().unwrap();
+        assert_eq!(request.receipts_for.len(), 1);
+        assert_ne!(request.receipts_for[0].seq, 3);
+        // Not logged yet: still awaited, nothing found.
+        assert!(round(&mut witness, &server).is_empty());
+        assert_eq!(witness.health().receipts_pending, 1);
+        // The indexer logged them: the receipt is given and proven in the same round.
+        server.store(1..=5);
+        assert!(round(&mut witness, &server).is_empty());
+        let health = witness.health();
+        assert_eq!((health.receipts_verified, health.receipts_pending), (1, 0));
+        // Kept across a restart while awaited.
+        witness.await_receipt(&ids(6..=6), &[]);
+        witness.save().unwrap();
+        let again = LogWitness::open(&dir.0, None).unwrap();
+        assert_eq!(again.request().unwrap().receipts_for[0].seq, 6);
+    }
+
+    #[test]
+    fn a_fleet_indexer_that_rewrote_an_awaited_event_is_not_included() {
+        let dir = Scratch::new("log-witness-fleet-rewritten");
+        let mut server = Server::new();
+        let mut witness = pinned_witness(&dir, &server);
+        witness.await_receipt(&ids(1..=1), &[]);
+        server.store(1..=2);
+        // The indexer's receipt names a record other than the one it logged.
+        server.logged[0].record_sha256 = vec![7; 32];
+        assert_eq!(round(&mut witness, &server), vec!["not_included"]);
     }
 }

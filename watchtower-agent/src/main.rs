@@ -165,6 +165,13 @@ struct Cli {
     /// checkpoint, consistency, this agent's receipts); 0: off (default 60).
     #[arg(long)]
     witness_interval_secs: Option<u64>,
+    /// Where the log is proven to this agent when not by --server: in a fleet,
+    /// a query node, `https://HOST:PORT` (front doors keep no log).
+    #[arg(long)]
+    witness_url: Option<String>,
+    /// The name the witness server's certificate must carry (default: --server-name).
+    #[arg(long)]
+    witness_server_name: Option<String>,
     /// Most bytes the spool may hold; beyond it events are dropped and counted.
     #[arg(long)]
     spool_max_bytes: Option<u64>,
@@ -211,6 +218,8 @@ fn flags(cli: &Cli) -> Flags {
         key: cli.key.clone(),
         checkpoint_key: cli.checkpoint_key.clone(),
         witness_interval_secs: cli.witness_interval_secs,
+        witness_url: cli.witness_url.clone(),
+        witness_server_name: cli.witness_server_name.clone(),
         spool_max_bytes: cli.spool_max_bytes,
     }
 }
@@ -412,7 +421,7 @@ async fn run(config: Config, record_raw: Option<PathBuf>, stdout: bool) -> anyho
         Some((shared, link)) => {
             let witnessing = log_witness.clone().map(|witness| {
                 tokio::spawn(log_witness_stage::run(
-                    link.clone(),
+                    link.witnessed_by(&config.server),
                     witness,
                     Duration::from_secs(config.server.witness_interval_secs),
                     stop_witness_rx,

@@ -33,6 +33,9 @@ pub struct Receipt {
     /// The event had the id of a stored one and other content: its leaf is a
     /// conflict entry, the first record stays.
     pub conflict: bool,
+    /// The event's boot: set where receipts of several boots are given (a
+    /// witness reply), empty in an Ack.
+    pub boot_id: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -128,6 +128,9 @@ pub async fn serve(
     let fleet_js = if config.fleet.role == Some(config::FleetRole::Indexer) {
         let js = fleet::connect(&config.fleet).await?;
         fleet::ensure_stream(&js, &config.fleet).await?;
+        // Its agents' Acks come from front doors, before their events are logged:
+        // their receipts are kept by event, for the agents to ask for.
+        store.keep_receipts_by_event();
         Some(js)
     } else {
         None

@@ -62,6 +62,9 @@ fn all<W, D: From<W>>(wire: Vec<W>) -> Vec<D> {
 /// A connection to the server's query service.
 pub struct Client {
     query: QueryClient<Channel>,
+    /// The tamper-evidence log the log calls address: 0 on a single server, a
+    /// shard of a fleet's query node (see [`Client::logs`]).
+    pub shard: u32,
 }
 
 impl Client {
@@ -75,6 +78,7 @@ impl Client {
             .with_context(|| format!("connecting to {}", cli.server))?;
         Ok(Client {
             query: QueryClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+            shard: 0,
         })
     }
 
@@ -222,18 +226,27 @@ impl Client {
     pub async fn verify(&mut self, host_id: String) -> anyhow::Result<VerifyReport> {
         Ok(self
             .query
-            .verify(VerifyRequest { host_id })
+            .verify(VerifyRequest {
+                host_id,
+                shard: self.shard,
+            })
             .await
             .map_err(status)?
             .into_inner()
             .into())
     }
 
+    /// How many tamper-evidence logs the server keeps: 1 for a single server (or
+    /// one older than the field), one per shard for a fleet's query node.
+    pub async fn logs(&mut self) -> anyhow::Result<u32> {
+        Ok(self.stats().await?.logs.max(1))
+    }
+
     /// The newest signed checkpoint of the log.
     pub async fn checkpoint(&mut self) -> anyhow::Result<SignedCheckpoint> {
         Ok(self
             .query
-            .get_checkpoint(GetCheckpointRequest {})
+            .get_checkpoint(GetCheckpointRequest { shard: self.shard })
             .await
             .map_err(status)?
             .into_inner()
@@ -244,7 +257,11 @@ impl Client {
     pub async fn consistency_proof(&mut self, old_size: u64, new_size: u64) -> anyhow::Result<Vec<[u8; 32]>> {
         let proof = self
             .query
-            .get_consistency_proof(ConsistencyProofRequest { old_size, new_size })
+            .get_consistency_proof(ConsistencyProofRequest {
+                old_size,
+                new_size,
+                shard: self.shard,
+            })
             .await
             .map_err(status)?
             .into_inner();
@@ -265,7 +282,11 @@ impl Client {
             let start = out.len() as u64;
             let page = self
                 .query
-                .get_log_entries(LogEntriesRequest { start, count: 1000 })
+                .get_log_entries(LogEntriesRequest {
+                    start,
+                    count: 1000,
+                    shard: self.shard,
+                })
                 .await
                 .map_err(status)?
                 .into_inner();

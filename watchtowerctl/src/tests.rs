@@ -389,7 +389,7 @@ fn verify() {
         panic!("not verify");
     };
     assert_eq!(args.host.as_deref(), Some("web-1"));
-    assert_eq!(args.public_key, PathBuf::from("checkpoint-signing.pub"));
+    assert_eq!(args.public_key, [PathBuf::from("checkpoint-signing.pub")]);
     assert!(args.state.is_none() && args.min_retention_days.is_none() && !args.server_check);
     let Command::Verify(args) = command(&[
         "verify",

@@ -213,6 +213,7 @@ impl From<pb::Receipt> for model::Receipt {
             leaf_index: m.leaf_index,
             record_sha256: m.record_sha256,
             conflict: m.conflict,
+            boot_id: m.boot_id,
         }
     }
 }
@@ -224,6 +225,7 @@ impl From<model::Receipt> for pb::Receipt {
             leaf_index: d.leaf_index,
             record_sha256: d.record_sha256,
             conflict: d.conflict,
+            boot_id: d.boot_id,
         }
     }
 }

@@ -218,6 +218,7 @@ fn the_rest_converts_both_ways_without_change() {
         leaf_index: 2,
         record_sha256: vec![1; 32],
         conflict: true,
+        boot_id: "b".into(),
     };
     assert_eq!(pb::Receipt::from(model::Receipt::from(receipt.clone())), receipt);
 }

@@ -603,6 +603,12 @@ pub struct Ack {
     /// asks the server to prove that leaf in a signed checkpoint (Witness).
     #[prost(message, repeated, tag = "8")]
     pub receipts: ::prost::alloc::vec::Vec<Receipt>,
+    /// A fleet front door's Ack: the batch is in the replicated stream, and its
+    /// shard's indexer stores and logs it later, so this Ack holds no receipts; the
+    /// agent asks for them by event (WitnessRequest.receipts_for) through the query
+    /// node.
+    #[prost(bool, tag = "9")]
+    pub receipts_later: bool,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -618,9 +624,22 @@ pub struct Receipt {
     /// conflict entry, the first record stays.
     #[prost(bool, tag = "4")]
     pub conflict: bool,
+    /// The event's boot (set in a WitnessReply, where events of several boots may be
+    /// asked for).
+    #[prost(string, tag = "5")]
+    pub boot_id: ::prost::alloc::string::String,
 }
+/// One event of the asking agent's host.
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EventRef {
+    #[prost(string, tag = "1")]
+    pub boot_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct WitnessRequest {
     /// The size of the last checkpoint this agent verified (0: none yet).
     #[prost(uint64, tag = "1")]
@@ -629,6 +648,11 @@ pub struct WitnessRequest {
     /// left out of the reply and asked for again later.
     #[prost(uint64, repeated, tag = "2")]
     pub leaves: ::prost::alloc::vec::Vec<u64>,
+    /// Events acknowledged without receipts (Ack.receipts_later) whose receipts the
+    /// agent wants (at most 1000 together with `leaves`); those not logged yet are
+    /// left out of the reply and asked for again later.
+    #[prost(message, repeated, tag = "3")]
+    pub receipts_for: ::prost::alloc::vec::Vec<EventRef>,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -646,6 +670,11 @@ pub struct WitnessReply {
     /// For each requested leaf below the checkpoint's size, in the request's order.
     #[prost(message, repeated, tag = "4")]
     pub inclusions: ::prost::alloc::vec::Vec<LeafProof>,
+    /// The receipts of the `receipts_for` events that are logged (and kept by event:
+    /// a fleet indexer's store). Their leaves' inclusion proofs are in `inclusions`
+    /// when the checkpoint covers them.
+    #[prost(message, repeated, tag = "5")]
+    pub receipts: ::prost::alloc::vec::Vec<Receipt>,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -671,6 +700,14 @@ pub struct RefusedEvent {
     /// For people: which field, how large, the limit.
     #[prost(string, tag = "4")]
     pub detail: ::prost::alloc::string::String,
+}
+#[derive(serde::Serialize)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HostWitnessRequest {
+    #[prost(string, tag = "1")]
+    pub host_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub request: ::core::option::Option<WitnessRequest>,
 }
 /// Every field narrows; unset fields do not.
 #[derive(serde::Serialize)]
@@ -943,6 +980,10 @@ pub struct StatsResponse {
     pub retention_cutoff_unix_ns: u64,
     #[prost(uint64, tag = "11")]
     pub oldest_event_unix_ns: u64,
+    /// The tamper-evidence logs behind this endpoint: 1 for a single server, one per
+    /// shard for a fleet query node (the `shard` of the log requests).
+    #[prost(uint32, tag = "12")]
+    pub logs: u32,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1037,6 +1078,9 @@ pub struct InclusionProofRequest {
     pub index: u64,
     #[prost(uint64, tag = "2")]
     pub tree_size: u64,
+    /// Which log (see StatsResponse.logs): a fleet shard; a single server has only 0.
+    #[prost(uint32, tag = "3")]
+    pub shard: u32,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1045,6 +1089,8 @@ pub struct ConsistencyProofRequest {
     pub old_size: u64,
     #[prost(uint64, tag = "2")]
     pub new_size: u64,
+    #[prost(uint32, tag = "3")]
+    pub shard: u32,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1062,6 +1108,8 @@ pub struct LogEntriesRequest {
     /// At most 1000; 0 = 1000.
     #[prost(uint32, tag = "2")]
     pub count: u32,
+    #[prost(uint32, tag = "3")]
+    pub shard: u32,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1087,13 +1135,18 @@ pub struct LogEntriesResponse {
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct GetCheckpointRequest {}
+pub struct GetCheckpointRequest {
+    #[prost(uint32, tag = "1")]
+    pub shard: u32,
+}
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct VerifyRequest {
     /// Empty: every host.
     #[prost(string, tag = "1")]
     pub host_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub shard: u32,
 }
 #[derive(serde::Serialize)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -2016,6 +2069,29 @@ pub mod query_client {
                 .insert(GrpcMethod::new("watchtower.v1.Query", "Verify"));
             self.inner.unary(req, path, codec).await
         }
+        /// What Ingest.Witness answers the agent of `host_id`: for a fleet query node,
+        /// which asks the indexer of the agent's shard on the agent's behalf.
+        pub async fn witness_host(
+            &mut self,
+            request: impl tonic::IntoRequest<super::HostWitnessRequest>,
+        ) -> std::result::Result<tonic::Response<super::WitnessReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/watchtower.v1.Query/WitnessHost",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("watchtower.v1.Query", "WitnessHost"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2118,6 +2194,12 @@ pub mod query_server {
             &self,
             request: tonic::Request<super::VerifyRequest>,
         ) -> std::result::Result<tonic::Response<super::VerifyReport>, tonic::Status>;
+        /// What Ingest.Witness answers the agent of `host_id`: for a fleet query node,
+        /// which asks the indexer of the agent's shard on the agent's behalf.
+        async fn witness_host(
+            &self,
+            request: tonic::Request<super::HostWitnessRequest>,
+        ) -> std::result::Result<tonic::Response<super::WitnessReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct QueryServer<T> {
@@ -2707,6 +2789,49 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = VerifySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/watchtower.v1.Query/WitnessHost" => {
+                    #[allow(non_camel_case_types)]
+                    struct WitnessHostSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::HostWitnessRequest>
+                    for WitnessHostSvc<T> {
+                        type Response = super::WitnessReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::HostWitnessRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::witness_host(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WitnessHostSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -92,6 +92,23 @@ impl ServerLink {
     }
 }
 
+impl ServerLink {
+    /// The link the log is proven over: `server.witness_url` when set (a fleet's
+    /// query node), else this one.
+    #[must_use]
+    pub fn witnessed_by(&self, server: &crate::config::ServerSection) -> ServerLink {
+        let mut link = self.clone();
+        if let Some(url) = &server.witness_url {
+            link.address.clone_from(url);
+            link.failover.clear();
+        }
+        if let Some(name) = &server.witness_server_name {
+            link.server_name.clone_from(name);
+        }
+        link
+    }
+}
+
 pub(super) fn tls_of(link: &ServerLink) -> anyhow::Result<ClientTls> {
     Ok(ClientTls::from_files(
         &link.ca,
@@ -531,11 +548,20 @@ async fn on_answer(
     let writer = link.shared.clone();
     let duplicates = ack.duplicates;
     let receipts = std::mem::take(&mut ack.receipts);
+    let receipts_later = ack.receipts_later;
+    let refused: Vec<u64> = ack.refused.iter().map(|r| r.seq).collect();
     let batch = match blocking(move || record_ack(&writer, &batch, &ack).map(|()| batch)).await {
         Ok(batch) => batch,
         Err(e) => return Err(Ended::Failed(e.context("recording the ack in the spool"))),
     };
-    if let Some(witness) = link.witness {
+    if let Some(witness) = link.witness
+        && receipts_later
+    {
+        witness
+            .lock()
+            .expect("log witness lock")
+            .await_receipt(&batch.ids, &refused);
+    } else if let Some(witness) = link.witness {
         for finding in witness
             .lock()
             .expect("log witness lock")

@@ -209,6 +209,7 @@ impl FrontDoor {
             refused: checked.refused,
             stored: confirmed.stored,
             duplicates: confirmed.duplicates,
+            receipts_later: true,
             ..Ack::default()
         })
     }
@@ -250,7 +251,8 @@ impl Ingest for FrontDoor {
 
     async fn witness(&self, _request: Request<WitnessRequest>) -> Result<Response<WitnessReply>, Status> {
         Err(Status::unimplemented(
-            "fleet mode: each shard's indexer keeps its own log; a front door has no checkpoint to prove",
+            "fleet mode: each shard's indexer keeps its own log, and the query node proves it: \
+             set the agent's server.witness_url to a query node",
         ))
     }
 }

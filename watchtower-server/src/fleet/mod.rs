@@ -18,6 +18,7 @@
 pub mod front_door;
 pub mod indexer;
 pub mod query_node;
+mod witness_relay;
 
 use std::collections::HashMap;
 use std::time::Duration;

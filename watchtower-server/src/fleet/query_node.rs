@@ -7,8 +7,11 @@
 //!
 //! A shard that does not answer fails the call (`UNAVAILABLE`, naming the
 //! shard): a partial answer would look like a complete one. Each shard keeps its
-//! own tamper-evidence log, so the log calls (checkpoint, proofs, entries,
-//! verify) go to the shard's indexer, not here.
+//! own tamper-evidence log and signs it with its own key: the log calls
+//! (checkpoint, proofs, entries, verify) name their shard (`shard`, from 0 to
+//! `StatsResponse.logs`) and are passed to its indexer as they are, so a client
+//! checks every shard's log here without trusting this node. Agents' `Witness`
+//! calls ([`super::witness_relay`]) go to the indexer of their host's shard.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +23,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use watchtower_pki::Role;
+use watchtower_proto::pb::ingest_server::IngestServer;
 use watchtower_proto::pb::query_client::QueryClient;
 use watchtower_proto::pb::query_server::{Query, QueryServer};
 use watchtower_proto::pb::{
-    ConsistencyProofRequest, GetCheckpointRequest, GetSessionRequest, GetSessionResponse,
+    ConsistencyProofRequest, GetCheckpointRequest, GetSessionRequest, GetSessionResponse, HostWitnessRequest,
     InclusionProofRequest, ListAlertsRequest, ListAlertsResponse, ListHostsRequest, ListHostsResponse,
     ListOpenSessionsRequest, ListOpenSessionsResponse, LiveItem, LogEntriesRequest, LogEntriesResponse,
     Proof, QueryEventsRequest, QueryEventsResponse, SignedCheckpoint, StatsRequest, StatsResponse,
-    StoredEvent, SubscribeRequest, VerifyReport, VerifyRequest,
+    StoredEvent, SubscribeRequest, VerifyReport, VerifyRequest, WitnessReply,
 };
 
 use crate::config::ServerConfig;
@@ -156,13 +160,6 @@ impl QueryNode {
 fn shard_failed(shard: usize, status: &Status) -> Status {
     tracing::warn!(shard, code = ?status.code(), error = status.message(), "query node: a shard did not answer");
     Status::new(status.code(), format!("shard {shard}: {}", status.message()))
-}
-
-fn per_shard_log() -> Status {
-    Status::failed_precondition(
-        "fleet mode: each shard keeps its own tamper-evidence log; ask the shard's indexer \
-         (watchtowerctl --server <indexer> verify)",
-    )
 }
 
 const READERS: &[Role] = &[Role::Reader, Role::Admin];
@@ -347,6 +344,7 @@ impl Query for QueryNode {
                 total.oldest_event_unix_ns = a.oldest_event_unix_ns;
             }
         }
+        total.logs = self.shards.len() as u32;
         Ok(Response::new(total))
     }
 
@@ -372,34 +370,105 @@ impl Query for QueryNode {
 
     async fn get_checkpoint(
         &self,
-        _: Request<GetCheckpointRequest>,
+        request: Request<GetCheckpointRequest>,
     ) -> Result<Response<SignedCheckpoint>, Status> {
-        Err(per_shard_log())
+        self.reader(&request, READERS)?;
+        let request = request.into_inner();
+        let (shard, mut client) = self.log_of(request.shard)?;
+        client
+            .get_checkpoint(GetCheckpointRequest { shard: 0 })
+            .await
+            .map_err(|s| shard_failed(shard, &s))
     }
 
     async fn get_inclusion_proof(
         &self,
-        _: Request<InclusionProofRequest>,
+        request: Request<InclusionProofRequest>,
     ) -> Result<Response<Proof>, Status> {
-        Err(per_shard_log())
+        self.reader(&request, READERS)?;
+        let request = request.into_inner();
+        let (shard, mut client) = self.log_of(request.shard)?;
+        client
+            .get_inclusion_proof(InclusionProofRequest { shard: 0, ..request })
+            .await
+            .map_err(|s| shard_failed(shard, &s))
     }
 
     async fn get_consistency_proof(
         &self,
-        _: Request<ConsistencyProofRequest>,
+        request: Request<ConsistencyProofRequest>,
     ) -> Result<Response<Proof>, Status> {
-        Err(per_shard_log())
+        self.reader(&request, READERS)?;
+        let request = request.into_inner();
+        let (shard, mut client) = self.log_of(request.shard)?;
+        client
+            .get_consistency_proof(ConsistencyProofRequest { shard: 0, ..request })
+            .await
+            .map_err(|s| shard_failed(shard, &s))
     }
 
     async fn get_log_entries(
         &self,
-        _: Request<LogEntriesRequest>,
+        request: Request<LogEntriesRequest>,
     ) -> Result<Response<LogEntriesResponse>, Status> {
-        Err(per_shard_log())
+        self.reader(&request, READERS)?;
+        let request = request.into_inner();
+        let (shard, mut client) = self.log_of(request.shard)?;
+        client
+            .get_log_entries(LogEntriesRequest { shard: 0, ..request })
+            .await
+            .map_err(|s| shard_failed(shard, &s))
     }
 
-    async fn verify(&self, _: Request<VerifyRequest>) -> Result<Response<VerifyReport>, Status> {
-        Err(per_shard_log())
+    /// The shard's own audit. The query node's certificate must be an admin's for
+    /// the indexer to run it; the caller must be one here.
+    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyReport>, Status> {
+        self.reader(&request, &[Role::Admin])?;
+        let request = request.into_inner();
+        let (shard, mut client) = self.log_of(request.shard)?;
+        client
+            .verify(VerifyRequest { shard: 0, ..request })
+            .await
+            .map_err(|s| shard_failed(shard, &s))
+    }
+
+    async fn witness_host(
+        &self,
+        request: Request<HostWitnessRequest>,
+    ) -> Result<Response<WitnessReply>, Status> {
+        self.reader(&request, READERS)?;
+        let request = request.into_inner();
+        self.witness_of(request).await
+    }
+}
+
+impl QueryNode {
+    /// The indexer that keeps log `shard`.
+    fn log_of(&self, shard: u32) -> Result<(usize, QueryClient<Channel>), Status> {
+        let index = shard as usize;
+        let client = self.shards.get(index).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "there is no shard {shard}: this fleet has {} (StatsResponse.logs)",
+                self.shards.len()
+            ))
+        })?;
+        Ok((index, client.clone()))
+    }
+
+    /// What the indexer of `host_id`'s shard answers that host's agent.
+    pub(super) async fn witness_of(
+        &self,
+        request: HostWitnessRequest,
+    ) -> Result<Response<WitnessReply>, Status> {
+        if request.host_id.is_empty() {
+            return Err(Status::invalid_argument("a witness request names its host"));
+        }
+        let shard = super::shard_of(&request.host_id, self.shards.len() as u32) as usize;
+        self.shards[shard]
+            .clone()
+            .witness_host(request)
+            .await
+            .map_err(|s| shard_failed(shard, &s))
     }
 }
 
@@ -439,6 +508,7 @@ pub async fn serve(
     let (listener, admission, tls) = super::listen(&config, &counters).await?;
     tracing::info!(address = %listener.local_addr()?, shards = fleet.indexers.len(), "watchtower-server query node listening (mutual TLS)");
     let result = super::grpc_server()
+        .add_service(IngestServer::new(node.clone()))
         .add_service(QueryServer::new(node).max_decoding_message_size(config.ingest.max_message_bytes))
         .serve_with_incoming_shutdown(
             tls::incoming(listener, tls, admission, counters, revocations),

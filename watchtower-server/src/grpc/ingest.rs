@@ -354,12 +354,24 @@ impl IngestService {
     }
 }
 
-/// The latest signed checkpoint, proven to extend the one the agent kept, with
-/// the inclusion proofs of the receipts' leaves it covers; `None` while the log
-/// has not been signed.
-fn witness(
+/// A witness request over [`MAX_WITNESS_LEAVES`] (leaves and events together).
+pub(crate) fn witness_too_large(host: &str, request: &WitnessRequest) -> Option<Refusal> {
+    let asked = request.leaves.len() + request.receipts_for.len();
+    (asked > MAX_WITNESS_LEAVES).then(|| Refusal::WitnessTooLarge {
+        host: host.to_owned(),
+        leaves: asked,
+        max: MAX_WITNESS_LEAVES,
+    })
+}
+
+/// The latest signed checkpoint, proven to extend the one `host`'s agent kept,
+/// the receipts of the events it asks for (those logged and kept by event), and
+/// the inclusion proofs of the leaves it names and of those receipts' leaves that
+/// the checkpoint covers; `None` while the log has not been signed.
+pub(crate) fn witness(
     store: &EventStore,
     verifier_key: String,
+    host: &str,
     request: &WitnessRequest,
 ) -> Result<Option<WitnessReply>, StoreError> {
     let Some(checkpoint) = store.latest_checkpoint()? else {
@@ -370,8 +382,23 @@ fn witness(
         .then(|| store.consistency_proof(request.kept_size, size))
         .transpose()?
         .map(proof);
+    let events: Vec<(String, u64)> = request
+        .receipts_for
+        .iter()
+        .map(|e| (e.boot_id.clone(), e.seq))
+        .collect();
+    let receipts = if events.is_empty() {
+        Vec::new()
+    } else {
+        store.receipts_of(host, &events)?
+    };
+    let leaves = request
+        .leaves
+        .iter()
+        .copied()
+        .chain(receipts.iter().map(|r| r.leaf_index));
     let mut inclusions = Vec::new();
-    for &leaf_index in request.leaves.iter().filter(|&&leaf| leaf < size) {
+    for leaf_index in leaves.filter(|&leaf| leaf < size) {
         inclusions.push(LeafProof {
             leaf_index,
             hashes: proof(store.inclusion_proof(leaf_index, size)?).hashes,
@@ -382,6 +409,7 @@ fn witness(
         verifier_key,
         consistency,
         inclusions,
+        receipts: receipts.into_iter().map(Into::into).collect(),
     }))
 }
 
@@ -492,19 +520,13 @@ impl Ingest for IngestService {
             return Err(refuse(&self.counters, lapsed(&standing, why)));
         }
         let request = request.into_inner();
-        if request.leaves.len() > MAX_WITNESS_LEAVES {
-            return Err(refuse(
-                &self.counters,
-                Refusal::WitnessTooLarge {
-                    host: identity.name,
-                    leaves: request.leaves.len(),
-                    max: MAX_WITNESS_LEAVES,
-                },
-            ));
+        if let Some(refusal) = witness_too_large(&identity.name, &request) {
+            return Err(refuse(&self.counters, refusal));
         }
         let store = self.store.clone();
         let verifier_key = self.verifier_key.clone();
-        match blocking(move || witness(&store, verifier_key, &request)).await? {
+        let host = identity.name;
+        match blocking(move || witness(&store, verifier_key, &host, &request)).await? {
             Some(reply) => Ok(Response::new(reply)),
             None => Err(Status::unavailable("the log has not been signed yet")),
         }

@@ -10,13 +10,14 @@ use watchtower_model as model;
 use watchtower_pki::Role;
 use watchtower_proto::pb::query_server::Query;
 use watchtower_proto::pb::{
-    ConsistencyProofRequest, GetCheckpointRequest, GetSessionRequest, GetSessionResponse,
+    ConsistencyProofRequest, GetCheckpointRequest, GetSessionRequest, GetSessionResponse, HostWitnessRequest,
     InclusionProofRequest, ListAlertsRequest, ListAlertsResponse, ListHostsRequest, ListHostsResponse,
     ListOpenSessionsRequest, ListOpenSessionsResponse, LiveItem, LogEntriesRequest, LogEntriesResponse,
     LogEntry, Proof, QueryEventsRequest, QueryEventsResponse, SignedCheckpoint, StatsRequest, StatsResponse,
-    SubscribeRequest, VerifyReport, VerifyRequest,
+    SubscribeRequest, VerifyReport, VerifyRequest, WitnessReply,
 };
 
+use super::ingest::{witness, witness_too_large};
 use super::status::{Refusal, fell_behind, lapsed, refuse};
 use super::{blocking, proof};
 use crate::counters::ServerCounters;
@@ -247,6 +248,7 @@ impl Query for QueryService {
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<SignedCheckpoint>, Status> {
         self.reader(&request)?;
+        one_log(request.get_ref().shard)?;
         let store = self.store.clone();
         match blocking(move || store.latest_checkpoint()).await? {
             Some(signed) => Ok(Response::new(signed.into())),
@@ -259,7 +261,12 @@ impl Query for QueryService {
         request: Request<InclusionProofRequest>,
     ) -> Result<Response<Proof>, Status> {
         self.reader(&request)?;
-        let InclusionProofRequest { index, tree_size } = request.into_inner();
+        let InclusionProofRequest {
+            index,
+            tree_size,
+            shard,
+        } = request.into_inner();
+        one_log(shard)?;
         let store = self.store.clone();
         let hashes = blocking(move || store.inclusion_proof(index, tree_size)).await?;
         Ok(Response::new(proof(hashes)))
@@ -270,7 +277,12 @@ impl Query for QueryService {
         request: Request<ConsistencyProofRequest>,
     ) -> Result<Response<Proof>, Status> {
         self.reader(&request)?;
-        let ConsistencyProofRequest { old_size, new_size } = request.into_inner();
+        let ConsistencyProofRequest {
+            old_size,
+            new_size,
+            shard,
+        } = request.into_inner();
+        one_log(shard)?;
         let store = self.store.clone();
         let hashes = blocking(move || store.consistency_proof(old_size, new_size)).await?;
         Ok(Response::new(proof(hashes)))
@@ -281,7 +293,8 @@ impl Query for QueryService {
         request: Request<LogEntriesRequest>,
     ) -> Result<Response<LogEntriesResponse>, Status> {
         self.reader(&request)?;
-        let LogEntriesRequest { start, count } = request.into_inner();
+        let LogEntriesRequest { start, count, shard } = request.into_inner();
+        one_log(shard)?;
         let store = self.store.clone();
         let (entries, log_size) = blocking(move || {
             let entries = store.log_entries(start, count)?;
@@ -301,7 +314,8 @@ impl Query for QueryService {
 
     async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyReport>, Status> {
         self.admin(&request)?;
-        let host = request.into_inner().host_id;
+        let VerifyRequest { host_id: host, shard } = request.into_inner();
+        one_log(shard)?;
         let store = self.store.clone();
         let verifier = watchtower_tlog::CheckpointVerifier::new(self.signer.verifier_key())
             .map_err(|e| Status::internal(e.to_string()))?;
@@ -336,6 +350,39 @@ impl Query for QueryService {
             retention_removed: c.retention_removed.load(Relaxed),
             retention_cutoff_unix_ns: c.retention_cutoff.load(Relaxed),
             oldest_event_unix_ns: oldest.unwrap_or(0),
+            logs: 1,
         }))
+    }
+
+    async fn witness_host(
+        &self,
+        request: Request<HostWitnessRequest>,
+    ) -> Result<Response<WitnessReply>, Status> {
+        self.reader(&request)?;
+        let HostWitnessRequest { host_id, request } = request.into_inner();
+        let request = request.unwrap_or_default();
+        if host_id.is_empty() {
+            return Err(Status::invalid_argument("a witness request names its host"));
+        }
+        if let Some(refusal) = witness_too_large(&host_id, &request) {
+            return Err(refuse(&self.counters, refusal));
+        }
+        let store = self.store.clone();
+        let verifier_key = self.signer.verifier_key().to_owned();
+        match blocking(move || witness(&store, verifier_key, &host_id, &request)).await? {
+            Some(reply) => Ok(Response::new(reply)),
+            None => Err(Status::unavailable("the log has not been signed yet")),
+        }
+    }
+}
+
+/// A single server keeps one log: shard 0.
+fn one_log(shard: u32) -> Result<(), Status> {
+    if shard == 0 {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "this server keeps one tamper-evidence log (shard 0), not shard {shard}"
+        )))
     }
 }

@@ -269,6 +269,7 @@ pub fn store_code(error: &StoreError) -> Code {
         | StoreError::Log(_)
         | StoreError::LogSize
         | StoreError::AlertCursor
+        | StoreError::ReceiptIndex
         | StoreError::OldFormat(..) => Code::DataLoss,
         StoreError::Db(e) => db_code(&e.kind()),
     }

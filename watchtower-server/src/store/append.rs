@@ -13,6 +13,7 @@ use watchtower_model::{Body, Event, HostInfo, Receipt, SessionSummary, StoredEve
 
 use watchtower_tlog::{LeafEntry, RecordId};
 
+use super::group_commit::Leaf;
 use super::keys::{self, PrimaryKey};
 use super::{
     BY_REMOTE, BY_SESSION, BY_TIME, BY_USER, EVENTS, EventStore, HOSTS, SEEN, SESSIONS, StoreError, decode,
@@ -84,7 +85,8 @@ impl EventStore {
 
         let mut batch = WriteBatch::default();
         // Each new leaf's entry, and the record for a conflict leaf.
-        let mut leaves: Vec<(Vec<u8>, Option<StoredEvent>)> = Vec::new();
+        let mut leaves: Vec<Leaf> = Vec::new();
+        let by_event = self.receipts_by_event.load(std::sync::atomic::Ordering::Relaxed);
         let mut in_batch: HashMap<&[u8], usize> = HashMap::new();
         let mut sessions: BTreeMap<u64, Option<SessionSummary>> = BTreeMap::new();
         let mut info = self.host(host)?.unwrap_or_else(|| HostInfo {
@@ -114,7 +116,7 @@ impl EventStore {
                 } else {
                     let (entry, receipt) = logged(host, &stored, true, leaves.len());
                     appended.receipts.push(receipt);
-                    leaves.push((entry, Some(stored.clone())));
+                    leaves.push(Leaf::conflict(entry, stored.clone()));
                     appended.conflicts.push(stored);
                 }
                 continue;
@@ -143,7 +145,7 @@ impl EventStore {
             }
             let (entry, receipt) = logged(host, &stored, false, leaves.len());
             appended.receipts.push(receipt);
-            leaves.push((entry, None));
+            leaves.push(Leaf::record(entry, by_event.then(|| seen_key.clone())));
             batch.put_cf(self.cf(EVENTS), &pk.0, keys::encode_value(&stored));
             in_batch.insert(seen_key.as_slice(), appended.stored.len());
             appended.stored.push(stored);
@@ -272,6 +274,7 @@ fn logged(host: &str, stored: &StoredEvent, conflict: bool, offset: usize) -> (V
         leaf_index: offset as u64,
         record_sha256: record_sha256.to_vec(),
         conflict,
+        boot_id: String::new(),
     };
     let entry = if conflict {
         LeafEntry::Conflict { id, record_sha256 }

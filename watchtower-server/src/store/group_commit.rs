@@ -20,14 +20,43 @@ use std::sync::{Condvar, Mutex};
 
 use rocksdb::WriteBatch;
 
-use super::{CONFLICTS, EventStore, LogHead, StoreError, keys};
+use super::{CONFLICTS, EventStore, LogHead, RECEIPTS, StoreError, keys};
 use watchtower_model::StoredEvent;
 
-/// One append's batch and its log leaves (each leaf's entry, and the record for a
-/// conflict leaf).
+/// One append's batch and its log leaves.
 pub(super) struct Request {
     pub batch: WriteBatch,
-    pub leaves: Vec<(Vec<u8>, Option<StoredEvent>)>,
+    pub leaves: Vec<Leaf>,
+}
+
+/// One leaf to log.
+pub(super) struct Leaf {
+    /// The leaf's canonical entry.
+    pub entry: Vec<u8>,
+    /// The second record of a conflict leaf.
+    pub conflict: Option<StoredEvent>,
+    /// The event's dedup key, when the store keeps leaves by event.
+    pub receipt_key: Option<Vec<u8>>,
+}
+
+impl Leaf {
+    /// A stored record's leaf, kept by the event's dedup key when one is given.
+    pub fn record(entry: Vec<u8>, receipt_key: Option<Vec<u8>>) -> Leaf {
+        Leaf {
+            entry,
+            conflict: None,
+            receipt_key,
+        }
+    }
+
+    /// A conflict leaf and its second record.
+    pub fn conflict(entry: Vec<u8>, record: StoredEvent) -> Leaf {
+        Leaf {
+            entry,
+            conflict: Some(record),
+            receipt_key: None,
+        }
+    }
 }
 
 /// Where a committed request's leaves went.
@@ -99,7 +128,15 @@ impl EventStore {
                 Ok(head)
             } else {
                 let mut entries = Vec::with_capacity(leaves.len());
-                for (index, (entry, conflict)) in (first_leaf..).zip(leaves) {
+                for (index, leaf) in (first_leaf..).zip(leaves) {
+                    let Leaf {
+                        entry,
+                        conflict,
+                        receipt_key,
+                    } = leaf;
+                    if let Some(key) = receipt_key {
+                        batch.put_cf(self.cf(RECEIPTS), key, index.to_be_bytes());
+                    }
                     if let Some(record) = conflict {
                         batch.put_cf(
                             self.cf(CONFLICTS),

@@ -15,6 +15,7 @@
 //! | `by_session`    | host 0 session time · primary key   | empty                                   | [`index_key`], [`session_prefix`] |
 //! | `by_remote`     | address 0 time · primary key        | empty                                   | [`index_key`], [`text_prefix`] |
 //! | `seen`          | host 0 boot 0 seq                   | primary key                             | [`seen_key`] |
+//! | `receipts`      | host 0 boot 0 seq                   | the event's leaf index (fleet indexers) | [`seen_key`], [`parse_leaf_index`] |
 //! | `sessions`      | host 0 session                      | `SessionSummary`                        | [`session_key`] |
 //! | `hosts`         | host                                | `HostInfo`                              | [`host_key`] |
 //! | `meta`          | record name (`log_size`, `store_format`, `retention`, `alert_cursor`) | log size, alert cursor: u64; format: text; retention: text | [`LOG_SIZE`], [`STORE_FORMAT`], [`ALERT_CURSOR`] |
@@ -236,6 +237,12 @@ pub fn log_leaf_index(key: &[u8]) -> Option<u64> {
 #[must_use]
 pub fn log_hash_key(stored_index: u64) -> [u8; 8] {
     stored_index.to_be_bytes()
+}
+
+/// A stored leaf index (a `receipts` value).
+#[must_use]
+pub fn parse_leaf_index(value: &[u8]) -> Option<u64> {
+    be_u64(value)
 }
 
 /// A stored log size (the `log_size` meta record).

@@ -6,14 +6,14 @@
 use std::collections::HashMap;
 
 use rocksdb::{DB, IteratorMode, SnapshotWithThreadMode};
-use watchtower_model::{SignedCheckpoint, StoredEvent};
+use watchtower_model::{Receipt, SignedCheckpoint, StoredEvent};
 use watchtower_tlog::tlog_tiles::{self, Hash, HashReader};
 use watchtower_tlog::{LeafEntry, tree};
 
 use super::keys::{self, PrimaryKey};
 use super::{
-    CHECKPOINTS, CONFLICTS, EVENTS, EventStore, LOG_HASHES, LOG_LEAVES, LogHead, META, StoreError, decode,
-    synced,
+    CHECKPOINTS, CONFLICTS, EVENTS, EventStore, LOG_HASHES, LOG_LEAVES, LogHead, META, RECEIPTS, SEEN,
+    StoreError, decode, synced,
 };
 
 /// Leaves served per [`EventStore::log_entries`] call at most.
@@ -188,6 +188,45 @@ impl EventStore {
                 Ok(ServedEntry { index, entry, record })
             })
             .collect()
+    }
+
+    /// From now on keep each logged event's leaf by its id, so that
+    /// [`EventStore::receipts_of`] can answer later (a fleet indexer: its agents'
+    /// Acks come from a front door, before the event is logged).
+    pub fn keep_receipts_by_event(&self) {
+        self.receipts_by_event
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The receipts of `host`'s events `(boot, seq)` that are logged and kept by
+    /// event; those that are not are left out.
+    pub fn receipts_of(&self, host: &str, events: &[(String, u64)]) -> Result<Vec<Receipt>, StoreError> {
+        let snapshot = self.db.snapshot();
+        let keys: Vec<Vec<u8>> = events
+            .iter()
+            .map(|(boot, seq)| keys::seen_key(host, boot, *seq))
+            .collect();
+        let leaves = snapshot.multi_get_cf(keys.iter().map(|k| (self.cf(RECEIPTS), k.as_slice())));
+        let primaries = snapshot.multi_get_cf(keys.iter().map(|k| (self.cf(SEEN), k.as_slice())));
+        let mut receipts = Vec::new();
+        for (((boot, seq), leaf), primary) in events.iter().zip(leaves).zip(primaries) {
+            let (Some(leaf), Some(primary)) = (leaf?, primary?) else {
+                continue;
+            };
+            let leaf_index = keys::parse_leaf_index(&leaf).ok_or(StoreError::ReceiptIndex)?;
+            let Some(bytes) = snapshot.get_cf(self.cf(EVENTS), &primary)? else {
+                continue;
+            };
+            let stored: StoredEvent = decode(&bytes, EVENTS)?;
+            receipts.push(Receipt {
+                seq: *seq,
+                leaf_index,
+                record_sha256: stored.record_sha256().to_vec(),
+                conflict: false,
+                boot_id: boot.clone(),
+            });
+        }
+        Ok(receipts)
     }
 
     /// One consistent view of the whole store, for an audit.

@@ -61,9 +61,12 @@ pub(crate) const ALERTS: &str = "alerts";
 pub(crate) const KNOWN_REMOTES: &str = "known_remotes";
 /// Addresses each user logged in from, per host: host 0 user 0 address → first time.
 pub(crate) const HOST_REMOTES: &str = "host_remotes";
+/// Each logged event's leaf, for a store that keeps them ([`EventStore::keep_receipts_by_event`]):
+/// host 0 boot 0 seq → leaf index.
+pub(crate) const RECEIPTS: &str = "receipts";
 /// Every column family, created at open (those a store made by an older version
 /// lacks are created then); [`keys`] lays out each.
-const FAMILIES: [&str; 16] = [
+const FAMILIES: [&str; 17] = [
     EVENTS,
     BY_TIME,
     BY_USER,
@@ -80,6 +83,7 @@ const FAMILIES: [&str; 16] = [
     ALERTS,
     KNOWN_REMOTES,
     HOST_REMOTES,
+    RECEIPTS,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,8 @@ pub enum StoreError {
     LogSize,
     #[error("the stored alert cursor is not readable; the database may be damaged")]
     AlertCursor,
+    #[error("a stored receipt is not readable; the database may be damaged")]
+    ReceiptIndex,
     #[error(
         "{0} holds a store of an older layout (format {1}); this version keys records by the whole boot id \
          and logs canonical entries: export it with the older version and start on an empty directory"
@@ -122,6 +128,8 @@ pub struct EventStore {
     host_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Appends of many hosts share one WAL sync ([`group_commit`]).
     group: group_commit::GroupCommit,
+    /// Whether each logged event's leaf index is kept by its id ([`RECEIPTS`]).
+    receipts_by_event: std::sync::atomic::AtomicBool,
 }
 
 /// A stored value, or [`StoreError::Corrupt`] naming its family.
@@ -180,6 +188,7 @@ impl EventStore {
             log: Mutex::new(LogHead { size, root: [0; 32] }),
             host_locks: Mutex::new(HashMap::new()),
             group: group_commit::GroupCommit::default(),
+            receipts_by_event: std::sync::atomic::AtomicBool::new(false),
         };
         let root = watchtower_tlog::tree::root(&store.log_hashes(), size)?;
         store.log.lock().expect("log lock").root = root;

@@ -5,7 +5,7 @@ use watchtower_model::StoredEvent;
 
 use super::append::index_entries;
 use super::keys::{self, PrimaryKey};
-use super::{EVENTS, EventStore, SEEN, StoreError, decode, synced};
+use super::{EVENTS, EventStore, RECEIPTS, SEEN, StoreError, decode, synced};
 
 impl EventStore {
     /// Remove every event older than `cutoff_unix_ns` with its index entries and
@@ -13,6 +13,7 @@ impl EventStore {
     /// synced.
     pub fn prune_before(&self, cutoff_unix_ns: u64) -> Result<u64, StoreError> {
         let mut removed = 0u64;
+        let by_event = self.receipts_by_event.load(std::sync::atomic::Ordering::Relaxed);
         for info in self.hosts()? {
             let host = info.host_id;
             let lock = self.host_lock(&host);
@@ -38,7 +39,11 @@ impl EventStore {
                                 keys::index_key(&prefix, event.time_unix_ns, &pk),
                             );
                         }
-                        batch.delete_cf(self.cf(SEEN), keys::seen_key(&host, &event.boot_id, event.seq));
+                        let seen = keys::seen_key(&host, &event.boot_id, event.seq);
+                        if by_event {
+                            batch.delete_cf(self.cf(RECEIPTS), &seen);
+                        }
+                        batch.delete_cf(self.cf(SEEN), seen);
                     }
                     batch.delete_cf(self.cf(EVENTS), &key);
                     n += 1;

@@ -393,3 +393,52 @@ fn hosts_appending_at_once_share_syncs_and_the_log_stays_whole_and_in_commit_ord
     assert_eq!(batches, HOSTS * BATCHES);
     assert!(groups <= batches);
 }
+
+#[test]
+fn a_store_that_keeps_receipts_by_event_gives_each_events_leaf_later() {
+    let dir = Scratch::new("receipts-by-event");
+    let store = EventStore::open(&dir.0).unwrap();
+    let all = history();
+    let boot = all[0].boot_id.clone();
+    // Not kept by a single server: its Acks carry the receipts.
+    store.append("web-1", all[..2].to_vec(), 1, 0).unwrap();
+    assert!(
+        store
+            .receipts_of("web-1", &[(boot.clone(), 1)])
+            .unwrap()
+            .is_empty()
+    );
+    store.keep_receipts_by_event();
+    let appended = store.append("web-1", all[2..].to_vec(), 2, 0).unwrap();
+    let asked: Vec<(String, u64)> = (1..=10).map(|seq| (boot.clone(), seq)).collect();
+    let later = store.receipts_of("web-1", &asked).unwrap();
+    // The same leaves and record hashes as the Ack's, with the boot named.
+    let from_ack: Vec<(u64, u64, Vec<u8>)> = appended
+        .receipts
+        .iter()
+        .map(|r| (r.seq, r.leaf_index, r.record_sha256.clone()))
+        .collect();
+    let given: Vec<(u64, u64, Vec<u8>)> = later
+        .iter()
+        .map(|r| (r.seq, r.leaf_index, r.record_sha256.clone()))
+        .collect();
+    assert_eq!(given, from_ack);
+    assert!(later.iter().all(|r| r.boot_id == boot && !r.conflict));
+    // Another host's events, and another boot's, are not this host's.
+    assert!(store.receipts_of("web-2", &asked).unwrap().is_empty());
+    assert!(
+        store
+            .receipts_of("web-1", &[("other".into(), 3)])
+            .unwrap()
+            .is_empty()
+    );
+    // Retention removes them with the events.
+    store.prune_before(1_005).unwrap();
+    let kept: Vec<u64> = store
+        .receipts_of("web-1", &asked)
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(kept, vec![6, 7, 8, 9, 10]);
+}

@@ -24,9 +24,10 @@ pub struct Args {
     pub host: Option<String>,
     /// The log's verifier key to pin (the server's `checkpoint-signing.pub`:
     /// `<origin>+<id>+<key>`). Required: a checkpoint is worth only the key it is
-    /// checked with.
-    #[arg(long)]
-    pub public_key: PathBuf,
+    /// checked with. For a fleet's query node, one per shard's indexer
+    /// (repeat it): every shard's log is checked with the key of its origin.
+    #[arg(long, required = true)]
+    pub public_key: Vec<PathBuf>,
     /// Where the last accepted checkpoint of each log is kept (default:
     /// `$XDG_STATE_HOME/watchtower/checkpoints.json`, else
     /// `~/.local/state/watchtower/checkpoints.json`).
@@ -53,7 +54,10 @@ pub struct Args {
 
 /// `verify --bundle`: the exit code, 0 when every record is proven.
 pub fn run_bundle(args: &Args, bundle: &Path, json: bool) -> anyhow::Result<i32> {
-    let verifier = read_key(&args.public_key)?;
+    let [key] = args.public_key.as_slice() else {
+        anyhow::bail!("a bundle is checked with one --public-key (the key of the log it was exported from)");
+    };
+    let verifier = read_key(key)?;
     let (proven, findings) = crate::commands::bundle::check(bundle, &verifier)?;
     let ok = findings.is_empty();
     if json {
@@ -77,6 +81,8 @@ pub fn run_bundle(args: &Args, bundle: &Path, json: bool) -> anyhow::Result<i32>
 /// What this run found about the log as a whole, before the records.
 struct Outcome {
     origin: String,
+    /// The pinned key it was checked with (the state file's key).
+    key: String,
     head: Option<TreeHead>,
     /// The earlier checkpoint this one was proven to extend.
     extends: Option<Accepted>,
@@ -100,21 +106,133 @@ pub fn read_key(path: &Path) -> anyhow::Result<CheckpointVerifier> {
 }
 
 /// The exit code: 0 verified, 1 tampering (or no checkpoint signed by the pinned key).
+///
+/// A fleet's query node serves one log per shard (`StatsResponse.logs`), each
+/// signed by its indexer's key: every log is checked, each against the pinned
+/// key of its origin, and every pinned key must be matched by exactly one log
+/// (a log left out, or shown twice, is a finding).
 pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result<i32> {
-    let verifier = read_key(&args.public_key)?;
+    let verifiers = args
+        .public_key
+        .iter()
+        .map(|path| read_key(path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let state_path = args.state.clone().unwrap_or_else(default_state_path);
     let mut state = State::load(&state_path)?;
     let floor = args
         .min_retention_days
         .map(|days| now_unix_ns().saturating_sub(days.saturating_mul(86_400 * 1_000_000_000)));
+    let logs = client.logs().await?;
+    let mut outcomes = Vec::with_capacity(logs as usize);
+    let mut matched = vec![0u32; verifiers.len()];
+    for shard in 0..logs {
+        client.shard = shard;
+        let signed = client.checkpoint().await?;
+        // The key of this log's origin (the note's first line); with one key, that key.
+        let origin = String::from_utf8_lossy(&signed.note)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let at = verifiers
+            .iter()
+            .position(|v| v.origin() == origin)
+            .or_else(|| (verifiers.len() == 1).then_some(0));
+        let Some(at) = at else {
+            outcomes.push(Outcome {
+                origin: origin.clone(),
+                key: String::new(),
+                head: None,
+                extends: None,
+                audit: AuditReport::default(),
+                log_findings: vec![(
+                    "bad_signature",
+                    format!("shard {shard}: no --public-key is pinned for the log {origin:?}"),
+                )],
+            });
+            continue;
+        };
+        matched[at] += 1;
+        outcomes.push(check_log(args, client, &verifiers[at], &signed, &state, floor).await?);
+    }
+    client.shard = 0;
+    if logs > 1 {
+        for (verifier, times) in verifiers.iter().zip(&matched) {
+            if *times != 1 {
+                let problem = if *times == 0 {
+                    "missing_log"
+                } else {
+                    "duplicate_log"
+                };
+                if let Some(outcome) = outcomes.first_mut() {
+                    outcome.log_findings.push((
+                        problem,
+                        format!(
+                            "the log {} was served by {times} of the {logs} shards, not one",
+                            verifier.origin()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let ok = outcomes
+        .iter()
+        .all(|o| o.log_findings.is_empty() && o.audit.findings.is_empty());
+    if ok {
+        for outcome in &outcomes {
+            if let Some(head) = outcome.head {
+                state.accept(&outcome.key, head);
+            }
+        }
+        state.save(&state_path)?;
+    }
+    if json {
+        if let [outcome] = outcomes.as_slice() {
+            json_line(&json_report(outcome, ok))?;
+        } else {
+            let each: Vec<Value> = outcomes
+                .iter()
+                .map(|o| json_report(o, o.log_findings.is_empty() && o.audit.findings.is_empty()))
+                .collect();
+            json_line(&json!({"ok": ok, "logs": each}))?;
+        }
+    } else {
+        for outcome in &outcomes {
+            for line in text_lines(outcome, args.host.as_deref(), &state_path) {
+                println!("{line}");
+            }
+        }
+        if outcomes.len() > 1 {
+            println!(
+                "{}: {} logs",
+                if ok { "verified" } else { "TAMPERING DETECTED" },
+                outcomes.len()
+            );
+        }
+    }
+    Ok(i32::from(!ok))
+}
+
+/// Check the log whose newest checkpoint is `signed` (the client's shard)
+/// against `verifier`: the signature, consistency with the checkpoint accepted
+/// before and with the witnesses' of this origin, and every leaf and record.
+async fn check_log(
+    args: &Args,
+    client: &mut Client,
+    verifier: &CheckpointVerifier,
+    signed: &watchtower_model::SignedCheckpoint,
+    state: &State,
+    floor: Option<u64>,
+) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome {
         origin: verifier.origin().to_owned(),
+        key: verifier.key().to_owned(),
         head: None,
         extends: None,
         audit: AuditReport::default(),
         log_findings: Vec::new(),
     };
-    let signed = client.checkpoint().await?;
     match verifier.open(&signed.note) {
         Err(e) => outcome.log_findings.push(("bad_signature", e.to_string())),
         Ok(head) => {
@@ -127,6 +245,12 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
             }
             for path in &args.witness {
                 let note = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                // A witness of another shard's log is checked with that log.
+                if args.public_key.len() > 1
+                    && !note.starts_with(format!("{}\n", verifier.origin()).as_bytes())
+                {
+                    continue;
+                }
                 let finding = match verifier.open(&note) {
                     Err(e) => Some(("bad_witness", e.to_string())),
                     Ok(kept) => extends(client, head, kept.size, kept.root).await?,
@@ -161,19 +285,7 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
             ));
         }
     }
-    let ok = outcome.log_findings.is_empty() && outcome.audit.findings.is_empty();
-    if ok && let Some(head) = outcome.head {
-        state.accept(verifier.key(), head);
-        state.save(&state_path)?;
-    }
-    if json {
-        json_line(&json_report(&outcome, ok))?;
-    } else {
-        for line in text_lines(&outcome, args.host.as_deref(), &state_path) {
-            println!("{line}");
-        }
-    }
-    Ok(i32::from(!ok))
+    Ok(outcome)
 }
 
 /// Whether the log at `head` extends the tree `(size, root)` trusted earlier:
@@ -352,6 +464,7 @@ mod tests {
     fn outcome() -> Outcome {
         Outcome {
             origin: "watchtower/central".into(),
+            key: "watchtower/central+00000000+AAAA".into(),
             head: Some(TreeHead {
                 size: 12,
                 root: [1; 32],
