@@ -505,7 +505,6 @@ fn rewrite_an_exec(data: &std::path::Path, host: &str) -> u64 {
 /// a query node that shows one shard's log in place of the other is caught.
 #[test]
 fn every_shards_log_is_proven_through_the_query_node_to_its_agent_and_to_an_auditor() {
-    use serde_json::Value;
     use watchtower_e2e::central::HOST;
     if !watchtower_e2e::privileged() || !fleet::nats_available() {
         return;
@@ -523,46 +522,7 @@ fn every_shards_log_is_proven_through_the_query_node_to_its_agent_and_to_an_audi
     let door = start(&pki, &server_args(&door_args, "front-door", None));
     let query_node = start_query_node(&pki, &indexers);
 
-    // The agent pins the first key it is shown (no --checkpoint-key): its shard's.
-    let state = std::sync::Arc::new(watchtower_e2e::TempDir::new("fleet-witness-agent"));
-    let mut flags = pki.agent_args(&door.address());
-    flags.extend(
-        [
-            "--no-journal",
-            "--scope",
-            "all",
-            "--witness-url",
-            &query_node.address(),
-            "--witness-interval-secs",
-            "1",
-        ]
-        .map(str::to_owned),
-    );
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let agent = watchtower_e2e::Agent::start_with(&[], state.clone(), &flags);
-    for _ in 0..5 {
-        assert!(
-            std::process::Command::new("/bin/true")
-                .status()
-                .unwrap()
-                .success()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let witness = |e: &Value| e["kind"] == "agent_health" && e["log_witness"].is_object();
-    let proven = agent.wait_for("receipts asked for and proven through the query node", |e| {
-        witness(e) && e["log_witness"]["receipts_verified"].as_u64() >= Some(5)
-    });
-    assert_eq!(
-        proven["log_witness"]["findings"],
-        serde_json::json!({}),
-        "{proven}"
-    );
-    drop(agent.stop());
-    assert!(
-        door.log().contains("agent connected (front door)"),
-        "the agent shipped through the front door"
-    );
+    let state = agent_proves_its_receipts(&pki, &door, &query_node);
 
     // The agent's host lives in one shard; the agent kept that shard's checkpoint.
     let mut readers: Vec<Reader> = indexers.iter().map(|i| Reader::connect(&pki, i)).collect();
@@ -614,15 +574,68 @@ fn every_shards_log_is_proven_through_the_query_node_to_its_agent_and_to_an_audi
         .collect();
     assert_eq!(findings, vec![("changed", seq)], "{report}");
 
-    // A query node that shows shard `home`'s log as both shards (misconfigured,
-    // or an intruder's) cannot pass the other shard off as checked.
-    let twice = query_node_over(
-        &pki,
-        &[indexers[1 - home].address(), indexers[1 - home].address()],
+    a_log_shown_twice_is_caught(&pki, &indexers[1 - home]);
+}
+
+/// The real agent ships through `door` with `--witness-url` at `query_node`,
+/// pins the first key it is shown (no --checkpoint-key: its shard's) and proves
+/// at least five receipts with no finding. Returns its state directory.
+fn agent_proves_its_receipts(
+    pki: &Pki,
+    door: &Server,
+    query_node: &Server,
+) -> std::sync::Arc<watchtower_e2e::TempDir> {
+    use serde_json::Value;
+    let state = std::sync::Arc::new(watchtower_e2e::TempDir::new("fleet-witness-agent"));
+    let mut flags = pki.agent_args(&door.address());
+    flags.extend(
+        [
+            "--no-journal",
+            "--scope",
+            "all",
+            "--witness-url",
+            &query_node.address(),
+            "--witness-interval-secs",
+            "1",
+        ]
+        .map(str::to_owned),
     );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = watchtower_e2e::Agent::start_with(&[], state.clone(), &flags);
+    for _ in 0..5 {
+        assert!(
+            std::process::Command::new("/bin/true")
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let witness = |e: &Value| e["kind"] == "agent_health" && e["log_witness"].is_object();
+    let proven = agent.wait_for("receipts asked for and proven through the query node", |e| {
+        witness(e) && e["log_witness"]["receipts_verified"].as_u64() >= Some(5)
+    });
+    assert_eq!(
+        proven["log_witness"]["findings"],
+        serde_json::json!({}),
+        "{proven}"
+    );
+    drop(agent.stop());
+    assert!(
+        door.log().contains("agent connected (front door)"),
+        "the agent shipped through the front door"
+    );
+
+    state
+}
+
+/// A query node that shows one shard's log as both shards (misconfigured, or
+/// an intruder's) cannot pass the other shard off as checked.
+fn a_log_shown_twice_is_caught(pki: &Pki, shown: &Server) {
+    let twice = query_node_over(pki, &[shown.address(), shown.address()]);
     let fresh = watchtower_e2e::TempDir::new("fleet-audit-twice");
     let fresh_state = fresh.0.join("checkpoints.json").display().to_string();
-    let (code, report) = verify_fleet(&pki, &twice, &fresh_state, &[]);
+    let (code, report) = verify_fleet(pki, &twice, &fresh_state, &[]);
     assert_eq!(code, 1, "{report}");
     let problems: Vec<&str> = report["logs"]
         .as_array()

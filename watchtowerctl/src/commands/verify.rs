@@ -157,24 +157,7 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
     }
     client.shard = 0;
     if logs > 1 {
-        for (verifier, times) in verifiers.iter().zip(&matched) {
-            if *times != 1 {
-                let problem = if *times == 0 {
-                    "missing_log"
-                } else {
-                    "duplicate_log"
-                };
-                if let Some(outcome) = outcomes.first_mut() {
-                    outcome.log_findings.push((
-                        problem,
-                        format!(
-                            "the log {} was served by {times} of the {logs} shards, not one",
-                            verifier.origin()
-                        ),
-                    ));
-                }
-            }
-        }
+        note_logs_not_served_once(&verifiers, &matched, logs, &mut outcomes);
     }
     let ok = outcomes
         .iter()
@@ -212,6 +195,34 @@ pub async fn run(args: &Args, client: &mut Client, json: bool) -> anyhow::Result
         }
     }
     Ok(i32::from(!ok))
+}
+
+/// Every pinned key must be matched by exactly one of the `logs` served: a log
+/// left out (`missing_log`) or shown twice (`duplicate_log`) is a finding.
+fn note_logs_not_served_once(
+    verifiers: &[CheckpointVerifier],
+    matched: &[u32],
+    logs: u32,
+    outcomes: &mut [Outcome],
+) {
+    for (verifier, times) in verifiers.iter().zip(matched) {
+        if *times != 1 {
+            let problem = if *times == 0 {
+                "missing_log"
+            } else {
+                "duplicate_log"
+            };
+            if let Some(outcome) = outcomes.first_mut() {
+                outcome.log_findings.push((
+                    problem,
+                    format!(
+                        "the log {} was served by {times} of the {logs} shards, not one",
+                        verifier.origin()
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// Check the log whose newest checkpoint is `signed` (the client's shard)
