@@ -39,7 +39,7 @@ pub struct FrontDoor {
     pub revocations: Arc<Revocations>,
 }
 
-/// What became of a batch's publishes.
+/// What became of a batch's publishes, in events.
 #[derive(Default)]
 struct Confirmed {
     stored: u32,
@@ -65,19 +65,27 @@ impl FrontDoor {
     }
 
     /// Wait until JetStream confirmed every publish of a batch.
+    /// Each publish comes with the events it carries (none for a Hello or a heartbeat).
     async fn confirm(
         &self,
         host: &str,
-        pending: Vec<jetstream::context::PublishAckFuture>,
+        pending: Vec<(jetstream::context::PublishAckFuture, u32)>,
     ) -> Result<Confirmed, Status> {
         let mut confirmed = Confirmed::default();
-        for future in pending {
+        let (mut published, mut again) = (0, 0);
+        for (future, events) in pending {
             let ack: Result<PublishAck, _> = tokio::time::timeout(CONFIRM_TIMEOUT, future.into_future())
                 .await
                 .map_err(|_| unconfirmed(host, false, "no confirmation within 30 s"))?;
             match ack {
-                Ok(ack) if ack.duplicate => confirmed.duplicates += 1,
-                Ok(_) => confirmed.stored += 1,
+                Ok(ack) if ack.duplicate => {
+                    confirmed.duplicates += events;
+                    again += 1;
+                }
+                Ok(_) => {
+                    confirmed.stored += events;
+                    published += 1;
+                }
                 Err(e) => {
                     // JetStream answers a full `discard: new` stream with an API error
                     // naming the limit ("maximum bytes exceeded", "... messages ...").
@@ -90,8 +98,8 @@ impl FrontDoor {
                 }
             }
         }
-        self.metrics.fleet("published", u64::from(confirmed.stored));
-        self.metrics.fleet("duplicate", u64::from(confirmed.duplicates));
+        self.metrics.fleet("published", published);
+        self.metrics.fleet("duplicate", again);
         Ok(confirmed)
     }
 
@@ -148,17 +156,17 @@ impl FrontDoor {
                     let future = self
                         .publish(&envelope(Kind::Hello, received), None, hello.encode_to_vec())
                         .await?;
-                    self.confirm(host, vec![future]).await?;
+                    self.confirm(host, vec![(future, 0)]).await?;
                 }
                 Some(agent_message::Msg::Heartbeat(beat)) => {
                     let future = self
                         .publish(&envelope(Kind::Heartbeat, received), None, beat.encode_to_vec())
                         .await?;
-                    self.confirm(host, vec![future]).await?;
+                    self.confirm(host, vec![(future, 0)]).await?;
                 }
                 Some(agent_message::Msg::Batch(batch)) => {
                     let ack = self
-                        .publish_batch(host, &envelope(Kind::Event, received), batch)
+                        .publish_batch(host, &envelope(Kind::Events, received), batch)
                         .await?;
                     if tx
                         .send(Ok(ServerMessage {
@@ -174,8 +182,9 @@ impl FrontDoor {
         }
     }
 
-    /// Check a batch as a single server does and publish its valid events (each
-    /// with the id `host/boot/seq`); the Ack once JetStream confirmed them all.
+    /// Check a batch as a single server does and publish its valid events, in
+    /// messages of at most [`super::CHUNK_BYTES`] (each with the id of its first
+    /// and last event); the Ack once JetStream confirmed them all.
     async fn publish_batch(
         &self,
         host: &str,
@@ -192,12 +201,18 @@ impl FrontDoor {
         )
         .map_err(|refusal| refuse(&self.counters, refusal))?;
         self.metrics.refused(checked.refused.len());
-        let mut pending = Vec::with_capacity(checked.ok.len() + checked.ahead.len());
         // The indexer checks again and puts the time-ahead note on: both go out alike.
-        for event in checked.ok.into_iter().chain(checked.ahead) {
-            let id = format!("{}/{}/{}", event.host_id, event.boot_id, event.seq);
-            let payload = pb::Event::from(event).encode_to_vec();
-            pending.push(self.publish(envelope, Some(&id), payload).await?);
+        let events = checked.ok.into_iter().chain(checked.ahead).map(pb::Event::from);
+        let mut pending = Vec::new();
+        for chunk in super::chunks(events, super::CHUNK_BYTES) {
+            let id = super::chunk_id(&chunk);
+            let count = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            let payload = pb::EventBatch {
+                batch_id: batch.batch_id,
+                events: chunk,
+            }
+            .encode_to_vec();
+            pending.push((self.publish(envelope, Some(&id), payload).await?, count));
         }
         let confirmed = self.confirm(host, pending).await?;
         self.counters

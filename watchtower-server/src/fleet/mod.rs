@@ -2,10 +2,11 @@
 //!
 //! Agents keep their protocol (gRPC over mutual TLS to a [`front_door`]). A front
 //! door checks each batch as a single server does and publishes every message of
-//! an agent (its Hello, heartbeats and each event) to the replicated stream on
-//! the subject of the host's shard, the event with the de-duplication id
-//! `host/boot/seq`; it acknowledges the agent only after JetStream confirmed every
-//! publish. An [`indexer`] owns one shard: it consumes it with a durable
+//! an agent (its Hello, heartbeats and each batch's valid events, in messages of
+//! at most [`CHUNK_BYTES`]) to the replicated stream on the subject of the host's
+//! shard, the events with the de-duplication id of their first and last event
+//! (`host/boot/seq..boot/seq`); it acknowledges the agent only after JetStream
+//! confirmed every publish. An [`indexer`] owns one shard: it consumes it with a durable
 //! consumer, stores it exactly as a single server stores a batch (same checks,
 //! same `RocksDB` writes, same tamper-evidence log) and acknowledges JetStream
 //! only after its synced write.
@@ -25,6 +26,8 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
+
+use watchtower_proto::pb;
 
 use crate::config::FleetSection;
 use crate::grpc::ingest::Certified;
@@ -54,7 +57,8 @@ pub fn subject(fleet: &FleetSection, shard: u32) -> String {
 /// The header names of a message on the stream.
 pub mod header {
     pub const HOST: &str = "Watchtower-Host";
-    /// `hello`, `heartbeat` or `event`.
+    /// `hello`, `heartbeat`, `events` (a chunk of an agent batch) or `event`
+    /// (one event, as front doors before 0.2 wrote it: still read).
     pub const KIND: &str = "Watchtower-Kind";
     /// When the front door received the agent's message (ns since the epoch).
     pub const RECEIVED: &str = "Watchtower-Received";
@@ -67,7 +71,10 @@ pub mod header {
 pub enum Kind {
     Hello,
     Heartbeat,
+    /// One event (read, no longer written).
     Event,
+    /// A chunk of one agent batch: a `pb::EventBatch`.
+    Events,
 }
 
 impl Kind {
@@ -76,7 +83,49 @@ impl Kind {
             Kind::Hello => "hello",
             Kind::Heartbeat => "heartbeat",
             Kind::Event => "event",
+            Kind::Events => "events",
         }
+    }
+}
+
+/// Most bytes of events in one message on the stream: well under NATS's
+/// default `max_payload` (1 MiB) with the headers, and above the largest event
+/// a front door passes (128 KiB), so every event fits in a message.
+pub const CHUNK_BYTES: usize = 512 * 1024;
+
+/// `events` in order, cut into runs of at most `limit` encoded bytes (an event
+/// larger than `limit` alone in its run).
+pub fn chunks(events: impl IntoIterator<Item = pb::Event>, limit: usize) -> Vec<Vec<pb::Event>> {
+    let mut chunks: Vec<Vec<pb::Event>> = Vec::new();
+    let mut bytes = 0;
+    for event in events {
+        // The event's length as a field of the batch: its tag and length prefix too.
+        let size = prost::Message::encoded_len(&event);
+        let size = size + prost::encoding::encoded_len_varint(size as u64) + 1;
+        match chunks.last_mut() {
+            Some(chunk) if bytes + size <= limit => {
+                chunk.push(event);
+                bytes += size;
+            }
+            _ => {
+                chunks.push(vec![event]);
+                bytes = size;
+            }
+        }
+    }
+    chunks
+}
+
+/// The de-duplication id of a chunk: its host and first and last event. An
+/// agent that sends a batch again after a lost Ack sends the same chunks.
+#[must_use]
+pub fn chunk_id(chunk: &[pb::Event]) -> String {
+    match (chunk.first(), chunk.last()) {
+        (Some(first), Some(last)) => format!(
+            "{}/{}/{}..{}/{}",
+            first.host_id, first.boot_id, first.seq, last.boot_id, last.seq
+        ),
+        _ => String::new(),
     }
 }
 
@@ -141,6 +190,7 @@ impl Envelope {
             "hello" => Kind::Hello,
             "heartbeat" => Kind::Heartbeat,
             "event" => Kind::Event,
+            "events" => Kind::Events,
             other => return Err(invalid(header::KIND, other.to_owned())),
         };
         let received = get(header::RECEIVED)?;
@@ -308,5 +358,40 @@ mod tests {
         assert_eq!(config.max_age, Duration::ZERO);
         assert!(config.deny_delete && config.deny_purge);
         assert_eq!(config.subjects, vec!["watchtower.*".to_owned()]);
+    }
+
+    fn exec(seq: u64, filename_bytes: usize) -> pb::Event {
+        pb::Event {
+            host_id: "web-1".into(),
+            boot_id: "b".into(),
+            seq,
+            body: Some(pb::event::Body::Exec(pb::Exec {
+                filename: "x".repeat(filename_bytes),
+                ..pb::Exec::default()
+            })),
+            ..pb::Event::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_is_cut_into_messages_that_fit_and_keep_every_event_in_order() {
+        let events: Vec<pb::Event> = (1..=40).map(|seq| exec(seq, 30_000)).collect();
+        let cut = chunks(events.clone(), CHUNK_BYTES);
+        assert!(cut.len() > 1, "{}", cut.len());
+        for chunk in &cut {
+            let payload = prost::Message::encoded_len(&pb::EventBatch {
+                batch_id: 7,
+                events: chunk.clone(),
+            });
+            assert!(payload <= CHUNK_BYTES + 16, "{payload}");
+        }
+        let again: Vec<pb::Event> = cut.iter().flatten().cloned().collect();
+        assert_eq!(again, events);
+        assert_eq!(chunk_id(&cut[0]), format!("web-1/b/1..b/{}", cut[0].len()));
+        // One event over the limit travels alone; nothing is left out.
+        let big = chunks(vec![exec(1, 10), exec(2, 2000), exec(3, 10)], 1000);
+        let sizes: Vec<usize> = big.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
+        assert!(chunks(Vec::new(), CHUNK_BYTES).is_empty());
     }
 }
