@@ -1,6 +1,7 @@
 //! `watchtower-bench`: the benchmarks behind `cargo xtask bench`, and the storm
 //! workload they run inside an ssh login.
 
+mod capacity;
 mod fleet;
 mod ingest;
 mod memory;
@@ -14,6 +15,7 @@ mod synth;
 mod workload;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,6 +44,9 @@ enum Part {
     Query,
     /// The agent's resident size, idle and with its spool full.
     Memory,
+    /// What one host sends, idle and per ssh login, in each capture scope (the
+    /// inputs of the fleet's capacity model).
+    Capacity,
     /// A CPU profile of the agent and the server in one full-pipeline storm of each
     /// kind (needs perf; not part of the default run).
     Profile,
@@ -143,32 +148,15 @@ fn main() -> anyhow::Result<()> {
                 results.profiles = profile::run_both(storm_count, &work_dir)?;
                 write(&results)?;
             }
-            if wants(Part::Overhead) || wants(Part::Completeness) {
-                let mut rig = rig::Rig::start()?;
-                for storm in [Storm::Exec, Storm::Connect] {
-                    let count = if storm == Storm::Connect {
-                        storm_count * 2
-                    } else {
-                        storm_count
-                    };
-                    if wants(Part::Overhead) {
-                        results
-                            .overhead
-                            .push(storms::overhead(&mut rig, storm, count, rounds)?);
-                    }
-                    if wants(Part::Completeness) {
-                        results.completeness.push(storms::completeness(
-                            &mut rig,
-                            storm,
-                            count * 2,
-                            &[1, 2, 4, 8, 16, 32, 64],
-                        )?);
-                    }
-                }
-            }
+            storm_parts(&mut results, &wants, storm_count, rounds)?;
             if wants(Part::Memory) {
                 let mut rig = rig::Rig::start()?;
                 results.memory = Some(memory::run(&mut rig, 16 * 1024 * 1024, 5000)?);
+                write(&results)?;
+            }
+            if wants(Part::Capacity) {
+                let mut rig = rig::Rig::start()?;
+                results.capacity = Some(capacity::run(&mut rig, 20, Duration::from_secs(30))?);
                 write(&results)?;
             }
             if wants(Part::Ingest) {
@@ -200,4 +188,37 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The exec and connect storms: overhead and completeness, as `wants` asks.
+fn storm_parts(
+    results: &mut report::Results,
+    wants: &dyn Fn(Part) -> bool,
+    storm_count: u64,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    if wants(Part::Overhead) || wants(Part::Completeness) {
+        let mut rig = rig::Rig::start()?;
+        for storm in [Storm::Exec, Storm::Connect] {
+            let count = if storm == Storm::Connect {
+                storm_count * 2
+            } else {
+                storm_count
+            };
+            if wants(Part::Overhead) {
+                results
+                    .overhead
+                    .push(storms::overhead(&mut rig, storm, count, rounds)?);
+            }
+            if wants(Part::Completeness) {
+                results.completeness.push(storms::completeness(
+                    &mut rig,
+                    storm,
+                    count * 2,
+                    &[1, 2, 4, 8, 16, 32, 64],
+                )?);
+            }
+        }
+    }
+    Ok(())
 }

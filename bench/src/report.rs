@@ -20,6 +20,7 @@ pub struct Results {
     pub fleet: Option<crate::fleet::FleetResult>,
     pub profiles: Vec<Profile>,
     pub memory: Option<crate::memory::Memory>,
+    pub capacity: Option<crate::capacity::Capacity>,
     /// The profiles of an earlier build, shown beside this run's (`--profile-before`).
     pub profiles_before: Vec<(String, Profile)>,
 }
@@ -364,8 +365,72 @@ pub fn render(results: &Results, date: &str, command: &str) -> String {
             mib(m.full_peak_kib)
         );
     }
+    if let Some(c) = &results.capacity {
+        render_capacity(&mut out, c, results.fleet.as_ref());
+    }
     render_profiles(&mut out, results);
     out
+}
+
+fn kinds(by_kind: &std::collections::BTreeMap<String, f64>, digits: usize) -> String {
+    by_kind
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n:.digits$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The inputs of the capacity model, and what they give with this run's fleet rate.
+fn render_capacity(
+    out: &mut String,
+    c: &crate::capacity::Capacity,
+    fleet: Option<&crate::fleet::FleetResult>,
+) {
+    let Some(first) = c.scopes.first() else { return };
+    let _ = writeln!(out, "\n## What one host sends (capacity inputs)\n");
+    let _ = writeln!(
+        out,
+        "The real agent with the journal, shipping to a server on this machine. Idle: {:.0} s with \
+         nobody logged in (this machine's own daemons, timers and the agent's health records). Per \
+         login: {} ssh logins of wt_alice one after another, each running `{}`, less the idle rate \
+         over their time. With `--scope all` the ssh client on this machine is captured too (on a \
+         server it runs elsewhere).\n",
+        first.idle_secs, first.logins, first.command
+    );
+    let _ = writeln!(
+        out,
+        "| Scope | Idle events/s | By kind | Events per login | By kind |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for s in &c.scopes {
+        let _ = writeln!(
+            out,
+            "| {} | {:.3} | {} | {:.1} | {} |",
+            s.scope,
+            s.idle_total(),
+            kinds(&s.idle_per_s, 3),
+            s.login_total(),
+            kinds(&s.per_login, 1)
+        );
+    }
+    if let Some(f) = fleet {
+        let one = f
+            .rates
+            .iter()
+            .find(|(arm, _)| arm.contains("one indexer"))
+            .map(|(_, rates)| median(rates));
+        if let Some(rate) = one {
+            let _ = writeln!(
+                out,
+                "\nWith this run's fleet rate of one indexer ({rate:.0} events/s, everything on this \
+                 machine) kept at half load: {:.0} idle hosts per indexer in scope `{}`, or {:.0} logins per second \
+                 fleet-wide.",
+                rate * 0.5 / first.idle_total().max(1e-9),
+                first.scope,
+                rate * 0.5 / first.login_total().max(1e-9)
+            );
+        }
+    }
 }
 
 fn render_profiles(out: &mut String, results: &Results) {

@@ -339,6 +339,21 @@ impl Rig {
         Ok(agent)
     }
 
+    /// The server's address, for an agent of one's own ([`Rig::agent_to`]).
+    pub fn server_address(&self) -> String {
+        self.server.address()
+    }
+
+    /// Stored events matching `filter`.
+    pub fn events(&mut self, filter: &EventFilter) -> Vec<watchtower_proto::pb::Event> {
+        self.reader.events(filter)
+    }
+
+    /// `command` in an ssh login of `user` with `password`: its exit code and output.
+    pub fn ssh(&self, user: &str, password: &str, command: &str) -> (i32, String) {
+        self.sshd.ssh_password(user, password, command)
+    }
+
     /// The server's process id.
     pub fn server_pid(&self) -> u32 {
         self.server.pid()

@@ -3,13 +3,17 @@
 //! users mapped from the client certificate's DNS name, so that only front
 //! doors publish and only indexers consume.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use watchtower_pki::{Authority, Validity};
 
-use crate::central::Pki;
+use watchtower_proto::pb::event::Body;
+use watchtower_proto::pb::{Event, Exec};
+
+use crate::central::{Pki, Reader, Server};
 use crate::{PATIENCE, TempDir, free_port, kill};
 
 /// The stream name the servers use by default, and its subjects' prefix.
@@ -313,4 +317,145 @@ pub fn try_ingest_batch(
         }
         Err("the stream ended without an Ack".to_owned())
     })
+}
+
+/// The body `curl` gets from `url` (an exporter on loopback), empty when it fails.
+#[must_use]
+pub fn curl(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", url])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of `series` (its name and labels, as printed) in a /metrics text.
+#[must_use]
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Exec events of `host` numbered `seqs` (one boot), as an agent would batch them.
+#[must_use]
+pub fn execs(host: &str, boot: &str, seqs: std::ops::Range<u64>) -> Vec<Event> {
+    let now = now_ns();
+    seqs.map(|seq| Event {
+        host_id: host.into(),
+        boot_id: boot.into(),
+        seq,
+        time_unix_ns: now + seq,
+        body: Some(Body::Exec(Exec {
+            filename: format!("/usr/bin/step-{seq}"),
+            ..Exec::default()
+        })),
+    })
+    .collect()
+}
+
+/// Exec events of ~12 KiB each (six long arguments): a batch of them is cut
+/// into several JetStream messages.
+#[must_use]
+pub fn large_execs(host: &str, boot: &str, seqs: std::ops::Range<u64>) -> Vec<Event> {
+    let mut events = execs(host, boot, seqs);
+    for event in &mut events {
+        if let Some(Body::Exec(exec)) = &mut event.body {
+            exec.argv = (0..6).map(|n| format!("{n}{}", "x".repeat(2000))).collect();
+        }
+    }
+    events
+}
+
+/// The flags of a fleet server of `role` (two shards, replicas 3) on the cluster
+/// `cluster_args` names; an indexer (`shard`) signs its log with a key of its own
+/// ([`shard_key`]).
+#[must_use]
+pub fn server_args(cluster_args: &[String], role: &str, shard: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--fleet-role",
+        role,
+        "--shards",
+        "2",
+        "--fleet-replicas",
+        "3",
+        // Within each node's 1 GiB file store.
+        "--fleet-max-bytes",
+        "268435456",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if let Some(shard) = shard {
+        // Each shard's log is signed with its own key.
+        let key = std::env::temp_dir().join(format!("wt-fleet-{}-shard-{shard}.key", std::process::id()));
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        args.extend([
+            "--shard".to_owned(),
+            shard.to_owned(),
+            "--signing-key".to_owned(),
+            key.display().to_string(),
+        ]);
+    }
+    args.extend(cluster_args.iter().cloned());
+    args
+}
+
+/// A server with `args` on loopback.
+#[must_use]
+pub fn start(pki: &Pki, args: &[String]) -> Server {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(pki, "127.0.0.1", &args)
+}
+
+/// The verifier key of shard `shard`'s log, as its indexer wrote it.
+#[must_use]
+pub fn shard_key(shard: usize) -> String {
+    std::env::temp_dir()
+        .join(format!("wt-fleet-{}-shard-{shard}.pub", std::process::id()))
+        .display()
+        .to_string()
+}
+
+/// The seqs of every event of `hosts` in the indexers' stores, by host and shard.
+#[must_use]
+pub fn stored(readers: &mut [Reader], hosts: &[&str]) -> BTreeMap<String, Vec<(usize, Vec<u64>)>> {
+    let mut found: BTreeMap<String, Vec<(usize, Vec<u64>)>> = BTreeMap::new();
+    for host in hosts {
+        for (shard, reader) in readers.iter_mut().enumerate() {
+            let seqs: Vec<u64> = reader.host_events(host).iter().map(|e| e.seq).collect();
+            if !seqs.is_empty() {
+                found.entry((*host).to_owned()).or_default().push((shard, seqs));
+            }
+        }
+    }
+    found
+}
+
+/// Every event of `host` in the shards, waiting until there are `want`.
+#[must_use]
+pub fn stored_of(readers: &mut [Reader], host: &str, want: u64) -> Vec<(usize, Vec<u64>)> {
+    let deadline = Instant::now() + Duration::from_mins(2);
+    loop {
+        let found = stored(readers, &[host]).remove(host).unwrap_or_default();
+        let count: u64 = found.iter().map(|(_, s)| s.len() as u64).sum();
+        if count >= want || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A 4 MiB stream: the fleet flags with a smaller `--fleet-max-bytes`.
+#[must_use]
+pub fn small_stream(args: Vec<String>) -> Vec<String> {
+    args.into_iter()
+        .map(|a| if a == "268435456" { "4194304".to_owned() } else { a })
+        .collect()
 }

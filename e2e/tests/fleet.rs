@@ -8,71 +8,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use watchtower_e2e::central::{Pki, Reader, Server};
-use watchtower_e2e::fleet::{self, NatsCluster, try_ingest_batch};
+use watchtower_e2e::fleet::{self, NatsCluster, curl, metric, try_ingest_batch};
 use watchtower_proto::pb::event::Body;
-use watchtower_proto::pb::{Event, Exec};
 
 const HOSTS: [&str; 4] = ["fleet-a", "fleet-b", "fleet-c", "fleet-d"];
 const BOOT: &str = "fleet-boot";
 const EVENTS_PER_BATCH: u64 = 100;
 const BATCHES_PER_PHASE: u64 = 5;
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-fn execs(host: &str, seqs: std::ops::Range<u64>) -> Vec<Event> {
-    let now = now_ns();
-    seqs.map(|seq| Event {
-        host_id: host.into(),
-        boot_id: BOOT.into(),
-        seq,
-        time_unix_ns: now + seq,
-        body: Some(Body::Exec(Exec {
-            filename: format!("/usr/bin/step-{seq}"),
-            ..Exec::default()
-        })),
-    })
-    .collect()
-}
-
-fn server_args(cluster_args: &[String], role: &str, shard: Option<&str>) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--fleet-role",
-        role,
-        "--shards",
-        "2",
-        "--fleet-replicas",
-        "3",
-        // Within each node's 1 GiB file store.
-        "--fleet-max-bytes",
-        "268435456",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    if let Some(shard) = shard {
-        // Each shard's log is signed with its own key.
-        let key = std::env::temp_dir().join(format!("wt-fleet-{}-shard-{shard}.key", std::process::id()));
-        let _ = std::fs::remove_file(&key);
-        let _ = std::fs::remove_file(key.with_extension("pub"));
-        args.extend([
-            "--shard".to_owned(),
-            shard.to_owned(),
-            "--signing-key".to_owned(),
-            key.display().to_string(),
-        ]);
-    }
-    args.extend(cluster_args.iter().cloned());
-    args
-}
-
-fn start(pki: &Pki, args: &[String]) -> Server {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Server::start(pki, "127.0.0.1", &args)
-}
 
 /// An agent's delivery: each batch to the first front door that answers, resent
 /// to the next one when a front door is gone or did not confirm, until acked.
@@ -106,7 +48,7 @@ impl Agents {
                         host,
                         BOOT,
                         id,
-                        execs(host, first..first + EVENTS_PER_BATCH),
+                        fleet::execs(host, BOOT, first..first + EVENTS_PER_BATCH),
                     ) {
                         Ok(ack) => {
                             assert_eq!(ack.last_seq, first + EVENTS_PER_BATCH - 1);
@@ -135,20 +77,6 @@ impl Agents {
     }
 }
 
-/// Every event of every host in the two indexers' stores, by host and shard.
-fn stored(readers: &mut [Reader]) -> BTreeMap<String, Vec<(usize, Vec<u64>)>> {
-    let mut found: BTreeMap<String, Vec<(usize, Vec<u64>)>> = BTreeMap::new();
-    for host in HOSTS {
-        for (shard, reader) in readers.iter_mut().enumerate() {
-            let seqs: Vec<u64> = reader.host_events(host).iter().map(|e| e.seq).collect();
-            if !seqs.is_empty() {
-                found.entry(host.to_owned()).or_default().push((shard, seqs));
-            }
-        }
-    }
-    found
-}
-
 /// One view of every shard through a query node: every event once, in time
 /// order, each host complete; the hosts and stats of all shards.
 /// A query node over `indexers` (with the reader certificate).
@@ -159,7 +87,7 @@ fn start_query_node(pki: &Pki, indexers: &[Server]) -> Server {
 
 /// A query node whose shards are the indexers at `addresses`, in order.
 fn query_node_over(pki: &Pki, addresses: &[String]) -> Server {
-    let mut query_args = server_args(&[], "query", None);
+    let mut query_args = fleet::server_args(&[], "query", None);
     for address in addresses {
         query_args.extend(["--indexer".to_owned(), address.clone()]);
     }
@@ -170,7 +98,7 @@ fn query_node_over(pki: &Pki, addresses: &[String]) -> Server {
         query_args.extend([flag.to_owned(), value.display().to_string()]);
     }
     query_args.extend(["--indexer-server-name".to_owned(), "localhost".to_owned()]);
-    start(pki, &query_args)
+    fleet::start(pki, &query_args)
 }
 
 fn check_query_view(pki: &Pki, indexers: &[Server], agents: &Agents) {
@@ -214,10 +142,10 @@ fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_one_query
     let door_args = cluster.server_args(&pki, "front-door");
     let mut indexers: Vec<Server> = ["0", "1"]
         .iter()
-        .map(|shard| start(&pki, &server_args(&indexer_args, "indexer", Some(shard))))
+        .map(|shard| fleet::start(&pki, &fleet::server_args(&indexer_args, "indexer", Some(shard))))
         .collect();
     let mut doors: Vec<Server> = (0..2)
-        .map(|_| start(&pki, &server_args(&door_args, "front-door", None)))
+        .map(|_| fleet::start(&pki, &fleet::server_args(&door_args, "front-door", None)))
         .collect();
     let addresses: Vec<String> = doors.iter().map(Server::address).collect();
     let mut agents = Agents::new();
@@ -241,7 +169,7 @@ fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_one_query
         HOSTS[0],
         BOOT,
         1,
-        execs(HOSTS[0], 1..1 + EVENTS_PER_BATCH),
+        fleet::execs(HOSTS[0], BOOT, 1..1 + EVENTS_PER_BATCH),
     )
     .expect("resend acknowledged");
     assert_eq!((resent.stored, resent.duplicates), (0, EVENTS_PER_BATCH as u32));
@@ -250,7 +178,7 @@ fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_one_query
     let mut readers: Vec<Reader> = indexers.iter().map(|i| Reader::connect(&pki, i)).collect();
     let deadline = Instant::now() + Duration::from_mins(2);
     let found = loop {
-        let found = stored(&mut readers);
+        let found = fleet::stored(&mut readers, &HOSTS);
         let complete = HOSTS.iter().all(|host| {
             found.get(*host).is_some_and(|shards| {
                 shards.iter().map(|(_, s)| s.len() as u64).sum::<u64>() >= agents.made(host)
@@ -289,11 +217,7 @@ fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_one_query
         }
     }
     for indexer in &indexers {
-        let metrics = std::process::Command::new("curl")
-            .args(["-sS", "--max-time", "5", &indexer.exporter_url("/metrics")])
-            .output()
-            .expect("curl");
-        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        let metrics = curl(&indexer.exporter_url("/metrics"));
         assert!(
             !metrics.lines().any(
                 |l| l.starts_with("watchtower_fleet_messages_total{result=\"malformed\"}")
@@ -316,8 +240,15 @@ fn only_front_doors_publish_and_only_indexers_consume() {
     // An indexer's key used as a front door: its publishes are refused, the agent
     // is not acknowledged and keeps its batch.
     let as_indexer = cluster.server_args(&pki, "indexer");
-    let mut door = start(&pki, &server_args(&as_indexer, "front-door", None));
-    let refused = try_ingest_batch(&pki, &door.address(), HOSTS[0], BOOT, 1, execs(HOSTS[0], 1..11));
+    let mut door = fleet::start(&pki, &fleet::server_args(&as_indexer, "front-door", None));
+    let refused = try_ingest_batch(
+        &pki,
+        &door.address(),
+        HOSTS[0],
+        BOOT,
+        1,
+        fleet::execs(HOSTS[0], BOOT, 1..11),
+    );
     let error = refused.expect_err("an indexer's identity cannot publish events");
     assert!(
         error.contains("did not confirm") || error.contains("stream"),
@@ -326,7 +257,7 @@ fn only_front_doors_publish_and_only_indexers_consume() {
     door.kill9();
     // A front door's key used as an indexer: it may not open a consumer.
     let as_door = cluster.server_args(&pki, "front-door");
-    let indexer = start(&pki, &server_args(&as_door, "indexer", Some("0")));
+    let indexer = fleet::start(&pki, &fleet::server_args(&as_door, "indexer", Some("0")));
     let began = Instant::now();
     while !indexer.log().contains("cannot open the consumer") {
         assert!(
@@ -345,7 +276,7 @@ fn only_front_doors_publish_and_only_indexers_consume() {
         .arg(pki.path("server.pem"))
         .arg("--key")
         .arg(pki.path("server.key"))
-        .args(server_args(&stranger, "front-door", None))
+        .args(fleet::server_args(&stranger, "front-door", None))
         .output()
         .expect("run the server");
     assert!(!out.status.success(), "a stranger's front door started");
@@ -370,10 +301,10 @@ fn the_real_agent_fails_over_to_another_front_door_and_loses_nothing() {
     let door_args = cluster.server_args(&pki, "front-door");
     let indexers: Vec<Server> = ["0", "1"]
         .iter()
-        .map(|shard| start(&pki, &server_args(&indexer_args, "indexer", Some(shard))))
+        .map(|shard| fleet::start(&pki, &fleet::server_args(&indexer_args, "indexer", Some(shard))))
         .collect();
     let mut doors: Vec<Server> = (0..2)
-        .map(|_| start(&pki, &server_args(&door_args, "front-door", None)))
+        .map(|_| fleet::start(&pki, &fleet::server_args(&door_args, "front-door", None)))
         .collect();
     let mut flags = pki.agent_args(&doors[0].address());
     flags.extend(
@@ -437,17 +368,9 @@ fn agent_moved(door: &Server) -> bool {
     door.log().contains("agent connected (front door)")
 }
 
-/// The verifier key of shard `shard`'s log, as its indexer wrote it.
-fn shard_key(shard: usize) -> String {
-    std::env::temp_dir()
-        .join(format!("wt-fleet-{}-shard-{shard}.pub", std::process::id()))
-        .display()
-        .to_string()
-}
-
 /// `watchtowerctl verify --json` through `server` with both shards' keys.
 fn verify_fleet(pki: &Pki, server: &Server, state: &str, extra: &[&str]) -> (i32, serde_json::Value) {
-    let (k0, k1) = (shard_key(0), shard_key(1));
+    let (k0, k1) = (fleet::shard_key(0), fleet::shard_key(1));
     let args = [
         &[
             "verify",
@@ -517,9 +440,9 @@ fn every_shards_log_is_proven_through_the_query_node_to_its_agent_and_to_an_audi
     let door_args = cluster.server_args(&pki, "front-door");
     let mut indexers: Vec<Server> = ["0", "1"]
         .iter()
-        .map(|shard| start(&pki, &server_args(&indexer_args, "indexer", Some(shard))))
+        .map(|shard| fleet::start(&pki, &fleet::server_args(&indexer_args, "indexer", Some(shard))))
         .collect();
-    let door = start(&pki, &server_args(&door_args, "front-door", None));
+    let door = fleet::start(&pki, &fleet::server_args(&door_args, "front-door", None));
     let query_node = start_query_node(&pki, &indexers);
 
     let state = agent_proves_its_receipts(&pki, &door, &query_node);
@@ -531,7 +454,7 @@ fn every_shards_log_is_proven_through_the_query_node_to_its_agent_and_to_an_audi
         .expect("the agent's events are in a shard");
     drop(readers);
     let kept = std::fs::read_to_string(state.0.join("log-witness.checkpoint")).unwrap();
-    let home_key = std::fs::read_to_string(shard_key(home)).unwrap();
+    let home_key = std::fs::read_to_string(fleet::shard_key(home)).unwrap();
     assert!(
         home_key.starts_with(kept.lines().next().unwrap()),
         "the agent's checkpoint is its shard's log: {kept:?} vs {home_key:?}"
@@ -646,4 +569,227 @@ fn a_log_shown_twice_is_caught(pki: &Pki, shown: &Server) {
         .collect();
     assert!(problems.contains(&"missing_log"), "{report}");
     assert!(problems.contains(&"duplicate_log"), "{report}");
+}
+
+/// Batch `id` of `HOSTS[0]`: 100 execs of ~12 KiB, cut into three messages.
+fn send_large(pki: &Pki, door: &Server, id: u64) -> Result<watchtower_proto::pb::Ack, String> {
+    let first = (id - 1) * EVENTS_PER_BATCH + 1;
+    let events = fleet::large_execs(HOSTS[0], BOOT, first..first + EVENTS_PER_BATCH);
+    try_ingest_batch(pki, &door.address(), HOSTS[0], BOOT, id, events)
+}
+
+/// Fill the stream, which nothing consumes: large batches of `HOSTS[0]` until
+/// one is refused, then small ones of `HOSTS[1]` until even one of those is.
+/// Returns the refused large batch and how many small ones were acknowledged.
+fn fill(pki: &Pki, door: &Server) -> (u64, u64) {
+    let full_at = (1..=20)
+        .find(|&id| match send_large(pki, door, id) {
+            Ok(ack) => {
+                assert_eq!(ack.stored, EVENTS_PER_BATCH as u32, "batch {id}");
+                false
+            }
+            Err(e) => {
+                assert!(
+                    e.contains("The service is currently unavailable") && e.contains("ingest stream is full"),
+                    "batch {id} refused with UNAVAILABLE (retry later) and a clear message: {e}"
+                );
+                true
+            }
+        })
+        .expect("a 4 MiB stream fills within 20 batches of 1.2 MB");
+    assert!(full_at > 1, "the first batch fits");
+    // What room is left is then less than any real batch of execs.
+    let topped_up = (1..=200)
+        .find(|&id| {
+            let first = (id - 1) * EVENTS_PER_BATCH + 1;
+            let events = fleet::execs(HOSTS[1], BOOT, first..first + EVENTS_PER_BATCH);
+            try_ingest_batch(pki, &door.address(), HOSTS[1], BOOT, id, events).is_err()
+        })
+        .expect("a small batch refused within 200")
+        - 1;
+    let again = send_large(pki, door, full_at).expect_err("still full while nothing consumes");
+    assert!(again.contains("ingest stream is full"), "{again}");
+    (full_at, topped_up)
+}
+
+/// The front door's exporter counts the refusals and stays healthy (NATS is up).
+fn front_door_says_full(door: &Server) {
+    let metrics = curl(&door.exporter_url("/metrics"));
+    assert!(
+        metric(
+            &metrics,
+            "watchtower_fleet_messages_total{result=\"stream_full\"}"
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "the refusals are counted:\n{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "watchtower_nats_connected"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("watchtower_log_leaves"),
+        "a front door shows no store:\n{metrics}"
+    );
+    let health = curl(&door.exporter_url("/healthz"));
+    assert!(
+        health.contains("\"status\":\"ok\"") && health.contains("front-door"),
+        "{health}"
+    );
+}
+
+#[test]
+fn a_full_stream_refuses_batches_with_a_clear_status_and_loses_none_of_them() {
+    if !fleet::nats_available() {
+        return;
+    }
+    let pki = Pki::new();
+    fleet::add_certificates(&pki, &HOSTS);
+    let cluster = NatsCluster::start(&pki);
+    let door_args = cluster.server_args(&pki, "front-door");
+    let door = fleet::start(
+        &pki,
+        &fleet::small_stream(fleet::server_args(&door_args, "front-door", None)),
+    );
+    let (full_at, topped_up) = fill(&pki, &door);
+    front_door_says_full(&door);
+    let agent = watchtower_e2e::privileged().then(|| agent_against_a_full_stream(&pki, &door));
+
+    // The indexers drain the stream; the refused batch, resent as an agent does, lands once.
+    let indexer_args = cluster.server_args(&pki, "indexer");
+    let indexers: Vec<Server> = ["0", "1"]
+        .iter()
+        .map(|shard| {
+            let args = fleet::server_args(&indexer_args, "indexer", Some(shard));
+            fleet::start(&pki, &fleet::small_stream(args))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let resent = loop {
+        match send_large(&pki, &door, full_at) {
+            Ok(ack) => break ack,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "the stream never drained: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    assert_eq!(
+        resent.stored + resent.duplicates,
+        EVENTS_PER_BATCH as u32,
+        "every event of the resent batch is accounted for ({} new, {} already held)",
+        resent.stored,
+        resent.duplicates
+    );
+    send_large(&pki, &door, full_at + 1).expect("the next batch");
+    let made = (full_at + 1) * EVENTS_PER_BATCH;
+    let mut readers: Vec<Reader> = indexers.iter().map(|i| Reader::connect(&pki, i)).collect();
+    let shards = fleet::stored_of(&mut readers, HOSTS[0], made);
+    assert_eq!(shards.len(), 1, "{} is in one shard", HOSTS[0]);
+    assert_eq!(
+        shards[0].1,
+        (1..=made).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    let small: Vec<u64> = fleet::stored_of(&mut readers, HOSTS[1], topped_up * EVENTS_PER_BATCH)
+        .into_iter()
+        .flat_map(|(_, seqs)| seqs)
+        .collect();
+    assert_eq!(
+        small,
+        (1..=topped_up * EVENTS_PER_BATCH).collect::<Vec<_>>(),
+        "{}: the batches acknowledged, none of the refused one",
+        HOSTS[1]
+    );
+    let metrics = curl(&door.exporter_url("/metrics"));
+    assert!(
+        metric(&metrics, "watchtower_fleet_messages_total{result=\"published\"}").unwrap_or(0.0) > 0.0,
+        "{metrics}"
+    );
+    if let Some(agent) = agent {
+        every_event_of_the_agent_lands(agent, &mut readers);
+    }
+}
+
+/// The real agent (`--scope all`) ships to a front door whose stream is full:
+/// 300 execs made, its sends refused several times. It must keep its events
+/// and retry, not take the refusal for a batch too large (halving its batches
+/// down to single events, then quarantining them).
+fn agent_against_a_full_stream(pki: &Pki, door: &Server) -> watchtower_e2e::Agent {
+    use watchtower_e2e::central::HOST;
+    let mut flags = pki.agent_args(&door.address());
+    flags.extend(["--no-journal", "--scope", "all", "--witness-interval-secs", "0"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = watchtower_e2e::Agent::start(&flags);
+    let script = "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done";
+    assert!(
+        std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .status()
+            .unwrap()
+            .success()
+    );
+    agent.wait_for_count("300 execs", 300, |e| {
+        e["kind"] == "exec" && e["filename"] == "/bin/true"
+    });
+    let refusals = || {
+        door.log()
+            .lines()
+            .filter(|l| l.contains("did not confirm a batch") && l.contains(HOST))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while refusals() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent was refused {} times",
+            refusals()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stderr = agent.stderr();
+    assert!(
+        !stderr.contains("refused a batch whole") && !stderr.contains(": quarantined"),
+        "a full stream is not a batch too large:\n{stderr}"
+    );
+    agent
+}
+
+/// Once the stream drains, every event the agent made is stored once.
+fn every_event_of_the_agent_lands(agent: watchtower_e2e::Agent, readers: &mut [Reader]) {
+    use watchtower_e2e::central::HOST;
+    let made: Vec<u64> = agent
+        .events()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let stored = loop {
+        let mut stored: Vec<u64> = readers
+            .iter_mut()
+            .flat_map(|r| r.host_events(HOST))
+            .map(|e| e.seq)
+            .collect();
+        stored.sort_unstable();
+        if made.iter().all(|seq| stored.binary_search(seq).is_ok()) || Instant::now() > deadline {
+            break stored;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let mut unique = stored.clone();
+    unique.dedup();
+    assert_eq!(unique, stored, "no event stored twice");
+    let missing: Vec<&u64> = made.iter().filter(|s| stored.binary_search(s).is_err()).collect();
+    assert!(
+        missing.is_empty(),
+        "events the agent made and never stored: {missing:?}"
+    );
+    let stderr = agent.stderr();
+    let _ = agent.stop();
+    assert!(
+        !stderr.contains(": quarantined"),
+        "nothing quarantined:\n{stderr}"
+    );
 }

@@ -126,7 +126,7 @@ pub async fn serve(
     })?);
     // An indexer joins the stream before it listens: a NATS it cannot reach stops it here.
     let fleet_js = if config.fleet.role == Some(config::FleetRole::Indexer) {
-        let js = fleet::connect(&config.fleet).await?;
+        let js = async_nats::jetstream::new(fleet::connect(&config.fleet).await?);
         fleet::ensure_stream(&js, &config.fleet).await?;
         // Its agents' Acks come from front doors, before their events are logged:
         // their receipts are kept by event, for the agents to ask for.
@@ -178,46 +178,18 @@ pub async fn serve(
     let checkpoints = spawn_checkpoints(store.clone(), signer.clone(), &config);
 
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let exporter = match config.exporter.listen {
-        Some(listen) => {
-            let token = match &config.exporter.token_file {
-                Some(path) => Some(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| {
-                            anyhow::anyhow!("cannot read the exporter token {}: {e}", path.display())
-                        })?
-                        .trim()
-                        .to_owned(),
-                ),
-                None => None,
-            };
-            anyhow::ensure!(
-                token.as_ref().is_none_or(|t| t.len() >= 16),
-                "the exporter token must be at least 16 characters"
-            );
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("exporter: cannot listen on {listen}: {e}"))?;
-            tracing::info!(address = %listener.local_addr()?, token = token.is_some(), "exporter listening (/metrics, /healthz)");
-            let state = Arc::new(metrics::exporter::Exporter {
-                metrics: metrics.clone(),
-                counters: counters.clone(),
-                store: store.clone(),
-                token,
-                stale_after_secs: config.exporter.stale_after_secs,
-            });
-            let mut stopping = stopping.clone();
-            Some(tokio::spawn(async move {
-                if let Err(e) = metrics::exporter::serve(listener, state, async move {
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                })
-                .await
-                {
-                    tracing::error!(error = %e, "the exporter stopped");
-                }
-            }))
-        }
-        None => None,
+    let exporter = {
+        let mut stopping = stopping.clone();
+        metrics::exporter::start(
+            &config.exporter,
+            metrics.clone(),
+            counters.clone(),
+            metrics::exporter::Source::Store(store.clone()),
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            },
+        )
+        .await?
     };
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)

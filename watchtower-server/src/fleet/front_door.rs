@@ -277,10 +277,25 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let js = super::connect(&config.fleet).await?;
+    let nats = super::connect(&config.fleet).await?;
+    let js = jetstream::new(nats.clone());
     super::ensure_stream(&js, &config.fleet).await?;
     let counters = Arc::new(ServerCounters::default());
     let metrics = Arc::new(Metrics::new(0));
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let exporter = {
+        let mut stopping = stopping.clone();
+        crate::metrics::exporter::start(
+            &config.exporter,
+            metrics.clone(),
+            counters.clone(),
+            crate::metrics::exporter::Source::FrontDoor(nats),
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            },
+        )
+        .await?
+    };
     let revocations = Revocations::load(config.tls.revoked.clone());
     let revocation_watch = revocations.watch();
     let (listener, admission, tls) = super::listen(&config, &counters).await?;
@@ -302,6 +317,10 @@ pub async fn serve(
         )
         .await;
     revocation_watch.abort();
+    let _ = stopping_tx.send(true);
+    if let Some(exporter) = exporter {
+        let _ = exporter.await;
+    }
     result?;
     tracing::info!("front door stopped");
     Ok(())

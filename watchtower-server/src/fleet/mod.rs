@@ -251,8 +251,9 @@ pub fn grpc_server() -> tonic::transport::Server {
         .tcp_keepalive(Some(Duration::from_secs(30)))
 }
 
-/// Connect to NATS with mutual TLS as `fleet` says.
-pub async fn connect(fleet: &FleetSection) -> anyhow::Result<jetstream::Context> {
+/// Connect to NATS with mutual TLS as `fleet` says (`jetstream::new` of the
+/// client is the stream's side; the client itself tells whether it is connected).
+pub async fn connect(fleet: &FleetSection) -> anyhow::Result<async_nats::Client> {
     let mut options = async_nats::ConnectOptions::new()
         .require_tls(true)
         .retry_on_initial_connect()
@@ -271,7 +272,7 @@ pub async fn connect(fleet: &FleetSection) -> anyhow::Result<jetstream::Context>
         .connect(fleet.nats_urls.as_slice())
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", fleet.nats_urls.join(",")))?;
-    Ok(jetstream::new(client))
+    Ok(client)
 }
 
 /// The stream's configuration (the same from every front door and indexer).

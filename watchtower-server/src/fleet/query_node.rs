@@ -74,12 +74,16 @@ fn key(event: &StoredEvent) -> (u64, &str, u64) {
         .map_or((0, "", 0), |e| (e.time_unix_ns, e.host_id.as_str(), e.seq))
 }
 
-/// Merge shards' pages in time order, up to `page` events. A shard whose page
-/// runs out while it has more ends the merge (what it holds next may come first).
+/// Merge shards' pages in time order, up to `page` events and
+/// [`crate::store::MAX_PAGE_BYTES`] of them (as a single server's page). A shard
+/// whose page runs out while it has more ends the merge (what it holds next may
+/// come first).
 fn merge(cursors: &mut [ShardCursor], pages: &[Option<ShardPage>], page: usize) -> Vec<StoredEvent> {
+    use prost::Message as _;
     let mut used = vec![0usize; pages.len()];
     let mut merged = Vec::new();
-    while merged.len() < page {
+    let mut bytes = 0usize;
+    while merged.len() < page && bytes < crate::store::MAX_PAGE_BYTES {
         let mut best: Option<usize> = None;
         let mut blocked = false;
         for (shard, shard_page) in pages.iter().enumerate() {
@@ -98,7 +102,9 @@ fn merge(cursors: &mut [ShardCursor], pages: &[Option<ShardPage>], page: usize) 
         }
         match best {
             Some(shard) if !blocked => {
-                merged.push(pages[shard].as_ref().expect("a page").events[used[shard]].clone());
+                let event = &pages[shard].as_ref().expect("a page").events[used[shard]];
+                bytes += event.encoded_len();
+                merged.push(event.clone());
                 used[shard] += 1;
             }
             _ => break,
@@ -605,6 +611,51 @@ mod tests {
         assert_eq!(seqs(&merged), vec![("a".into(), 1), ("a".into(), 2)]);
         assert_eq!((cursors[0].skip, cursors[0].done), (2, false));
         assert!(cursors[1].done);
+    }
+
+    #[test]
+    fn a_merged_page_ends_at_its_byte_budget_and_keeps_each_shards_place() {
+        let large = |host: &str, seq: u64, time: u64| {
+            let mut event = stored(host, seq, time);
+            event.event.as_mut().unwrap().boot_id = "x".repeat(1 << 20);
+            event
+        };
+        let mut cursors = vec![ShardCursor::default(); 2];
+        let pages = vec![
+            Some(ShardPage {
+                events: (1..=3).map(|n| large("a", n, n * 2)).collect(),
+                next_token: Vec::new(),
+            }),
+            Some(ShardPage {
+                events: (1..=3).map(|n| large("b", n, n * 2 + 1)).collect(),
+                next_token: Vec::new(),
+            }),
+        ];
+        // 1 MiB each: the third reaches the 3 MiB budget.
+        let merged = merge(&mut cursors, &pages, 100);
+        assert_eq!(
+            seqs(&merged),
+            vec![("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]
+        );
+        assert_eq!((cursors[0].skip, cursors[1].skip), (2, 1));
+        let rest = merge(
+            &mut cursors,
+            &[
+                Some(ShardPage {
+                    events: pages[0].as_ref().unwrap().events[2..].to_vec(),
+                    next_token: Vec::new(),
+                }),
+                Some(ShardPage {
+                    events: pages[1].as_ref().unwrap().events[1..].to_vec(),
+                    next_token: Vec::new(),
+                }),
+            ],
+            100,
+        );
+        assert_eq!(
+            seqs(&rest),
+            vec![("b".into(), 2), ("a".into(), 3), ("b".into(), 3)]
+        );
     }
 
     #[test]

@@ -337,8 +337,12 @@ pub fn unconfirmed(host: &str, full: bool, error: &str) -> Status {
         "the ingest stream did not confirm a batch: the agent keeps it"
     );
     if full {
-        Status::resource_exhausted(format!(
-            "the fleet's ingest stream is full (its indexers are behind): batch kept by the agent ({error})"
+        // UNAVAILABLE, not RESOURCE_EXHAUSTED: agents read the latter as "this batch
+        // is too large" and send smaller ones, down to quarantining single events.
+        // A full stream is the fleet's state, not the batch's: retry it as it is.
+        Status::unavailable(format!(
+            "the fleet's ingest stream is full (its indexers are behind): batch kept by the agent, \
+             retry later ({error})"
         ))
     } else {
         Status::unavailable(format!(
@@ -350,6 +354,20 @@ pub fn unconfirmed(host: &str, full: bool, error: &str) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_stream_is_retried_later_not_taken_for_a_batch_too_large() {
+        let full = unconfirmed("web-1", true, "maximum bytes exceeded");
+        assert_eq!(full.code(), Code::Unavailable);
+        assert!(
+            full.message().contains("ingest stream is full"),
+            "{}",
+            full.message()
+        );
+        let lost = unconfirmed("web-1", false, "timed out");
+        assert_eq!(lost.code(), Code::Unavailable);
+        assert!(!lost.message().contains("full"), "{}", lost.message());
+    }
 
     #[test]
     fn each_failure_has_its_code() {

@@ -1,6 +1,8 @@
 //! The exporter: plain HTTP on its own port (loopback by default) with `/metrics`
 //! for Prometheus and `/healthz` for load balancers and service managers. Off
 //! loopback a bearer token is required (the config refuses to start otherwise).
+//! A single server and an indexer show their store; a front door, which has none,
+//! shows its ingest edge and its NATS connection.
 
 use std::sync::Arc;
 
@@ -11,14 +13,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::{Metrics, Snapshot};
+use crate::config::ExporterSection;
 use crate::counters::ServerCounters;
 use crate::now_unix_ns;
 use crate::store::EventStore;
 
+/// What the exporter reads besides the counters.
+pub enum Source {
+    /// A single server or an indexer: its store (hosts, log, checkpoints).
+    Store(Arc<EventStore>),
+    /// A front door: its NATS connection (it keeps no store).
+    FrontDoor(async_nats::Client),
+}
+
 pub struct Exporter {
     pub metrics: Arc<Metrics>,
     pub counters: Arc<ServerCounters>,
-    pub store: Arc<EventStore>,
+    pub source: Source,
     /// The bearer token scrapers must send, when set.
     pub token: Option<String>,
     pub stale_after_secs: u64,
@@ -63,10 +74,18 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
     if !exporter.authorized(&headers) {
         return unauthorized();
     }
-    let store = exporter.store.clone();
+    let store = match &exporter.source {
+        Source::Store(store) => store.clone(),
+        Source::FrontDoor(nats) => {
+            let connected = nats.connection_state() == async_nats::connection::State::Connected;
+            let text = exporter.metrics.render_front_door(&exporter.counters, connected);
+            return formatted(&headers, text);
+        }
+    };
+    let reading = store.clone();
     let read = tokio::task::spawn_blocking(move || {
-        let hosts = store.hosts()?;
-        let last = store.latest_checkpoint()?;
+        let hosts = reading.hosts()?;
+        let last = reading.latest_checkpoint()?;
         Ok::<_, crate::store::StoreError>((hosts, last))
     })
     .await;
@@ -82,7 +101,7 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
         }
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
-    let log_size = exporter.store.log_head().size;
+    let log_size = store.log_head().size;
     let text = exporter.metrics.render(
         &exporter.counters,
         &Snapshot {
@@ -93,7 +112,11 @@ async fn metrics(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
             last_checkpoint_unix_ns: last.map_or(0, |c| c.time_unix_ns),
         },
     );
-    // Prometheus asks for OpenMetrics; promtool and curl get the classic format.
+    formatted(&headers, text)
+}
+
+/// Prometheus asks for `OpenMetrics`; promtool and curl get the classic format.
+fn formatted(headers: &HeaderMap, text: String) -> Response {
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -109,10 +132,14 @@ async fn healthz(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
     if !exporter.authorized(&headers) {
         return unauthorized();
     }
-    let store = exporter.store.clone();
-    match tokio::task::spawn_blocking(move || store.oldest_event()).await {
+    let store = match &exporter.source {
+        Source::Store(store) => store.clone(),
+        Source::FrontDoor(nats) => return front_door_health(&exporter, nats),
+    };
+    let read = store.clone();
+    match tokio::task::spawn_blocking(move || read.oldest_event()).await {
         Ok(Ok(_)) => {
-            let log_size = exporter.store.log_head().size;
+            let log_size = store.log_head().size;
             let body = serde_json::json!({
                 "status": "ok",
                 "log_leaves": log_size,
@@ -131,6 +158,76 @@ async fn healthz(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> R
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// A front door is healthy while NATS is connected: without it no batch can be
+/// acknowledged, and a load balancer should send agents to another.
+fn front_door_health(exporter: &Exporter, nats: &async_nats::Client) -> Response {
+    let state = nats.connection_state();
+    let connected = state == async_nats::connection::State::Connected;
+    let body = serde_json::json!({
+        "status": if connected { "ok" } else { "unavailable" },
+        "role": "front-door",
+        "nats": state.to_string(),
+        "connected_agents": exporter.counters.connected_hosts(),
+    });
+    let code = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+/// Start the exporter `section` asks for (none when it has no address), serving
+/// until `shutdown` resolves.
+///
+/// # Errors
+/// The token file cannot be read or is too short, or the address cannot be bound.
+pub async fn start(
+    section: &ExporterSection,
+    metrics: Arc<Metrics>,
+    counters: Arc<ServerCounters>,
+    source: Source,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(listen) = section.listen else {
+        return Ok(None);
+    };
+    let token = match &section.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the exporter token {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    anyhow::ensure!(
+        token.as_ref().is_none_or(|t| t.len() >= 16),
+        "the exporter token must be at least 16 characters"
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("exporter: cannot listen on {listen}: {e}"))?;
+    tracing::info!(address = %listener.local_addr()?, token = token.is_some(), "exporter listening (/metrics, /healthz)");
+    let state = Arc::new(Exporter {
+        metrics,
+        counters,
+        source,
+        token,
+        stale_after_secs: section.stale_after_secs,
+    });
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = serve(listener, state, shutdown).await {
+            tracing::error!(error = %e, "the exporter stopped");
+        }
+    })))
 }
 
 /// Serve until `shutdown` resolves.

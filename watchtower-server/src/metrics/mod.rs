@@ -159,6 +159,10 @@ pub struct Snapshot<'a> {
 
 pub struct Metrics {
     registry: Registry,
+    /// What a front door shows: its ingest edge and its NATS connection (it has
+    /// no store, so no hosts, sessions or log).
+    front_door_registry: Registry,
+    nats_connected: Gauge,
     logins: Family<LoginLabels, Counter>,
     events: Family<KindLabels, Counter>,
     duplicates: Counter,
@@ -203,8 +207,11 @@ impl Metrics {
     #[expect(clippy::too_many_lines, reason = "one registration per metric")]
     pub fn new(open_sessions: u64) -> Metrics {
         let mut registry = Registry::with_prefix("watchtower");
+        let mut front_door_registry = Registry::with_prefix("watchtower");
         let m = Metrics {
             registry: Registry::default(),
+            front_door_registry: Registry::default(),
+            nats_connected: Gauge::default(),
             logins: Family::default(),
             events: Family::default(),
             duplicates: Counter::default(),
@@ -262,47 +269,10 @@ impl Metrics {
             m.duplicates.clone(),
         );
         registry.register(
-            "ingest_batches",
-            "Batches stored and acknowledged",
-            m.batches.clone(),
-        );
-        registry.register(
-            "ingest_rejected",
-            "Streams, messages and batches refused, by reason",
-            m.rejected.clone(),
-        );
-        registry.register(
-            "ingest_refused_events",
-            "Events refused one by one at ingest, by reason (the rest of their batch is stored, \
-             the agent quarantines them)",
-            m.refused_events.clone(),
-        );
-        registry.register(
             "events_time_ahead",
             "Events stored whose time was more than 10 minutes ahead of the server's clock \
              (stored with the note ingest/time_ahead)",
             m.time_ahead.clone(),
-        );
-        registry.register(
-            "tls_handshake_failures",
-            "TLS handshakes refused (no, expired or foreign certificate, ...)",
-            m.tls_failures.clone(),
-        );
-        registry.register(
-            "connections_refused",
-            "Connections to the gRPC listener closed before their TLS handshake, by the cap they \
-             met (connections_full, handshakes_full, source_handshakes_full)",
-            m.connections_refused.clone(),
-        );
-        registry.register(
-            "connections_open",
-            "Connections to the gRPC listener open now (handshaking or established)",
-            m.connections_open.clone(),
-        );
-        registry.register(
-            "tls_handshakes_open",
-            "TLS handshakes in progress on the gRPC listener",
-            m.handshakes_open.clone(),
         );
         registry.register(
             "retention_removed_events",
@@ -332,11 +302,6 @@ impl Metrics {
             "stale_hosts",
             "Hosts whose agent is not connected and has not been heard from within the stale limit",
             m.stale_hosts.clone(),
-        );
-        registry.register(
-            "connected_agents",
-            "Agents connected now",
-            m.connected_agents.clone(),
         );
         registry.register("live_subscribers", "Live tails open now", m.subscribers.clone());
         registry.register_with_unit(
@@ -385,13 +350,6 @@ impl Metrics {
             m.webhook.clone(),
         );
         registry.register(
-            "fleet_messages",
-            "Fleet mode: messages through the JetStream ingest stream, by result (published, \
-             duplicate, publish_failed, stream_full at a front door; stored, malformed, \
-             store_retry at an indexer)",
-            m.fleet.clone(),
-        );
-        registry.register(
             "log_leaves",
             "Leaves in the tamper-evidence log (every event ever stored)",
             m.log_size.clone(),
@@ -412,12 +370,78 @@ impl Metrics {
             "Stored records the alert rules read back from the log because they were not handed over in time (none is skipped)",
             m.alert_read_back.clone(),
         );
+        m.register_ingest_edge(&mut registry);
+        m.register_ingest_edge(&mut front_door_registry);
+        front_door_registry.register(
+            "nats_connected",
+            "Fleet mode, front door: 1 while its NATS connection is up (without it no batch is \
+             acknowledged)",
+            m.nats_connected.clone(),
+        );
+        Metrics {
+            registry,
+            front_door_registry,
+            ..m
+        }
+    }
+
+    /// The metrics of the ingest edge (a single server, an indexer and a front
+    /// door alike): connections, TLS, batches and what was refused, fleet messages.
+    fn register_ingest_edge(&self, registry: &mut Registry) {
+        registry.register(
+            "ingest_batches",
+            "Batches acknowledged to their agents (stored; at a front door, held by JetStream)",
+            self.batches.clone(),
+        );
+        registry.register(
+            "ingest_rejected",
+            "Streams, messages and batches refused, by reason",
+            self.rejected.clone(),
+        );
+        registry.register(
+            "ingest_refused_events",
+            "Events refused one by one at ingest, by reason (the rest of their batch is stored, \
+             the agent quarantines them)",
+            self.refused_events.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes refused (no, expired or foreign certificate, ...)",
+            self.tls_failures.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections to the gRPC listener closed before their TLS handshake, by the cap they \
+             met (connections_full, handshakes_full, source_handshakes_full)",
+            self.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections to the gRPC listener open now (handshaking or established)",
+            self.connections_open.clone(),
+        );
+        registry.register(
+            "tls_handshakes_open",
+            "TLS handshakes in progress on the gRPC listener",
+            self.handshakes_open.clone(),
+        );
+        registry.register(
+            "connected_agents",
+            "Agents connected now",
+            self.connected_agents.clone(),
+        );
+        registry.register(
+            "fleet_messages",
+            "Fleet mode: messages through the JetStream ingest stream, by result (published, \
+             duplicate, publish_failed, stream_full at a front door; stored, malformed, \
+             store_retry at an indexer)",
+            self.fleet.clone(),
+        );
         registry.register(
             "exporter_unauthorized_requests",
             "Requests to the exporter without the right bearer token",
-            m.exporter_unauthorized.clone(),
+            self.exporter_unauthorized.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     /// Count what a batch newly stored.
@@ -507,8 +531,8 @@ impl Metrics {
         self.exporter_unauthorized.inc();
     }
 
-    /// Bring the scrape-time values up to date and encode everything.
-    pub fn render(&self, counters: &ServerCounters, snapshot: &Snapshot<'_>) -> String {
+    /// Bring the values kept in `counters` up to date.
+    fn take_counters(&self, counters: &ServerCounters) {
         self.batches
             .inner()
             .store(counters.batches.load(Relaxed), Relaxed);
@@ -536,6 +560,21 @@ impl Metrics {
         }
         self.connected_agents.set(counters.connected_hosts() as i64);
         self.subscribers.set(counters.subscribers.load(Relaxed) as i64);
+    }
+
+    /// What a front door's /metrics shows; `nats_connected` is its connection's state.
+    pub fn render_front_door(&self, counters: &ServerCounters, nats_connected: bool) -> String {
+        self.take_counters(counters);
+        self.nats_connected.set(i64::from(nats_connected));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.front_door_registry)
+            .expect("encoding into a String cannot fail");
+        out
+    }
+
+    /// Bring the scrape-time values up to date and encode everything.
+    pub fn render(&self, counters: &ServerCounters, snapshot: &Snapshot<'_>) -> String {
+        self.take_counters(counters);
         self.log_size.set(snapshot.log_size as i64);
         self.last_checkpoint
             .set(snapshot.last_checkpoint_unix_ns as f64 / 1e9);

@@ -237,3 +237,48 @@ fn refused_events_are_counted_by_a_fixed_set_of_reasons() {
         .count();
     assert_eq!(reasons, InvalidEvent::REASONS.len() - 1, "{text}");
 }
+
+#[test]
+fn a_front_door_shows_its_ingest_edge_and_nats_but_no_store() {
+    let metrics = Metrics::new(0);
+    metrics.fleet("published", 3);
+    metrics.fleet("stream_full", 1);
+    let counters = ServerCounters::default();
+    counters.connect("web-1");
+    let text = classic_text(&metrics.render_front_door(&counters, true));
+    for line in [
+        "watchtower_fleet_messages_total{result=\"published\"} 3",
+        "watchtower_fleet_messages_total{result=\"stream_full\"} 1",
+        "watchtower_nats_connected 1",
+        "watchtower_connected_agents 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    // A front door holds no store: nothing that would read as an empty one.
+    for absent in [
+        "watchtower_hosts ",
+        "watchtower_log_leaves",
+        "watchtower_events_lost",
+        "watchtower_active_sessions",
+    ] {
+        assert!(!text.contains(absent), "{absent} shown:\n{text}");
+    }
+    let down = classic_text(&metrics.render_front_door(&counters, false));
+    assert!(down.lines().any(|l| l == "watchtower_nats_connected 0"), "{down}");
+    // A single server or an indexer does not show a NATS gauge it does not keep.
+    let full = classic_text(&metrics.render(
+        &counters,
+        &Snapshot {
+            hosts: &[],
+            stale_after_ns: 1,
+            now_unix_ns: 1,
+            log_size: 0,
+            last_checkpoint_unix_ns: 0,
+        },
+    ));
+    assert!(!full.contains("nats_connected"), "{full}");
+    assert!(
+        full.contains("watchtower_fleet_messages_total{result=\"published\"} 3"),
+        "{full}"
+    );
+}

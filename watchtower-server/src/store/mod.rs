@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions};
 
 pub use append::Appended;
-pub use query::MAX_SESSION_EVENTS;
+pub use query::{MAX_PAGE_BYTES, MAX_SESSION_EVENTS};
 
 pub(crate) const EVENTS: &str = "events";
 pub(crate) const BY_TIME: &str = "by_time";

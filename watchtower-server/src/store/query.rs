@@ -14,6 +14,10 @@ use crate::facets;
 /// Index entries looked at per query page before returning what was found (with a
 /// token to go on), so a selective filter never holds a request for long.
 const MAX_SCAN_PER_PAGE: usize = 100_000;
+/// Encoded bytes of stored events a query page holds at most (it always holds at
+/// least one): with the largest event (128 KiB) a page stays under gRPC's default
+/// 4 MiB message limit, so any client and a query node's merge can read it.
+pub const MAX_PAGE_BYTES: usize = 3 << 20;
 /// Events a session view returns at most.
 pub const MAX_SESSION_EVENTS: usize = 10_000;
 /// Sessions a session tree spans at most.
@@ -31,7 +35,8 @@ enum Plan {
 
 impl EventStore {
     /// One page of events matching `filter`, oldest first, scanning the most
-    /// selective index the filter allows.
+    /// selective index the filter allows: at most `page_size` events and
+    /// [`MAX_PAGE_BYTES`] of them.
     pub fn query(
         &self,
         filter: &EventFilter,
@@ -77,18 +82,19 @@ impl EventStore {
         );
         let mut events = Vec::new();
         let mut scanned = 0usize;
+        let mut bytes = 0usize;
         let mut last_key: Option<Box<[u8]>> = None;
         let mut exhausted = true;
         for item in iter {
             let (key, value) = item?;
-            let stored: StoredEvent = if plan == Plan::Host {
-                decode(&value, EVENTS)?
+            let (stored, size): (StoredEvent, usize) = if plan == Plan::Host {
+                (decode(&value, EVENTS)?, value.len())
             } else {
                 let Some(pk) = keys::primary_of_index(&key, prefix.len()) else {
                     continue;
                 };
                 match self.db.get_cf(self.cf(EVENTS), pk)? {
-                    Some(bytes) => decode(&bytes, EVENTS)?,
+                    Some(record) => (decode(&record, EVENTS)?, record.len()),
                     // Pruned by retention between the index and the event: skip.
                     None => continue,
                 }
@@ -101,8 +107,9 @@ impl EventStore {
                 .is_some_and(|event| facets::matches(filter, event))
             {
                 events.push(stored);
+                bytes += size;
             }
-            if events.len() >= page_size || scanned >= MAX_SCAN_PER_PAGE {
+            if events.len() >= page_size || bytes >= MAX_PAGE_BYTES || scanned >= MAX_SCAN_PER_PAGE {
                 exhausted = false;
                 break;
             }

@@ -233,6 +233,43 @@ fn queries_use_each_index_and_every_filter() {
 }
 
 #[test]
+fn a_page_ends_at_its_byte_budget_and_the_next_goes_on() {
+    let dir = Scratch::new("page-bytes");
+    let store = EventStore::open(&dir.0).unwrap();
+    let large: Vec<Event> = (1..=100)
+        .map(|seq| {
+            let mut body = exec(0xa, "alice", "/usr/bin/big");
+            if let Body::Exec(exec) = &mut body {
+                exec.argv = vec!["x".repeat(100 * 1024)];
+            }
+            event(seq, 1_000 + seq, body)
+        })
+        .collect();
+    store.append("web-1", large, 1, 0).unwrap();
+    let by_host = EventFilter {
+        host_id: "web-1".into(),
+        ..EventFilter::default()
+    };
+    for filter in [EventFilter::default(), by_host] {
+        let (first, token) = store.query(&filter, 1000, &[]).unwrap();
+        assert!(
+            first.len() < 100 && first.len() >= 20,
+            "{} events of 100 KiB",
+            first.len()
+        );
+        assert!(!token.is_empty());
+        let mut paged = seqs(&first);
+        let mut token = token;
+        while !token.is_empty() {
+            let (page, next) = store.query(&filter, 1000, &token).unwrap();
+            paged.extend(seqs(&page));
+            token = next;
+        }
+        assert_eq!(paged, (1..=100).collect::<Vec<_>>());
+    }
+}
+
+#[test]
 fn pages_cover_everything_once() {
     let dir = Scratch::new("pages");
     let store = EventStore::open(&dir.0).unwrap();
