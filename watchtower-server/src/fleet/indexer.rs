@@ -130,6 +130,7 @@ enum Read {
     Heartbeat(Envelope, pb::Heartbeat),
     /// A chunk of one agent batch (`events`), or one event (`event`).
     Events(Envelope, Vec<pb::Event>),
+    Goodbye(Envelope),
     Malformed(String),
 }
 
@@ -143,6 +144,8 @@ fn read(message: &async_nats::Message) -> Read {
         Kind::Hello => pb::Hello::decode(payload).map(|h| Read::Hello(envelope, h)),
         Kind::Heartbeat => pb::Heartbeat::decode(payload).map(|b| Read::Heartbeat(envelope, b)),
         Kind::Event => pb::Event::decode(payload).map(|e| Read::Events(envelope, vec![e])),
+        Kind::Goodbye if payload.is_empty() => Ok(Read::Goodbye(envelope)),
+        Kind::Goodbye => return Read::Malformed("a goodbye with a body".to_owned()),
         Kind::Events => pb::EventBatch::decode(payload).map(|batch| {
             if batch.events.is_empty() {
                 Read::Malformed("a batch of no events".to_owned())
@@ -166,6 +169,8 @@ enum Step {
         events: Vec<pb::Event>,
         positions: Vec<usize>,
     },
+    /// The agent's stream at a front door ended.
+    Goodbye(Envelope),
 }
 
 /// The messages fetched, sorted: each host's steps in the order of its
@@ -185,9 +190,10 @@ fn plan(reads: Vec<Read>, max_batch_events: usize) -> Plan {
     let mut host_at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (position, read) in reads.into_iter().enumerate() {
         let host = match &read {
-            Read::Hello(envelope, _) | Read::Heartbeat(envelope, _) | Read::Events(envelope, _) => {
-                envelope.host.clone()
-            }
+            Read::Hello(envelope, _)
+            | Read::Heartbeat(envelope, _)
+            | Read::Events(envelope, _)
+            | Read::Goodbye(envelope) => envelope.host.clone(),
             Read::Malformed(why) => {
                 plan.malformed.push((position, why.clone()));
                 continue;
@@ -201,6 +207,7 @@ fn plan(reads: Vec<Read>, max_batch_events: usize) -> Plan {
         match read {
             Read::Hello(envelope, hello) => steps.push(Step::Hello(position, envelope, hello)),
             Read::Heartbeat(envelope, beat) => steps.push(Step::Heartbeat(envelope, beat)),
+            Read::Goodbye(envelope) => steps.push(Step::Goodbye(envelope)),
             Read::Events(envelope, more) => match steps.last_mut() {
                 Some(Step::Events {
                     envelope: same,
@@ -264,6 +271,21 @@ async fn store(
 async fn store_host(ingest: &IngestService, steps: Vec<Step>) -> Result<Vec<(usize, String)>, tonic::Status> {
     let mut refused = Vec::new();
     for step in steps {
+        // Which agents are connected: the streams front doors hold for them.
+        match &step {
+            Step::Goodbye(envelope) => ingest.counters.relayed_ended(&envelope.host, envelope.link),
+            Step::Hello(_, envelope, _) if envelope.link != 0 => {
+                ingest
+                    .counters
+                    .relayed_hello(&envelope.host, envelope.link, crate::now_unix_ns());
+            }
+            Step::Heartbeat(envelope, _) | Step::Events { envelope, .. } if envelope.link != 0 => {
+                ingest
+                    .counters
+                    .relayed(&envelope.host, envelope.link, crate::now_unix_ns());
+            }
+            _ => {}
+        }
         match step {
             Step::Hello(position, envelope, hello) => {
                 if hello.host_id == envelope.host {
@@ -275,6 +297,7 @@ async fn store_host(ingest: &IngestService, steps: Vec<Step>) -> Result<Vec<(usi
                 }
             }
             Step::Heartbeat(envelope, beat) => ingest.record_heartbeat(&envelope.host, beat).await?,
+            Step::Goodbye(_) => {}
             Step::Events {
                 envelope,
                 events,
@@ -342,6 +365,7 @@ mod tests {
             kind: Kind::Events,
             received_unix_ns,
             certified: Certified::default(),
+            link: 0,
         }
     }
 
@@ -364,6 +388,7 @@ mod tests {
                     .map(|step| match step {
                         Step::Hello(p, ..) => format!("hello@{p}"),
                         Step::Heartbeat(..) => "heartbeat".to_owned(),
+                        Step::Goodbye(..) => "goodbye".to_owned(),
                         Step::Events {
                             events, positions, ..
                         } => format!(
@@ -443,5 +468,13 @@ mod tests {
         assert_eq!(read_seqs(read(&message(Kind::Event, one))), vec![5]);
         let empty = pb::EventBatch::default().encode_to_vec();
         assert!(matches!(read(&message(Kind::Events, empty)), Read::Malformed(_)));
+        assert!(matches!(
+            read(&message(Kind::Goodbye, Vec::new())),
+            Read::Goodbye(_)
+        ));
+        assert!(matches!(
+            read(&message(Kind::Goodbye, vec![1])),
+            Read::Malformed(_)
+        ));
     }
 }

@@ -64,6 +64,9 @@ pub mod header {
     pub const RECEIVED: &str = "Watchtower-Received";
     /// The agent certificate's labels, serial and expiry (JSON).
     pub const CERTIFIED: &str = "Watchtower-Certified";
+    /// The front door's id of the agent's stream (hex; absent from front doors
+    /// before 0.2): an indexer tells which agents are connected by it.
+    pub const LINK: &str = "Watchtower-Link";
 }
 
 /// What a message on the stream carries.
@@ -75,6 +78,8 @@ pub enum Kind {
     Event,
     /// A chunk of one agent batch: a `pb::EventBatch`.
     Events,
+    /// The agent's stream at this front door ended (no body).
+    Goodbye,
 }
 
 impl Kind {
@@ -84,6 +89,7 @@ impl Kind {
             Kind::Heartbeat => "heartbeat",
             Kind::Event => "event",
             Kind::Events => "events",
+            Kind::Goodbye => "goodbye",
         }
     }
 }
@@ -136,6 +142,8 @@ pub struct Envelope {
     pub kind: Kind,
     pub received_unix_ns: u64,
     pub certified: Certified,
+    /// The front door's id of the agent's stream (0: not given).
+    pub link: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -169,6 +177,9 @@ impl Envelope {
         };
         let json = serde_json::to_string(&certified).expect("labels serialize");
         headers.insert(header::CERTIFIED, json.as_str());
+        if self.link != 0 {
+            headers.insert(header::LINK, format!("{:016x}", self.link).as_str());
+        }
         if let Some(id) = id {
             headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
         }
@@ -191,6 +202,7 @@ impl Envelope {
             "heartbeat" => Kind::Heartbeat,
             "event" => Kind::Event,
             "events" => Kind::Events,
+            "goodbye" => Kind::Goodbye,
             other => return Err(invalid(header::KIND, other.to_owned())),
         };
         let received = get(header::RECEIVED)?;
@@ -200,6 +212,11 @@ impl Envelope {
         let json = get(header::CERTIFIED)?;
         let certified: CertifiedJson =
             serde_json::from_str(&json).map_err(|_| invalid(header::CERTIFIED, json.clone()))?;
+        let link = match headers.and_then(|h| h.get(header::LINK)) {
+            None => 0,
+            Some(value) => u64::from_str_radix(value.as_str(), 16)
+                .map_err(|_| invalid(header::LINK, value.as_str().to_owned()))?,
+        };
         Ok(Envelope {
             host,
             kind,
@@ -209,6 +226,7 @@ impl Envelope {
                 serial: certified.serial,
                 not_after_unix_s: certified.not_after_unix_s,
             },
+            link,
         })
     }
 }
@@ -275,6 +293,42 @@ pub async fn connect(fleet: &FleetSection) -> anyhow::Result<async_nats::Client>
     Ok(client)
 }
 
+/// Refuse a nats-server that loses acknowledged messages. Called once the
+/// connection is up (after [`ensure_stream`]: the server's version is known).
+///
+/// # Errors
+/// The server's version is older than the first one that keeps them.
+pub fn refuse_lossy_nats(client: &async_nats::Client, fleet: &FleetSection) -> anyhow::Result<()> {
+    let version = client.server_info().version;
+    anyhow::ensure!(
+        !loses_acknowledged_messages(&version),
+        "nats-server {version} at {} silently drops acknowledged messages from a stream with \
+         discard: new once it reaches max_bytes (nats-server issues 4771 and 4775): run {}.{}.{} or newer",
+        fleet.nats_urls.join(","),
+        FIXED_NATS.0,
+        FIXED_NATS.1,
+        FIXED_NATS.2
+    );
+    Ok(())
+}
+
+/// The first nats-server that keeps every acknowledged message of a full
+/// `discard: new` stream (before it, JetStream underestimated a message's size,
+/// admitted it, then pruned the stream's oldest messages to fit).
+const FIXED_NATS: (u32, u32, u32) = (2, 10, 6);
+
+/// Whether nats-server `version` (`2.9.10`, `v2.15.1`, `2.11.0-beta.1`) is one
+/// that loses acknowledged messages; a version that does not read is not trusted.
+fn loses_acknowledged_messages(version: &str) -> bool {
+    let core = version.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next().unwrap_or_default();
+    let mut parts = core.split('.').map(str::parse::<u32>);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch))) => (major, minor, patch) < FIXED_NATS,
+        _ => true,
+    }
+}
+
 /// The stream's configuration (the same from every front door and indexer).
 #[must_use]
 pub fn stream_config(fleet: &FleetSection) -> stream::Config {
@@ -296,14 +350,34 @@ pub fn stream_config(fleet: &FleetSection) -> stream::Config {
 
 /// Create the stream if it is not there yet; an existing one is used as it is.
 pub async fn ensure_stream(js: &jetstream::Context, fleet: &FleetSection) -> anyhow::Result<stream::Stream> {
-    js.get_or_create_stream(stream_config(fleet))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the JetStream stream {}: {e}", fleet.stream))
+    // A cluster that is starting or electing its leader times requests out for a
+    // while: keep asking for a minute before giving up.
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+    loop {
+        match js.get_or_create_stream(stream_config(fleet)).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(stream = %fleet.stream, error = %e, "JetStream not ready yet: asking again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => anyhow::bail!("cannot open the JetStream stream {}: {e}", fleet.stream),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nats_server_that_drops_acknowledged_messages_is_refused() {
+        for lossy in ["2.9.10", "v2.10.5", "2.10.5-RC.1", "1.4.1", "", "two"] {
+            assert!(loses_acknowledged_messages(lossy), "{lossy}");
+        }
+        for fixed in ["2.10.6", "v2.15.1", "2.11.0-beta.1", "3.0.0"] {
+            assert!(!loses_acknowledged_messages(fixed), "{fixed}");
+        }
+    }
 
     #[test]
     fn shards_are_stable_and_spread() {
@@ -327,9 +401,28 @@ mod tests {
                 serial: "0a".into(),
                 not_after_unix_s: 7,
             },
+            link: 0x5eed,
         };
         let headers = envelope.headers(Some("web-1/b/1"));
-        assert_eq!(Envelope::of(Some(&headers)), Ok(envelope));
+        assert_eq!(Envelope::of(Some(&headers)), Ok(envelope.clone()));
+        // Older front doors gave no link; a goodbye has no body.
+        let mut old = headers.clone();
+        old.insert(header::LINK, "not-hex");
+        assert!(matches!(
+            Envelope::of(Some(&old)),
+            Err(EnvelopeError::Invalid {
+                name: header::LINK,
+                ..
+            })
+        ));
+        let goodbye = Envelope {
+            kind: Kind::Goodbye,
+            link: 0,
+            ..envelope
+        };
+        let headers_of_goodbye = goodbye.headers(None);
+        assert!(headers_of_goodbye.get(header::LINK).is_none());
+        assert_eq!(Envelope::of(Some(&headers_of_goodbye)), Ok(goodbye));
         assert_eq!(
             headers
                 .get(async_nats::header::NATS_MESSAGE_ID)
