@@ -612,3 +612,26 @@ pub fn ingest_batches(
         acks
     })
 }
+
+/// `curl -sS --max-time 5 ARGS` (an exporter on loopback): its body; panics when it fails.
+#[must_use]
+pub fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the sample `line_start` (name and labels exactly) in a scrape.
+#[must_use]
+pub fn sample(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -323,23 +323,6 @@ pub fn try_ingest_batch(
     })
 }
 
-/// The body `curl` gets from `url` (an exporter on loopback), empty when it fails.
-#[must_use]
-pub fn curl(url: &str) -> String {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "5", url])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The value of `series` (its name and labels, as printed) in a /metrics text.
-#[must_use]
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use watchtower_e2e::central::{Pki, Reader, Server};
-use watchtower_e2e::fleet::{self, NatsCluster, curl, metric, try_ingest_batch};
+use watchtower_e2e::central::{curl, sample};
+use watchtower_e2e::fleet::{self, NatsCluster, try_ingest_batch};
 use watchtower_proto::pb::event::Body;
 
 const HOSTS: [&str; 4] = ["fleet-a", "fleet-b", "fleet-c", "fleet-d"];
@@ -217,7 +218,7 @@ fn a_fleet_survives_a_nats_node_an_indexer_and_a_front_door_killed_and_one_query
         }
     }
     for indexer in &indexers {
-        let metrics = curl(&indexer.exporter_url("/metrics"));
+        let metrics = curl(&[&indexer.exporter_url("/metrics")]);
         assert!(
             !metrics.lines().any(
                 |l| l.starts_with("watchtower_fleet_messages_total{result=\"malformed\"}")
@@ -637,9 +638,9 @@ fn fill(pki: &Pki, door: &Server) -> (u64, u64) {
 
 /// The front door's exporter counts the refusals and stays healthy (NATS is up).
 fn front_door_says_full(door: &Server) {
-    let metrics = curl(&door.exporter_url("/metrics"));
+    let metrics = curl(&[&door.exporter_url("/metrics")]);
     assert!(
-        metric(
+        sample(
             &metrics,
             "watchtower_fleet_messages_total{result=\"stream_full\"}"
         )
@@ -648,7 +649,7 @@ fn front_door_says_full(door: &Server) {
         "the refusals are counted:\n{metrics}"
     );
     assert_eq!(
-        metric(&metrics, "watchtower_nats_connected"),
+        sample(&metrics, "watchtower_nats_connected"),
         Some(1.0),
         "{metrics}"
     );
@@ -656,7 +657,7 @@ fn front_door_says_full(door: &Server) {
         !metrics.contains("watchtower_log_leaves"),
         "a front door shows no store:\n{metrics}"
     );
-    let health = curl(&door.exporter_url("/healthz"));
+    let health = curl(&[&door.exporter_url("/healthz")]);
     assert!(
         health.contains("\"status\":\"ok\"") && health.contains("front-door"),
         "{health}"

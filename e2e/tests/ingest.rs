@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use serde_json::Value;
-use watchtower_e2e::central::{HOST, Pki, Reader, Server, ctl_binary};
+use watchtower_e2e::central::{HOST, Pki, Reader, Server, ctl_binary, curl};
 use watchtower_e2e::{Agent, PATIENCE, TempDir, privileged};
 use watchtower_proto::pb::event::Body;
 use watchtower_proto::pb::query_client::QueryClient;
@@ -132,15 +132,6 @@ fn stored_records(pki: &Pki, server: &Server, host: &str) -> Vec<StoredEvent> {
             token = page.next_page_token;
         }
     })
-}
-
-fn scrape(server: &Server) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", &server.exporter_url("/metrics")])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn ctl(pki: &Pki, server: &Server, args: &[&str]) -> String {
@@ -290,7 +281,7 @@ fn a_refused_event_is_quarantined_and_every_other_event_arrives() {
     // Counted and shown: the server's stats and metrics, and `watchtowerctl hosts`.
     let stats = reader.stats();
     assert_eq!(stats.rejected.get("invalid_event"), Some(&1), "{stats:?}");
-    let metrics = scrape(&server);
+    let metrics = curl(&[&server.exporter_url("/metrics")]);
     assert!(
         metrics.contains("watchtower_ingest_refused_events_total{reason=\"field_too_long\"} 1"),
         "{metrics}"
@@ -381,7 +372,7 @@ fn an_oversized_field_gets_its_precise_refusal_and_the_rest_of_the_batch_is_stor
     assert_eq!(stats.rejected.get("invalid_event"), Some(&2), "{stats:?}");
 
     // Each reason counted; the service label only from the fixed set.
-    let metrics = scrape(&server);
+    let metrics = curl(&[&server.exporter_url("/metrics")]);
     for line in [
         "watchtower_ingest_refused_events_total{reason=\"field_too_long\"} 1",
         "watchtower_ingest_refused_events_total{reason=\"too_many_values\"} 1",
@@ -652,7 +643,7 @@ fn a_connection_flood_from_one_address_does_not_keep_an_agent_from_delivering() 
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let metrics = scrape(&server);
+    let metrics = curl(&[&server.exporter_url("/metrics")]);
     let count = flood.stop();
     eprintln!("flood: {count:?}");
     assert_eq!(delivered.host_id, HOST);

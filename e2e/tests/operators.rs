@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use watchtower_e2e::central::{HOST, Pki, Reader, Server, ctl, ctl_binary};
+use watchtower_e2e::central::{HOST, Pki, Reader, Server, ctl, ctl_binary, curl, sample};
 use watchtower_e2e::{ALICE, ALICE_PASSWORD, Agent, Sshd, TempDir, free_port, kill, of_kind, privileged};
 
 const WRONG: &str = "not-her-password";
@@ -19,26 +19,6 @@ fn start_agent(pki: &Pki, server: &Server) -> Agent {
     let mut flags = pki.agent_args(&server.address());
     flags.push("--no-journal".into());
     Agent::start(&flags.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5"])
-        .args(args)
-        .output()
-        .expect("curl");
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The value of the sample `line_start` (name and labels exactly) in a scrape.
-fn sample(text: &str, line_start: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// A real Prometheus scraping `target` every second; killed on drop.

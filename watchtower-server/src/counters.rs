@@ -78,8 +78,12 @@ impl ServerCounters {
         }
     }
 
-    /// A front door relayed a message of `host`'s stream `link` at `now_ns`.
+    /// A front door relayed a message of `host`'s stream `link` at `now_ns`
+    /// (0: a front door that names no stream).
     pub fn relayed(&self, host: &str, link: u64, now_ns: u64) {
+        if link == 0 {
+            return;
+        }
         let mut relayed = self.relayed.lock().expect("counters");
         let links = relayed.entry(host.to_owned()).or_default();
         links.retain(|(l, _)| *l != link);
@@ -93,6 +97,9 @@ impl ServerCounters {
     /// keeps one stream, so the ones before it are over (their front door may
     /// have died without saying so).
     pub fn relayed_hello(&self, host: &str, link: u64, now_ns: u64) {
+        if link == 0 {
+            return;
+        }
         self.relayed
             .lock()
             .expect("counters")
@@ -110,18 +117,12 @@ impl ServerCounters {
         }
     }
 
-    /// Whether `host` has a relayed stream heard from within the silence limit.
-    fn relayed_now(&self, host: &str, now_ns: u64) -> bool {
+    /// Whether one of `links` was heard from within the silence limit.
+    fn heard_lately(&self, links: &[(u64, u64)], now_ns: u64) -> bool {
         let silence = self.relayed_silence_ns.load(Relaxed);
-        self.relayed
-            .lock()
-            .expect("counters")
-            .get(host)
-            .is_some_and(|links| {
-                links
-                    .iter()
-                    .any(|(_, seen)| now_ns.saturating_sub(*seen) <= silence)
-            })
+        links
+            .iter()
+            .any(|(_, seen)| now_ns.saturating_sub(*seen) <= silence)
     }
 
     /// Whether `host`'s agent is connected: here, or (at an indexer) through a
@@ -129,7 +130,12 @@ impl ServerCounters {
     #[must_use]
     pub fn is_connected(&self, host: &str) -> bool {
         self.connected.lock().expect("counters").contains_key(host)
-            || self.relayed_now(host, crate::now_unix_ns())
+            || self
+                .relayed
+                .lock()
+                .expect("counters")
+                .get(host)
+                .is_some_and(|links| self.heard_lately(links, crate::now_unix_ns()))
     }
 
     #[must_use]
@@ -137,10 +143,9 @@ impl ServerCounters {
         let now = crate::now_unix_ns();
         let mut hosts: std::collections::HashSet<String> =
             self.connected.lock().expect("counters").keys().cloned().collect();
-        let relayed: Vec<String> = self.relayed.lock().expect("counters").keys().cloned().collect();
-        for host in relayed {
-            if self.relayed_now(&host, now) {
-                hosts.insert(host);
+        for (host, links) in self.relayed.lock().expect("counters").iter() {
+            if self.heard_lately(links, now) {
+                hosts.insert(host.clone());
             }
         }
         hosts.len() as u64

@@ -186,19 +186,14 @@ pub async fn serve(
     let checkpoints = spawn_checkpoints(store.clone(), signer.clone(), &config);
 
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let exporter = {
-        let mut stopping = stopping.clone();
-        metrics::exporter::start(
-            &config.exporter,
-            metrics.clone(),
-            counters.clone(),
-            metrics::exporter::Source::Store(store.clone()),
-            async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
-            },
-        )
-        .await?
-    };
+    let exporter = metrics::exporter::start(
+        &config.exporter,
+        metrics.clone(),
+        counters.clone(),
+        metrics::exporter::Source::Store(store.clone()),
+        stopping.clone(),
+    )
+    .await?;
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

@@ -184,6 +184,27 @@ impl FrontDoor {
         }
     }
 
+    /// Tell the host's indexer that this stream of its agent ended, so it no
+    /// longer shows the agent connected through it. Best effort: a front door
+    /// that cannot say so (NATS down, or killed) lets the stream fall silent,
+    /// which the indexer also reads as gone.
+    async fn say_goodbye(&self, host: &str, certified: Certified, link: u64) {
+        let goodbye = Envelope {
+            host: host.to_owned(),
+            kind: Kind::Goodbye,
+            received_unix_ns: now_unix_ns(),
+            certified,
+            link,
+        };
+        let said = async {
+            let future = self.publish(&goodbye, None, Vec::new()).await?;
+            self.confirm(host, vec![(future, 0)]).await
+        };
+        if let Err(status) = said.await {
+            tracing::debug!(host, error = %status.message(), "the stream's end could not be published");
+        }
+    }
+
     /// Check a batch as a single server does and publish its valid events, in
     /// messages of at most [`super::CHUNK_BYTES`] (each with the id of its first
     /// and last event); the Ack once JetStream confirmed them all.
@@ -238,29 +259,6 @@ fn new_link() -> u64 {
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .expect("the system's random source");
     u64::from_le_bytes(bytes).max(1)
-}
-
-impl FrontDoor {
-    /// Tell the host's indexer that this stream of its agent ended, so it no
-    /// longer shows the agent connected through it. Best effort: a front door
-    /// that cannot say so (NATS down, or killed) lets the stream fall silent,
-    /// which the indexer also reads as gone.
-    async fn say_goodbye(&self, host: &str, certified: Certified, link: u64) {
-        let goodbye = Envelope {
-            host: host.to_owned(),
-            kind: Kind::Goodbye,
-            received_unix_ns: now_unix_ns(),
-            certified,
-            link,
-        };
-        let said = async {
-            let future = self.publish(&goodbye, None, Vec::new()).await?;
-            self.confirm(host, vec![(future, 0)]).await
-        };
-        if let Err(status) = said.await {
-            tracing::debug!(host, error = %status.message(), "the stream's end could not be published");
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -323,19 +321,14 @@ pub async fn serve(
     let counters = Arc::new(ServerCounters::default());
     let metrics = Arc::new(Metrics::new(0));
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let exporter = {
-        let mut stopping = stopping.clone();
-        crate::metrics::exporter::start(
-            &config.exporter,
-            metrics.clone(),
-            counters.clone(),
-            crate::metrics::exporter::Source::FrontDoor(nats),
-            async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
-            },
-        )
-        .await?
-    };
+    let exporter = crate::metrics::exporter::start(
+        &config.exporter,
+        metrics.clone(),
+        counters.clone(),
+        crate::metrics::exporter::Source::FrontDoor(nats),
+        stopping,
+    )
+    .await?;
     let revocations = Revocations::load(config.tls.revoked.clone());
     let revocation_watch = revocations.watch();
     let (listener, admission, tls) = super::listen(&config, &counters).await?;

@@ -270,24 +270,12 @@ async fn store(
 /// One host's steps in order; the messages refused (with why).
 async fn store_host(ingest: &IngestService, steps: Vec<Step>) -> Result<Vec<(usize, String)>, tonic::Status> {
     let mut refused = Vec::new();
+    // Which agents are connected: the streams front doors hold for them.
+    let counters = &ingest.counters;
     for step in steps {
-        // Which agents are connected: the streams front doors hold for them.
-        match &step {
-            Step::Goodbye(envelope) => ingest.counters.relayed_ended(&envelope.host, envelope.link),
-            Step::Hello(_, envelope, _) if envelope.link != 0 => {
-                ingest
-                    .counters
-                    .relayed_hello(&envelope.host, envelope.link, crate::now_unix_ns());
-            }
-            Step::Heartbeat(envelope, _) | Step::Events { envelope, .. } if envelope.link != 0 => {
-                ingest
-                    .counters
-                    .relayed(&envelope.host, envelope.link, crate::now_unix_ns());
-            }
-            _ => {}
-        }
         match step {
             Step::Hello(position, envelope, hello) => {
+                counters.relayed_hello(&envelope.host, envelope.link, crate::now_unix_ns());
                 if hello.host_id == envelope.host {
                     ingest
                         .record_hello(&envelope.host, hello, &envelope.certified)
@@ -296,13 +284,17 @@ async fn store_host(ingest: &IngestService, steps: Vec<Step>) -> Result<Vec<(usi
                     refused.push((position, "a Hello for another host".to_owned()));
                 }
             }
-            Step::Heartbeat(envelope, beat) => ingest.record_heartbeat(&envelope.host, beat).await?,
-            Step::Goodbye(_) => {}
+            Step::Heartbeat(envelope, beat) => {
+                counters.relayed(&envelope.host, envelope.link, crate::now_unix_ns());
+                ingest.record_heartbeat(&envelope.host, beat).await?;
+            }
+            Step::Goodbye(envelope) => counters.relayed_ended(&envelope.host, envelope.link),
             Step::Events {
                 envelope,
                 events,
                 positions,
             } => {
+                counters.relayed(&envelope.host, envelope.link, crate::now_unix_ns());
                 if let Err(why) = store_events(ingest, &envelope, events).await? {
                     refused.extend(positions.into_iter().map(|p| (p, why.clone())));
                 }

@@ -185,7 +185,7 @@ fn front_door_health(exporter: &Exporter, nats: &async_nats::Client) -> Response
 }
 
 /// Start the exporter `section` asks for (none when it has no address), serving
-/// until `shutdown` resolves.
+/// until `stopping` turns true.
 ///
 /// # Errors
 /// The token file cannot be read or is too short, or the address cannot be bound.
@@ -194,7 +194,7 @@ pub async fn start(
     metrics: Arc<Metrics>,
     counters: Arc<ServerCounters>,
     source: Source,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(listen) = section.listen else {
         return Ok(None);
@@ -224,6 +224,9 @@ pub async fn start(
         stale_after_secs: section.stale_after_secs,
     });
     Ok(Some(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
         if let Err(e) = serve(listener, state, shutdown).await {
             tracing::error!(error = %e, "the exporter stopped");
         }
